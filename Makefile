@@ -1,0 +1,24 @@
+# damon-bpf: one setup path for users, tests, the demo and CI.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test bench lint clean
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/damon-bpf demo
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) bench/engine.py
+
+lint: setup
+	$(PY) -m mypy
+
+clean:
+	rm -rf $(VENV) build *.egg-info

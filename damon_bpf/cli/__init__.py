@@ -1,0 +1,101 @@
+"""The ``damon-bpf`` command line: argument parsing, messages and exit codes, nothing else.
+
+Each subcommand is a module ``damon_bpf.cli.<name>`` with ``add_arguments(parser)`` and ``run(args) -> int``
+(damo's ``set_argparser``/``main`` contract), listed once in :data:`SUBCOMMANDS`. Subcommand modules are imported
+lazily so ``damon-bpf --help`` never pulls in bcc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import NamedTuple, Sequence
+
+from damon_bpf.errors import (
+    DamonBpfError,
+    InvalidParamsError,
+    MissingDependencyError,
+    NotSupportedError,
+    PermissionDeniedError,
+    TargetGoneError,
+)
+
+__all__ = ("main", "SUBCOMMANDS", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE", "EXIT_NOT_SUPPORTED")
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NOT_SUPPORTED = 3
+EXIT_PERMISSION = 4
+EXIT_TARGET_GONE = 5
+EXIT_INTERRUPTED = 130
+
+
+class SubCommand(NamedTuple):
+    name: str
+    module: str
+    help: str
+
+
+SUBCOMMANDS: tuple[SubCommand, ...] = (
+    SubCommand("features", "damon_bpf.cli.features", "show what this machine supports"),
+    SubCommand("monitor", "damon_bpf.cli.monitor", "monitor data accesses of processes live"),
+    SubCommand("demo", "damon_bpf.cli.demo", "run the bundled workload and monitor it live"),
+)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="damon-bpf",
+        description="DAMON-style data access monitoring and DAMOS actions, fed by eBPF.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeatable)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for sc in SUBCOMMANDS:
+        p = sub.add_parser(sc.name, help=sc.help, description=sc.help)
+        mod = importlib.import_module(sc.module)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def error_message(err: BaseException) -> str:
+    """One line describing *err* for the user."""
+    msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return f"damon-bpf: error: {msg}"
+
+
+def exit_code_for(err: DamonBpfError) -> int:
+    if isinstance(err, PermissionDeniedError):
+        return EXIT_PERMISSION
+    if isinstance(err, TargetGoneError):
+        return EXIT_TARGET_GONE
+    if isinstance(err, (NotSupportedError, MissingDependencyError)):
+        return EXIT_NOT_SUPPORTED
+    if isinstance(err, InvalidParamsError):
+        return EXIT_USAGE
+    return EXIT_ERROR
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="damon-bpf: %(name)s: %(message)s",
+    )
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args._run(args))
+    except DamonBpfError as err:
+        print(error_message(err), file=sys.stderr)
+        return exit_code_for(err)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK

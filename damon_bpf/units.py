@@ -1,0 +1,201 @@
+"""damo's value grammar for sizes, times and ratios (``src/_damo_fmt_str.py``).
+
+One parser serves the CLI, JSON configs and record files: plain numbers are taken in the unit the field
+expects, and human-formatted strings carry their own unit (``5ms``, ``1 GiB``, ``4%``). Commas are ignored and
+``min``/``max`` mean 0 and 2**64-1, as in damo.
+"""
+
+from __future__ import annotations
+
+import re
+
+from damon_bpf.errors import InvalidParamsError
+
+__all__ = (
+    "U64_MAX",
+    "text_to_bytes",
+    "text_to_us",
+    "text_to_ms",
+    "text_to_ns",
+    "text_to_sec",
+    "text_to_percent",
+    "text_to_permil",
+    "text_to_bp",
+    "text_to_bool",
+    "format_bytes",
+    "format_time_us",
+)
+
+U64_MAX = 2**64 - 1
+
+_SIZE_UNITS = {
+    "b": 1,
+    "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
+    "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
+    "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30,
+    "t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40,
+    "p": 1 << 50, "pb": 1 << 50, "pib": 1 << 50,
+    "e": 1 << 60, "eb": 1 << 60, "eib": 1 << 60,
+}
+_TIME_UNITS_NS = {
+    "ns": 1,
+    "us": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "sec": 1_000_000_000,
+    "m": 60 * 1_000_000_000,
+    "min": 60 * 1_000_000_000,
+    "h": 3600 * 1_000_000_000,
+    "d": 86400 * 1_000_000_000,
+}
+_NUM_UNIT = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Z%]*)")
+
+
+def _special(text: str) -> int | None:
+    t = text.strip().lower()
+    if t == "min":
+        return 0
+    if t == "max":
+        return U64_MAX
+    return None
+
+
+def _pairs(text: str, what: str) -> list[tuple[float, str]]:
+    s = str(text).replace(",", "").strip()
+    if not s:
+        raise InvalidParamsError(f"empty {what} value")
+    pos = 0
+    out: list[tuple[float, str]] = []
+    while pos < len(s):
+        m = _NUM_UNIT.match(s, pos)
+        if not m or m.end() == pos:
+            raise InvalidParamsError(f"invalid {what} value: {text!r}")
+        out.append((float(m.group(1)), m.group(2).lower()))
+        pos = m.end()
+        while pos < len(s) and s[pos].isspace():
+            pos += 1
+    return out
+
+
+def text_to_bytes(text: str | int | float) -> int:
+    """Parse a size (binary suffixes: ``4KiB``, ``1.5 G``); a bare number is in bytes."""
+    if isinstance(text, (int, float)):
+        return int(text)
+    sp = _special(text)
+    if sp is not None:
+        return sp
+    total = 0.0
+    for num, unit in _pairs(text, "size"):
+        if unit == "":
+            total += num
+        elif unit in _SIZE_UNITS:
+            total += num * _SIZE_UNITS[unit]
+        else:
+            raise InvalidParamsError(f"invalid size unit {unit!r} in {text!r}")
+    return int(total)
+
+
+def _text_to_time(text: str | int | float, unit_ns: int, default_ns: int) -> int:
+    if isinstance(text, (int, float)):
+        return int(text * default_ns // unit_ns)
+    sp = _special(text)
+    if sp is not None:
+        return sp
+    total_ns = 0.0
+    for num, unit in _pairs(text, "time"):
+        if unit == "":
+            total_ns += num * default_ns
+        elif unit in _TIME_UNITS_NS:
+            total_ns += num * _TIME_UNITS_NS[unit]
+        else:
+            raise InvalidParamsError(f"invalid time unit {unit!r} in {text!r}")
+    return int(round(total_ns / unit_ns))
+
+
+def text_to_ns(text: str | int | float) -> int:
+    """Parse a time into ns; a bare number is in ns."""
+    return _text_to_time(text, 1, 1)
+
+
+def text_to_us(text: str | int | float) -> int:
+    """Parse a time into µs; a bare number is in µs (damo's ``--monitoring_intervals`` convention)."""
+    return _text_to_time(text, 1_000, 1_000)
+
+
+def text_to_ms(text: str | int | float) -> int:
+    """Parse a time into ms; a bare number is in ms."""
+    return _text_to_time(text, 1_000_000, 1_000_000)
+
+
+def text_to_sec(text: str | int | float) -> float:
+    """Parse a time into seconds (float); a bare number is in seconds."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    sp = _special(text)
+    if sp is not None:
+        return float(sp)
+    return _text_to_time(text, 1, 1_000_000_000) / 1e9
+
+
+def _ratio(text: str | int | float, scale: int, name: str) -> int:
+    if isinstance(text, (int, float)):
+        return int(text)
+    s = str(text).replace(",", "").strip()
+    try:
+        if s.endswith("%"):
+            return int(round(float(s[:-1]) * scale / 100))
+        if s.endswith("bp"):
+            return int(round(float(s[:-2]) * scale / 10000))
+        return int(round(float(s)))
+    except ValueError as err:
+        raise InvalidParamsError(f"invalid {name} value: {text!r}") from err
+
+
+def text_to_percent(text: str | int | float) -> int:
+    """Parse a percentage (``10%`` or ``10``)."""
+    return _ratio(text, 100, "percent")
+
+
+def text_to_permil(text: str | int | float) -> int:
+    """Parse a permil value (``10%`` is 100)."""
+    return _ratio(text, 1000, "permil")
+
+
+def text_to_bp(text: str | int | float) -> int:
+    """Parse basis points (``4%`` is 400)."""
+    return _ratio(text, 10000, "bp")
+
+
+def text_to_bool(text: str | bool) -> bool:
+    """Parse y/yes/true/n/no/false."""
+    if isinstance(text, bool):
+        return text
+    t = text.strip().lower()
+    if t in ("y", "yes", "true", "1", "on"):
+        return True
+    if t in ("n", "no", "false", "0", "off"):
+        return False
+    raise InvalidParamsError(f"invalid boolean value: {text!r}")
+
+
+def format_bytes(nr_bytes: int | float) -> str:
+    """Format a size the way damo does (``4.000 KiB``, ``1.625 GiB``)."""
+    if nr_bytes == U64_MAX:
+        return "max"
+    for unit, size in (("EiB", 1 << 60), ("PiB", 1 << 50), ("TiB", 1 << 40), ("GiB", 1 << 30),
+                       ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(nr_bytes) >= size:
+            return f"{nr_bytes / size:.3f} {unit}"
+    return f"{int(nr_bytes)} B"
+
+
+def format_time_us(us: int | float) -> str:
+    """Format a duration given in µs (``5 ms``, ``1.500 s``)."""
+    if us >= 60_000_000:
+        return f"{us / 60_000_000:.3f} m"
+    if us >= 1_000_000:
+        return f"{us / 1_000_000:.3f} s"
+    if us >= 1000:
+        v = us / 1000
+        return f"{v:g} ms" if v == int(v) else f"{v:.3f} ms"
+    return f"{us:g} us"
