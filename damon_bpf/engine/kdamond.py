@@ -1,0 +1,282 @@
+"""The kdamond: DAMON's monitoring loop, runnable in the foreground or in a thread.
+
+Mirrors ``kdamond_fn()`` of ``mm/damon/core.c``, step for step:
+
+    ops.init → apply_min_nr_regions
+    loop until stopped or no target is valid:
+        ops.prepare_access_checks → sleep(sample interval) → ops.check_accesses
+        at an aggregation boundary: merge (and age) → apply_min_nr_regions → after-aggregation callbacks
+        DAMOS hook (kdamond_apply_schemes)
+        at an aggregation boundary: interval tuning → reset aggregated → split
+        at an ops-update boundary: ops.update
+    ops.cleanup (always)
+
+Time, sleep and randomness are injected (``clock_ns``, ``sleep``, ``ctx.rng``) so tests are deterministic.
+
+Batched checks: when ``ops.batched`` is true the loop does not wake up every sampling interval; it sleeps to
+the next boundary (aggregation, ops update, a scheme's apply interval) and lets the ops account all sampling
+intervals in between at once. Nothing but sampling happens between boundaries in the kernel loop either, so
+the results are the same; the per-sample Python cost disappears.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+from damon_bpf.engine.core import (
+    apply_min_nr_regions,
+    init_ctx,
+    merge_regions,
+    reset_aggregated,
+    split_regions,
+    tune_intervals,
+)
+from damon_bpf.engine.model import Ctx
+from damon_bpf.engine.ops import BaseOperations
+from damon_bpf.errors import InvalidParamsError
+
+__all__ = ("Kdamond", "Snapshot", "TargetSnapshot", "RegionSnapshot", "StopReason")
+
+log = logging.getLogger(__name__)
+
+
+class StopReason(enum.Enum):
+    RUNNING = "running"
+    REQUESTED = "stop requested"
+    TARGETS_GONE = "every target exited"
+    ERROR = "error"
+
+
+class RegionSnapshot(NamedTuple):
+    start: int
+    end: int
+    nr_accesses: int
+    age: int
+    nr_accesses_bp: int
+    last_nr_accesses: int
+
+
+@dataclass(frozen=True)
+class TargetSnapshot:
+    pid: int | None
+    regions: tuple[RegionSnapshot, ...]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The monitoring results of one aggregation interval: merged regions with their full-window
+    ``nr_accesses`` (in sampling intervals, 0..``max_nr_accesses``) and ages (in aggregation intervals)."""
+
+    time_ns: int  # CLOCK_MONOTONIC at the end of the aggregation interval
+    start_time_ns: int  # when the kdamond started
+    passed_sample_intervals: int
+    sample_interval_us: int
+    aggr_interval_us: int
+    max_nr_accesses: int
+    targets: tuple[TargetSnapshot, ...]
+
+    @property
+    def nr_regions(self) -> int:
+        return sum(len(t.regions) for t in self.targets)
+
+
+def take_snapshot(ctx: Ctx, now_ns: int, start_ns: int) -> Snapshot:
+    a = ctx.attrs
+    return Snapshot(
+        time_ns=now_ns,
+        start_time_ns=start_ns,
+        passed_sample_intervals=ctx.passed_sample_intervals,
+        sample_interval_us=a.sample_interval_us,
+        aggr_interval_us=a.aggr_interval_us,
+        max_nr_accesses=a.max_nr_accesses,
+        targets=tuple(
+            TargetSnapshot(t.pid, tuple(
+                RegionSnapshot(r.start, r.end, r.nr_accesses, r.age, r.nr_accesses_bp, r.last_nr_accesses)
+                for r in t.regions))
+            for t in ctx.targets),
+    )
+
+
+class Kdamond:
+    """Runs a :class:`~damon_bpf.engine.model.Ctx` with its ops.
+
+    :param clock_ns: CLOCK_MONOTONIC-like clock in ns
+    :param sleep: ``sleep(seconds)``; the default waits on the stop event so :meth:`stop` interrupts it
+    """
+
+    def __init__(self, ctx: Ctx, *, clock_ns: Callable[[], int] = time.monotonic_ns,
+                 sleep: Callable[[float], None] | None = None) -> None:
+        if ctx.ops is None:
+            ctx.ops = BaseOperations()
+        self.ctx = ctx
+        self.clock_ns = clock_ns
+        self._stop = threading.Event()
+        self._sleep = sleep if sleep is not None else self._wait
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._initialized = False
+        self._sz_limit = 0
+        self.start_ns = 0
+        self._window_start_ns = 0
+        self.stop_reason = StopReason.RUNNING
+        #: sampling windows skipped because the loop fell behind by more than an aggregation interval
+        self.nr_resyncs = 0
+        self.nr_aggregations = 0
+
+    def _wait(self, seconds: float) -> None:
+        self._stop.wait(seconds)
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def init(self) -> None:
+        """Validate, ``ops.init()``, and set the loop's deadlines (``kdamond_init_ctx``)."""
+        ctx = self.ctx
+        ctx.validate()
+        assert ctx.ops is not None
+        ctx.ops.check_supported()
+        ctx.ops.init(ctx)
+        init_ctx(ctx)
+        self._sz_limit = apply_min_nr_regions(ctx)
+        self.start_ns = self._window_start_ns = self.clock_ns()
+        self._initialized = True
+
+    def need_stop(self) -> bool:
+        """``kdamond_need_stop()``: asked to stop, or no target is valid any more."""
+        if self._stop.is_set():
+            if self.stop_reason is StopReason.RUNNING:
+                self.stop_reason = StopReason.REQUESTED
+            return True
+        ops = self.ctx.ops
+        assert ops is not None
+        if self.ctx.targets and not any(ops.target_valid(t) for t in self.ctx.targets):
+            self.stop_reason = StopReason.TARGETS_GONE
+            return True
+        return False
+
+    def stop(self) -> None:
+        """Ask the loop to stop; safe from any thread or a signal handler."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self, max_aggregations: int | None = None) -> StopReason:
+        """Run in the calling thread until stopped, every target is gone, or *max_aggregations* aggregation
+        intervals have passed. ``ops.cleanup()`` always runs."""
+        ops = self.ctx.ops
+        assert ops is not None
+        try:
+            if not self._initialized:
+                self.init()
+            while not self.need_stop():
+                self.step()
+                if max_aggregations is not None and self.nr_aggregations >= max_aggregations:
+                    self.stop_reason = StopReason.REQUESTED
+                    break
+        except BaseException:
+            self.stop_reason = StopReason.ERROR
+            raise
+        finally:
+            ops.cleanup(self.ctx)
+        return self.stop_reason
+
+    def start(self, max_aggregations: int | None = None) -> None:
+        """Run in a background thread; :meth:`join` waits and re-raises its error, if any."""
+        if self._thread is not None:
+            raise InvalidParamsError("kdamond already started")
+
+        def _body() -> None:
+            try:
+                self.run(max_aggregations)
+            except BaseException as err:  # handed to join()
+                self._error = err
+
+        self._thread = threading.Thread(target=_body, name="kdamond", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> StopReason:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+        return self.stop_reason
+
+    # -- the loop --------------------------------------------------------------------------------------
+
+    def _next_boundary_sis(self) -> int:
+        ctx = self.ctx
+        b = min(ctx.next_aggregation_sis, ctx.next_ops_update_sis)
+        for s in ctx.schemes:
+            nxt = getattr(s, "next_apply_sis", None)
+            if nxt is not None:
+                b = min(b, nxt)
+        return b
+
+    def step(self) -> None:
+        """One iteration of ``kdamond_fn``'s loop (several sampling intervals at once for batched ops)."""
+        ctx = self.ctx
+        ops = ctx.ops
+        assert ops is not None
+        if not self._initialized:
+            self.init()
+        attrs = ctx.attrs
+        nas = ctx.next_aggregation_sis
+        nus = ctx.next_ops_update_sis
+        nr_samples = 1
+        if ops.batched:
+            nr_samples = max(1, self._next_boundary_sis() - ctx.passed_sample_intervals)
+        sample_ns = max(attrs.sample_interval_us, 1) * 1000
+
+        ops.prepare_access_checks(ctx)
+        deadline = self._window_start_ns + nr_samples * sample_ns
+        now = self.clock_ns()
+        if deadline > now:
+            self._sleep((deadline - now) / 1e9)
+        if self._stop.is_set():
+            return
+        ctx.window_start_ns = self._window_start_ns
+        ctx.passed_sample_intervals += nr_samples
+        max_nr_accesses = ops.check_accesses(ctx, nr_samples)
+        self._window_start_ns = deadline
+        now = self.clock_ns()
+        if now - deadline > attrs.aggr_interval_us * 1000:
+            # fell far behind (suspended, overloaded): start the next window now rather than catch up
+            self.nr_resyncs += 1
+            self._window_start_ns = now
+
+        aggregated = ctx.passed_sample_intervals >= nas
+        if aggregated:
+            merge_regions(ctx, max_nr_accesses // 10, self._sz_limit)
+            self._sz_limit = apply_min_nr_regions(ctx)
+            if ctx.after_aggregation:
+                snap = take_snapshot(ctx, deadline, self.start_ns)
+                for cb in ctx.after_aggregation:
+                    cb(snap)
+
+        if ctx.damos_hook is not None:
+            ctx.damos_hook(ctx)
+
+        si = attrs.sample_interval_us or 1
+        if aggregated:
+            g = ctx.attrs.intervals_goal
+            if g.aggrs and ctx.passed_sample_intervals >= ctx.next_intervals_tune_sis:
+                ctx.next_aggregation_sis = nas
+                ctx.next_intervals_tune_sis += ctx.attrs.aggr_samples * g.aggrs
+                tune_intervals(ctx)
+                si = ctx.attrs.sample_interval_us or 1
+            ctx.next_aggregation_sis = nas + ctx.attrs.aggr_interval_us // si
+            reset_aggregated(ctx)
+            split_regions(ctx)
+            self.nr_aggregations += 1
+
+        if ctx.passed_sample_intervals >= nus:
+            ctx.next_ops_update_sis = nus + ctx.attrs.ops_update_interval_us // si
+            ops.update(ctx)
+            self._sz_limit = apply_min_nr_regions(ctx)
