@@ -1,0 +1,377 @@
+"""Ports of mm/damon/tests/core-kunit.h, one test per kunit case, keeping the kernel's names and vectors.
+
+Kunit cases about kernel-only machinery (ops registration locks, damos_walk obsolete control, commit of
+quota goals/filters/dests) are ported where damon-bpf has the equivalent; DAMOS ones live with the DAMOS
+tests. min_region_sz is 1 unless the kernel test sets it, as the kernel's DAMON_MIN_REGION is 1 under kunit.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from damon_bpf.engine import core, ops as ops_mod
+from damon_bpf.engine.model import AddrRange, Attrs, Ctx, Region, Target
+from damon_bpf.errors import InvalidParamsError
+
+
+def new_ctx(**kw: object) -> Ctx:
+    return Ctx(min_region_sz=1, rng=random.Random(42), **kw)  # type: ignore[arg-type]
+
+
+def target_of(pairs: list[tuple[int, int]]) -> Target:
+    t = Target()
+    for s, e in pairs:
+        core.add_region(t, core.new_region(s, e))
+    return t
+
+
+def test_damon_test_regions() -> None:
+    r = core.new_region(1, 2)
+    assert (r.start, r.end, r.nr_accesses) == (1, 2, 0)
+    t = Target()
+    assert t.nr_regions == 0
+    core.add_region(t, r)
+    assert t.nr_regions == 1
+    core.destroy_region(t, r)
+    assert t.nr_regions == 0
+
+
+def test_damon_test_target() -> None:
+    c = new_ctx()
+    t = Target()
+    assert len(c.targets) == 0
+    c.targets.append(t)
+    assert len(c.targets) == 1
+    c.targets.remove(t)
+    assert len(c.targets) == 0
+
+
+def test_damon_test_aggregate() -> None:
+    ctx = new_ctx()
+    saddr = [[10, 20, 30], [5, 42, 49], [13, 33, 55]]
+    eaddr = [[15, 27, 40], [31, 45, 55], [23, 44, 66]]
+    accesses = [[42, 95, 84], [10, 20, 30], [0, 1, 2]]
+    for it in range(3):
+        t = Target()
+        for ir in range(3):
+            r = core.new_region(saddr[it][ir], eaddr[it][ir])
+            r.nr_accesses = accesses[it][ir]
+            r.nr_accesses_bp = r.nr_accesses * 10000
+            core.add_region(t, r)
+        ctx.targets.append(t)
+    core.reset_aggregated(ctx)
+    assert len(ctx.targets) == 3
+    for it, t in enumerate(ctx.targets):
+        assert t.nr_regions == 3
+        for ir, r in enumerate(t.regions):
+            assert r.nr_accesses == 0
+            assert r.last_nr_accesses == accesses[it][ir]
+
+
+def test_damon_test_split_at() -> None:
+    t = Target()
+    r = core.new_region(0, 100)
+    r.nr_accesses = 42
+    r.last_nr_accesses = 15
+    r.age = 10
+    core.add_region(t, r)
+    core.split_region_at(t, r, 25)
+    assert (r.start, r.end) == (0, 25)
+    r_new = t.regions[1]
+    assert (r_new.start, r_new.end) == (25, 100)
+    assert r.nr_accesses == r_new.nr_accesses
+    assert r.last_nr_accesses == r_new.last_nr_accesses
+    assert r.age == r_new.age
+
+
+def test_damon_test_merge_two() -> None:
+    t = Target()
+    r = core.new_region(0, 100)
+    r.nr_accesses = 10
+    r.age = 9
+    core.add_region(t, r)
+    r2 = core.new_region(100, 300)
+    r2.nr_accesses = 20
+    r2.age = 21
+    core.add_region(t, r2)
+    core.merge_two_regions(t, r, r2)
+    assert (r.start, r.end) == (0, 300)
+    assert r.nr_accesses == 16
+    assert r.age == 17
+    assert t.regions == [r]
+
+
+def test_damon_test_merge_regions_of() -> None:
+    sa = [0, 100, 114, 122, 130, 156, 170, 184, 230]
+    ea = [100, 112, 122, 130, 156, 170, 184, 230, 10170]
+    nrs = [0, 0, 10, 10, 20, 30, 1, 2, 5]
+    saddrs = [0, 114, 130, 156, 170, 230]
+    eaddrs = [112, 130, 156, 170, 230, 10170]
+    t = target_of(list(zip(sa, ea)))
+    for r, nr in zip(t.regions, nrs):
+        r.nr_accesses = nr
+    core.merge_regions_of(t, 9, 9999, True)
+    assert t.nr_regions == 6
+    assert [(r.start, r.end) for r in t.regions] == list(zip(saddrs, eaddrs))
+
+
+def test_damon_test_split_regions_of() -> None:
+    c = new_ctx()
+    t = target_of([(0, 22)])
+    core.split_regions_of(c, t, 2, 1)
+    assert t.nr_regions <= 2
+
+    t = target_of([(0, 220)])
+    core.split_regions_of(c, t, 4, 1)
+    assert t.nr_regions <= 4
+
+    t = target_of([(0, 220), (300, 400), (500, 700)])
+    core.split_regions_of(c, t, 4, 5)
+    assert t.nr_regions <= 12
+    for r in t.regions:
+        assert r.sz % 5 >= 0
+
+
+def test_damon_test_split_above_half_progresses() -> None:
+    c = new_ctx()
+    c.min_region_sz = 1
+    c.attrs.min_nr_regions = 10
+    c.attrs.max_nr_regions = 1500
+    t = Target()
+    for i in range(760):
+        r = core.new_region(i * 100, i * 100 + 100)
+        r.nr_accesses = 0 if i & 1 else 100
+        r.age = 5
+        core.add_region(t, r)
+    c.targets.append(t)
+    nr_before = t.nr_regions
+    assert nr_before > c.attrs.max_nr_regions // 2
+    core.split_regions(c)
+    nr_after = t.nr_regions
+    assert nr_after > nr_before
+    assert nr_after <= c.attrs.max_nr_regions
+
+
+def test_damon_test_ops_registration() -> None:
+    ops_mod.register_ops("kunit-vaddr", ops_mod.BaseOperations)
+    try:
+        assert ops_mod.is_registered_ops("kunit-vaddr")
+        assert isinstance(ops_mod.select_ops("kunit-vaddr"), ops_mod.BaseOperations)
+        # Double-registration is prohibited
+        with pytest.raises(InvalidParamsError):
+            ops_mod.register_ops("kunit-vaddr", ops_mod.BaseOperations)
+        # Unknown ops id cannot be selected
+        with pytest.raises(InvalidParamsError):
+            ops_mod.select_ops("kunit-no-such-ops")
+        # Registration should succeed after unregistration
+        ops_mod.unregister_ops("kunit-vaddr")
+        ops_mod.register_ops("kunit-vaddr", ops_mod.BaseOperations)
+        with pytest.raises(InvalidParamsError):
+            ops_mod.register_ops("kunit-vaddr", ops_mod.BaseOperations)
+    finally:
+        ops_mod.unregister_ops("kunit-vaddr")
+
+
+@pytest.mark.parametrize(
+    "old, new, min_region_sz, expect",
+    [
+        # Initial build up on empty target.
+        ([], [(5, 15), (15, 25)], 1, [(5, 15), (15, 25)]),
+        # Un-intersecting regions should be removed.
+        ([(4, 16), (24, 32)], [(18, 23)], 1, [(18, 23)]),
+        # Holes should be filled up with new regions.
+        ([(4, 16), (24, 32)], [(8, 28)], 1, [(8, 16), (16, 24), (24, 28)]),
+        # New regions should be able to be appended.
+        ([(0, 4), (4, 17)], [(0, 15), (25, 40)], 1, [(0, 4), (4, 15), (25, 40)]),
+        # New regions should be able to be inserted.
+        ([(0, 4), (42, 52)], [(0, 15), (25, 40), (44, 50)], 1, [(0, 15), (25, 40), (44, 50)]),
+    ],
+)
+def test_damon_test_set_regions(old: list[tuple[int, int]], new: list[tuple[int, int]], min_region_sz: int,
+                                expect: list[tuple[int, int]]) -> None:
+    t = target_of(old)
+    core.set_regions(t, [AddrRange(s, e) for s, e in new], min_region_sz)
+    assert [(r.start, r.end) for r in t.regions] == expect
+
+
+def test_damon_test_update_monitoring_result() -> None:
+    old = Attrs(sample_interval_us=10, aggr_interval_us=1000)
+    r = core.new_region(3, 7)
+    r.nr_accesses = 15
+    r.age = 20
+
+    core.update_monitoring_result(r, old, Attrs(sample_interval_us=100, aggr_interval_us=10000), False)
+    assert (r.nr_accesses, r.age) == (15, 2)
+    core.update_monitoring_result(r, old, Attrs(sample_interval_us=1, aggr_interval_us=1000), False)
+    assert (r.nr_accesses, r.age) == (150, 2)
+    core.update_monitoring_result(r, old, Attrs(sample_interval_us=1, aggr_interval_us=100), False)
+    assert (r.nr_accesses, r.age) == (150, 20)
+
+
+def test_damon_test_set_attrs() -> None:
+    c = new_ctx()
+    valid = dict(min_nr_regions=10, max_nr_regions=1000, sample_interval_us=5000, aggr_interval_us=100000)
+    core.set_attrs(c, Attrs(**valid))  # type: ignore[arg-type]
+    for change in ({"min_nr_regions": 1}, {"max_nr_regions": 9}, {"aggr_interval_us": 4999}):
+        with pytest.raises(InvalidParamsError):
+            core.set_attrs(c, Attrs(**{**valid, **change}))  # type: ignore[arg-type]
+
+
+def test_damon_test_moving_sum() -> None:
+    # From the <= 7.2 core-kunit.h, before nr_accesses_bp was replaced by the on-demand mvsum.
+    mvsum, nomvsum, len_window = 50000, 50000, 10
+    new_values = [10000, 0, 10000, 0, 0, 0, 10000, 0, 0, 0]
+    expects = [55000, 50000, 55000, 50000, 45000, 40000, 45000, 40000, 35000, 30000]
+    for v, e in zip(new_values, expects):
+        mvsum = core.moving_sum(mvsum, nomvsum, len_window, v)
+        assert mvsum == e
+
+
+@pytest.mark.parametrize("current, last, left_bp, expect", [
+    (0, 49, 10000, 49), (3, 10, 7000, 10), (3, 10, 5000, 8), (32, 100, 1000, 42), (42, 49, 0, 42),
+])
+def test_damon_test_mvsum(current: int, last: int, left_bp: int, expect: int) -> None:
+    assert core.mvsum(current, last, left_bp) == expect
+
+
+@pytest.mark.parametrize("passed, next_aggr, nr, last, expect", [
+    (0, 10, 5, 3, 3),  # full window left, unreset
+    (0, 10, 0, 7, 7),  # full window left, reset
+    (5, 10, 3, 10, 8),  # half window left
+    (8, 10, 3, 10, 5),  # 20% window left
+    (10, 10, 42, 49, 42),  # no window left
+])
+def test_damon_test_nr_accesses_mvsum(passed: int, next_aggr: int, nr: int, last: int, expect: int) -> None:
+    c = new_ctx()
+    c.attrs.sample_interval_us = 1
+    c.attrs.aggr_interval_us = 10
+    r = core.new_region(0, 4096)
+    c.passed_sample_intervals = passed
+    c.next_aggregation_sis = next_aggr
+    r.nr_accesses = nr
+    r.last_nr_accesses = last
+    assert core.nr_accesses_mvsum(r, c) == expect
+
+
+def test_damon_test_commit_ctx_min_region_sz() -> None:
+    # damon_test_commit_ctx: only a power of two min_region_sz is allowed.
+    c = new_ctx()
+    c.min_region_sz = 4096
+    c.validate()
+    c.min_region_sz = 4095
+    with pytest.raises(InvalidParamsError):
+        c.validate()
+
+
+def test_damon_test_feed_loop_next_input() -> None:
+    last_input = 900000
+    assert core.feed_loop_next_input(last_input, 200) > last_input
+    assert core.feed_loop_next_input(last_input, 250000000) < last_input
+    assert core.feed_loop_next_input(last_input, 200) > core.feed_loop_next_input(last_input, 2000)
+
+
+@pytest.mark.parametrize("sz, min_region_sz, min_nr_regions, max_sz_expect, nr_expect", [
+    (10, 1, 10, 1, 10),  # common, expected setup
+    (10, 1, 15, 1, 10),  # no zero size limit
+    (10, 2, 2, 6, 2),  # max size should be aligned by min_region_sz
+    (10, 2, 10, 2, 5),  # when min_nr_regions and min_region_sz conflict, min_region_sz wins
+])
+def test_damon_test_apply_min_nr_regions(sz: int, min_region_sz: int, min_nr_regions: int,
+                                         max_sz_expect: int, nr_expect: int) -> None:
+    c = new_ctx()
+    c.targets.append(target_of([(0, sz)]))
+    c.min_region_sz = min_region_sz
+    c.attrs.min_nr_regions = min_nr_regions
+    assert core.apply_min_nr_regions(c) == max_sz_expect
+    assert c.targets[0].nr_regions == nr_expect
+
+
+def test_damon_test_is_last_region() -> None:
+    t = Target()
+    for i in range(4):
+        r = core.new_region(i * 2, (i + 1) * 2)
+        core.add_region(t, r)
+        assert t.regions[-1] is r
+
+
+def test_damon_test_rand() -> None:
+    c = new_ctx()
+    for _ in range(10000):
+        assert 0 <= core.damon_rand(c, 0, 10) <= 9
+
+
+# -- vectors beyond core-kunit.h, from the formulas in damon-kernel.md -------------------------------------
+
+def test_merge_age_rules() -> None:
+    # 6.18+: age resets when nr_accesses moves beyond the threshold or flips between zero and non-zero.
+    t = target_of([(0, 10), (20, 30), (40, 50), (60, 70)])
+    vals = [(5, 5, 3), (5, 20, 3), (0, 1, 3), (0, 0, 3)]  # (nr, last, age)
+    for r, (nr, last, age) in zip(t.regions, vals):
+        r.nr_accesses, r.last_nr_accesses, r.age = nr, last, age
+    core.merge_regions_of(t, 2, 10**9, True)
+    assert [r.age for r in t.regions] == [4, 0, 0, 4]
+
+
+def test_merge_regions_doubles_threshold_until_max() -> None:
+    c = new_ctx()
+    c.attrs = Attrs(sample_interval_us=1, aggr_interval_us=100, min_nr_regions=3, max_nr_regions=5)
+    t = Target()
+    for i in range(20):
+        r = core.new_region(i * 10, i * 10 + 10)
+        r.nr_accesses = (i * 7) % 40
+        t.regions.append(r)
+    c.targets.append(t)
+    core.merge_regions(c, 1, 10**9)
+    assert t.nr_regions <= 5
+
+
+def test_split_three_way_cuts_left_piece() -> None:
+    c = new_ctx()
+    c.attrs.max_nr_regions = 1000
+    t = target_of([(0, 1000)])
+    c.targets.append(t)
+    c.last_nr_regions = 1  # unchanged count since the last split, below max/3: three pieces
+    core.split_regions(c)
+    assert t.nr_regions == 3
+    a, b, rest = t.regions
+    assert a.start == 0 and a.end == b.start and b.end == rest.start and rest.end == 1000
+    # the right remainder comes from the first cut (10..90% of 1000), the middle from cutting the left piece
+    assert rest.start % 100 == 0 and 100 <= rest.start <= 900
+    assert b.end - a.start == rest.start
+
+
+def test_update_regions_access_rate_batch_equals_single() -> None:
+    attrs = Attrs(sample_interval_us=5000, aggr_interval_us=100000)
+    rs1 = [Region(0, 10, last_nr_accesses=7, nr_accesses_bp=70000) for _ in range(3)]
+    rs2 = [Region(0, 10, last_nr_accesses=7, nr_accesses_bp=70000) for _ in range(3)]
+    pattern = [[True, False, True, True], [False] * 4, [True] * 4]
+    for r, p in zip(rs1, pattern):
+        for acc in p:
+            core.update_region_access_rate(r, acc, attrs)
+    core.update_regions_access_rate(rs2, [sum(p) for p in pattern], 4, attrs)
+    assert [(r.nr_accesses, r.nr_accesses_bp) for r in rs1] == [(r.nr_accesses, r.nr_accesses_bp) for r in rs2]
+
+
+def test_tune_intervals_directions() -> None:
+    def ctx_with(nr: int) -> Ctx:
+        c = new_ctx()
+        c.attrs = Attrs(sample_interval_us=5000, aggr_interval_us=100000, aggr_samples=20)
+        c.attrs.intervals_goal.access_bp = 400
+        c.attrs.intervals_goal.aggrs = 3
+        c.attrs.intervals_goal.min_sample_us = 1000
+        c.attrs.intervals_goal.max_sample_us = 1_000_000
+        t = target_of([(0, 4096 * 100)])
+        t.regions[0].nr_accesses = nr
+        c.targets.append(t)
+        return c
+
+    idle = ctx_with(0)  # no access observed: intervals double
+    assert core.tune_intervals(idle)
+    assert idle.attrs.sample_interval_us == 10000 and idle.attrs.aggr_interval_us == 200000
+    busy = ctx_with(20)  # 100% >= 2x the 4% goal: intervals shrink by half at most
+    assert core.tune_intervals(busy)
+    # feed loop returns its minimum input (1 bp after scaling) -> 5000 + 0 bp -> half
+    assert busy.attrs.sample_interval_us == 2500
+    assert busy.attrs.aggr_interval_us == busy.attrs.sample_interval_us * 20
