@@ -10,9 +10,13 @@ No module-level mutable state: the kernel's ``static last_nr_regions`` and split
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
+
+import numpy as np
+import numpy.typing as npt
 
 from damon_bpf.engine.model import DAMON_MIN_REGION_SZ, AddrRange, Attrs, Ctx, Region, Target
+from damon_bpf.engine.regions import COLUMNS, RegionArray
 from damon_bpf.errors import InvalidParamsError
 
 __all__ = (
@@ -82,44 +86,38 @@ def new_region(start: int, end: int) -> Region:
 
 def add_region(t: Target, r: Region) -> None:
     """``damon_add_region()``: append at the tail."""
-    t.regions.append(r)
+    t.ra.insert(len(t.ra), (r.start, r.end, r.nr_accesses, r.nr_accesses_bp, r.age, r.last_nr_accesses))
 
 
-def destroy_region(t: Target, r: Region) -> None:
-    """``damon_destroy_region()``."""
-    for i, x in enumerate(t.regions):
-        if x is r:
-            del t.regions[i]
-            return
+def destroy_region(t: Target, idx: int) -> None:
+    """``damon_destroy_region()``: remove region number *idx*."""
+    t.ra.delete(idx)
 
 
-def _copy_right(r: Region, start: int) -> Region:
-    return Region(start, r.end, r.nr_accesses, r.nr_accesses_bp, r.age, r.last_nr_accesses)
+def split_region_at(t: Target, idx: int, sz_r: int) -> None:
+    """``damon_split_region_at()``: split region *idx* into ``[start, start+sz_r)`` and the rest; the new
+    right-hand region (``idx + 1``) inherits ``age``, ``nr_accesses``, ``nr_accesses_bp`` and
+    ``last_nr_accesses``."""
+    ra = t.ra
+    row = [int(getattr(ra, c)[idx]) for c in COLUMNS]
+    row[0] += sz_r
+    ra.end[idx] = row[0]
+    ra.insert(idx + 1, row)
 
 
-def split_region_at(t: Target, r: Region, sz_r: int, idx: int | None = None) -> Region:
-    """``damon_split_region_at()``: split *r* into ``[start, start+sz_r)`` and the rest; the new right-hand
-    region inherits ``age``, ``nr_accesses``, ``nr_accesses_bp`` and ``last_nr_accesses`` and is inserted right
-    after *r*. *idx*, when known, is *r*'s index in ``t.regions`` (saves a search)."""
-    new = _copy_right(r, r.start + sz_r)
-    r.end = new.start
-    if idx is None:
-        idx = next(i for i, x in enumerate(t.regions) if x is r)
-    t.regions.insert(idx + 1, new)
-    return new
-
-
-def merge_two_regions(t: Target, l: Region, r: Region) -> None:
-    """``damon_merge_two_regions()``: size-weighted averages of ``nr_accesses`` and ``age``; *r* is removed.
-    ``l.last_nr_accesses`` is kept as it is."""
-    sz_l = l.end - l.start
-    sz_r = r.end - r.start
+def merge_two_regions(t: Target, idx: int) -> None:
+    """``damon_merge_two_regions()``: merge region *idx + 1* into region *idx* with size-weighted averages of
+    ``nr_accesses`` and ``age``; ``last_nr_accesses`` of *idx* is kept as it is."""
+    ra = t.ra
+    l_, r_ = idx, idx + 1
+    sz_l = int(ra.end[l_] - ra.start[l_])
+    sz_r = int(ra.end[r_] - ra.start[r_])
     total = sz_l + sz_r
-    l.nr_accesses = (l.nr_accesses * sz_l + r.nr_accesses * sz_r) // total
-    l.nr_accesses_bp = l.nr_accesses * 10000
-    l.age = (l.age * sz_l + r.age * sz_r) // total
-    l.end = r.end
-    destroy_region(t, r)
+    ra.nr_accesses[l_] = (int(ra.nr_accesses[l_]) * sz_l + int(ra.nr_accesses[r_]) * sz_r) // total
+    ra.nr_accesses_bp[l_] = ra.nr_accesses[l_] * 10000
+    ra.age[l_] = (int(ra.age[l_]) * sz_l + int(ra.age[r_]) * sz_r) // total
+    ra.end[l_] = ra.end[r_]
+    ra.delete(r_)
 
 
 def merge_regions_of(t: Target, thres: int, sz_limit: int, count_age: bool = True) -> None:
@@ -129,31 +127,69 @@ def merge_regions_of(t: Target, thres: int, sz_limit: int, count_age: bool = Tru
 
     Age rule (6.18+): reset to 0 when ``nr_accesses`` moved by more than *thres* since the last window or
     flipped between zero and non-zero; otherwise one more aggregation interval old.
+
+    The walk is sequential because every merge changes the left region's (truncated) average, but a merge
+    chain can only start at a pair that qualifies on its own counts: the walk starts at the first such pair.
     """
-    out: list[Region] = []
-    prev: Region | None = None
-    for r in t.regions:
-        if count_age:
-            nr = r.nr_accesses
-            last = r.last_nr_accesses
-            if abs(nr - last) > thres or (nr == 0) != (last == 0):
-                r.age = 0
-            else:
-                r.age += 1
-        if (prev is not None and prev.end == r.start
-                and abs(prev.nr_accesses - r.nr_accesses) <= thres
-                and (prev.end - prev.start) + (r.end - r.start) <= sz_limit):
-            sz_l = prev.end - prev.start
-            sz_r = r.end - r.start
-            total = sz_l + sz_r
-            prev.nr_accesses = (prev.nr_accesses * sz_l + r.nr_accesses * sz_r) // total
-            prev.nr_accesses_bp = prev.nr_accesses * 10000
-            prev.age = (prev.age * sz_l + r.age * sz_r) // total
-            prev.end = r.end
-        else:
-            out.append(r)
-            prev = r
-    t.regions[:] = out
+    ra = t.ra
+    n = len(ra)
+    if n == 0:
+        return
+    nr = ra.nr_accesses
+    if count_age:
+        last = ra.last_nr_accesses
+        reset = (np.abs(nr - last) > thres) | ((nr == 0) != (last == 0))
+        ra.age = np.where(reset, 0, ra.age + 1)
+    if n < 2:
+        return
+    s_, e_ = ra.start, ra.end
+    sz = e_ - s_
+    cand = (e_[:-1] == s_[1:]) & (np.abs(nr[:-1] - nr[1:]) <= thres) & (sz[:-1] + sz[1:] <= sz_limit)
+    first = int(np.argmax(cand))
+    if not cand[first]:
+        return
+    S = s_.tolist()
+    E = e_.tolist()
+    NR = nr.tolist()
+    AGE = ra.age.tolist()
+    keep = list(range(first + 1))
+    merged = []
+    p = first
+    lo, hi = -thres, thres
+    for i in range(first + 1, n):
+        ep = E[p]
+        if ep == S[i]:
+            d = NR[p] - NR[i]
+            if lo <= d <= hi:
+                szl = ep - S[p]
+                szr = E[i] - S[i]
+                tot = szl + szr
+                if tot <= sz_limit:
+                    NR[p] = (NR[p] * szl + NR[i] * szr) // tot
+                    AGE[p] = (AGE[p] * szl + AGE[i] * szr) // tot
+                    E[p] = E[i]
+                    merged.append(p)
+                    continue
+        keep.append(i)
+        p = i
+    k = np.array(keep, dtype=np.int64)
+    new = RegionArray.__new__(RegionArray)
+    new.start = s_[k]
+    new.end = np.array(E, dtype=np.int64)[k]
+    new.nr_accesses = np.array(NR, dtype=np.int64)[k]
+    new.age = np.array(AGE, dtype=np.int64)[k]
+    bp = ra.nr_accesses_bp.copy()
+    if merged:
+        m = np.array(merged, dtype=np.int64)
+        bp[m] = new_nr_for(m, NR)
+    new.nr_accesses_bp = bp[k]
+    new.last_nr_accesses = ra.last_nr_accesses[k]
+    ra.assign(new)
+
+
+def new_nr_for(idx: npt.NDArray[np.int64], nr: list[int]) -> npt.NDArray[np.int64]:
+    # nr_accesses_bp of merged regions: damon_merge_two_regions() sets it to nr_accesses * 10000
+    return np.array(nr, dtype=np.int64)[idx] * 10000
 
 
 def merge_regions(ctx: Ctx, threshold: int, sz_limit: int) -> None:
@@ -172,30 +208,48 @@ def merge_regions(ctx: Ctx, threshold: int, sz_limit: int) -> None:
         threshold = max(1, threshold * 2) if threshold < max_thres // 2 else max_thres
 
 
+def _np_rng(ctx: Ctx) -> np.random.Generator:
+    # a numpy generator seeded from the context's RNG, so a seeded ctx.rng makes every split reproducible
+    return np.random.Generator(np.random.PCG64(ctx.rng.getrandbits(64)))
+
+
+def _cut(ra: RegionArray, cuts: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]]) -> RegionArray:
+    """Cut each region at the valid points of *cuts* (per region, increasing along the list)."""
+    n = len(ra)
+    pts = np.stack([ra.start] + [c for c, _ in cuts], axis=1)
+    ok = np.stack([np.ones(n, dtype=bool)] + [v for _, v in cuts], axis=1)
+    starts = pts[ok]
+    counts = ok.sum(axis=1)
+    ends = np.empty_like(starts)
+    ends[:-1] = starts[1:]
+    last = np.cumsum(counts) - 1
+    ends[last] = ra.end
+    return ra.repeat_counters(counts, starts, ends)
+
+
 def split_regions_of(ctx: Ctx, t: Target, nr_subs: int, min_region_sz: int | None = None) -> None:
-    """``damon_split_regions_of()``: cut each original region into up to *nr_subs* pieces at random 10-90%
-    points. A 3-way split cuts the left piece again, as the kernel does; regions of at most
+    """``damon_split_regions_of()``: cut each region into up to *nr_subs* pieces at random 10-90% points
+    (``damon_rand(1, 10) * sz / 10``, aligned down). A further cut applies to the left piece again, as the
+    kernel's loop does, and a failed cut leaves the size for the next try unchanged; regions of at most
     ``2 * min_region_sz`` are left alone."""
     mrs = ctx.min_region_sz if min_region_sz is None else min_region_sz
-    rng = ctx.rng
-    out: list[Region] = []
-    for r in t.regions:
-        sz = r.end - r.start
-        tails: list[Region] = []
-        i = 0
-        while i < nr_subs - 1 and sz > 2 * mrs:
-            i += 1
-            sz_sub = rng.randrange(1, 10) * sz // 10
-            sz_sub -= sz_sub % mrs
-            if sz_sub == 0 or sz_sub >= sz:
-                continue
-            tails.append(_copy_right(r, r.start + sz_sub))
-            r.end = r.start + sz_sub
-            sz = sz_sub
-        out.append(r)
-        if tails:
-            out.extend(reversed(tails))
-    t.regions[:] = out
+    ra = t.ra
+    n = len(ra)
+    if n == 0 or nr_subs < 2:
+        return
+    gen = _np_rng(ctx)
+    sz = ra.end - ra.start
+    cuts: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]] = []
+    for _ in range(nr_subs - 1):
+        eligible = sz > 2 * mrs
+        sub = gen.integers(1, 10, size=n, dtype=np.int64) * sz // 10
+        sub -= sub % mrs
+        valid = eligible & (sub > 0) & (sub < sz)
+        cuts.append((ra.start + sub, valid))
+        sz = np.where(valid, sub, sz)
+    # each later cut lies left of the earlier ones: order the points by address
+    ra_new = _cut(ra, list(reversed(cuts)))
+    ra.assign(ra_new)
 
 
 def split_some_regions(ctx: Ctx, step: int) -> None:
@@ -206,22 +260,20 @@ def split_some_regions(ctx: Ctx, step: int) -> None:
     mrs = ctx.min_region_sz
     offset = ctx.split_rotation % step
     ctx.split_rotation += 1
-    gidx = 0
-    rng = ctx.rng
+    gen = _np_rng(ctx)
+    base = 0
     for t in ctx.targets:
-        out: list[Region] = []
-        for r in t.regions:
-            out.append(r)
-            if gidx % step == offset:
-                sz = r.end - r.start
-                if sz >= 2 * mrs:
-                    sz_sub = rng.randrange(1, 10) * sz // 10
-                    sz_sub -= sz_sub % mrs
-                    if 0 < sz_sub < sz:
-                        out.append(_copy_right(r, r.start + sz_sub))
-                        r.end = r.start + sz_sub
-            gidx += 1
-        t.regions[:] = out
+        ra = t.ra
+        n = len(ra)
+        if n:
+            sz = ra.end - ra.start
+            chosen = ((np.arange(base, base + n) % step) == offset) & (sz >= 2 * mrs)
+            sub = gen.integers(1, 10, size=n, dtype=np.int64) * sz // 10
+            sub -= sub % mrs
+            valid = chosen & (sub > 0) & (sub < sz)
+            if valid.any():
+                ra.assign(_cut(ra, [(ra.start + sub, valid)]))
+        base += n
 
 
 def split_regions(ctx: Ctx) -> None:
@@ -280,33 +332,36 @@ def set_regions(t: Target, ranges: Sequence[AddrRange], min_region_sz: int = DAM
                 i += 1
                 j += 1
             j += 1
-    t.regions[:] = regions
+    t.regions = regions
 
 
 def region_sz_limit(ctx: Ctx) -> int:
     """``damon_region_sz_limit()``: ``max(total size / min_nr_regions, min_region_sz)``."""
-    sz = sum(r.end - r.start for t in ctx.targets for r in t.regions)
+    sz = sum(t.ra.sz_total() for t in ctx.targets)
     if ctx.attrs.min_nr_regions:
         sz //= ctx.attrs.min_nr_regions
     return max(sz, ctx.min_region_sz)
 
 
 def apply_min_nr_regions(ctx: Ctx) -> int:
-    """``damon_apply_min_nr_regions()`` (7.1+): split every region larger than the aligned size limit so
-    ``min_nr_regions`` holds; returns the limit, which is also the merge size limit."""
+    """``damon_apply_min_nr_regions()`` (7.1+): cut every region larger than the aligned size limit into
+    pieces of that size (the last piece keeps the remainder), so ``min_nr_regions`` holds; returns the limit,
+    which is also the merge size limit."""
     max_region_sz = align_up(region_sz_limit(ctx), ctx.min_region_sz)
     for t in ctx.targets:
-        if all(r.end - r.start <= max_region_sz for r in t.regions):
+        ra = t.ra
+        if not len(ra):
             continue
-        out: list[Region] = []
-        for r in t.regions:
-            out.append(r)
-            while r.end - r.start > max_region_sz:
-                new = _copy_right(r, r.start + max_region_sz)
-                r.end = new.start
-                out.append(new)
-                r = new
-        t.regions[:] = out
+        sz = ra.end - ra.start
+        counts = -(-sz // max_region_sz)
+        if int(counts.max()) <= 1:
+            continue
+        reg = np.repeat(np.arange(len(ra)), counts)
+        first = np.cumsum(counts) - counts
+        k = np.arange(reg.size) - first[reg]
+        starts = ra.start[reg] + k * max_region_sz
+        ends = np.minimum(starts + max_region_sz, ra.end[reg])
+        ra.assign(ra.repeat_counters(counts, starts, ends))
     return max_region_sz
 
 
@@ -343,23 +398,23 @@ def update_region_access_rate(r: Region, accessed: bool, attrs: Attrs) -> None:
         r.nr_accesses += 1
 
 
-def update_regions_access_rate(regions: Sequence[Region], hits: Iterable[int], nr_samples: int,
-                               attrs: Attrs) -> int:
-    """Batch form of :func:`update_region_access_rate`: *hits[i]* of the last *nr_samples* sampling intervals
-    saw an access to ``regions[i]``. Exactly equal to *nr_samples* single updates (the moving-sum decrement is
-    constant within an aggregation window). Returns the maximum ``nr_accesses`` afterwards."""
+def update_regions_access_rate(t: Target, hits: npt.ArrayLike, nr_samples: int, attrs: Attrs) -> int:
+    """Batch form of :func:`update_region_access_rate` for every region of *t*: ``hits[i]`` of the last
+    *nr_samples* sampling intervals saw an access to region ``i``. Exactly equal to *nr_samples* single updates
+    (the moving-sum decrement is constant within an aggregation window). Returns the maximum
+    ``nr_accesses`` afterwards."""
+    ra = t.ra
+    h = np.asarray(hits, dtype=np.int64)
+    if h.size != len(ra):
+        raise InvalidParamsError(f"{h.size} hit counts for {len(ra)} regions")
+    if h.size == 0:
+        return 0
+    if int(h.max()) > nr_samples or int(h.min()) < 0:
+        raise InvalidParamsError(f"hit counts must lie in [0, {nr_samples}]")
     len_window = attrs.max_nr_accesses if attrs.sample_interval_us else 1
-    mx = 0
-    for r, h in zip(regions, hits):
-        h = int(h)
-        if h > nr_samples:
-            raise InvalidParamsError(f"{h} hits in {nr_samples} sampling intervals")
-        r.nr_accesses_bp += h * 10000 - nr_samples * ((r.last_nr_accesses * 10000) // len_window)
-        nr = r.nr_accesses + h
-        r.nr_accesses = nr
-        if nr > mx:
-            mx = nr
-    return mx
+    ra.nr_accesses_bp = ra.nr_accesses_bp + h * 10000 - nr_samples * ((ra.last_nr_accesses * 10000) // len_window)
+    ra.nr_accesses = ra.nr_accesses + h
+    return int(ra.nr_accesses.max())
 
 
 def reset_aggregated(ctx: Ctx) -> int:
@@ -368,12 +423,12 @@ def reset_aggregated(ctx: Ctx) -> int:
     returns how many were repaired."""
     nr_fixed = 0
     for t in ctx.targets:
-        for r in t.regions:
-            if r.nr_accesses_bp != r.nr_accesses * 10000:
-                r.nr_accesses_bp = r.nr_accesses * 10000
-                nr_fixed += 1
-            r.last_nr_accesses = r.nr_accesses
-            r.nr_accesses = 0
+        ra = t.ra
+        want = ra.nr_accesses * 10000
+        nr_fixed += int(np.count_nonzero(ra.nr_accesses_bp != want))
+        ra.nr_accesses_bp = want
+        ra.last_nr_accesses = ra.nr_accesses
+        ra.nr_accesses = np.zeros_like(ra.nr_accesses)
     return nr_fixed
 
 
@@ -404,10 +459,9 @@ def intervals_score(ctx: Ctx) -> int:
     ev = 0
     aggr_samples = ctx.attrs.aggr_samples
     for t in ctx.targets:
-        for r in t.regions:
-            sz = r.end - r.start
-            max_ev += sz * aggr_samples
-            ev += sz * r.nr_accesses
+        sz = (t.ra.end - t.ra.start).tolist()
+        max_ev += sum(sz) * aggr_samples
+        ev += sum(a * b for a, b in zip(sz, t.ra.nr_accesses.tolist()))
     target = max_ev * ctx.attrs.intervals_goal.access_bp // 10000
     return mult_frac(ev, 10000, target or 1)
 
@@ -461,6 +515,25 @@ def update_monitoring_result(r: Region, old: Attrs, new: Attrs, aggregating: boo
     r.age = r.age * old.aggr_interval_us // new.aggr_interval_us
 
 
+def _np_nr_accesses_for_new_attrs(nr: npt.NDArray[np.int64], old: Attrs, new: Attrs) -> npt.NDArray[np.int64]:
+    d = old.max_nr_accesses
+    bp = nr // d * 10000 + (nr % d) * 10000 // d
+    return bp * new.max_nr_accesses // 10000
+
+
+def _update_monitoring_results_of(t: Target, old: Attrs, new: Attrs, aggregating: bool) -> None:
+    # vectorised damon_update_monitoring_result() over every region of t
+    ra = t.ra
+    if not aggregating:
+        ra.nr_accesses = _np_nr_accesses_for_new_attrs(ra.nr_accesses, old, new)
+        ra.nr_accesses_bp = ra.nr_accesses * 10000
+    else:
+        ra.last_nr_accesses = _np_nr_accesses_for_new_attrs(ra.last_nr_accesses, old, new)
+        ra.nr_accesses_bp = ra.last_nr_accesses * 10000
+        ra.nr_accesses = np.zeros_like(ra.nr_accesses)
+    ra.age = ra.age * old.aggr_interval_us // new.aggr_interval_us
+
+
 def set_attrs(ctx: Ctx, attrs: Attrs) -> None:
     """``damon_set_attrs()``: validate, re-base the deadlines, rescale regions and scheme apply deadlines.
 
@@ -476,8 +549,7 @@ def set_attrs(ctx: Ctx, attrs: Attrs) -> None:
     old = ctx.attrs
     if old.sample_interval_us and old.aggr_interval_us and attrs.sample_interval_us and attrs.aggr_interval_us:
         for t in ctx.targets:
-            for r in t.regions:
-                update_monitoring_result(r, old, attrs, aggregating)
+            _update_monitoring_results_of(t, old, attrs, aggregating)
     ctx.attrs = attrs
     for s in ctx.schemes:
         set_next_apply = getattr(s, "set_next_apply_sis", None)

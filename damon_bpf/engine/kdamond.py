@@ -28,6 +28,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
+import numpy as np
+import numpy.typing as npt
+
 from damon_bpf.engine.core import (
     apply_min_nr_regions,
     init_ctx,
@@ -61,13 +64,31 @@ class RegionSnapshot(NamedTuple):
     last_nr_accesses: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TargetSnapshot:
+    """One target's regions at an aggregation boundary, as ``int64`` column arrays (copies)."""
+
     pid: int | None
-    regions: tuple[RegionSnapshot, ...]
+    start: npt.NDArray[np.int64]
+    end: npt.NDArray[np.int64]
+    nr_accesses: npt.NDArray[np.int64]
+    age: npt.NDArray[np.int64]
+    nr_accesses_bp: npt.NDArray[np.int64]
+    last_nr_accesses: npt.NDArray[np.int64]
+
+    @property
+    def regions(self) -> list[RegionSnapshot]:
+        """The regions as tuples (built on each call; the arrays are the cheap form)."""
+        return [RegionSnapshot(*row) for row in zip(
+            self.start.tolist(), self.end.tolist(), self.nr_accesses.tolist(), self.age.tolist(),
+            self.nr_accesses_bp.tolist(), self.last_nr_accesses.tolist())]
+
+    @property
+    def nr_regions(self) -> int:
+        return int(self.start.size)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Snapshot:
     """The monitoring results of one aggregation interval: merged regions with their full-window
     ``nr_accesses`` (in sampling intervals, 0..``max_nr_accesses``) and ages (in aggregation intervals)."""
@@ -82,7 +103,7 @@ class Snapshot:
 
     @property
     def nr_regions(self) -> int:
-        return sum(len(t.regions) for t in self.targets)
+        return sum(t.nr_regions for t in self.targets)
 
 
 def take_snapshot(ctx: Ctx, now_ns: int, start_ns: int) -> Snapshot:
@@ -95,9 +116,8 @@ def take_snapshot(ctx: Ctx, now_ns: int, start_ns: int) -> Snapshot:
         aggr_interval_us=a.aggr_interval_us,
         max_nr_accesses=a.max_nr_accesses,
         targets=tuple(
-            TargetSnapshot(t.pid, tuple(
-                RegionSnapshot(r.start, r.end, r.nr_accesses, r.age, r.nr_accesses_bp, r.last_nr_accesses)
-                for r in t.regions))
+            TargetSnapshot(t.pid, t.ra.start.copy(), t.ra.end.copy(), t.ra.nr_accesses.copy(), t.ra.age.copy(),
+                           t.ra.nr_accesses_bp.copy(), t.ra.last_nr_accesses.copy())
             for t in ctx.targets),
     )
 

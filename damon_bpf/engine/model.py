@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
+from damon_bpf.engine.regions import RegionArray
 from damon_bpf.errors import InvalidParamsError
 
 if TYPE_CHECKING:
@@ -89,26 +90,46 @@ class Region:
         )
 
 
-@dataclass(eq=False)
 class Target:
     """``struct damon_target``: a process (``pid``) or any address space, with its sorted, non-overlapping
     regions. Adjacent regions may have gaps between them; merges only happen between touching regions.
 
-    ``ops_data`` is private state of the operations set (the kernel keeps it in ops-specific structs).
+    The regions live in :attr:`ra` (a :class:`~damon_bpf.engine.regions.RegionArray`, one numpy column per
+    field), which the core updates in place. :attr:`regions` returns *copies* as :class:`Region` values for
+    reading; assigning a list of :class:`Region` to it replaces the regions. ``ops_data`` is private state of
+    the operations set (the kernel keeps it in ops-specific structs).
     """
 
-    pid: int | None = None
-    regions: list[Region] = field(default_factory=list)
-    obsolete: bool = False
-    ops_data: Any = field(default=None, repr=False)
+    __slots__ = ("pid", "ra", "obsolete", "ops_data")
+
+    def __init__(self, pid: int | None = None, regions: Iterable[Region] | None = None,
+                 obsolete: bool = False, ops_data: Any = None) -> None:
+        self.pid = pid
+        self.obsolete = obsolete
+        self.ops_data = ops_data
+        self.ra = RegionArray()
+        if regions is not None:
+            self.regions = list(regions)
+
+    @property
+    def regions(self) -> list[Region]:
+        return [Region(*row) for row in self.ra.rows()]
+
+    @regions.setter
+    def regions(self, regions: Sequence[Region]) -> None:
+        self.ra = RegionArray.from_rows([(r.start, r.end, r.nr_accesses, r.nr_accesses_bp, r.age,
+                                          r.last_nr_accesses) for r in regions])
 
     @property
     def nr_regions(self) -> int:
-        return len(self.regions)
+        return len(self.ra)
 
     @property
     def sz_total(self) -> int:
-        return sum(r.end - r.start for r in self.regions)
+        return self.ra.sz_total()
+
+    def __repr__(self) -> str:
+        return f"Target(pid={self.pid}, nr_regions={self.nr_regions})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"pid": self.pid, "regions": [r.to_dict() for r in self.regions]}
@@ -238,4 +259,4 @@ class Ctx:
 
     @property
     def nr_regions(self) -> int:
-        return sum(len(t.regions) for t in self.targets)
+        return sum(len(t.ra) for t in self.targets)

@@ -85,7 +85,7 @@ class BaseOperations:
         pass
 
     def check_accesses(self, ctx: Ctx, nr_samples: int = 1) -> int:
-        return max((r.nr_accesses for t in ctx.targets for r in t.regions), default=0)
+        return max((int(t.ra.nr_accesses.max()) for t in ctx.targets if len(t.ra)), default=0)
 
     def get_scheme_score(self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int:
         return DAMOS_MAX_SCORE

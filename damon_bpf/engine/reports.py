@@ -112,22 +112,26 @@ class AccessReports:
             self._chunks.append(_Chunk(target_idx, addr, time_ns))
 
 
-def region_interval_hits(starts: _U64, ends: _U64, addr: _U64, interval_idx: _I64,
-                         nr_intervals: int) -> tuple[npt.NDArray[np.int64], int]:
+def region_interval_hits(starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64], addr: _U64,
+                         interval_idx: _I64, nr_intervals: int) -> tuple[npt.NDArray[np.int64], int]:
     """For sorted, non-overlapping regions ``[starts[i], ends[i])``, count per region the distinct sampling
     intervals (``0 <= interval_idx < nr_intervals``) in which some address fell inside it.
+
+    Works on a regions x intervals bitmap (no sort), the user-space twin of the per-CPU "interval hit" bitmaps
+    the BPF programs keep.
 
     :return: (hits per region, number of addresses that fell in no region)
     """
     nr_regions = starts.size
     if addr.size == 0 or nr_regions == 0:
         return np.zeros(nr_regions, dtype=np.int64), int(addr.size)
-    ri = np.searchsorted(starts, addr, side="right").astype(np.int64) - 1
-    ok = ri >= 0
-    ok[ok] = addr[ok] < ends[ri[ok]]
+    a = addr.astype(np.int64, copy=False)
+    ri = np.searchsorted(starts, a, side="right") - 1
+    ok = (ri >= 0) & (a < ends[np.maximum(ri, 0)])
     ri = ri[ok]
-    key = np.unique(ri * nr_intervals + interval_idx[ok])
-    hits = np.bincount(key // nr_intervals, minlength=nr_regions).astype(np.int64)
+    bitmap = np.zeros(nr_regions * nr_intervals, dtype=bool)
+    bitmap[ri * nr_intervals + interval_idx[ok]] = True
+    hits = bitmap.reshape(nr_regions, nr_intervals).sum(axis=1, dtype=np.int64)
     return hits, int(addr.size - ri.size)
 
 
@@ -142,6 +146,7 @@ def account_reports(ctx: Ctx, window_start_ns: int, nr_samples: int) -> int:
     window_end_ns = window_start_ns + nr_samples * sample_ns
     mx = 0
     for ti, (t, (addr, tns)) in enumerate(zip(ctx.targets, q.take(len(ctx.targets)))):
+        ra = t.ra
         if addr.size:
             future = tns >= window_end_ns
             if future.any():
@@ -155,19 +160,13 @@ def account_reports(ctx: Ctx, window_start_ns: int, nr_samples: int) -> int:
                 idx[late] = 0
                 keep = ~stale
                 addr, idx = addr[keep], idx[keep]
-        else:
-            idx = np.empty(0, np.int64)
-        regions = t.regions
-        if not regions:
+        if not len(ra):
             continue
         if addr.size:
-            starts = np.fromiter((r.start for r in regions), dtype=np.uint64, count=len(regions))
-            ends = np.fromiter((r.end for r in regions), dtype=np.uint64, count=len(regions))
-            hits, nr_unmatched = region_interval_hits(starts, ends, addr, idx, nr_samples)
+            hits, nr_unmatched = region_interval_hits(ra.start, ra.end, addr, idx, nr_samples)
             q.stats.nr_unmatched += nr_unmatched
             q.stats.nr_accounted += int(addr.size) - nr_unmatched
-            m = update_regions_access_rate(regions, hits.tolist(), nr_samples, ctx.attrs)
         else:
-            m = update_regions_access_rate(regions, [0] * len(regions), nr_samples, ctx.attrs)
-        mx = max(mx, m)
+            hits = np.zeros(len(ra), dtype=np.int64)
+        mx = max(mx, update_regions_access_rate(t, hits, nr_samples, ctx.attrs))
     return mx
