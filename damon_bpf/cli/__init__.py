@@ -52,7 +52,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="DAMON-style data access monitoring and DAMOS actions, fed by eBPF.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeatable)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command_name", metavar="COMMAND")
     for sc in SUBCOMMANDS:
         p = sub.add_parser(sc.name, help=sc.help, description=sc.help)
         mod = importlib.import_module(sc.module)
@@ -82,11 +82,19 @@ def exit_code_for(err: DamonBpfError) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     parser = _build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command: list[str] = []
+    if "--" in argv:  # `damon-bpf monitor [options] -- CMD ARGS`: the command is not parsed as options
+        i = argv.index("--")
+        argv, command = argv[:i], argv[i + 1:]
     args = parser.parse_args(argv)
+    args.command = command
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="damon-bpf: %(name)s: %(message)s",
     )
+    if command and args.command_name not in ("monitor", "record", "compare"):
+        parser.error(f"'{args.command_name}' does not run a command after --")
     if not getattr(args, "_run", None):
         parser.print_help()
         return EXIT_USAGE

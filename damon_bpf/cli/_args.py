@@ -1,0 +1,74 @@
+"""Options shared by the commands that monitor (``monitor``, later ``record`` and ``compare``), in damo's
+words and value grammar (``5ms``, ``1s``, ``64MiB``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from damon_bpf.engine import Attrs, IntervalsGoal
+from damon_bpf.errors import InvalidParamsError
+from damon_bpf.units import text_to_bp, text_to_sec, text_to_us
+
+__all__ = ("add_target_args", "add_monitoring_args", "attrs_from_args", "targets_from_args")
+
+
+def add_target_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pids", nargs="*", metavar="PID", help="processes to monitor (all their threads)")
+    p.add_argument("--duration", metavar="TIME", help="stop after this long (e.g. 30s, 2m)")
+
+
+def add_monitoring_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("monitoring attributes (damo's names and units)")
+    g.add_argument("-s", "--sample", default="5ms", metavar="TIME", help="sampling interval (default 5ms)")
+    g.add_argument("-a", "--aggr", default="100ms", metavar="TIME", help="aggregation interval (default 100ms)")
+    g.add_argument("-u", "--updr", default="1s", metavar="TIME",
+                   help="operations update interval: how often target address ranges are refreshed (default 1s)")
+    g.add_argument("-n", "--minr", default=10, type=int, metavar="N", help="minimum number of regions (10)")
+    g.add_argument("-m", "--maxr", default=1000, type=int, metavar="N", help="maximum number of regions (1000)")
+    g.add_argument("--monitoring_intervals_goal", nargs=4,
+                   metavar=("ACCESS_BP", "AGGRS", "MIN_SAMPLE", "MAX_SAMPLE"),
+                   help="adaptive intervals tuning goal, e.g. '4%% 3 5ms 10s'")
+    g.add_argument("--monitoring_intervals_autotune", action="store_true",
+                   help="the recommended tuning goal: 4%% 3 5ms 10s")
+    g.add_argument("--seed", type=int, help="seed the random number generator (reproducible splits)")
+
+
+def attrs_from_args(args: argparse.Namespace) -> Attrs:
+    try:
+        attrs = Attrs(sample_interval_us=text_to_us(args.sample), aggr_interval_us=text_to_us(args.aggr),
+                      ops_update_interval_us=text_to_us(args.updr), min_nr_regions=args.minr,
+                      max_nr_regions=args.maxr)
+    except InvalidParamsError as err:
+        raise InvalidParamsError(f"monitoring attributes: {err}") from None
+    goal = args.monitoring_intervals_goal
+    if args.monitoring_intervals_autotune:
+        goal = ["4%", "3", "5ms", "10s"]
+    if goal:
+        attrs.intervals_goal = IntervalsGoal(access_bp=text_to_bp(goal[0]), aggrs=int(goal[1]),
+                                             min_sample_us=text_to_us(goal[2]), max_sample_us=text_to_us(goal[3]))
+    if attrs.sample_interval_us <= 0:
+        raise InvalidParamsError("the sampling interval must be positive")
+    attrs.validate()
+    return attrs
+
+
+def duration_from_args(args: argparse.Namespace) -> float | None:
+    if args.duration is None:
+        return None
+    d = text_to_sec(args.duration)
+    if d <= 0:
+        raise InvalidParamsError(f"invalid duration {args.duration!r}")
+    return d
+
+
+def targets_from_args(args: argparse.Namespace) -> tuple[list[int], list[str] | None]:
+    """Split the positional words into pids and a ``-- CMD ARGS`` command."""
+    words = list(args.pids)
+    cmd = list(getattr(args, "command", None) or [])
+    pids: list[int] = []
+    for w in words:
+        try:
+            pids.append(int(w))
+        except ValueError:
+            raise InvalidParamsError(f"not a pid: {w!r} (to run a command, put it after --)") from None
+    return pids, cmd or None

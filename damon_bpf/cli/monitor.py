@@ -1,0 +1,174 @@
+"""``damon-bpf monitor <pid>... | -- CMD ARGS``: watch processes' memory access patterns live."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import types
+from typing import Any, Callable, TextIO
+
+from damon_bpf.cli._args import (
+    add_monitoring_args,
+    add_target_args,
+    attrs_from_args,
+    duration_from_args,
+    targets_from_args,
+)
+from damon_bpf.cli.view import render_text, snapshot_to_json
+from damon_bpf.engine import Snapshot, StopReason
+from damon_bpf.errors import InvalidParamsError
+from damon_bpf.monitor import Monitor, MonitorSpec, synthetic_pattern_for_workload
+
+SOURCES = ("synthetic",)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.usage = "damon-bpf monitor [options] PID... | damon-bpf monitor [options] -- CMD [ARGS...]"
+    add_target_args(p)
+    p.add_argument("--source", default="synthetic", choices=SOURCES, help="access source (default synthetic)")
+    p.add_argument("--synthetic-pattern", metavar="FILE",
+                   help="synthetic source: a JSON access pattern (see damon_bpf.ops.synthetic)")
+    p.add_argument("--synthetic-workload", metavar="TRUTH",
+                   help="synthetic source: follow the phases of a bundled workload, from its --truth file")
+    p.add_argument("--json", action="store_true", help="one JSON object per line per aggregation interval")
+    p.add_argument("--every", type=int, default=1, metavar="N",
+                   help="show every N-th aggregation interval (default 1)")
+    p.add_argument("--rows", type=int, default=0, metavar="N",
+                   help="region rows in the live view (default: fit the terminal)")
+    add_monitoring_args(p)
+
+
+def source_options(args: argparse.Namespace) -> dict[str, Any]:
+    if args.source != "synthetic":
+        return {}
+    if args.synthetic_pattern and args.synthetic_workload:
+        raise InvalidParamsError("give --synthetic-pattern or --synthetic-workload, not both")
+    if args.synthetic_pattern:
+        try:
+            with open(args.synthetic_pattern) as f:
+                return {"pattern": json.load(f), "seed": args.seed}
+        except OSError as err:
+            raise InvalidParamsError(f"cannot read {args.synthetic_pattern}: {err.strerror}") from err
+        except json.JSONDecodeError as err:
+            raise InvalidParamsError(f"{args.synthetic_pattern}: not JSON ({err.msg}, line {err.lineno})") from err
+    if args.synthetic_workload:
+        return {"pattern": pattern_from_truth(args.synthetic_workload), "seed": args.seed}
+    return {"seed": args.seed}
+
+
+def pattern_from_truth(path: str) -> dict[str, Any]:
+    from damon_bpf.workload import BUILTIN_PATTERNS, builtin_pattern, load_truth
+
+    try:
+        truth = load_truth(path)
+    except OSError as err:
+        raise InvalidParamsError(f"cannot read {path}: {err.strerror}") from err
+    if truth.start is None:
+        raise InvalidParamsError(f"{path}: no start record")
+    if truth.start.pattern not in BUILTIN_PATTERNS:
+        raise InvalidParamsError(f"{path}: workload {truth.start.pattern!r} is not a built-in pattern; "
+                                 "describe it with --synthetic-pattern")
+    return synthetic_pattern_for_workload(truth.start, builtin_pattern(truth.start.pattern))
+
+
+class _Mappings:
+    """Names the mapping an address lies in, from /proc/<pid>/maps read once per snapshot."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+
+    def lookup(self) -> Callable[[int], str] | None:
+        if self.pid is None:
+            return None
+        from damon_bpf.ops import procmaps
+
+        try:
+            vmas = procmaps.read_maps(self.pid)
+        except Exception:  # the target may have exited; the view then shows no names
+            return None
+
+        def name(addr: int) -> str:
+            v = procmaps.mapping_at(vmas, addr)
+            return procmaps.classify(v) if v is not None else "-"
+
+        return name
+
+
+class LiveView:
+    """Prints each snapshot: redrawn in place on a terminal, as text blocks or JSON lines otherwise."""
+
+    def __init__(self, monitor: Monitor, out: TextIO, *, as_json: bool, every: int, rows: int, source: str) -> None:
+        self.monitor = monitor
+        self.out = out
+        self.as_json = as_json
+        self.every = max(1, every)
+        self.rows = rows
+        self.source = source
+        self.tty = out.isatty() and not as_json
+        self.nr = 0
+        self.last: Snapshot | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, snap: Snapshot) -> None:
+        self.last = snap
+        self.nr += 1
+        if (self.nr - 1) % self.every:
+            return
+        stats = self.monitor.source_stats()
+        with self._lock:
+            if self.as_json:
+                self.out.write(snapshot_to_json(snap, stats, self.source) + "\n")
+            else:
+                width, height = 80, 24
+                if self.tty:
+                    try:
+                        width, height = os.get_terminal_size(self.out.fileno())
+                    except OSError:
+                        pass
+                rows = self.rows or max(5, height - 8)
+                maps = [_Mappings(t.pid).lookup() for t in snap.targets]
+                lines = render_text(snap, mappings=maps, stats=stats, source=self.source, max_rows=rows,
+                                    width=max(60, width))
+                if self.tty:
+                    self.out.write("\x1b[H\x1b[2J" + "\n".join(lines) + "\n")
+                else:
+                    self.out.write("\n".join(lines) + "\n\n")
+            self.out.flush()
+
+
+def run_session(spec: MonitorSpec, args: argparse.Namespace, out: TextIO = sys.stdout) -> tuple[int, Monitor,
+                                                                                                  LiveView]:
+    """Run a monitoring session with the live view until it ends; returns (exit code, monitor, view)."""
+    mon = Monitor(spec)
+    view = LiveView(mon, out, as_json=args.json, every=args.every, rows=args.rows, source=spec.source)
+    mon.consumers.append(view)
+
+    def on_signal(signum: int, frame: types.FrameType | None) -> None:
+        mon.stop()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        mon.open()
+        if not args.json:
+            what = " ".join(str(p) for p in mon.pids)
+            print(f"damon-bpf: monitoring pid {what} with source {spec.source}; Ctrl-C to stop", file=sys.stderr)
+        reason = mon.run()
+    finally:
+        mon.close()
+        for s, h in old.items():
+            signal.signal(s, h)
+    if reason is StopReason.TARGETS_GONE and not args.json:
+        print("damon-bpf: every target exited", file=sys.stderr)
+    return 0, mon, view
+
+
+def run(args: argparse.Namespace) -> int:
+    pids, cmd = targets_from_args(args)
+    spec = MonitorSpec(pids=pids, command=cmd, source=args.source, source_options=source_options(args),
+                       attrs=attrs_from_args(args), duration_s=duration_from_args(args), seed=args.seed)
+    rc, _, _ = run_session(spec, args)
+    return rc

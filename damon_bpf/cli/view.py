@@ -1,0 +1,120 @@
+"""The live terminal view of ``damon-bpf monitor`` and its plain-text and JSON forms."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import numpy as np
+
+from damon_bpf.engine import Snapshot, TargetSnapshot
+from damon_bpf.units import format_bytes, format_time_us
+
+__all__ = ("render_text", "snapshot_to_json", "working_set_bytes")
+
+BAR_WIDTH = 10
+
+
+def working_set_bytes(t: TargetSnapshot) -> int:
+    """Bytes of the regions accessed at least once in the aggregation interval."""
+    return int(((t.end - t.start) * (t.nr_accesses > 0)).sum())
+
+
+def _rows(t: TargetSnapshot, max_rows: int) -> list[tuple[int, int, float, int]]:
+    """(start, end, nr_accesses, age) rows; when there are more regions than rows, neighbouring regions are
+    shown together with their size-weighted mean access count and youngest age."""
+    n = t.nr_regions
+    if n == 0:
+        return []
+    sz = (t.end - t.start).astype(np.float64)
+    if n <= max_rows:
+        return [(int(s), int(e), float(a), int(g)) for s, e, a, g in
+                zip(t.start.tolist(), t.end.tolist(), t.nr_accesses.tolist(), t.age.tolist())]
+    bounds = np.linspace(0, n, max_rows + 1).astype(int)
+    out = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        if hi <= lo:
+            continue
+        w = sz[lo:hi]
+        acc = float((t.nr_accesses[lo:hi] * w).sum() / w.sum())
+        out.append((int(t.start[lo]), int(t.end[hi - 1]), acc, int(t.age[lo:hi].min())))
+    return out
+
+
+def render_text(snap: Snapshot, *, mappings: Sequence[Any] | None = None, stats: dict[str, Any] | None = None,
+                source: str = "", max_rows: int = 30, width: int = 80) -> list[str]:
+    """Lines showing *snap*: per region the address range, size, access rate (% of the maximum and Hz),
+    age, a heat bar and the mapping it lies in; then totals.
+
+    :param mappings: per target, a callable ``addr -> str`` naming the mapping at an address (or None)
+    """
+    aggr_s = snap.aggr_interval_us / 1e6
+    elapsed = (snap.time_ns - snap.start_time_ns) / 1e9
+    lines = [
+        f"damon-bpf monitor  t={elapsed:7.1f}s  source {source}  {format_time_us(snap.sample_interval_us)} / "
+        f"{format_time_us(snap.aggr_interval_us)}  {snap.nr_regions} regions"[:width],
+    ]
+    per_target_rows = max(3, max_rows // max(1, len(snap.targets)))
+    for ti, t in enumerate(snap.targets):
+        wss = working_set_bytes(t)
+        total = int((t.end - t.start).sum())
+        lines.append(f"pid {t.pid}: {t.nr_regions} regions, {format_bytes(total)} monitored, "
+                     f"working set {format_bytes(wss)}"[:width])
+        lines.append(f"{'address range':<27} {'size':>10} {'rate':>4} {'Hz':>6} {'age':>9} "
+                     f"{'heat':<{BAR_WIDTH}} mapping"[:width])
+        name_of = mappings[ti] if mappings and ti < len(mappings) else None
+        for s, e, acc, age in _rows(t, per_target_rows):
+            pct = acc / snap.max_nr_accesses * 100 if snap.max_nr_accesses else 0.0
+            hz = acc / aggr_s if aggr_s else 0.0
+            nbar = int(round(pct / 100 * BAR_WIDTH))
+            bar = "#" * nbar + "." * (BAR_WIDTH - nbar)
+            mapping = name_of(s) if callable(name_of) else ""
+            age_us = age * snap.aggr_interval_us
+            line = (f"{s:012x}-{e:012x}  {format_bytes(e - s):>10} {pct:3.0f}% {hz:6.1f} "
+                    f"{format_time_us(age_us):>9} {bar} {mapping}")
+            lines.append(line[:width])
+    if stats:
+        items = [f"{k}={_fmt(v)}" for k, v in stats.items()]
+        cur = "totals:"
+        for it in items:
+            if len(cur) + 1 + len(it) > width:
+                lines.append(cur)
+                cur = "       "
+            cur += " " + it
+        lines.append(cur)
+    return lines
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
+def snapshot_to_json(snap: Snapshot, stats: dict[str, Any] | None = None, source: str = "") -> str:
+    """One JSON object for *snap*; each region has ``start``, ``end``, ``nr_accesses`` (sampling intervals with
+    an access in the aggregation interval: the kernel's scale, 0..``max_nr_accesses``), ``age`` (aggregation
+    intervals) and ``nr_accesses_bp``."""
+    obj: dict[str, Any] = {
+        "time": (snap.time_ns - snap.start_time_ns) / 1e9,
+        "time_ns": snap.time_ns,
+        "source": source,
+        "sample_us": snap.sample_interval_us,
+        "aggr_us": snap.aggr_interval_us,
+        "max_nr_accesses": snap.max_nr_accesses,
+        "targets": [
+            {
+                "pid": t.pid,
+                "working_set_bytes": working_set_bytes(t),
+                "regions": [
+                    {"start": r.start, "end": r.end, "nr_accesses": r.nr_accesses, "age": r.age,
+                     "nr_accesses_bp": r.nr_accesses_bp}
+                    for r in t.regions
+                ],
+            }
+            for t in snap.targets
+        ],
+    }
+    if stats:
+        obj["stats"] = stats
+    return json.dumps(obj, separators=(",", ":"))

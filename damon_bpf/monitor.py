@@ -1,0 +1,190 @@
+"""Monitoring sessions: processes (given or spawned), an access source, the kdamond, and snapshot consumers.
+
+This is the library behind ``damon-bpf monitor`` (and later ``record`` and ``compare``): it owns the
+lifetime of everything it starts. A spawned command is terminated when the session ends; the operations
+set's ``cleanup`` (BPF programs detached, sysctls restored) always runs, through the kdamond's ``finally``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import damon_bpf.ops  # noqa: F401  (registers the built-in access sources)
+from damon_bpf.engine import Attrs, Ctx, Kdamond, Snapshot, StopReason, Target, select_ops
+from damon_bpf.errors import InvalidParamsError, TargetGoneError
+
+__all__ = ("MonitorSpec", "Monitor", "DEFAULT_ATTRS", "synthetic_pattern_for_workload")
+
+log = logging.getLogger(__name__)
+
+
+def _default_attrs() -> Attrs:
+    # damo's defaults (--monitoring_intervals 5ms 100ms 1s, --monitoring_nr_regions_range 10 1000)
+    return Attrs(sample_interval_us=5_000, aggr_interval_us=100_000, ops_update_interval_us=1_000_000,
+                 min_nr_regions=10, max_nr_regions=1000)
+
+
+DEFAULT_ATTRS = _default_attrs()
+
+
+@dataclass
+class MonitorSpec:
+    """What to monitor and how.
+
+    :ivar pids: processes to monitor (one target each)
+    :ivar command: a command to spawn and monitor until it exits (appended as the last target)
+    :ivar source: the access source, an ops id (``synthetic``, ``fault``, ``perf``)
+    :ivar source_options: keyword arguments for the source's ops constructor
+    :ivar duration_s: stop after this long; None: until stopped or every target exited
+    """
+
+    pids: list[int] = field(default_factory=list)
+    command: list[str] | None = None
+    source: str = "synthetic"
+    source_options: dict[str, Any] = field(default_factory=dict)
+    attrs: Attrs = field(default_factory=_default_attrs)
+    duration_s: float | None = None
+    seed: int | None = None
+
+    def validate(self) -> None:
+        if not self.pids and not self.command:
+            raise InvalidParamsError("nothing to monitor: give pids or a command")
+        for pid in self.pids:
+            if pid <= 0:
+                raise InvalidParamsError(f"invalid pid {pid}")
+        if self.duration_s is not None and self.duration_s <= 0:
+            raise InvalidParamsError("duration must be positive")
+        self.attrs.validate()
+
+
+class Monitor:
+    """One monitoring session. Use as a context manager, or call :meth:`open`, :meth:`run`, :meth:`close`.
+
+    :param consumers: called with every :class:`~damon_bpf.engine.Snapshot`, in the kdamond's thread
+    """
+
+    def __init__(self, spec: MonitorSpec, consumers: list[Callable[[Snapshot], None]] | None = None) -> None:
+        spec.validate()
+        self.spec = spec
+        self.consumers = list(consumers or [])
+        self.child: subprocess.Popen[bytes] | None = None
+        self.ctx: Ctx | None = None
+        self.kdamond: Kdamond | None = None
+        self._timer: threading.Timer | None = None
+        self.started_at = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Check the pids, spawn the command, select and initialise the access source."""
+        for pid in self.spec.pids:
+            if not os.path.exists(f"/proc/{pid}"):
+                raise TargetGoneError(pid, f"no such process: {pid}")
+        pids = list(self.spec.pids)
+        if self.spec.command:
+            try:
+                self.child = subprocess.Popen(self.spec.command)
+            except OSError as err:
+                raise InvalidParamsError(f"cannot run {self.spec.command[0]!r}: {err.strerror}") from err
+            pids.append(self.child.pid)
+        ops = select_ops(self.spec.source, **self.spec.source_options)
+        import random
+
+        ctx = Ctx(attrs=self.spec.attrs, ops=ops,
+                  rng=random.Random(self.spec.seed) if self.spec.seed is not None else random.Random())
+        ctx.targets = [Target(pid=pid) for pid in pids]
+        ctx.after_aggregation.extend(self.consumers)
+        self.ctx = ctx
+        self.kdamond = Kdamond(ctx)
+        try:
+            self.kdamond.init()
+        except BaseException:
+            ops.cleanup(ctx)
+            raise
+
+    def run(self) -> StopReason:
+        """Monitor in the calling thread until stopped, the duration is over, or every target exited."""
+        if self.kdamond is None:
+            self.open()
+        assert self.kdamond is not None
+        self.started_at = time.monotonic()
+        if self.spec.duration_s is not None:
+            self._timer = threading.Timer(self.spec.duration_s, self.kdamond.stop)
+            self._timer.daemon = True
+            self._timer.start()
+        try:
+            return self.kdamond.run()
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+
+    def stop(self) -> None:
+        """Ask the session to end; safe from a signal handler or another thread."""
+        if self.kdamond is not None:
+            self.kdamond.stop()
+
+    def close(self) -> None:
+        """Terminate the spawned command, if it still runs."""
+        child = self.child
+        if child is None:
+            return
+        if child.poll() is None:
+            try:
+                child.send_signal(signal.SIGTERM)
+                child.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            except ProcessLookupError:
+                pass
+
+    def __enter__(self) -> Monitor:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- information -------------------------------------------------------------------------------------
+
+    @property
+    def pids(self) -> list[int]:
+        return [t.pid for t in self.ctx.targets if t.pid is not None] if self.ctx else []
+
+    def source_stats(self) -> dict[str, Any]:
+        """Counters of the access source (events, drops, ...), if it keeps any."""
+        if self.ctx is None or self.ctx.ops is None:
+            return {}
+        stats: dict[str, Any] = {}
+        getter = getattr(self.ctx.ops, "stats", None)
+        if callable(getter):
+            stats.update(getter())
+        if self.ctx.reports is not None:
+            s = self.ctx.reports.stats
+            stats.setdefault("reports", s.nr_reported)
+            stats.setdefault("reports_accounted", s.nr_accounted)
+            stats.setdefault("reports_stale", s.nr_stale)
+        return stats
+
+
+def synthetic_pattern_for_workload(start: Any, config: Any, p_hot: float = 0.3) -> dict[str, Any]:
+    """A synthetic access pattern that follows a bundled workload's phases: in each phase the regions it
+    touches are accessed (every page with chance *p_hot* per sampling interval), the others are not.
+
+    :param start: the workload's ground-truth start record (``damon_bpf.workload.TruthStart``)
+    :param config: the workload's config (``damon_bpf.workload.WorkloadConfig``)
+    """
+    addr = {r.name: (r.start, r.end) for r in start.regions}
+    phases = []
+    for ph in config.phases:
+        ranges = [{"start": addr[a.region][0], "end": addr[a.region][1], "p": p_hot}
+                  for a in ph.accesses if a.region in addr]
+        phases.append({"name": ph.name, "duration_s": ph.duration_s, "ranges": ranges})
+    return {"loop": True, "start_ns": int(start.time * 1e9), "phases": phases}
