@@ -1,0 +1,415 @@
+"""The one place that talks to BCC: loading bcc, finding and compiling ``bpf/*.bpf.c``, attaching programs.
+
+Counterpart of bcc's own ``BPF`` class (``src/python/bcc/__init__.py``): this module is a thin, typed wrapper
+that imports ``bcc`` lazily (inside functions, so ``import damon_bpf.probes`` works without it), turns bcc's
+bare ``Exception``/``OSError`` into :mod:`damon_bpf.errors` with ``raise ... from err``, and hands back plain
+Python data (``dict[int, int]``), never bcc ``Table`` objects.
+
+A compiled program is a :data:`BccBPF` handle: pass it back to the functions here and close it with
+:func:`close_bpf`. Probe families (page faults, perf samples) are built on these functions.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import enum
+import errno as errno_mod
+import importlib.resources
+import importlib.util
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeVar
+
+from damon_bpf.errors import (
+    DamonBpfError,
+    MissingDependencyError,
+    PermissionDeniedError,
+    ProbeAttachError,
+    ProbeLoadError,
+)
+
+__all__ = (
+    "BccBPF",
+    "KernelHeaders",
+    "ProgType",
+    "attach_perf_event",
+    "attach_raw_tracepoint",
+    "attach_tracepoint",
+    "bpf_source_path",
+    "close_bpf",
+    "compile_bpf",
+    "detach_perf_event",
+    "detach_raw_tracepoint",
+    "detach_tracepoint",
+    "find_kernel_headers",
+    "load_bcc",
+    "load_program",
+    "map_clear",
+    "map_items",
+)
+
+logger = logging.getLogger(__name__)
+
+#: A compiled ``bcc.BPF`` object. bcc ships no type information, so this is opaque to callers: only pass it
+#: back to the functions of this module.
+BccBPF = Any
+
+_BCC_MISSING = (
+    "BCC is not installed: apt install python3-bpfcc "
+    "(and run with /usr/bin/python3 or a venv made with --system-site-packages)"
+)
+_HEADERS_HINT = (
+    "kernel headers for {release} are missing: install the kernel development package "
+    "(e.g. linux-headers-{release}) or build the kernel with CONFIG_IKHEADERS=m"
+)
+_ROOT_HINT = "loading BPF programs needs root (CAP_BPF and CAP_PERFMON)"
+
+# Where the package data lives and, for a source checkout, where the repository keeps it.
+_BPF_PACKAGE = "damon_bpf.bpf"
+_REPO_BPF_DIR = Path(__file__).resolve().parents[2] / "bpf"
+
+
+class ProgType(enum.Enum):
+    """BPF program types used by damon-bpf; the value is the attribute name on ``bcc.BPF``."""
+
+    TRACEPOINT = "TRACEPOINT"
+    RAW_TRACEPOINT = "RAW_TRACEPOINT"
+    PERF_EVENT = "PERF_EVENT"
+
+
+def load_bcc() -> ModuleType:
+    """Import bcc.
+
+    :return: the ``bcc`` module.
+    :raises MissingDependencyError: bcc (``python3-bpfcc``) cannot be imported.
+    """
+    # Lazy by design: this is the only import of bcc in damon_bpf.
+    try:
+        import bcc  # type: ignore[import-untyped]
+    except ImportError as err:
+        raise MissingDependencyError(_BCC_MISSING) from err
+    module: ModuleType = bcc
+    return module
+
+
+def bpf_source_path(name: str) -> Path:
+    """Absolute path of ``<name>.bpf.c`` from the installed package ``damon_bpf.bpf``.
+
+    pyproject maps the repository's top-level ``bpf/`` folder to the package ``damon_bpf.bpf``. With an editable
+    install on Python < 3.12 ``importlib.resources`` can fail on that namespace package (the setuptools path hook
+    entry is not a directory), so the package's search locations and then the repository's ``bpf/`` folder are
+    tried next.
+
+    :param name: program family, e.g. ``"feature_probe"`` for ``bpf/feature_probe.bpf.c``.
+    :raises ProbeLoadError: the file is in none of those places.
+    """
+    filename = f"{name}.bpf.c"
+    candidates: list[Path] = []
+    with contextlib.suppress(ImportError, OSError, TypeError, ValueError):
+        traversable = importlib.resources.files(_BPF_PACKAGE) / filename
+        candidates.append(Path(str(traversable)))
+    with contextlib.suppress(ImportError, ValueError):
+        spec = importlib.util.find_spec(_BPF_PACKAGE)
+        if spec is not None and spec.submodule_search_locations is not None:
+            candidates.extend(Path(loc) / filename for loc in spec.submodule_search_locations)
+    candidates.append(_REPO_BPF_DIR / filename)
+    for path in candidates:
+        if path.is_absolute() and path.is_file():
+            return path
+    raise ProbeLoadError(f"BPF source {filename} not found in package {_BPF_PACKAGE} or {_REPO_BPF_DIR}")
+
+
+@dataclass(frozen=True)
+class KernelHeaders:
+    """Where BCC will find kernel headers, following its own lookup (``ClangLoader::parse`` in bcc's
+    ``src/cc/frontends/clang/loader.cc``)."""
+
+    #: directory BCC compiles against (``kpath``)
+    path: Path
+    #: ``"BCC_KERNEL_SOURCE"``, ``"source"``, ``"build"`` (the ``/lib/modules/<release>`` entry) or ``"kheaders"``
+    origin: str
+    #: whether the headers are for the running release (False: a link to another release's headers)
+    exact: bool
+    #: what the ``/lib/modules/<release>/build`` link points to ("" when it is not a link)
+    link_target: str = ""
+
+
+def find_kernel_headers(
+    release: str | None = None,
+    *,
+    modules_root: str | os.PathLike[str] = "/lib/modules",
+    sys_root: str | os.PathLike[str] = "/sys",
+) -> KernelHeaders | None:
+    """Find the kernel headers BCC would use, without compiling anything.
+
+    :param release: kernel release, ``uname -r`` by default.
+    :return: the headers, or None when BCC would print "Unable to find kernel headers".
+    """
+    release = release or os.uname().release
+    env = os.environ.get("BCC_KERNEL_SOURCE")
+    if env:
+        path = Path(env)
+        if (path / "include/linux/kconfig.h").is_file():
+            return KernelHeaders(path, "BCC_KERNEL_SOURCE", release in str(path.resolve()), "")
+    else:
+        kdir = Path(modules_root) / release
+        build = kdir / "build"
+        if build.is_dir() and (kdir / "source").is_dir():
+            origin = "source"
+        else:
+            origin = os.environ.get("BCC_KERNEL_MODULES_SUFFIX", "build")
+        path = kdir / origin
+        if (path / "include/linux/kconfig.h").is_file():
+            # A link under /lib/modules/<release> that names another release is a "linked fallback" (e.g.
+            # Debian's generic headers linked in for a custom kernel).
+            link = build if build.is_symlink() else path
+            target = os.readlink(link) if link.is_symlink() else ""
+            exact = not target or release in Path(target).name
+            return KernelHeaders(path, origin, exact, target)
+    kheaders = Path(sys_root) / "kernel/kheaders.tar.xz"
+    if kheaders.is_file():
+        return KernelHeaders(kheaders, "kheaders", True, "")
+    return None
+
+
+@contextlib.contextmanager
+def _captured_output(out: list[str]) -> Iterator[None]:
+    # bcc reports compiler diagnostics on fd 2 (llvm::errs) and "Unable to find kernel headers" on fd 1
+    # (std::cout), straight from C++. Redirect both fds into a file for the duration of the call and hand the text
+    # back through the yielded list, so the library never prints and errors can quote the compiler.
+    # This is process-wide: do not call bcc from two threads at once.
+    libc = ctypes.CDLL(None)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        try:
+            os.dup2(tmp.fileno(), 1)
+            os.dup2(tmp.fileno(), 2)
+            yield
+        finally:
+            libc.fflush(None)
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            tmp.seek(0)
+            out.append(tmp.read().decode(errors="replace"))
+            if out[-1].strip():
+                logger.debug("bcc output:\n%s", out[-1].rstrip())
+
+
+def _first_error_line(text: str, source: Path | None) -> str:
+    # The first "error:" diagnostic is the one that matters (later ones cascade); without one, the last line.
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if source is not None:
+        lines = [line.replace("/virtual/main.c", str(source)) for line in lines]
+    for line in lines:
+        if "error:" in line:
+            return line
+    for line in lines:
+        if line.startswith("Unable to find kernel headers"):
+            return line
+    return lines[-1] if lines else ""
+
+
+def _is_permission_problem(text: str) -> bool:
+    return "Operation not permitted" in text or "Need super-user privileges" in text
+
+
+def compile_bpf(name: str, cflags: Sequence[str] = ()) -> BccBPF:
+    """Compile ``bpf/<name>.bpf.c`` with BCC and create its maps.
+
+    Functions whose names start with bcc's auto-attach prefixes (``tracepoint__``, ``kprobe__``...) are attached
+    by bcc right here; damon-bpf programs avoid those prefixes and attach explicitly.
+
+    :param name: program family, see :func:`bpf_source_path`.
+    :param cflags: ``-D`` parameters, e.g. ``["-DTARGET_TGID=1234"]`` (the only way to parameterize a program).
+    :return: the compiled program; release it with :func:`close_bpf`.
+    :raises MissingDependencyError: bcc is not installed.
+    :raises PermissionDeniedError: creating the maps was refused (not root).
+    :raises ProbeLoadError: compilation failed; the message quotes the first compiler error and says so when
+        kernel headers are missing.
+    """
+    bcc = load_bcc()
+    source = bpf_source_path(name)
+    out: list[str] = []
+    try:
+        with _captured_output(out):
+            bpf = bcc.BPF(src_file=str(source).encode(), cflags=[str(f) for f in cflags])
+    except Exception as err:  # bcc raises bare Exception
+        text = out[0] if out else ""
+        detail = _first_error_line(text, source)
+        if _is_permission_problem(text):
+            raise PermissionDeniedError(f"{_ROOT_HINT}: {detail or err}") from err
+        if "Unable to find kernel headers" in text or find_kernel_headers() is None:
+            hint = _HEADERS_HINT.format(release=os.uname().release)
+            # bcc's own headers message says the same as the hint; keep a real compiler error if there is one.
+            detail = f"{hint}; {detail}" if "error:" in detail else hint
+        raise ProbeLoadError(f"cannot compile {source.name}: {detail or err}") from err
+    return bpf
+
+
+_T = TypeVar("_T")
+
+
+def _call(fn: Callable[[], _T], what: str, error: type[DamonBpfError]) -> _T:
+    # Run one bcc call, translating its failure into *error* with errno and bcc's own last message.
+    out: list[str] = []
+    try:
+        with _captured_output(out):
+            ctypes.set_errno(0)
+            return fn()
+    except Exception as err:
+        if isinstance(err, DamonBpfError):
+            raise
+        err_no = ctypes.get_errno() or getattr(err, "errno", 0) or 0
+        text = out[0] if out else ""
+        parts = [f"{what}: {err}"]
+        if err_no:
+            parts.append(f"{os.strerror(err_no)} ({errno_mod.errorcode.get(err_no, err_no)})")
+        line = _first_error_line(text, None)
+        if line and line not in parts[0]:
+            parts.append(line)
+        msg = "; ".join(parts)
+        if err_no in (errno_mod.EPERM, errno_mod.EACCES) or _is_permission_problem(text + str(err)):
+            raise PermissionDeniedError(f"{_ROOT_HINT}: {msg}") from err
+        exc = error(msg)
+        exc.errno = err_no  # type: ignore[attr-defined]
+        raise exc from err
+
+
+def load_program(bpf: BccBPF, fn_name: str, prog_type: ProgType) -> None:
+    """Load one function of *bpf* into the kernel (the verifier runs here), without attaching it.
+
+    :raises ProbeLoadError: the verifier or the kernel refused the program.
+    :raises PermissionDeniedError: not root.
+    """
+    bcc = load_bcc()
+    _call(
+        lambda: bpf.load_func(fn_name.encode(), getattr(bcc.BPF, prog_type.value)), f"loading {fn_name}", ProbeLoadError
+    )
+
+
+def attach_tracepoint(bpf: BccBPF, tp: str, fn_name: str) -> None:
+    """Attach *fn_name* to the classic tracepoint *tp* (``"category:event"``); needs tracefs mounted.
+
+    :raises ProbeAttachError: attaching failed (its ``errno`` attribute holds the errno when known).
+    """
+    _call(
+        lambda: bpf.attach_tracepoint(tp=tp.encode(), fn_name=fn_name.encode()),
+        f"attaching {fn_name} to tracepoint {tp}",
+        ProbeAttachError,
+    )
+
+
+def detach_tracepoint(bpf: BccBPF, tp: str) -> None:
+    """Detach what :func:`attach_tracepoint` attached to *tp*."""
+    _call(lambda: bpf.detach_tracepoint(tp.encode()), f"detaching tracepoint {tp}", ProbeAttachError)
+
+
+def attach_raw_tracepoint(bpf: BccBPF, tp: str, fn_name: str) -> None:
+    """Attach *fn_name* to the raw tracepoint *tp* (the event name alone, e.g. ``"page_fault_user"``).
+
+    Raw tracepoints are opened by name with ``BPF_RAW_TRACEPOINT_OPEN`` and need no tracefs.
+
+    :raises ProbeAttachError: attaching failed (``ENOENT``: no such tracepoint).
+    """
+    _call(
+        lambda: bpf.attach_raw_tracepoint(tp=tp.encode(), fn_name=fn_name.encode()),
+        f"attaching {fn_name} to raw tracepoint {tp}",
+        ProbeAttachError,
+    )
+
+
+def detach_raw_tracepoint(bpf: BccBPF, tp: str) -> None:
+    """Detach what :func:`attach_raw_tracepoint` attached to *tp*."""
+    _call(lambda: bpf.detach_raw_tracepoint(tp.encode()), f"detaching raw tracepoint {tp}", ProbeAttachError)
+
+
+def attach_perf_event(
+    bpf: BccBPF,
+    fn_name: str,
+    *,
+    ev_type: int,
+    ev_config: int,
+    sample_period: int = 0,
+    sample_freq: int = 0,
+    pid: int = -1,
+    cpu: int = -1,
+) -> None:
+    """Attach *fn_name* to a perf event through bcc's ``attach_perf_event`` (one event per online CPU when
+    ``cpu=-1``; ``pid > 0`` follows that thread and, with ``inherit``, its later children).
+
+    bcc passes *ev_config* as ``uint32`` and cannot set ``config1``, ``precise_ip`` or ``sample_type``: use it
+    for software and simple hardware events only.
+
+    :param ev_type: ``PERF_TYPE_*`` (include/uapi/linux/perf_event.h), e.g. 1 = software.
+    :param ev_config: event number, e.g. 2 = ``PERF_COUNT_SW_PAGE_FAULTS``.
+    :raises ProbeAttachError: ``perf_event_open`` or ``PERF_EVENT_IOC_SET_BPF`` failed.
+    """
+    _call(
+        lambda: bpf.attach_perf_event(
+            ev_type=ev_type,
+            ev_config=ev_config,
+            fn_name=fn_name.encode(),
+            sample_period=sample_period,
+            sample_freq=sample_freq,
+            pid=pid,
+            cpu=cpu,
+        ),
+        f"attaching {fn_name} to perf event type {ev_type} config {ev_config}",
+        ProbeAttachError,
+    )
+
+
+def detach_perf_event(bpf: BccBPF, *, ev_type: int, ev_config: int) -> None:
+    """Close the perf events :func:`attach_perf_event` opened for (*ev_type*, *ev_config*)."""
+    _call(
+        lambda: bpf.detach_perf_event(ev_type, ev_config),
+        f"detaching perf event type {ev_type} config {ev_config}",
+        ProbeAttachError,
+    )
+
+
+def _as_int(value: Any) -> int:
+    return int(getattr(value, "value", value))
+
+
+def map_items(bpf: BccBPF, map_name: str) -> dict[int, int]:
+    """Read a map whose keys and values are integers (``u32``/``u64``).
+
+    :return: ``{key: value}``.
+    :raises ProbeLoadError: no such map.
+    """
+    table = _call(lambda: bpf[map_name.encode()], f"opening map {map_name}", ProbeLoadError)
+    return {_as_int(k): _as_int(v) for k, v in table.items()}
+
+
+def map_clear(bpf: BccBPF, map_name: str) -> None:
+    """Delete every entry of a hash map (zero every slot of an array map)."""
+    table = _call(lambda: bpf[map_name.encode()], f"opening map {map_name}", ProbeLoadError)
+    table.clear()
+
+
+def close_bpf(bpf: BccBPF) -> None:
+    """Detach everything *bpf* attached, close its programs and maps, and drop bcc's atexit hook on it.
+
+    Never raises: failures are logged, as closing happens on error paths.
+    """
+    try:
+        with _captured_output([]):
+            bpf.cleanup()
+    except Exception:
+        logger.warning("closing a BPF object failed", exc_info=True)
+    # BPF.__init__ registers atexit(self.cleanup), which keeps the object alive until exit.
+    atexit.unregister(bpf.cleanup)
