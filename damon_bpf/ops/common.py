@@ -1,0 +1,123 @@
+"""Pure helpers shared by the operations sets: the user-space ``mm/damon/ops-common.c``.
+
+- :func:`bin_samples` turns sampled addresses into per-region counts (what a BPF map drain or a perf sample
+  batch needs before ``update_regions_access_rate``).
+- :func:`hot_score` / :func:`cold_score` mirror ``damon_hot_score()`` / ``damon_cold_score()``, the DAMOS quota
+  prioritisation scores; :func:`region_hot_score` / :func:`region_cold_score` feed them from a context, a
+  region and a scheme as the kernel's callers do.
+
+Nothing here does I/O or keeps state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from damon_bpf.engine.core import nr_accesses_mvsum
+from damon_bpf.engine.model import Attrs, Ctx, Region
+from damon_bpf.engine.ops import DAMOS_MAX_SCORE
+
+__all__ = (
+    "DAMON_MAX_SUBSCORE",
+    "DAMON_MAX_AGE_IN_LOG",
+    "bin_samples",
+    "hot_score",
+    "cold_score",
+    "region_hot_score",
+    "region_cold_score",
+    "scheme_action",
+    "quota_weights",
+)
+
+#: ``DAMON_MAX_SUBSCORE`` (``mm/damon/ops-common.c``).
+DAMON_MAX_SUBSCORE = 100
+#: ``DAMON_MAX_AGE_IN_LOG`` (``mm/damon/ops-common.c``).
+DAMON_MAX_AGE_IN_LOG = 32
+
+
+def bin_samples(starts: npt.ArrayLike, ends: npt.ArrayLike, addrs: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Count the sampled addresses that fall in each region.
+
+    :param starts: region starts, sorted ascending (``u64``)
+    :param ends: region ends (exclusive); regions must not overlap (gaps are allowed)
+    :param addrs: sampled addresses, any order (``u64``); those in no region are ignored
+    :return: one count per region
+    """
+    s = np.asarray(starts, dtype=np.uint64).ravel()
+    e = np.asarray(ends, dtype=np.uint64).ravel()
+    a = np.asarray(addrs, dtype=np.uint64).ravel()
+    if s.size != e.size:
+        raise ValueError("starts and ends must have the same length")
+    if s.size == 0 or a.size == 0:
+        return np.zeros(s.size, dtype=np.int64)
+    idx = np.searchsorted(s, a, side="right").astype(np.int64) - 1
+    ok = idx >= 0
+    ok[ok] = a[ok] < e[idx[ok]]
+    return np.bincount(idx[ok], minlength=s.size).astype(np.int64)
+
+
+def hot_score(nr_accesses: int, age: int, attrs: Attrs, weight_nr_accesses: int, weight_age: int) -> int:
+    """``damon_hot_score()`` (``mm/damon/ops-common.c``): how hot a region is, in ``[0, DAMOS_MAX_SCORE]``.
+
+    Integer arithmetic exactly as the kernel's: a frequency subscore ``nr_accesses * 100 / max_nr_accesses``
+    and an age subscore from ``ilog2`` of the age in seconds (negated for unaccessed regions, so old and idle
+    means colder), weighted by the quota's ``weight_nr_accesses`` and ``weight_age`` (``weight_sz`` is used by no
+    mainline score). With both weights 0 the score is 0.
+
+    The frequency subscore is capped at 100, as SJ's fix "mm/damon/ops-common: prevent >DAMON_MAX_SUBSCORE
+    freq_subscore" (2026-06, lore 20260622141027.29145-3-sj@kernel.org) does; it only matters when
+    ``nr_accesses`` exceeds ``max_nr_accesses`` after an interval change.
+
+    :param nr_accesses: the region's access frequency in sampling intervals (7.3 passes the moving sum)
+    :param age: the region's age in aggregation intervals
+    :param attrs: supplies ``aggr_interval_us`` and ``max_nr_accesses``
+    """
+    freq_subscore = nr_accesses * DAMON_MAX_SUBSCORE // attrs.max_nr_accesses
+    freq_subscore = min(freq_subscore, DAMON_MAX_SUBSCORE)
+    age_in_sec = age * attrs.aggr_interval_us // 1_000_000
+    # ilog2(age_in_sec) + 1, i.e. the bit length, capped (Linux 7.2's form of the old shift loop)
+    age_in_log = min(age_in_sec.bit_length(), DAMON_MAX_AGE_IN_LOG)
+    # If frequency is 0, higher age means it's colder
+    if freq_subscore == 0:
+        age_in_log = -age_in_log
+    # age_in_log is in [-32, 32]; scale it to [0, 100]
+    age_in_log += DAMON_MAX_AGE_IN_LOG
+    age_subscore = age_in_log * DAMON_MAX_SUBSCORE // DAMON_MAX_AGE_IN_LOG // 2
+    hotness = weight_nr_accesses * freq_subscore + weight_age * age_subscore
+    if weight_nr_accesses + weight_age:
+        hotness //= weight_nr_accesses + weight_age
+    # Transform it to fit in [0, DAMOS_MAX_SCORE]
+    return hotness * DAMOS_MAX_SCORE // DAMON_MAX_SUBSCORE
+
+
+def cold_score(nr_accesses: int, age: int, attrs: Attrs, weight_nr_accesses: int, weight_age: int) -> int:
+    """``damon_cold_score()`` (``mm/damon/ops-common.c``): ``DAMOS_MAX_SCORE - hot_score(...)``."""
+    return DAMOS_MAX_SCORE - hot_score(nr_accesses, age, attrs, weight_nr_accesses, weight_age)
+
+
+def scheme_action(scheme: Any) -> str | None:
+    """The action name of a DAMOS scheme: ``scheme.action`` as a string (an ``Action`` enum's ``.value``)."""
+    action = getattr(scheme, "action", None)
+    value = getattr(action, "value", action)
+    return value if isinstance(value, str) else None
+
+
+def quota_weights(scheme: Any) -> tuple[int, int]:
+    """``(weight_nr_accesses, weight_age)`` of ``scheme.quota``; 0 when absent, as sysfs initialises them."""
+    quota = getattr(scheme, "quota", None)
+    return int(getattr(quota, "weight_nr_accesses", 0) or 0), int(getattr(quota, "weight_age", 0) or 0)
+
+
+def region_hot_score(ctx: Ctx, region: Region, scheme: Any) -> int:
+    """``damon_hot_score(c, r, s)`` for a region of *ctx*: feeds 7.3's moving sum
+    (``damon_nr_accesses_mvsum()``) and the scheme's quota weights to :func:`hot_score`."""
+    w_freq, w_age = quota_weights(scheme)
+    return hot_score(nr_accesses_mvsum(region, ctx), region.age, ctx.attrs, w_freq, w_age)
+
+
+def region_cold_score(ctx: Ctx, region: Region, scheme: Any) -> int:
+    """``damon_cold_score(c, r, s)`` for a region of *ctx* (see :func:`region_hot_score`)."""
+    return DAMOS_MAX_SCORE - region_hot_score(ctx, region, scheme)
