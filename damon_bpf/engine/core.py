@@ -51,6 +51,7 @@ __all__ = (
     "update_monitoring_result",
     "set_attrs",
     "init_ctx",
+    "next_boundary_sis",
 )
 
 ULONG_MAX = 2**64 - 1
@@ -303,7 +304,7 @@ def set_regions(t: Target, ranges: Sequence[AddrRange], min_region_sz: int = DAM
     stretched to the range's aligned edges and holes between them are filled with new regions; a range no
     region intersects gets one new region. Surviving regions keep their counters and age.
     """
-    regions = [r for r in t.regions if any(_intersect(r, a) for a in ranges)]
+    regions = [r for r in t.regions if any(_intersect(r, a) for a in ranges)]  # copies, edited in place
     i = 0
     for rng_ in ranges:
         first = last = -1
@@ -555,6 +556,17 @@ def set_attrs(ctx: Ctx, attrs: Attrs) -> None:
         set_next_apply = getattr(s, "set_next_apply_sis", None)
         if set_next_apply is not None:
             set_next_apply(ctx)
+
+
+def next_boundary_sis(ctx: Ctx) -> int:
+    """The next sample-interval count at which the loop does more than sampling: an aggregation, an ops
+    update or a scheme's apply interval. Batched checks sleep straight to it."""
+    b = min(ctx.next_aggregation_sis, ctx.next_ops_update_sis)
+    for s in ctx.schemes:
+        nxt = getattr(s, "next_apply_sis", None)
+        if nxt is not None:
+            b = min(b, nxt)
+    return b
 
 
 def init_ctx(ctx: Ctx) -> None:

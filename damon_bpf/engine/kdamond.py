@@ -35,6 +35,7 @@ from damon_bpf.engine.core import (
     apply_min_nr_regions,
     init_ctx,
     merge_regions,
+    next_boundary_sis,
     reset_aggregated,
     split_regions,
     tune_intervals,
@@ -230,15 +231,6 @@ class Kdamond:
 
     # -- the loop --------------------------------------------------------------------------------------
 
-    def _next_boundary_sis(self) -> int:
-        ctx = self.ctx
-        b = min(ctx.next_aggregation_sis, ctx.next_ops_update_sis)
-        for s in ctx.schemes:
-            nxt = getattr(s, "next_apply_sis", None)
-            if nxt is not None:
-                b = min(b, nxt)
-        return b
-
     def step(self) -> None:
         """One iteration of ``kdamond_fn``'s loop (several sampling intervals at once for batched ops)."""
         ctx = self.ctx
@@ -251,9 +243,10 @@ class Kdamond:
         nus = ctx.next_ops_update_sis
         nr_samples = 1
         if ops.batched:
-            nr_samples = max(1, self._next_boundary_sis() - ctx.passed_sample_intervals)
+            nr_samples = max(1, next_boundary_sis(ctx) - ctx.passed_sample_intervals)
         sample_ns = max(attrs.sample_interval_us, 1) * 1000
 
+        ctx.window_start_ns = self._window_start_ns
         ops.prepare_access_checks(ctx)
         deadline = self._window_start_ns + nr_samples * sample_ns
         now = self.clock_ns()

@@ -112,8 +112,10 @@ class Target:
             self.regions = list(regions)
 
     @property
-    def regions(self) -> list[Region]:
-        return [Region(*row) for row in self.ra.rows()]
+    def regions(self) -> tuple[Region, ...]:
+        """Copies of the regions (a tuple, so that appending to it fails loudly: use the engine functions
+        or assign a new list)."""
+        return tuple(Region(*row) for row in self.ra.rows())
 
     @regions.setter
     def regions(self, regions: Sequence[Region]) -> None:

@@ -20,6 +20,7 @@ BUILTIN_OPS: dict[str, str] = {
     "vaddr": "damon_bpf.ops.vaddr:VaddrOps",
     "fvaddr": "damon_bpf.ops.vaddr:FvaddrOps",
     "synthetic": "damon_bpf.ops.synthetic:SyntheticOps",
+    "fault": "damon_bpf.ops.fault:FaultOps",
 }
 
 

@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * access_agg.h - in-kernel aggregation of memory access events into DAMON regions: the
+ * logic shared by pagefault.bpf.c and perf_sample.bpf.c. Maps and parameters are
+ * described in access_agg_types.h.
+ *
+ * BCC C dialect. bcc rewrites map accesses (map.lookup()) only in the main source file,
+ * so the including file declares the maps and these accessors before including this
+ * header: agg_stat_at(i), agg_bucket_get(), agg_target_of(tgid), agg_config_get(),
+ * agg_nr_at(key), agg_region_at(slot), agg_counter_at(slot), agg_ip_add(key).
+ */
+#ifndef ACCESS_AGG_H
+#define ACCESS_AGG_H
+
+static __always_inline void agg_stat_inc(enum agg_stat i)
+{
+	u64 *v = agg_stat_at(i);
+
+	if (v)
+		(*v)++;
+}
+
+/* Token bucket per CPU: at most RATE_LIMIT events per second, bursts of RATE_BURST. */
+static __always_inline int agg_rate_ok(u64 now)
+{
+#if RATE_LIMIT > 0
+	struct agg_bucket *b = agg_bucket_get();
+	u64 gap, cap = (u64)RATE_BURST * NSEC_PER_SEC;
+
+	if (!b)
+		return 0;
+	gap = now - b->last_ns;
+	if (gap > NSEC_PER_SEC)
+		gap = NSEC_PER_SEC;
+	b->last_ns = now;
+	b->tokens += gap * RATE_LIMIT;
+	if (b->tokens > cap)
+		b->tokens = cap;
+	if (b->tokens < NSEC_PER_SEC)
+		return 0;
+	b->tokens -= NSEC_PER_SEC;
+#endif
+	return 1;
+}
+
+/*
+ * Count one access of the current process at user address addr: find the region with a
+ * bounded binary search and set the bit of the current sampling interval.
+ */
+static __always_inline int agg_account(u64 addr, u64 ip, int is_write)
+{
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	u32 *tidx = agg_target_of(tgid);
+	struct agg_config *cfg;
+	struct agg_counter *c;
+	struct agg_region *r;
+	u64 now, gs, interval;
+	struct agg_span *span;
+	u32 gen, base, off, lo = 0, hi, key, i, w;
+	int k;
+
+	if (!tidx || *tidx >= MAX_TARGETS)
+		return 0;
+	agg_stat_inc(AGG_EVENTS);
+	now = bpf_ktime_get_ns();
+	if (!agg_rate_ok(now)) {
+		agg_stat_inc(AGG_DROP_RATE);
+		return 0;
+	}
+	cfg = agg_config_get();
+	if (!cfg || !cfg->sample_ns)
+		return 0;
+	gs = cfg->gen_start;
+	gen = gs & 1;
+	key = gen * MAX_TARGETS + *tidx;
+	span = agg_span_at(key);
+	if (!span)
+		return 0;
+	hi = span->nr;
+	if (hi > MAX_REGIONS)
+		hi = MAX_REGIONS;
+	off = span->off;
+	base = gen * MAX_REGIONS + off;
+	/*
+	 * Branch-free fixed-step binary search: lo ends as the number of regions whose
+	 * start <= addr. Each of the SEARCH_STEPS (unrolled) steps reads one slot and adds
+	 * its step to lo through arithmetic only (user addresses and counts stay below
+	 * 2^63, so the sign bit of a difference is the comparison), so the verifier walks
+	 * one path instead of one per outcome. Slots past the target's table are read but
+	 * never taken.
+	 */
+#pragma unroll
+	for (k = SEARCH_STEPS - 1; k >= 0; k--) {
+		u64 idx = lo + (1ULL << k);
+		u64 in_table = 1 ^ (((u64)hi - idx) >> 63);
+		u64 below;
+
+		key = gen * MAX_REGIONS + ((off + idx - 1) & (MAX_REGIONS - 1));
+		r = agg_region_at(key);
+		if (!r)
+			return 0;
+		below = 1 ^ ((addr - r->start) >> 63);
+		lo += (in_table & below) << k;
+	}
+	if (lo == 0) {
+		agg_stat_inc(AGG_NO_REGION);
+		return 0;
+	}
+	i = base + lo - 1;
+	r = agg_region_at(i);
+	if (!r || addr >= r->end) {
+		agg_stat_inc(AGG_NO_REGION);
+		return 0;
+	}
+	c = agg_counter_at(i);
+	if (!c)
+		return 0;
+	gs &= ~1ULL;
+	interval = now > gs ? (now - gs) / cfg->sample_ns : 0;
+	if (interval >= AGG_BITS) {
+		interval = AGG_BITS - 1;
+		agg_stat_inc(AGG_LATE);
+	}
+	c->nr_events++;
+	if (is_write)
+		c->nr_writes++;
+	/* BITMAP_WORDS is a power of two: the mask gives the verifier the bound */
+	w = (interval / 64) & (BITMAP_WORDS - 1);
+	c->bits[w] |= 1ULL << (interval % 64);
+	agg_stat_inc(AGG_COUNTED);
+#if IP_ENTRIES > 0
+	{
+		struct agg_ip_key ik = { .slot = i, .pad = 0, .ip = ip };
+
+		if (agg_ip_add(&ik))
+			agg_stat_inc(AGG_IP_FULL);
+	}
+#endif
+	return 0;
+}
+
+#endif /* ACCESS_AGG_H */

@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * access_agg_types.h - structs and parameters of the in-kernel aggregation (access_agg.h).
+ *
+ * BCC C dialect. Shared by pagefault.bpf.c and perf_sample.bpf.c, which declare the maps
+ * (bcc rewrites map accesses only in the main source file).
+ *
+ * Map layout:
+ *   agg_config    ARRAY[1]        struct agg_config: window start | generation, sample ns
+ *   agg_targets   HASH[T]         u32 tgid -> u32 target index (all threads of a process)
+ *   agg_regions   ARRAY[2*R]      struct agg_region {start, end}: the region tables of all
+ *                                 targets, slot gen * R + span.off + i, sorted per target
+ *   agg_spans     ARRAY[2*T]      struct agg_span {off, nr} of (gen * T + target)
+ *   agg_counters  PERCPU_ARRAY[2*R]  struct agg_counter, same slots as agg_regions:
+ *                                 events, writes, bitmap of sampling intervals hit
+ *   agg_stats     PERCPU_ARRAY[AGG_NR_STATS]  u64 counters (enum agg_stat)
+ *   agg_bucket    PERCPU_ARRAY[1] struct agg_bucket: token bucket of the rate limit
+ *   agg_ips       HASH[IP_ENTRIES] struct agg_ip_key {slot, ip} -> u64 events
+ *
+ * User space (damon_bpf.probes.access) writes the next region table into the idle
+ * generation, then publishes it together with the new window start in one 8-byte
+ * store of agg_config.gen_start, so a program never reads a half-written table: it
+ * reads the generation once per event and uses that table and that counter set.
+ *
+ * Parameters (-D, set by damon_bpf.probes): MAX_TARGETS (T), MAX_REGIONS (R: regions of
+ * all targets together, a power of two), SEARCH_STEPS (log2(R) + 1), BITMAP_WORDS (u64 words of interval bits, a power of two),
+ * IP_ENTRIES (0: no attribution), RATE_LIMIT (events per second per CPU, 0: none),
+ * RATE_BURST (events).
+ */
+#ifndef ACCESS_AGG_TYPES_H
+#define ACCESS_AGG_TYPES_H
+
+#ifndef MAX_TARGETS
+#error "MAX_TARGETS must be set by damon_bpf.probes"
+#endif
+#ifndef MAX_REGIONS
+#error "MAX_REGIONS must be set by damon_bpf.probes"
+#endif
+#ifndef SEARCH_STEPS
+#error "SEARCH_STEPS must be set by damon_bpf.probes"
+#endif
+#ifndef BITMAP_WORDS
+#error "BITMAP_WORDS must be set by damon_bpf.probes"
+#endif
+#ifndef IP_ENTRIES
+#error "IP_ENTRIES must be set by damon_bpf.probes"
+#endif
+#ifndef RATE_LIMIT
+#error "RATE_LIMIT must be set by damon_bpf.probes"
+#endif
+#ifndef RATE_BURST
+#error "RATE_BURST must be set by damon_bpf.probes"
+#endif
+
+#define AGG_SLOTS (2 * MAX_REGIONS)
+#define AGG_BITS (BITMAP_WORDS * 64)
+#define NSEC_PER_SEC 1000000000ULL
+
+struct agg_config {
+	u64 gen_start;		/* window start in ns (CLOCK_MONOTONIC), bit 0: generation */
+	u64 sample_ns;		/* sampling interval */
+};
+
+struct agg_region {
+	u64 start;
+	u64 end;
+};
+
+struct agg_span {
+	u32 off;		/* first slot of the target's table within the generation */
+	u32 nr;			/* number of regions */
+};
+
+struct agg_counter {
+	u64 nr_events;
+	u64 nr_writes;
+	u64 bits[BITMAP_WORDS];	/* bit i: an event in sampling interval i of the window */
+};
+
+struct agg_bucket {
+	u64 tokens;		/* in nano-events: one event costs NSEC_PER_SEC */
+	u64 last_ns;
+};
+
+struct agg_ip_key {
+	u32 slot;		/* index into agg_regions / agg_counters */
+	u32 pad;
+	u64 ip;
+};
+
+enum agg_stat {
+	AGG_EVENTS,		/* events of target processes */
+	AGG_COUNTED,		/* events counted into a region */
+	AGG_DROP_RATE,		/* dropped by the rate limit */
+	AGG_NO_REGION,		/* outside every region of the target */
+	AGG_IP_FULL,		/* attribution map full */
+	AGG_LATE,		/* after the window's last interval bit (kept in it) */
+	AGG_NR_STATS,
+};
+
+#endif /* ACCESS_AGG_TYPES_H */

@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * perf_sample.bpf.c - perf samples with a data address (PERF_SAMPLE_ADDR: Intel PEBS
+ * mem-loads/mem-stores, AMD IBS op, software page faults), aggregated per DAMON region.
+ *
+ * BCC C dialect. Programs (attached to per-CPU perf events by damon_bpf.probes.access):
+ *   on_sample_read   samples of loads (or of events that do not tell)
+ *   on_sample_write  samples of stores
+ * Samples without a data address (addr 0) are counted as AGG_NO_REGION.
+ *
+ * Maps and parameters: see access_agg_types.h; the shared logic: access_agg.h.
+ */
+#include <uapi/linux/bpf_perf_event.h>
+#include <uapi/linux/ptrace.h>
+
+#include "access_agg_types.h"
+
+/* The maps of access_agg_types.h and their accessors (bcc rewrites map accesses only here). */
+BPF_ARRAY(agg_config, struct agg_config, 1);
+BPF_HASH(agg_targets, u32, u32, MAX_TARGETS);
+BPF_ARRAY(agg_regions, struct agg_region, AGG_SLOTS);
+BPF_ARRAY(agg_spans, struct agg_span, 2 * MAX_TARGETS);
+BPF_PERCPU_ARRAY(agg_counters, struct agg_counter, AGG_SLOTS);
+BPF_PERCPU_ARRAY(agg_stats, u64, AGG_NR_STATS);
+BPF_PERCPU_ARRAY(agg_bucket, struct agg_bucket, 1);
+#if IP_ENTRIES > 0
+BPF_HASH(agg_ips, struct agg_ip_key, u64, IP_ENTRIES);
+#endif
+
+static __always_inline u64 *agg_stat_at(u32 i) { return agg_stats.lookup(&i); }
+static __always_inline struct agg_bucket *agg_bucket_get(void) { u32 z = 0; return agg_bucket.lookup(&z); }
+static __always_inline u32 *agg_target_of(u32 tgid) { return agg_targets.lookup(&tgid); }
+static __always_inline struct agg_config *agg_config_get(void) { u32 z = 0; return agg_config.lookup(&z); }
+static __always_inline struct agg_span *agg_span_at(u32 key) { return agg_spans.lookup(&key); }
+static __always_inline struct agg_region *agg_region_at(u32 slot) { return agg_regions.lookup(&slot); }
+static __always_inline struct agg_counter *agg_counter_at(u32 slot) { return agg_counters.lookup(&slot); }
+#if IP_ENTRIES > 0
+static __always_inline int agg_ip_add(struct agg_ip_key *k)
+{
+	u64 zero = 0, *v = agg_ips.lookup_or_try_init(k, &zero);
+
+	if (!v)
+		return 1;
+	(*v)++;
+	return 0;
+}
+#endif
+
+#include "access_agg.h"
+
+static __always_inline int on_sample(struct bpf_perf_event_data *ctx, int is_write)
+{
+	if (!ctx->addr) {
+		agg_stat_inc(AGG_NO_REGION);
+		return 0;
+	}
+	return agg_account(ctx->addr, PT_REGS_IP(&ctx->regs), is_write);
+}
+
+int on_sample_read(struct bpf_perf_event_data *ctx)
+{
+	return on_sample(ctx, 0);
+}
+
+int on_sample_write(struct bpf_perf_event_data *ctx)
+{
+	return on_sample(ctx, 1);
+}

@@ -1,0 +1,312 @@
+"""Access sources backed by the in-kernel aggregation of ``bpf/access_agg.h``: the common part of the
+``fault`` and ``perf`` operations sets.
+
+**How events become nr_accesses** (the one scale of every source: ``0..aggr/sample`` sampling intervals per
+aggregation window, like kernel DAMON):
+
+- *Exact events* (page faults, software page-fault perf events with period 1): the BPF program sets, per
+  region, the bit of the sampling interval in which an event arrived; a region's ``nr_accesses`` grows by the
+  number of intervals with at least one event. This is DAMON's definition ("the sampling intervals in which an
+  access was seen") with a fault as the evidence of access; what the evidence covers depends on the re-arming
+  (natural faults, NUMA hint faults, pageout probing).
+- *Sampled events* (PEBS/IBS with a period ``P``): each event stands for about ``P`` accesses somewhere in the
+  region, so the per-page access rate is ``events * P / pages / T`` over a window of ``T`` seconds, and the
+  chance that a given page is touched in one sampling interval of ``s`` seconds is ``1 - exp(-rate * s)``
+  (accesses as a Poisson process). DAMON checks one random page per region per sampling interval, so the
+  expected ``nr_accesses`` is that probability times the number of sampling intervals:
+  :func:`density_nr_accesses`.
+
+**Window bookkeeping.** The region table of each aggregation window is published into the BPF maps at the
+first ``prepare_access_checks`` after the regions changed (merge, split, ops update); counters are drained at
+the window's boundary check. Events that arrive after the boundary but before the next table is published
+land in the old generation's bits past the window end; they are moved to the regions of the new table that
+overlap the old region, as hits of the new window's first sampling intervals.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from damon_bpf.engine.core import next_boundary_sis, update_regions_access_rate
+from damon_bpf.engine.model import Ctx
+from damon_bpf.errors import InvalidParamsError, PermissionDeniedError
+from damon_bpf.ops.vaddr import VaddrOps
+from damon_bpf.sysctl import SysctlOverride
+
+__all__ = ("BpfAccessOps", "density_nr_accesses")
+
+log = logging.getLogger(__name__)
+
+PAGE_SZ = 4096
+
+
+def density_nr_accesses(nr_events: npt.ArrayLike, period: int, sz_bytes: npt.ArrayLike, nr_samples: int,
+                        sample_s: float, page_sz: int = PAGE_SZ) -> npt.NDArray[np.int64]:
+    """``nr_accesses`` of regions from sampled event counts (see the module docstring).
+
+    :param nr_events: events per region in the window
+    :param period: accesses each event stands for (the sampling period)
+    :param sz_bytes: region sizes
+    :param nr_samples: sampling intervals in the window
+    :param sample_s: the sampling interval, seconds
+    """
+    ev = np.asarray(nr_events, dtype=np.float64)
+    pages = np.maximum(np.asarray(sz_bytes, dtype=np.float64) / page_sz, 1.0)
+    window_s = max(nr_samples * sample_s, 1e-9)
+    rate = ev * period / pages / window_s
+    p = -np.expm1(-rate * sample_s)
+    return np.minimum(np.rint(p * nr_samples), nr_samples).astype(np.int64)
+
+
+class BpfAccessOps(VaddrOps):
+    """:class:`~damon_bpf.ops.vaddr.VaddrOps` whose accesses come from an aggregation BPF program.
+
+    :param rate_limit: events per second per CPU the BPF program counts (overhead bound; 0: unlimited)
+    :param ip_entries: capacity of the instruction-pointer attribution map (0: off)
+    :param bpf_stats: turn on ``kernel.bpf_stats_enabled`` for the session to report BPF ns per event
+    :param extra_targets: room for processes added later (``--follow-children``)
+    """
+
+    family = "pagefault"
+    needs_root = True
+
+    def __init__(self, *, rate_limit: int = 200_000, ip_entries: int = 4096, bpf_stats: bool = True,
+                 extra_targets: int = 0, proc_root: str = "/proc", use_pidfd: bool = True) -> None:
+        super().__init__(proc_root=proc_root, use_pidfd=use_pidfd)
+        if rate_limit < 0 or ip_entries < 0 or extra_targets < 0:
+            raise InvalidParamsError("rate limit, attribution size and extra targets must not be negative")
+        self.rate_limit = rate_limit
+        self.ip_entries = ip_entries
+        self.bpf_stats = bpf_stats
+        self.extra_targets = extra_targets
+        self.probe: Any = None
+        self.attach_point = ""
+        #: messages for the user about what this source can and cannot see here
+        self.notes: list[str] = []
+        self._overrides: list[SysctlOverride] = []
+        self._pending_publish = True
+        self._window_first_sis = 0
+        self._last_nr_samples = 0
+        self._tables: list[tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]] = []
+        self._carry: npt.NDArray[np.bool_] | None = None
+        self._registered: dict[int, int] = {}
+        self._max_nr = 0
+        self._stats_prev: tuple[float, dict[str, int], tuple[int, int] | None] | None = None
+        #: events per region of the last drained window, per target (raw counts for displays)
+        self.last_events: list[npt.NDArray[np.uint64]] = []
+        self.last_writes: list[npt.NDArray[np.uint64]] = []
+        #: (region start, region end, instruction pointer, events) of the last drained window, per target
+        self.last_ips: list[list[tuple[int, int, int, int]]] = []
+
+    # -- setup -----------------------------------------------------------------------------------------
+
+    def check_supported(self) -> None:
+        super().check_supported()
+        if self.needs_root and os.geteuid() != 0:
+            raise PermissionDeniedError(f"the {self.name} source loads BPF programs: run as root (sudo)")
+        from damon_bpf.probes._bcc import load_bcc
+
+        load_bcc()
+
+    def probe_config(self, ctx: Ctx) -> Any:
+        from damon_bpf.probes.access import AccessProbeConfig
+
+        a = ctx.attrs
+        aggr_samples = a.aggr_samples or a.max_nr_accesses
+        return AccessProbeConfig(
+            family=self.family,
+            max_targets=max(1, len(ctx.targets) + self.extra_targets),
+            max_regions=2 * a.max_nr_regions + 64 * (len(ctx.targets) + self.extra_targets + 1),
+            max_intervals=aggr_samples + 64,
+            ip_entries=self.ip_entries,
+            rate_limit=self.rate_limit,
+            rate_burst=max(1, self.rate_limit // 10) if self.rate_limit else 1,
+        )
+
+    def init(self, ctx: Ctx) -> None:
+        from damon_bpf.probes.access import AccessProbe
+
+        super().init(ctx)
+        try:
+            self.probe = AccessProbe(self.probe_config(ctx)).open()
+            self.attach(ctx)
+            for ti, t in enumerate(ctx.targets):
+                if t.pid is not None:
+                    self.probe.set_target(t.pid, ti)
+                    self._registered[t.pid] = ti
+            if self.bpf_stats:
+                try:
+                    self._overrides.append(SysctlOverride("kernel.bpf_stats_enabled", "1").apply())
+                except Exception as err:  # stats are optional: say so and go on
+                    self.notes.append(f"BPF run-time statistics unavailable: {err}")
+        except BaseException:
+            self.cleanup(ctx)
+            raise
+        self._pending_publish = True
+
+    def attach(self, ctx: Ctx) -> None:
+        """Attach the BPF program(s) to their events; subclasses implement it."""
+        raise NotImplementedError
+
+    def cleanup(self, ctx: Ctx) -> None:
+        try:
+            if self.probe is not None:
+                self.probe.close()
+                self.probe = None
+        finally:
+            for o in reversed(self._overrides):
+                try:
+                    o.restore()
+                except Exception:
+                    log.exception("restoring %s failed", o.name)
+            self._overrides.clear()
+            super().cleanup(ctx)
+
+    # -- the window --------------------------------------------------------------------------------------
+
+    def _publish(self, ctx: Ctx) -> None:
+        tables = []
+        for t in ctx.targets:
+            if t.pid is not None and not self.target_valid(t):
+                tables.append((np.zeros(0, np.uint64), np.zeros(0, np.uint64)))
+            else:
+                tables.append((t.ra.start.astype(np.uint64), t.ra.end.astype(np.uint64)))
+        old_tables = self._tables
+        old_gen = self.probe.gen
+        had_old = bool(old_tables)
+        sample_ns = max(ctx.attrs.sample_interval_us, 1) * 1000
+        self.probe.publish(tables, ctx.window_start_ns, sample_ns)
+        self._tables = tables
+        nr_new = sum(s.size for s, _ in tables)
+        carry = np.zeros((nr_new, self.probe.config.bitmap_words * 64), dtype=bool)
+        if had_old:
+            late = self.probe.read(old_gen, zero=True)
+            self._carry_late(late.bits, old_tables, tables, carry)
+        self._carry = carry
+        self._window_first_sis = ctx.passed_sample_intervals
+
+    def _carry_late(self, bits: npt.NDArray[np.uint64], old_tables: list[Any], new_tables: list[Any],
+                    carry: npt.NDArray[np.bool_]) -> None:
+        n_old = self._last_nr_samples
+        if bits.size == 0:
+            return
+        unpacked = np.unpackbits(bits.view(np.uint8).reshape(bits.shape[0], -1), axis=1, bitorder="little")
+        late = unpacked[:, n_old:].astype(bool)
+        rows = np.nonzero(late.any(axis=1))[0]
+        if rows.size == 0:
+            return
+        old_off = np.cumsum([0] + [s.size for s, _ in old_tables])
+        new_off = np.cumsum([0] + [s.size for s, _ in new_tables])
+        for row in rows.tolist():
+            ti = int(np.searchsorted(old_off, row, side="right") - 1)
+            if ti >= len(new_tables):
+                continue
+            os_, oe = old_tables[ti][0][row - old_off[ti]], old_tables[ti][1][row - old_off[ti]]
+            ns, ne = new_tables[ti]
+            a = int(np.searchsorted(ne, os_, side="right"))
+            b = int(np.searchsorted(ns, oe, side="left"))
+            if b > a:
+                w = min(late.shape[1], carry.shape[1])
+                carry[new_off[ti] + a:new_off[ti] + b, :w] |= late[row, :w]
+
+    def prepare_access_checks(self, ctx: Ctx) -> None:
+        if self._pending_publish:
+            self._publish(ctx)
+            self._pending_publish = False
+
+    def nr_accesses_of(self, ctx: Ctx, drained: Any, nr_samples: int) -> npt.NDArray[np.int64]:
+        """Per region (all targets' tables concatenated), the sampling intervals with an access."""
+        words = drained.bits.shape[1] if drained.bits.ndim == 2 else 0
+        if drained.bits.shape[0] == 0:
+            return np.zeros(0, dtype=np.int64)
+        unpacked = np.unpackbits(drained.bits.view(np.uint8).reshape(drained.bits.shape[0], -1), axis=1,
+                                 bitorder="little").astype(bool)
+        if self._carry is not None and self._carry.shape == unpacked.shape:
+            unpacked |= self._carry
+        del words
+        return unpacked[:, :nr_samples].sum(axis=1, dtype=np.int64)
+
+    def check_accesses(self, ctx: Ctx, nr_samples: int = 1) -> int:
+        if not self.batched and ctx.passed_sample_intervals < next_boundary_sis(ctx):
+            return self._max_nr
+        n = max(1, ctx.passed_sample_intervals - self._window_first_sis)
+        d = self.probe.read()
+        hits = np.minimum(self.nr_accesses_of(ctx, d, n), n)
+        off = 0
+        mx = 0
+        self.last_events, self.last_writes = [], []
+        for t, (s, _) in zip(ctx.targets, self._tables):
+            k = s.size
+            if k != len(t.ra):  # regions changed without a publish (cannot happen in the kdamond loop)
+                k = 0
+            if k:
+                mx = max(mx, update_regions_access_rate(t, hits[off:off + k], n, ctx.attrs))
+                self.last_events.append(d.nr_events[off:off + k])
+                self.last_writes.append(d.nr_writes[off:off + k])
+            else:
+                update_regions_access_rate(t, np.zeros(len(t.ra), np.int64), n, ctx.attrs)
+                self.last_events.append(np.zeros(len(t.ra), np.uint64))
+                self.last_writes.append(np.zeros(len(t.ra), np.uint64))
+            off += s.size
+        self._collect_ips()
+        self._last_nr_samples = n
+        self._pending_publish = True
+        self._max_nr = mx
+        return mx
+
+    def _collect_ips(self) -> None:
+        slots, ips, counts = self.probe.drain_ips()
+        per_target: list[list[tuple[int, int, int, int]]] = [[] for _ in self._tables]
+        if slots.size:
+            r = self.probe.config.regions_pow2
+            gen_of = slots // r
+            idx = (slots % r).astype(np.int64)
+            cur = gen_of == self.probe.gen
+            off = np.cumsum([0] + [s.size for s, _ in self._tables])
+            for sl, ip, c in zip(idx[cur].tolist(), ips[cur].tolist(), counts[cur].tolist()):
+                ti = int(np.searchsorted(off, sl, side="right") - 1)
+                if 0 <= ti < len(self._tables) and sl - off[ti] < self._tables[ti][0].size:
+                    s_, e_ = self._tables[ti]
+                    per_target[ti].append((int(s_[sl - off[ti]]), int(e_[sl - off[ti]]), ip, c))
+        self.last_ips = per_target
+
+    # -- targets added while running (--follow-children) -------------------------------------------------
+
+    def add_target(self, ctx: Ctx, pid: int) -> None:
+        """Start counting the events of process *pid*, a target already appended to ``ctx.targets``."""
+        ti = next(i for i, t in enumerate(ctx.targets) if t.pid == pid)
+        self.probe.set_target(pid, ti)
+        self._registered[pid] = ti
+        self._pending_publish = True
+
+    # -- what the user sees ------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Totals for the live view: events/s, drops, BPF ns per event."""
+        if self.probe is None:
+            return {}
+        now = time.monotonic()
+        st = self.probe.stats()
+        run = self.probe.prog_run_stats()
+        out: dict[str, Any] = {
+            "attach": self.attach_point,
+            "events": st["events"],
+            "dropped_rate_limit": st["dropped_rate_limit"],
+            "outside_regions": st["no_region"],
+            "ip_map_full": st["ip_map_full"],
+        }
+        if self._stats_prev is not None:
+            t0, st0, run0 = self._stats_prev
+            dt = max(now - t0, 1e-6)
+            out["events_per_s"] = round((st["events"] - st0["events"]) / dt, 1)
+            if run is not None and run0 is not None and run[1] > run0[1]:
+                out["bpf_ns_per_event"] = round((run[0] - run0[0]) / (run[1] - run0[1]), 1)
+        self._stats_prev = (now, st, run)
+        return out
+

@@ -1,0 +1,367 @@
+"""Loader and drain of the in-kernel access aggregation (``bpf/pagefault.bpf.c``, ``bpf/perf_sample.bpf.c``).
+
+The BPF side is described in ``bpf/access_agg_types.h``. This module publishes region tables, switches
+generations, and drains per-region counters with batch map operations: two ``bpf()`` calls per generation
+switch whatever the event rate, and numpy arrays back (never bcc ``Table`` objects).
+
+Timeline of one aggregation window (``damon_bpf.ops.bpf`` drives it)::
+
+    publish(tables, window_start)   writes the idle generation, then flips agg_config in one 8-byte store
+    ... events count into the new generation, bit i = sampling interval i of the window ...
+    read(gen)                        counters of the window, OR-ed / summed over CPUs (no reset)
+    publish(next tables)             flip again; late events of the old generation are read by
+    read(old gen) + zero(old gen)    the caller (bits past the window) and the old counters reset
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from damon_bpf.errors import InvalidParamsError, NotSupportedError, ProbeAttachError, ProbeLoadError
+from damon_bpf.probes import _bcc
+
+__all__ = ("AccessProbeConfig", "AccessProbe", "STATS", "Drained", "fdinfo_run_stats")
+
+log = logging.getLogger(__name__)
+
+#: Names of the per-CPU counters in ``agg_stats`` (``enum agg_stat``), in order.
+STATS = ("events", "counted", "dropped_rate_limit", "no_region", "ip_map_full", "late")
+
+_U64 = npt.NDArray[np.uint64]
+
+
+def _pow2_at_least(n: int) -> int:
+    p = 1
+    while p < n:
+        p <<= 1
+    return p
+
+
+@dataclass(frozen=True)
+class AccessProbeConfig:
+    """Parameters of an aggregation program; each becomes a ``-D`` flag (style C9).
+
+    :ivar family: ``"pagefault"`` or ``"perf_sample"``
+    :ivar max_targets: processes monitored at once
+    :ivar max_regions: regions of all targets together in one generation (rounded up to a power of two)
+    :ivar max_intervals: sampling intervals one window can distinguish (the bitmap length, rounded up to 64)
+    :ivar ip_entries: capacity of the (region, instruction pointer) attribution map; 0 disables attribution
+    :ivar rate_limit: events per second per CPU that are counted; 0: no limit
+    :ivar rate_burst: events a CPU may count at once above the rate
+    """
+
+    family: str = "pagefault"
+    max_targets: int = 8
+    max_regions: int = 2048
+    max_intervals: int = 128
+    ip_entries: int = 4096
+    rate_limit: int = 200_000
+    rate_burst: int = 20_000
+
+    @property
+    def regions_pow2(self) -> int:
+        return _pow2_at_least(max(self.max_regions, 16))
+
+    @property
+    def bitmap_words(self) -> int:
+        # a power of two, so the BPF program can bound the word index with a mask
+        return _pow2_at_least(max(1, -(-self.max_intervals // 64)))
+
+    def validate(self) -> None:
+        if self.family not in ("pagefault", "perf_sample"):
+            raise InvalidParamsError(f"unknown probe family {self.family!r}")
+        if not 1 <= self.max_targets <= 4096:
+            raise InvalidParamsError("max_targets must be within 1..4096")
+        if not 1 <= self.max_regions <= 1 << 20:
+            raise InvalidParamsError("max_regions must be within 1..1048576")
+        if not 1 <= self.max_intervals <= 64 * 64:
+            raise InvalidParamsError("a window can hold at most 4096 sampling intervals")
+        if self.rate_limit < 0 or self.rate_burst < 1 or self.ip_entries < 0:
+            raise InvalidParamsError("rate limit, burst and attribution size must be positive")
+
+    def cflags(self) -> list[str]:
+        r = self.regions_pow2
+        return [
+            f"-I{_bcc.bpf_source_path(self.family).parent}",
+            f"-DMAX_TARGETS={self.max_targets}",
+            f"-DMAX_REGIONS={r}",
+            f"-DSEARCH_STEPS={r.bit_length()}",
+            f"-DBITMAP_WORDS={self.bitmap_words}",
+            f"-DIP_ENTRIES={self.ip_entries}",
+            f"-DRATE_LIMIT={self.rate_limit}",
+            f"-DRATE_BURST={self.rate_burst}",
+        ]
+
+
+@dataclass
+class Drained:
+    """Counters of one generation, per region slot in publish order (targets concatenated).
+
+    :ivar nr_events: events per region (summed over CPUs)
+    :ivar nr_writes: write events per region
+    :ivar bits: ``(nr_regions, words)`` bitmaps of the sampling intervals with an event (OR over CPUs)
+    """
+
+    nr_events: _U64
+    nr_writes: _U64
+    bits: _U64
+
+    def interval_hits(self, first: int, last: int) -> npt.NDArray[np.int64]:
+        """Per region, how many of the sampling intervals ``first..last-1`` saw an event."""
+        if last <= first or self.bits.size == 0:
+            return np.zeros(self.bits.shape[0], dtype=np.int64)
+        unpacked = np.unpackbits(self.bits.view(np.uint8).reshape(self.bits.shape[0], -1), axis=1,
+                                 bitorder="little")
+        return unpacked[:, first:last].sum(axis=1, dtype=np.int64)
+
+
+def fdinfo_run_stats(prog_fd: int) -> tuple[int, int] | None:
+    """``(run_time_ns, run_cnt)`` of a loaded BPF program from ``/proc/self/fdinfo`` (counted only while
+    ``kernel.bpf_stats_enabled`` is 1); None when the kernel does not show them."""
+    try:
+        with open(f"/proc/self/fdinfo/{prog_fd}") as f:
+            text = f.read()
+    except OSError:
+        return None
+    vals = {}
+    for line in text.splitlines():
+        k, _, v = line.partition(":")
+        if k in ("run_time_ns", "run_cnt"):
+            vals[k] = int(v.strip())
+    if len(vals) != 2:
+        return None
+    return vals["run_time_ns"], vals["run_cnt"]
+
+
+class AccessProbe:
+    """One compiled aggregation program and its maps. A context manager: ``__exit__`` detaches everything.
+
+    :raises MissingDependencyError, PermissionDeniedError, ProbeLoadError: from compiling
+    """
+
+    def __init__(self, config: AccessProbeConfig) -> None:
+        config.validate()
+        self.config = config
+        self.bpf: Any = None
+        self.gen = 0
+        self.attached: list[str] = []
+        self._prog_fds: list[int] = []
+        self._ncpus = 0
+        self._lib: Any = None
+        self._published: list[int] = [0, 0]  # regions in each generation
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def open(self) -> AccessProbe:
+        if self.bpf is None:
+            self.bpf = _bcc.compile_bpf(self.config.family, self.config.cflags())
+            bcc = _bcc.load_bcc()
+            from bcc import libbcc, utils  # noqa: PLC0415  (bcc is imported in damon_bpf.probes only)
+
+            self._lib = libbcc.lib
+            self._ncpus = len(utils.get_possible_cpus())
+            del bcc
+        return self
+
+    def close(self) -> None:
+        if self.bpf is not None:
+            _bcc.close_bpf(self.bpf)
+            self.bpf = None
+            self.attached.clear()
+            self._prog_fds.clear()
+
+    def __enter__(self) -> AccessProbe:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- attach ----------------------------------------------------------------------------------------
+
+    def attach_page_faults(self) -> str:
+        """Attach the page-fault program, preferring the raw tracepoint ``page_fault_user`` (no tracefs
+        needed), then the tracepoint ``exceptions:page_fault_user``, then the software page-fault perf event
+        on every CPU. Returns which one is attached.
+
+        :raises ProbeAttachError: none of them could be attached (the message lists each reason)
+        """
+        if self.config.family != "pagefault":
+            raise InvalidParamsError("attach_page_faults needs the pagefault program family")
+        reasons = []
+        tries = (
+            ("raw tracepoint page_fault_user",
+             lambda: _bcc.attach_raw_tracepoint(self.bpf, "page_fault_user", "on_fault_raw"), "on_fault_raw"),
+            ("tracepoint exceptions:page_fault_user",
+             lambda: _bcc.attach_tracepoint(self.bpf, "exceptions:page_fault_user", "on_fault_tp"), "on_fault_tp"),
+            ("software perf event page-faults",
+             lambda: _bcc.attach_perf_event(self.bpf, "on_fault_perf", ev_type=1, ev_config=2, sample_period=1),
+             "on_fault_perf"),
+        )
+        for what, fn, name in tries:
+            try:
+                fn()
+            except (ProbeAttachError, ProbeLoadError) as err:
+                reasons.append(f"{what}: {err}")
+                continue
+            self.attached.append(what)
+            self._prog_fds.append(self.bpf.funcs[name.encode()].fd)
+            return what
+        raise ProbeAttachError("cannot attach to page faults: " + "; ".join(reasons))
+
+    def note_attached(self, what: str, fn_name: str) -> None:
+        """Record a program attached by someone else (perf events), for :meth:`prog_run_stats`."""
+        self.attached.append(what)
+        fd = self.bpf.funcs[fn_name.encode()].fd
+        if fd not in self._prog_fds:
+            self._prog_fds.append(fd)
+
+    def prog_run_stats(self) -> tuple[int, int] | None:
+        """Total ``(run_time_ns, run_cnt)`` of the attached programs (needs ``kernel.bpf_stats_enabled``)."""
+        tot_ns = tot_cnt = 0
+        seen = False
+        for fd in self._prog_fds:
+            st = fdinfo_run_stats(fd)
+            if st is not None:
+                seen = True
+                tot_ns += st[0]
+                tot_cnt += st[1]
+        return (tot_ns, tot_cnt) if seen else None
+
+    # -- maps ------------------------------------------------------------------------------------------
+
+    def _fd(self, name: str) -> int:
+        return int(self.bpf[name.encode()].map_fd)
+
+    def _update(self, name: str, key: int, value: bytes) -> None:
+        k = ctypes.c_uint32(key)
+        buf = ctypes.create_string_buffer(value, len(value))
+        if self._lib.bpf_update_elem(self._fd(name), ctypes.byref(k), buf, 0) != 0:
+            err = ctypes.get_errno()
+            raise ProbeLoadError(f"updating map {name}: {os.strerror(err) if err else 'failed'}")
+
+    def set_target(self, tgid: int, target_idx: int) -> None:
+        """Count the events of process *tgid* (all its threads) as target number *target_idx*."""
+        if not 0 <= target_idx < self.config.max_targets:
+            raise NotSupportedError(f"at most {self.config.max_targets} processes can be monitored at once")
+        k = ctypes.c_uint32(tgid)
+        v = ctypes.c_uint32(target_idx)
+        if self._lib.bpf_update_elem(self._fd("agg_targets"), ctypes.byref(k), ctypes.byref(v), 0) != 0:
+            raise ProbeLoadError(f"registering process {tgid}: {os.strerror(ctypes.get_errno())}")
+
+    def remove_target(self, tgid: int) -> None:
+        k = ctypes.c_uint32(tgid)
+        self._lib.bpf_delete_elem(self._fd("agg_targets"), ctypes.byref(k))
+
+    def _update_batch(self, name: str, first_key: int, values: np.ndarray) -> None:
+        n = values.shape[0]
+        if n == 0:
+            return
+        keys = np.arange(first_key, first_key + n, dtype=np.uint32)
+        cnt = ctypes.c_uint32(n)
+        vals = np.ascontiguousarray(values)
+        rc = self._lib.bpf_update_batch(self._fd(name), keys.ctypes.data, vals.ctypes.data, ctypes.byref(cnt))
+        if rc != 0:
+            raise ProbeLoadError(f"batch update of map {name}: {os.strerror(ctypes.get_errno())}")
+
+    def _lookup_batch(self, name: str, first_key: int, n: int, value_words: int) -> _U64:
+        """*n* consecutive entries of an array map from *first_key*, as ``(n, value_words)`` u64 (per-CPU
+        maps: ``value_words`` covers every possible CPU)."""
+        out = np.zeros((n, value_words), dtype=np.uint64)
+        if n == 0:
+            return out
+        keys = np.zeros(n, dtype=np.uint32)
+        # the kernel continues *after* in_batch (map_get_next_key): start from first_key - 1
+        in_batch = ctypes.c_uint32(first_key - 1 if first_key else 0)
+        out_batch = ctypes.c_uint32(0)
+        cnt = ctypes.c_uint32(n)
+        rc = self._lib.bpf_lookup_batch(self._fd(name), ctypes.byref(in_batch) if first_key else None,
+                                        ctypes.byref(out_batch), keys.ctypes.data, out.ctypes.data,
+                                        ctypes.byref(cnt))
+        err = ctypes.get_errno()
+        if rc != 0 and err != 2:  # ENOENT: reached the end of the map
+            raise ProbeLoadError(f"batch lookup of map {name}: {os.strerror(err)}")
+        return out
+
+    def publish(self, tables: Sequence[tuple[npt.ArrayLike, npt.ArrayLike]], window_start_ns: int,
+                sample_ns: int) -> int:
+        """Write the region tables (one ``(starts, ends)`` per target index, sorted) into the idle generation
+        and make it the active one, with the window starting at *window_start_ns*. Returns the new
+        generation; its slots are numbered in table order (target 0's regions first)."""
+        r = self.config.regions_pow2
+        new = self.gen ^ 1
+        spans = np.zeros((self.config.max_targets, 2), dtype=np.uint32)
+        rows = []
+        off = 0
+        for ti, (starts, ends) in enumerate(tables):
+            s = np.asarray(starts, dtype=np.uint64)
+            e = np.asarray(ends, dtype=np.uint64)
+            spans[ti] = (off, s.size)
+            rows.append(np.stack([s, e], axis=1))
+            off += s.size
+        if off > r:
+            raise InvalidParamsError(f"{off} regions exceed the probe's table of {r}")
+        if len(tables) > self.config.max_targets:
+            raise InvalidParamsError(f"{len(tables)} targets exceed the probe's {self.config.max_targets}")
+        if rows:
+            self._update_batch("agg_regions", new * r, np.concatenate(rows).astype(np.uint64))
+        self._update_batch("agg_spans", new * self.config.max_targets, spans)
+        gen_start = (int(window_start_ns) & ~1) | new
+        self._update("agg_config", 0, np.array([gen_start, int(sample_ns)], dtype=np.uint64).tobytes())
+        self.gen = new
+        self._published[new] = off
+        return new
+
+    def read(self, gen: int | None = None, zero: bool = False) -> Drained:
+        """The counters of generation *gen* (default: the active one) for its published regions; with
+        *zero*, reset them afterwards (do this only for the idle generation)."""
+        g = self.gen if gen is None else gen
+        n = self._published[g]
+        words = 2 + self.config.bitmap_words
+        raw = self._lookup_batch("agg_counters", g * self.config.regions_pow2, n, self._ncpus * words)
+        v = raw.reshape(n, self._ncpus, words)
+        d = Drained(nr_events=v[:, :, 0].sum(axis=1), nr_writes=v[:, :, 1].sum(axis=1),
+                    bits=np.bitwise_or.reduce(v[:, :, 2:], axis=1) if n else np.zeros((0, words - 2), np.uint64))
+        if zero and n:
+            self._update_batch("agg_counters", g * self.config.regions_pow2,
+                               np.zeros((n, self._ncpus * words), dtype=np.uint64))
+        return d
+
+    def stats(self) -> dict[str, int]:
+        """Cumulative event counters (``enum agg_stat``), summed over CPUs."""
+        raw = self._lookup_batch("agg_stats", 0, len(STATS), self._ncpus)
+        return {name: int(raw[i].sum()) for i, name in enumerate(STATS)}
+
+    def drain_ips(self) -> tuple[npt.NDArray[np.uint32], _U64, _U64]:
+        """Take the (slot, instruction pointer) -> events attribution counts, emptying the map."""
+        if not self.config.ip_entries:
+            return np.zeros(0, np.uint32), np.zeros(0, np.uint64), np.zeros(0, np.uint64)
+        n = self.config.ip_entries
+        keys = np.zeros((n, 2), dtype=np.uint64)
+        vals = np.zeros(n, dtype=np.uint64)
+        total = 0
+        token = ctypes.c_uint32(0)
+        fd = self._fd("agg_ips")
+        first = True
+        while total < n:
+            cnt = ctypes.c_uint32(n - total)
+            rc = self._lib.bpf_lookup_and_delete_batch(
+                fd, None if first else ctypes.byref(token), ctypes.byref(token),
+                keys[total:].ctypes.data, vals[total:].ctypes.data, ctypes.byref(cnt))
+            err = ctypes.get_errno()
+            first = False
+            total += cnt.value
+            if rc != 0:
+                if err != 2:
+                    log.debug("draining agg_ips: %s", os.strerror(err))
+                break
+            if cnt.value == 0:
+                break
+        k = keys[:total]
+        return (k[:, 0] & 0xFFFFFFFF).astype(np.uint32), k[:, 1].copy(), vals[:total].copy()

@@ -1,0 +1,131 @@
+"""Temporary sysctl changes that are always undone.
+
+A monitoring session may turn on ``kernel.numa_balancing`` (NUMA hint faults as an access signal),
+``kernel.bpf_stats_enabled`` (BPF run-time statistics) or ``kernel.task_delayacct``. Each change is recorded in
+``/run/damon-bpf/`` before it is made, restored by :meth:`SysctlOverride.restore` (the sessions call it from
+their cleanup, which runs on errors and signals too) and, as a last resort, at interpreter exit. A session
+killed with SIGKILL cannot restore anything; the next session finds its record (the owner pid is dead) and
+restores the value first: :func:`restore_stale`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+from pathlib import Path
+
+from damon_bpf.errors import NotSupportedError, PermissionDeniedError
+
+__all__ = ("SysctlOverride", "read_sysctl", "restore_stale", "STATE_DIR")
+
+log = logging.getLogger(__name__)
+
+STATE_DIR = Path("/run/damon-bpf")
+
+
+def _path(name: str) -> Path:
+    return Path("/proc/sys") / name.replace(".", "/")
+
+
+def read_sysctl(name: str) -> str:
+    """The current value of sysctl *name* (``kernel.numa_balancing``).
+
+    :raises NotSupportedError: this kernel has no such sysctl
+    """
+    try:
+        return _path(name).read_text().strip()
+    except FileNotFoundError as err:
+        raise NotSupportedError(f"this kernel has no sysctl {name}") from err
+
+
+def _write(name: str, value: str) -> None:
+    try:
+        _path(name).write_text(value + "\n")
+    except PermissionError as err:
+        raise PermissionDeniedError(f"changing {name} needs root") from err
+    except FileNotFoundError as err:
+        raise NotSupportedError(f"this kernel has no sysctl {name}") from err
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def restore_stale(state_dir: Path | None = None) -> list[str]:
+    """Restore the sysctls left changed by sessions that died without cleaning up; returns their names."""
+    d = state_dir or STATE_DIR
+    restored = []
+    if not d.is_dir():
+        return restored
+    for rec in d.glob("sysctl-*.json"):
+        try:
+            data = json.loads(rec.read_text())
+            if _pid_alive(int(data["pid"])):
+                continue
+            _write(data["name"], data["original"])
+            rec.unlink()
+            restored.append(data["name"])
+            log.warning("restored %s=%s left changed by exited session %s", data["name"], data["original"],
+                        data["pid"])
+        except (OSError, ValueError, KeyError) as err:
+            log.warning("cannot restore from %s: %s", rec, err)
+    return restored
+
+
+class SysctlOverride:
+    """Set sysctl *name* to *value* until :meth:`restore` (idempotent; also a context manager)."""
+
+    def __init__(self, name: str, value: str, state_dir: Path | None = None) -> None:
+        self.name = name
+        self.value = str(value)
+        self.state_dir = state_dir or STATE_DIR
+        self.original: str | None = None
+        self._record: Path | None = None
+
+    def apply(self) -> SysctlOverride:
+        restore_stale(self.state_dir)
+        cur = read_sysctl(self.name)
+        if cur == self.value:
+            return self
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        rec = self.state_dir / f"sysctl-{self.name}-{os.getpid()}.json"
+        rec.write_text(json.dumps({"pid": os.getpid(), "name": self.name, "original": cur}))
+        self._record = rec
+        self.original = cur
+        try:
+            _write(self.name, self.value)
+        except BaseException:
+            rec.unlink(missing_ok=True)
+            self._record = None
+            self.original = None
+            raise
+        atexit.register(self.restore)
+        log.info("set %s=%s (was %s)", self.name, self.value, cur)
+        return self
+
+    def restore(self) -> None:
+        if self.original is None:
+            return
+        try:
+            _write(self.name, self.original)
+            log.info("restored %s=%s", self.name, self.original)
+        finally:
+            self.original = None
+            if self._record is not None:
+                self._record.unlink(missing_ok=True)
+                self._record = None
+            atexit.unregister(self.restore)
+
+    def __enter__(self) -> SysctlOverride:
+        return self.apply()
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
