@@ -413,3 +413,97 @@ def close_bpf(bpf: BccBPF) -> None:
         logger.warning("closing a BPF object failed", exc_info=True)
     # BPF.__init__ registers atexit(self.cleanup), which keeps the object alive until exit.
     atexit.unregister(bpf.cleanup)
+
+
+# bcc records the fds of each attach_perf_event*() call in ``BPF.open_perf_events[(type, config)]`` and
+# overwrites the entry on the next call with the same (type, config): per-CPU calls, or two events that differ
+# only in config1 (ldlat), would leak the earlier fds. Each fd opened by attach_perf_event_raw() below is moved
+# to an entry of its own, keyed (_RAW_PERF_KEY, fd): BPF.cleanup() still closes it (it calls
+# detach_perf_event(*key) for every key), and nothing collides.
+_RAW_PERF_KEY = "damon_bpf.perf_event_raw"
+
+
+def _errno_from_perror(text: str) -> int:
+    # libbcc reports a failed perf_event_open()/ioctl() with perror("... failed"): "<what> failed: <strerror>".
+    # The text is authoritative where ctypes' saved errno may have been clobbered after the failing call.
+    found = [e for e in errno_mod.errorcode if f"failed: {os.strerror(e)}" in text]
+    # the longest message wins: "No such device or address" (ENXIO) also contains "No such device" (ENODEV)
+    return max(found, key=lambda e: len(os.strerror(e)), default=0)
+
+
+def _attach_perf_event_raw_on(bpf: BccBPF, fn_name: str, attr: Any, pid: int, cpu: int) -> None:
+    _call(
+        lambda: bpf.attach_perf_event_raw(attr=attr, fn_name=fn_name.encode(), pid=pid, cpu=cpu),
+        f"attaching {fn_name} to perf event type {attr.type} config {attr.config:#x} on CPU {cpu}",
+        ProbeAttachError,
+    )
+
+
+def _close_perf_event_raw(bpf: BccBPF, fd: int) -> None:
+    _call(lambda: bpf.detach_perf_event(_RAW_PERF_KEY, fd), f"closing perf event fd {fd}", ProbeAttachError)
+
+
+def attach_perf_event_raw(bpf: BccBPF, fn_name: str, attr: Any, *, pid: int = -1, cpu: int = -1) -> dict[int, int]:
+    """Attach *fn_name* (a ``BPF_PROG_TYPE_PERF_EVENT`` program) to perf events opened with a full
+    ``struct perf_event_attr``, through bcc's ``attach_perf_event_raw``.
+
+    Unlike :func:`attach_perf_event` this sets every field the caller filled in (``config1``/``config2``,
+    ``precise_ip``, ``sample_type``, ``exclude_*``, ``wakeup_events``); nothing is added, in particular not
+    ``inherit``. The events are enabled when this returns.
+
+    :param attr: a ``bcc.perf.Perf.perf_event_attr()`` (``PERF_ATTR_SIZE_VER6`` layout).
+    :param pid: ``-1`` for every task on the CPU (filter in BPF), else the thread to follow.
+    :param cpu: one CPU, or ``-1`` for one event per online CPU.
+    :return: ``{cpu: perf event fd}``; close them with :func:`detach_perf_event_raw` (or :func:`close_bpf`,
+        which closes them too). If opening fails on one CPU, the events already opened are closed.
+    :raises ProbeAttachError: ``perf_event_open``, ``PERF_EVENT_IOC_SET_BPF`` or ``IOC_ENABLE`` failed; its
+        ``errno`` attribute holds the errno (``ENOENT``, ``EOPNOTSUPP``, ``EINVAL``...).
+    :raises PermissionDeniedError: ``EACCES``/``EPERM``.
+    """
+    bcc = load_bcc()
+    cpus = [cpu] if cpu >= 0 else [int(c) for c in bcc.utils.get_online_cpus()]
+    table: dict[Any, dict[int, int]] = bpf.open_perf_events
+    key = (attr.type, attr.config)
+    fds: dict[int, int] = {}
+    try:
+        for c in cpus:
+            saved = table.pop(key, None)  # an attach_perf_event() of the same (type, config) stays intact
+            try:
+                _attach_perf_event_raw_on(bpf, fn_name, attr, pid, c)
+                fd = int(table.pop(key)[c])
+            except DamonBpfError as err:
+                err_no = _errno_from_perror(str(err))
+                if err_no:
+                    err.errno = err_no  # type: ignore[attr-defined]
+                raise
+            finally:
+                if saved is not None:
+                    table[key] = saved
+            table[(_RAW_PERF_KEY, fd)] = {c: fd}
+            fds[c] = fd
+    except BaseException:
+        with contextlib.suppress(DamonBpfError):
+            detach_perf_event_raw(bpf, fds)
+        raise
+    return fds
+
+
+def detach_perf_event_raw(bpf: BccBPF, fds: dict[int, int]) -> None:
+    """Close the perf events :func:`attach_perf_event_raw` opened (its ``{cpu: fd}`` result).
+
+    Call it once per result: fds that bcc no longer tracks (already closed by :func:`close_bpf`) are skipped.
+
+    :raises ProbeAttachError: closing an fd failed (the other fds are closed anyway).
+    """
+    table: dict[Any, dict[int, int]] = bpf.open_perf_events
+    first: DamonBpfError | None = None
+    for fd in fds.values():
+        if (_RAW_PERF_KEY, fd) not in table:
+            continue
+        try:
+            _close_perf_event_raw(bpf, fd)
+        except DamonBpfError as err:
+            table.pop((_RAW_PERF_KEY, fd), None)
+            first = first or err
+    if first is not None:
+        raise first
