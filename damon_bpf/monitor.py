@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ class MonitorSpec:
     attrs: Attrs = field(default_factory=_default_attrs)
     duration_s: float | None = None
     seed: int | None = None
+    #: send the spawned command's standard output to our standard error (keeps JSON output parseable)
+    command_stdout_to_stderr: bool = False
 
     def validate(self) -> None:
         if not self.pids and not self.command:
@@ -90,7 +93,8 @@ class Monitor:
         pids = list(self.spec.pids)
         if self.spec.command:
             try:
-                self.child = subprocess.Popen(self.spec.command)
+                self.child = subprocess.Popen(
+                    self.spec.command, stdout=sys.stderr.fileno() if self.spec.command_stdout_to_stderr else None)
             except OSError as err:
                 raise InvalidParamsError(f"cannot run {self.spec.command[0]!r}: {err.strerror}") from err
             pids.append(self.child.pid)

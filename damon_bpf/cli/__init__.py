@@ -43,6 +43,7 @@ SUBCOMMANDS: tuple[SubCommand, ...] = (
     SubCommand("features", "damon_bpf.cli.features", "show what this machine supports"),
     SubCommand("monitor", "damon_bpf.cli.monitor", "monitor data accesses of processes live"),
     SubCommand("demo", "damon_bpf.cli.demo", "run the bundled workload and monitor it live"),
+    SubCommand("probe", "damon_bpf.cli.probe", "inspect the BPF programs (probe dump NAME)"),
 )
 
 

@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from damon_bpf.cli._args import add_monitoring_args, attrs_from_args
-from damon_bpf.cli.monitor import SOURCES, pattern_from_truth, run_session
+from damon_bpf.cli.monitor import pattern_from_truth, run_session
 from damon_bpf.errors import DamonBpfError
 from damon_bpf.monitor import MonitorSpec
 from damon_bpf.units import format_bytes, text_to_sec
@@ -23,11 +23,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pattern", default="hotcold", help="bundled workload pattern (hotcold, stairs, zigzag)")
     p.add_argument("--threads", type=int, default=2, help="workload threads (default 2)")
     p.add_argument("--duration", default="15s", metavar="TIME", help="how long to monitor (default 15s)")
-    p.add_argument("--source", default="synthetic", choices=SOURCES, help="access source (default synthetic)")
+    p.add_argument("--source", default="fault", choices=("fault", "synthetic"),
+                   help="fault (default): page faults with pageout probing of the file-backed workload (BPF, "
+                        "needs root); synthetic: generated accesses that follow the workload's phases")
     p.add_argument("--json", action="store_true", help="JSON lines instead of the live view")
     p.add_argument("--every", type=int, default=1, metavar="N", help="show every N-th aggregation interval")
     p.add_argument("--rows", type=int, default=0, metavar="N", help="region rows in the live view")
     add_monitoring_args(p)
+
+
+def _file_dir() -> str:
+    # a disk-backed directory: tmpfs pages are shmem, which MADV_PAGEOUT cannot drop without swap
+    for d in ("/var/tmp", tempfile.gettempdir()):
+        if os.path.isdir(d) and os.access(d, os.W_OK):
+            return d
+    return tempfile.gettempdir()
 
 
 def _wait_for_start(proc: subprocess.Popen[bytes], truth: str, timeout_s: float = 30.0) -> None:
@@ -51,12 +61,18 @@ def run(args: argparse.Namespace) -> int:
         truth = os.path.join(tmp, "truth.jsonl")
         cmd = [sys.executable, "-m", "damon_bpf.workload", "--pattern", args.pattern, "--threads",
                str(args.threads), "--truth", truth, "--quiet"]
+        if args.source == "fault":
+            # pageout probing re-arms file-backed memory on any machine (anonymous memory would need swap)
+            cmd += ["--file-backed", _file_dir()]
         print(f"damon-bpf: starting the bundled workload: damon-bpf-workload --pattern {args.pattern} "
               f"--threads {args.threads}", file=sys.stderr)
         proc = subprocess.Popen(cmd)
         try:
             _wait_for_start(proc, truth)
-            options = {"pattern": pattern_from_truth(truth), "seed": args.seed} if args.source == "synthetic" else {}
+            if args.source == "synthetic":
+                options: dict[str, object] = {"pattern": pattern_from_truth(truth), "seed": args.seed}
+            else:
+                options = {"probe": "pageout"}
             spec = MonitorSpec(pids=[proc.pid], source=args.source, source_options=options,
                                attrs=attrs_from_args(args), duration_s=duration, seed=args.seed)
             rc, mon, view = run_session(spec, args)

@@ -23,13 +23,13 @@ from damon_bpf.engine import Snapshot, StopReason
 from damon_bpf.errors import InvalidParamsError
 from damon_bpf.monitor import Monitor, MonitorSpec, synthetic_pattern_for_workload
 
-SOURCES = ("synthetic",)
+SOURCES = ("auto", "fault", "perf", "synthetic")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.usage = "damon-bpf monitor [options] PID... | damon-bpf monitor [options] -- CMD [ARGS...]"
     add_target_args(p)
-    p.add_argument("--source", default="synthetic", choices=SOURCES, help="access source (default synthetic)")
+    add_source_args(p)
     p.add_argument("--synthetic-pattern", metavar="FILE",
                    help="synthetic source: a JSON access pattern (see damon_bpf.ops.synthetic)")
     p.add_argument("--synthetic-workload", metavar="TRUTH",
@@ -42,8 +42,56 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_monitoring_args(p)
 
 
-def source_options(args: argparse.Namespace) -> dict[str, Any]:
-    if args.source != "synthetic":
+def add_source_args(p: argparse.ArgumentParser, default: str = "auto") -> None:
+    g = p.add_argument_group("access source")
+    g.add_argument("--source", default=default, choices=SOURCES,
+                   help="fault: page faults (BPF); perf: perf samples with data addresses (BPF; PEBS/IBS when the "
+                        "CPU has them); synthetic: generated from a pattern; auto (default): perf with hardware "
+                        "sampling if available, else fault")
+    g.add_argument("--numa-hint-faults", action="store_true",
+                   help="fault source: enable kernel.numa_balancing for the session (restored after) so resident "
+                        "memory keeps faulting; needs a multi-threaded target on one-node machines")
+    g.add_argument("--probe", choices=("pageout",),
+                   help="fault source: make one page per region non-present each sampling interval "
+                        "(MADV_PAGEOUT) so its next access faults; file-backed memory, or anonymous with swap")
+    g.add_argument("--event", metavar="EVENTS",
+                   help="perf source: perf event names, e.g. page-faults, mem-loads,mem-stores, ibs_op//, "
+                        "cpu/mem-loads,ldlat=30/P (default: hardware data-address sampling, else page-faults)")
+    g.add_argument("--period", type=int, metavar="N", help="perf source: sampling period (default: per event)")
+    g.add_argument("--rate-limit", type=int, default=200_000, metavar="N",
+                   help="BPF sources: count at most N events per second per CPU (overhead bound; 0: none)")
+    g.add_argument("--no-bpf-stats", action="store_true",
+                   help="BPF sources: do not enable kernel.bpf_stats_enabled (no BPF ns per event figure)")
+
+
+def resolve_source(args: argparse.Namespace) -> str:
+    if args.source != "auto":
+        return str(args.source)
+    if args.numa_hint_faults or args.probe:
+        return "fault"
+    if args.event:
+        return "perf"
+    try:
+        from damon_bpf.probes.perf_events import hardware_sampling_status
+
+        ok, _ = hardware_sampling_status()
+    except Exception:  # no bcc, no sysfs: the fault source reports what is missing
+        ok = False
+    return "perf" if ok else "fault"
+
+
+def source_options(args: argparse.Namespace, source: str | None = None) -> dict[str, Any]:
+    source = source or args.source
+    bpf_common = {"rate_limit": args.rate_limit, "bpf_stats": not args.no_bpf_stats}
+    if source != "fault" and (args.numa_hint_faults or args.probe):
+        raise InvalidParamsError("--numa-hint-faults and --probe belong to the fault source")
+    if source != "perf" and (args.event or args.period):
+        raise InvalidParamsError("--event and --period belong to the perf source")
+    if source == "fault":
+        return {"numa_hint_faults": args.numa_hint_faults, "probe": args.probe, **bpf_common}
+    if source == "perf":
+        return {"events": args.event, "period": args.period, **bpf_common}
+    if source != "synthetic":
         return {}
     if args.synthetic_pattern and args.synthetic_workload:
         raise InvalidParamsError("give --synthetic-pattern or --synthetic-workload, not both")
@@ -121,7 +169,11 @@ class LiveView:
         stats = self.monitor.source_stats()
         with self._lock:
             if self.as_json:
-                self.out.write(snapshot_to_json(snap, stats, self.source) + "\n")
+                ops = self.monitor.ctx.ops if self.monitor.ctx else None
+                raw = None
+                if ops is not None and hasattr(ops, "raw_counts"):
+                    raw = [ops.raw_counts(i, t.start, t.end) for i, t in enumerate(snap.targets)]
+                self.out.write(snapshot_to_json(snap, stats, self.source, raw) + "\n")
             else:
                 width, height = 80, 24
                 if self.tty:
@@ -155,7 +207,11 @@ def run_session(spec: MonitorSpec, args: argparse.Namespace, out: TextIO = sys.s
         mon.open()
         if not args.json:
             what = " ".join(str(p) for p in mon.pids)
-            print(f"damon-bpf: monitoring pid {what} with source {spec.source}; Ctrl-C to stop", file=sys.stderr)
+            via = getattr(mon.ctx.ops if mon.ctx else None, "attach_point", "")
+            print(f"damon-bpf: monitoring pid {what} with source {spec.source}"
+                  f"{' (' + via + ')' if via else ''}; Ctrl-C to stop", file=sys.stderr)
+            for note in getattr(mon.ctx.ops if mon.ctx else None, "notes", []):
+                print(f"damon-bpf: note: {note}", file=sys.stderr)
         reason = mon.run()
     finally:
         mon.close()
@@ -168,7 +224,9 @@ def run_session(spec: MonitorSpec, args: argparse.Namespace, out: TextIO = sys.s
 
 def run(args: argparse.Namespace) -> int:
     pids, cmd = targets_from_args(args)
-    spec = MonitorSpec(pids=pids, command=cmd, source=args.source, source_options=source_options(args),
-                       attrs=attrs_from_args(args), duration_s=duration_from_args(args), seed=args.seed)
+    source = resolve_source(args)
+    spec = MonitorSpec(pids=pids, command=cmd, source=source, source_options=source_options(args, source),
+                       attrs=attrs_from_args(args), duration_s=duration_from_args(args), seed=args.seed,
+                       command_stdout_to_stderr=args.json)
     rc, _, _ = run_session(spec, args)
     return rc

@@ -77,11 +77,11 @@ def render_text(snap: Snapshot, *, mappings: Sequence[Any] | None = None, stats:
         items = [f"{k}={_fmt(v)}" for k, v in stats.items()]
         cur = "totals:"
         for it in items:
-            if len(cur) + 1 + len(it) > width:
+            if len(cur) + 1 + len(it) > width and cur.strip() != "totals:":
                 lines.append(cur)
                 cur = "       "
             cur += " " + it
-        lines.append(cur)
+        lines.append(cur[:width])
     return lines
 
 
@@ -91,10 +91,12 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def snapshot_to_json(snap: Snapshot, stats: dict[str, Any] | None = None, source: str = "") -> str:
+def snapshot_to_json(snap: Snapshot, stats: dict[str, Any] | None = None, source: str = "",
+                     raw: Sequence[tuple[Any, Any]] | None = None) -> str:
     """One JSON object for *snap*; each region has ``start``, ``end``, ``nr_accesses`` (sampling intervals with
     an access in the aggregation interval: the kernel's scale, 0..``max_nr_accesses``), ``age`` (aggregation
-    intervals) and ``nr_accesses_bp``."""
+    intervals) and ``nr_accesses_bp``; with *raw* (per target, arrays of events and write events per region)
+    also the source's raw counts as ``events`` and ``writes``."""
     obj: dict[str, Any] = {
         "time": (snap.time_ns - snap.start_time_ns) / 1e9,
         "time_ns": snap.time_ns,
@@ -108,11 +110,12 @@ def snapshot_to_json(snap: Snapshot, stats: dict[str, Any] | None = None, source
                 "working_set_bytes": working_set_bytes(t),
                 "regions": [
                     {"start": r.start, "end": r.end, "nr_accesses": r.nr_accesses, "age": r.age,
-                     "nr_accesses_bp": r.nr_accesses_bp}
-                    for r in t.regions
+                     "nr_accesses_bp": r.nr_accesses_bp,
+                     **({"events": int(raw[ti][0][i]), "writes": int(raw[ti][1][i])} if raw else {})}
+                    for i, r in enumerate(t.regions)
                 ],
             }
-            for t in snap.targets
+            for ti, t in enumerate(snap.targets)
         ],
     }
     if stats:

@@ -21,6 +21,7 @@ BUILTIN_OPS: dict[str, str] = {
     "fvaddr": "damon_bpf.ops.vaddr:FvaddrOps",
     "synthetic": "damon_bpf.ops.synthetic:SyntheticOps",
     "fault": "damon_bpf.ops.fault:FaultOps",
+    "perf": "damon_bpf.ops.perf:PerfOps",
 }
 
 

@@ -276,6 +276,23 @@ class BpfAccessOps(VaddrOps):
                     per_target[ti].append((int(s_[sl - off[ti]]), int(e_[sl - off[ti]]), ip, c))
         self.last_ips = per_target
 
+    def raw_counts(self, target_idx: int, starts: npt.ArrayLike, ends: npt.ArrayLike) -> tuple[
+            npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Events and write events of the last drained window inside each ``[starts[i], ends[i])`` (the
+        regions of a snapshot, which are merges of the drained regions)."""
+        s = np.asarray(starts, dtype=np.int64)
+        e = np.asarray(ends, dtype=np.int64)
+        if target_idx >= len(self.last_events) or target_idx >= len(self._tables):
+            return np.zeros(s.size, np.int64), np.zeros(s.size, np.int64)
+        ts = self._tables[target_idx][0].astype(np.int64)
+        ev = np.concatenate([[0], np.cumsum(self.last_events[target_idx].astype(np.int64))])
+        wr = np.concatenate([[0], np.cumsum(self.last_writes[target_idx].astype(np.int64))])
+        if ts.size != ev.size - 1:
+            return np.zeros(s.size, np.int64), np.zeros(s.size, np.int64)
+        a = np.searchsorted(ts, s, side="left")
+        b = np.searchsorted(ts, e, side="left")
+        return ev[b] - ev[a], wr[b] - wr[a]
+
     # -- targets added while running (--follow-children) -------------------------------------------------
 
     def add_target(self, ctx: Ctx, pid: int) -> None:

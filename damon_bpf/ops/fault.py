@@ -36,7 +36,7 @@ from damon_bpf.ops.procmaps import read_maps
 from damon_bpf.ops.vaddr import VaddrTargetData
 from damon_bpf.sysctl import SysctlOverride, read_sysctl
 
-__all__ = ("FaultOps", "PROBES", "swap_active", "process_madvise_vec")
+__all__ = ("FaultOps", "PROBES", "swap_active", "process_madvise_ranges")
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,12 @@ PROBES = ("pageout",)
 MADV_PAGEOUT = 21
 _NR_PROCESS_MADVISE = 440
 _IOV_MAX = 1024
+_CHUNK = 2 << 20
+# /proc/kpageflags bits (include/uapi/linux/kernel-page-flags.h)
+_KPF_COMPOUND_HEAD = 1 << 15
+_KPF_COMPOUND_TAIL = 1 << 16
+_PM_PRESENT = 1 << 63
+_PM_PFN = (1 << 55) - 1
 
 
 class _Iovec(ctypes.Structure):
@@ -54,13 +60,14 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
 
-def process_madvise_vec(pidfd: int, starts: np.ndarray, length: int, advice: int) -> int:
-    """``process_madvise()`` of many ranges of *length* bytes in chunks of ``IOV_MAX``; returns bytes advised.
-    Failures of a chunk (the process exited, a range was unmapped meanwhile) end the call quietly."""
+def process_madvise_ranges(pidfd: int, starts: np.ndarray, lengths: np.ndarray, advice: int) -> int:
+    """``process_madvise()`` of many ranges in chunks of ``IOV_MAX``; returns the bytes advised. A failing
+    chunk (the process exited, a range was unmapped meanwhile) ends the call quietly."""
     done = 0
     for i in range(0, starts.size, _IOV_MAX):
         chunk = starts[i:i + _IOV_MAX]
-        iov = (_Iovec * chunk.size)(*[(int(a), length) for a in chunk.tolist()])
+        lens = lengths[i:i + _IOV_MAX]
+        iov = (_Iovec * chunk.size)(*zip(chunk.tolist(), lens.tolist()))
         rc = int(_libc.syscall(ctypes.c_long(_NR_PROCESS_MADVISE), ctypes.c_int(pidfd), iov,
                                ctypes.c_size_t(chunk.size), ctypes.c_int(advice), ctypes.c_uint(0)))
         if rc < 0:
@@ -133,7 +140,10 @@ class FaultOps(BpfAccessOps):
 
     def _refresh_probeable(self, ctx: Ctx) -> None:
         # Mappings whose pages MADV_PAGEOUT can really make non-present: file-backed ones, and anonymous ones
-        # when swap is on. Kept as sorted (start, end) arrays per pid.
+        # when swap is on; and, in file mappings, which 2 MiB chunks (file-offset aligned) hold large folios.
+        # MADV_PAGEOUT skips a large folio unless the range covers all of it (splitting page-cache folios
+        # mostly fails), so a sample page in such a chunk is probed by paging out the whole chunk: the folio
+        # is the unit the kernel's own accessed-bit check works on too (damon_folio_young()).
         swap = swap_active(self.proc_root)
         for t in ctx.targets:
             if t.pid is None:
@@ -145,10 +155,11 @@ class FaultOps(BpfAccessOps):
                     vmas = read_maps(t.pid, self.proc_root)
                 except Exception:
                     continue
-            ok = [(v.start, v.end) for v in vmas
-                  if (v.inode != 0 and not v.pathname.startswith("[")) or (swap and v.inode == 0)]
-            arr = np.array(ok, dtype=np.int64).reshape(-1, 2)
-            self._probeable[t.pid] = (arr[:, 0].copy(), arr[:, 1].copy())
+            rows = [(v.start, v.end, v.offset, 1 if v.inode else 0) for v in vmas
+                    if (v.inode != 0 and not v.pathname.startswith("[")) or (swap and v.inode == 0)]
+            arr = np.array(rows, dtype=np.int64).reshape(-1, 4)
+            large = _large_folio_chunks(t.pid, arr, self.proc_root)
+            self._probeable[t.pid] = (arr, large)
 
     def prepare_access_checks(self, ctx: Ctx) -> None:
         super().prepare_access_checks(ctx)
@@ -158,16 +169,30 @@ class FaultOps(BpfAccessOps):
             data = t.ops_data
             if t.pid is None or not isinstance(data, VaddrTargetData) or data.pidfd is None or not len(t.ra):
                 continue
-            vs, ve = self._probeable.get(t.pid, (np.zeros(0, np.int64), np.zeros(0, np.int64)))
-            if not vs.size:
+            entry = self._probeable.get(t.pid)
+            if entry is None or not entry[0].size:
                 continue
+            vmas, large = entry
             pages = (t.ra.end - t.ra.start) // 4096
             addr = t.ra.start + (self._rng.random(len(t.ra)) * pages).astype(np.int64) * 4096
-            i = np.searchsorted(vs, addr, side="right") - 1
-            ok = (i >= 0) & (addr < ve[np.maximum(i, 0)])
-            sel = addr[ok]
-            if sel.size:
-                self.nr_probed += process_madvise_vec(data.pidfd, sel, 4096, MADV_PAGEOUT) // 4096
+            i = np.searchsorted(vmas[:, 0], addr, side="right") - 1
+            iv = np.maximum(i, 0)
+            ok = (i >= 0) & (addr < vmas[iv, 1])
+            addr, iv = addr[ok], iv[ok]
+            if not addr.size:
+                continue
+            starts, lengths = addr, np.full(addr.size, 4096, dtype=np.int64)
+            if large.size:
+                # chunk start in virtual addresses: file offset aligned down to 2 MiB
+                foff = vmas[iv, 2] + (addr - vmas[iv, 0])
+                cstart = addr - (foff % _CHUNK)
+                big = (vmas[iv, 3] == 1) & np.isin(cstart, large)
+                if big.any():
+                    cs = np.maximum(cstart, vmas[iv, 0])
+                    ce = np.minimum(cstart + _CHUNK, vmas[iv, 1])
+                    starts = np.where(big, cs, addr)
+                    lengths = np.where(big, ce - cs, lengths)
+            self.nr_probed += process_madvise_ranges(data.pidfd, starts, lengths, MADV_PAGEOUT) // 4096
 
     def stats(self) -> dict[str, Any]:
         out = super().stats()
@@ -179,6 +204,42 @@ class FaultOps(BpfAccessOps):
         if self.probe_mode == "pageout":
             out["probed_pages"] = self.nr_probed
         return out
+
+
+def _large_folio_chunks(pid: int, vmas: np.ndarray, proc_root: str) -> np.ndarray:
+    """Virtual start addresses of the 2 MiB (file-offset aligned) chunks of file mappings whose first resident
+    page is part of a large folio, from ``/proc/<pid>/pagemap`` and ``/proc/kpageflags`` (root only; without
+    them no chunk is known to be large and probing uses single pages)."""
+    out: list[int] = []
+    try:
+        pm = os.open(f"{proc_root}/{pid}/pagemap", os.O_RDONLY)
+    except OSError:
+        return np.zeros(0, dtype=np.int64)
+    try:
+        kf = os.open(f"{proc_root}/kpageflags", os.O_RDONLY)
+    except OSError:
+        os.close(pm)
+        return np.zeros(0, dtype=np.int64)
+    try:
+        for start, end, offset, is_file in vmas.tolist():
+            if not is_file or end - start < _CHUNK // 4:
+                continue
+            c = start - ((offset) % _CHUNK)
+            while c < end:
+                probe = max(c, start)
+                try:
+                    ent = int.from_bytes(os.pread(pm, 8, probe // 4096 * 8), "little")
+                    if ent & _PM_PRESENT and ent & _PM_PFN:
+                        flags = int.from_bytes(os.pread(kf, 8, (ent & _PM_PFN) * 8), "little")
+                        if flags & (_KPF_COMPOUND_HEAD | _KPF_COMPOUND_TAIL):
+                            out.append(c)
+                except OSError:
+                    break
+                c += _CHUNK
+    finally:
+        os.close(pm)
+        os.close(kf)
+    return np.array(sorted(out), dtype=np.int64)
 
 
 def _nr_threads(pid: int, proc_root: str) -> int:
