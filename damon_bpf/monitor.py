@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import damon_bpf.ops  # noqa: F401  (registers the built-in access sources)
 from damon_bpf.engine import Attrs, Ctx, Kdamond, Snapshot, StopReason, Target, select_ops
-from damon_bpf.errors import InvalidParamsError, TargetGoneError
+from damon_bpf.errors import DamonBpfError, InvalidParamsError, TargetGoneError
 
 __all__ = ("MonitorSpec", "Monitor", "DEFAULT_ATTRS", "synthetic_pattern_for_workload")
 
@@ -55,6 +55,8 @@ class MonitorSpec:
     seed: int | None = None
     #: send the spawned command's standard output to our standard error (keeps JSON output parseable)
     command_stdout_to_stderr: bool = False
+    #: also monitor the processes the targets fork later (process-events connector)
+    follow_children: bool = False
 
     def validate(self) -> None:
         if not self.pids and not self.command:
@@ -82,6 +84,9 @@ class Monitor:
         self.kdamond: Kdamond | None = None
         self._timer: threading.Timer | None = None
         self.started_at = 0.0
+        self.follower: Any = None
+        #: processes that could not be added while following children, with the reason
+        self.follow_errors: list[str] = []
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -98,7 +103,10 @@ class Monitor:
             except OSError as err:
                 raise InvalidParamsError(f"cannot run {self.spec.command[0]!r}: {err.strerror}") from err
             pids.append(self.child.pid)
-        ops = select_ops(self.spec.source, **self.spec.source_options)
+        options = dict(self.spec.source_options)
+        if self.spec.follow_children and self.spec.source in ("fault", "perf"):
+            options.setdefault("extra_targets", 32)
+        ops = select_ops(self.spec.source, **options)
         import random
 
         ctx = Ctx(attrs=self.spec.attrs, ops=ops,
@@ -109,9 +117,42 @@ class Monitor:
         self.kdamond = Kdamond(ctx)
         try:
             self.kdamond.init()
+            if self.spec.follow_children:
+                self._start_following(pids)
         except BaseException:
             ops.cleanup(ctx)
+            if self.follower is not None:
+                self.follower.stop()
             raise
+
+    def _start_following(self, pids: list[int]) -> None:
+        from damon_bpf.ops.proc_events import ChildFollower
+
+        if not hasattr(self.ctx.ops if self.ctx else None, "add_target"):
+            raise InvalidParamsError(f"the {self.spec.source} source cannot add processes while running")
+        self.follower = ChildFollower(pids)
+        self.follower.start()
+        for pid in sorted(self.follower.tracked() - set(pids)):
+            self._add(pid)
+        assert self.ctx is not None
+        self.ctx.after_aggregation.insert(0, self._follow)
+
+    def _add(self, pid: int) -> None:
+        assert self.ctx is not None and self.ctx.ops is not None
+        if any(t.pid == pid for t in self.ctx.targets):
+            return
+        try:
+            self.ctx.ops.add_target(self.ctx, pid)  # type: ignore[attr-defined]
+            log.info("following child process %d", pid)
+        except TargetGoneError:
+            pass  # a short-lived child: gone before we could open it
+        except DamonBpfError as err:
+            self.follow_errors.append(f"pid {pid}: {err}")
+
+    def _follow(self, snap: Snapshot) -> None:
+        for ch in self.follower.poll():
+            if ch.kind == "fork":
+                self._add(ch.pid)
 
     def run(self) -> StopReason:
         """Monitor in the calling thread until stopped, the duration is over, or every target exited."""
@@ -135,7 +176,10 @@ class Monitor:
             self.kdamond.stop()
 
     def close(self) -> None:
-        """Terminate the spawned command, if it still runs."""
+        """Stop following children and terminate the spawned command, if it still runs."""
+        if self.follower is not None:
+            self.follower.stop()
+            self.follower = None
         child = self.child
         if child is None:
             return

@@ -29,6 +29,8 @@ SOURCES = ("auto", "fault", "perf", "synthetic")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.usage = "damon-bpf monitor [options] PID... | damon-bpf monitor [options] -- CMD [ARGS...]"
     add_target_args(p)
+    p.add_argument("--follow-children", action="store_true",
+                   help="also monitor the processes the targets fork later (process-events connector)")
     add_source_args(p)
     p.add_argument("--synthetic-pattern", metavar="FILE",
                    help="synthetic source: a JSON access pattern (see damon_bpf.ops.synthetic)")
@@ -227,6 +229,6 @@ def run(args: argparse.Namespace) -> int:
     source = resolve_source(args)
     spec = MonitorSpec(pids=pids, command=cmd, source=source, source_options=source_options(args, source),
                        attrs=attrs_from_args(args), duration_s=duration_from_args(args), seed=args.seed,
-                       command_stdout_to_stderr=args.json)
+                       command_stdout_to_stderr=args.json, follow_children=args.follow_children)
     rc, _, _ = run_session(spec, args)
     return rc

@@ -6,7 +6,7 @@ Mirrors ``kdamond_fn()`` of ``mm/damon/core.c``, step for step:
     loop until stopped or no target is valid:
         ops.prepare_access_checks → sleep(sample interval) → ops.check_accesses
         at an aggregation boundary: merge (and age) → apply_min_nr_regions → after-aggregation callbacks
-        DAMOS hook (kdamond_apply_schemes)
+        DAMOS (kdamond_apply_schemes; damon_bpf.engine.damos), paused by the schemes' watermarks
         at an aggregation boundary: interval tuning → reset aggregated → split
         at an ops-update boundary: ops.update
     ops.cleanup (always)
@@ -40,9 +40,10 @@ from damon_bpf.engine.core import (
     split_regions,
     tune_intervals,
 )
+from damon_bpf.engine.damos import apply_schemes, wait_activation_us
 from damon_bpf.engine.model import Ctx
 from damon_bpf.engine.ops import BaseOperations
-from damon_bpf.errors import InvalidParamsError
+from damon_bpf.errors import InvalidParamsError, NotSupportedError
 
 __all__ = ("Kdamond", "Snapshot", "TargetSnapshot", "RegionSnapshot", "StopReason")
 
@@ -159,6 +160,15 @@ class Kdamond:
         ctx = self.ctx
         ctx.validate()
         assert ctx.ops is not None
+        ctx.clock_ns = self.clock_ns
+        for s in ctx.schemes:
+            s.validate()
+            action = s.action.value
+            if action not in ctx.ops.supported_actions:
+                why = getattr(ctx.ops, "action_unsupported_reason", None)
+                reason = why(action) if callable(why) else None
+                raise NotSupportedError(reason or f"the {ctx.ops.name} operations set cannot apply DAMOS action "
+                                                  f"{action!r}")
         ctx.ops.check_supported()
         ctx.ops.init(ctx)
         init_ctx(ctx)
@@ -238,6 +248,13 @@ class Kdamond:
         assert ops is not None
         if not self._initialized:
             self.init()
+        if ctx.schemes:
+            wait_us = wait_activation_us(ctx)
+            if wait_us:
+                # kdamond_wait_activation(): every scheme is deactivated by its watermarks; monitoring pauses
+                self._sleep(wait_us / 1e6)
+                self._window_start_ns = self.clock_ns()
+                return
         attrs = ctx.attrs
         nas = ctx.next_aggregation_sis
         nus = ctx.next_ops_update_sis
@@ -275,6 +292,8 @@ class Kdamond:
 
         if ctx.damos_hook is not None:
             ctx.damos_hook(ctx)
+        elif ctx.schemes:
+            apply_schemes(ctx)
 
         si = attrs.sample_interval_us or 1
         if aggregated:

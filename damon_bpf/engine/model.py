@@ -9,6 +9,7 @@ basis points. Objects round-trip through plain dicts (``to_dict``/``from_dict``)
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
@@ -247,6 +248,11 @@ class Ctx:
     after_aggregation: list[Callable[[Any], None]] = field(default_factory=list, repr=False)
     #: The push-style access report queue (``damon_report_access()``); created on first use.
     reports: AccessReports | None = field(default=None, repr=False)
+    #: The clock DAMOS uses for quota windows and action timing (the kdamond installs its own).
+    clock_ns: Callable[[], int] = field(default=time.monotonic_ns, repr=False)
+    #: Measures a DAMOS quota goal's current value or a watermark metric: ``damos_metric(goal_or_wmarks,
+    #: scheme) -> int`` (provided by the ops layer; the engine does no I/O).
+    damos_metric: Callable[[Any, Any], int] | None = field(default=None, repr=False)
     #: CLOCK_MONOTONIC ns at which the sampling intervals being checked started; set by the kdamond before
     #: ``check_accesses`` so push sources can assign timestamped evidence to sampling intervals.
     window_start_ns: int = 0

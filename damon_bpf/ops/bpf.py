@@ -34,8 +34,8 @@ import numpy as np
 import numpy.typing as npt
 
 from damon_bpf.engine.core import next_boundary_sis, update_regions_access_rate
-from damon_bpf.engine.model import Ctx
-from damon_bpf.errors import InvalidParamsError, PermissionDeniedError
+from damon_bpf.engine.model import Ctx, Target
+from damon_bpf.errors import InvalidParamsError, NotSupportedError, PermissionDeniedError
 from damon_bpf.ops.vaddr import VaddrOps
 from damon_bpf.sysctl import SysctlOverride
 
@@ -295,12 +295,19 @@ class BpfAccessOps(VaddrOps):
 
     # -- targets added while running (--follow-children) -------------------------------------------------
 
-    def add_target(self, ctx: Ctx, pid: int) -> None:
-        """Start counting the events of process *pid*, a target already appended to ``ctx.targets``."""
-        ti = next(i for i, t in enumerate(ctx.targets) if t.pid == pid)
+    def add_target(self, ctx: Ctx, pid: int) -> Target:
+        """Monitor one more process (``--follow-children``): as vaddr does, then count its events too.
+
+        :raises NotSupportedError: the BPF program has no room for another process
+        """
+        if len(ctx.targets) >= self.probe.config.max_targets:
+            raise NotSupportedError(f"at most {self.probe.config.max_targets} processes can be monitored at once")
+        t = super().add_target(ctx, pid)
+        ti = len(ctx.targets) - 1
         self.probe.set_target(pid, ti)
         self._registered[pid] = ti
         self._pending_publish = True
+        return t
 
     # -- what the user sees ------------------------------------------------------------------------------
 

@@ -338,6 +338,19 @@ class VaddrOps(BaseOperations):
                 except OSError:
                     pass
 
+    def add_target(self, ctx: Ctx, pid: int) -> Target:
+        """Monitor one more process while running (``--follow-children``): open it, give it its three
+        regions and append it to ``ctx.targets``.
+
+        :raises TargetGoneError: it exited already
+        """
+        t = Target(pid=pid)
+        data = self.open_target(t)
+        ctx.targets.append(t)
+        if self.manages_regions:
+            self._apply_three_regions(ctx, len(ctx.targets) - 1, t, data.vmas)
+        return t
+
     # -- helpers for subclasses ------------------------------------------------------------------------
 
     def init_fixed_target(self, ctx: Ctx, target_idx: int, target: Target) -> None:

@@ -40,7 +40,7 @@ def test_bad_input_is_one_line_and_nonzero(args: list[str], code: int, text: str
 
 def test_monitor_command_json_until_exit() -> None:
     t0 = time.monotonic()
-    r = cli("monitor", "--json", "--aggr", "50ms", "--", "sleep", "1")
+    r = cli("monitor", "--source", "synthetic", "--json", "--aggr", "50ms", "--", "sleep", "1")
     assert r.returncode == 0, r.stderr
     assert time.monotonic() - t0 < 10
     lines = [json.loads(ln) for ln in r.stdout.splitlines()]
@@ -72,7 +72,8 @@ def _start_workload(tmp: Path, pattern: str = "hotcold") -> tuple[subprocess.Pop
 def test_monitor_synthetic_workload_finds_hot_region(tmp_path: Path) -> None:
     proc, truth = _start_workload(tmp_path)
     try:
-        r = cli("monitor", "--json", "--duration", "3s", "--synthetic-workload", str(truth), "--seed", "1",
+        r = cli("monitor", "--source", "synthetic", "--json", "--duration", "3s", "--synthetic-workload", str(truth),
+                "--seed", "1",
                 str(proc.pid))
     finally:
         proc.terminate()
@@ -95,7 +96,7 @@ def test_monitor_synthetic_workload_finds_hot_region(tmp_path: Path) -> None:
 
 
 def test_demo_runs_and_scores() -> None:
-    r = cli("demo", "--duration", "4s", "--every", "10", timeout=90)
+    r = cli("demo", "--source", "synthetic", "--duration", "4s", "--every", "10", timeout=90)
     assert r.returncode == 0, r.stderr
     assert "damon-bpf monitor" in r.stdout and "address range" in r.stdout
     line = next(ln for ln in r.stderr.splitlines() if "precision" in ln)
@@ -105,7 +106,7 @@ def test_demo_runs_and_scores() -> None:
 
 
 def test_monitor_sigterm_stops_cleanly() -> None:
-    p = subprocess.Popen([PY, "-m", "damon_bpf", "monitor", "--json", str(os.getpid())],
+    p = subprocess.Popen([PY, "-m", "damon_bpf", "monitor", "--source", "synthetic", "--json", str(os.getpid())],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1.5)
     p.terminate()
