@@ -1,0 +1,318 @@
+"""DAMOS core: ports of the DAMOS cases of core-kunit.h, and the per-apply-interval algorithm of
+damon-kernel.md section 4 on small explicit vectors."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from damon_bpf.engine import damos
+from damon_bpf.engine.damos import (
+    AccessPattern,
+    Action,
+    Filter,
+    FilterType,
+    Quota,
+    QuotaGoal,
+    QuotaGoalMetric,
+    Scheme,
+    Watermarks,
+    WmarkMetric,
+)
+from damon_bpf.engine.model import Attrs, Ctx, Region, Target
+from damon_bpf.engine.ops import BaseOperations
+from damon_bpf.errors import InvalidParamsError
+
+
+class RecordingOps(BaseOperations):
+    """Applies every action fully (or *fail_frac* of it) and records what it was asked to do."""
+
+    name = "rec"
+    supported_actions = frozenset(a.value for a in Action)
+
+    def __init__(self, fail_frac: float = 0.0, score: int | None = None) -> None:
+        self.applied: list[tuple[int, int, str]] = []
+        self.fail_frac = fail_frac
+        self.score = score
+
+    def apply_scheme(self, ctx, target, region, scheme):  # type: ignore[no-untyped-def]
+        self.applied.append((region.start, region.end, scheme.action.value))
+        return int((region.end - region.start) * (1 - self.fail_frac))
+
+    def get_scheme_score(self, ctx, target, region, scheme):  # type: ignore[no-untyped-def]
+        if self.score is not None:
+            return self.score
+        return min(99, region.age)  # older = higher priority, enough to test the histogram
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.ns = 10**12
+
+    def __call__(self) -> int:
+        return self.ns
+
+
+def make_ctx(regions: list[tuple[int, int, int, int]], ops: BaseOperations | None = None,
+             schemes: list[Scheme] | None = None) -> Ctx:
+    """regions: (start, end, nr_accesses, age); at an aggregation boundary, min_region_sz 1."""
+    ctx = Ctx(attrs=Attrs(sample_interval_us=5000, aggr_interval_us=100000), ops=ops or RecordingOps(),
+              min_region_sz=1, rng=random.Random(0))
+    ctx.targets.append(Target(regions=[Region(s, e, nr_accesses=n, last_nr_accesses=n, age=a)
+                                       for s, e, n, a in regions]))
+    ctx.clock_ns = Clock()
+    ctx.passed_sample_intervals = 20
+    ctx.next_aggregation_sis = 20
+    ctx.schemes = schemes or []
+    for s in ctx.schemes:
+        s.next_apply_sis = 20
+    return ctx
+
+
+def test_damos_test_filter_out() -> None:
+    f = Filter(FilterType.ADDR, matching=True, allow=False, addr_start=2, addr_end=6)
+    ctx = make_ctx([(3, 5, 0, 0)])
+    t = ctx.targets[0]
+    # region in the range
+    assert damos._core_filter_match(ctx, 0, t, 0, f)
+    assert t.nr_regions == 1
+    # region before the range
+    t.regions = [Region(1, 2)]
+    assert not damos._core_filter_match(ctx, 0, t, 0, f)
+    assert t.nr_regions == 1
+    # region after the range
+    t.regions = [Region(6, 8)]
+    assert not damos._core_filter_match(ctx, 0, t, 0, f)
+    assert t.nr_regions == 1
+    # region started before the range: split, the left piece does not match
+    t.regions = [Region(1, 4)]
+    assert not damos._core_filter_match(ctx, 0, t, 0, f)
+    assert [(r.start, r.end) for r in t.regions] == [(1, 2), (2, 4)]
+    # region started in the range: split at its end, the left piece matches
+    t.regions = [Region(2, 8)]
+    assert damos._core_filter_match(ctx, 0, t, 0, f)
+    assert [(r.start, r.end) for r in t.regions] == [(2, 6), (6, 8)]
+
+
+def test_damon_test_set_filters_default_reject() -> None:
+    s = Scheme()
+    damos.set_filters_default_reject(s)
+    assert (s.core_filters_default_reject, s.ops_filters_default_reject) == (False, False)
+    target_filter = Filter(FilterType.TARGET, matching=True, allow=True)
+    s.filters.append(target_filter)
+    damos.set_filters_default_reject(s)
+    assert (s.core_filters_default_reject, s.ops_filters_default_reject) == (True, False)
+    target_filter.allow = False
+    damos.set_filters_default_reject(s)
+    assert (s.core_filters_default_reject, s.ops_filters_default_reject) == (False, False)
+    s.filters.append(Filter(FilterType.ANON, matching=True, allow=True))
+    damos.set_filters_default_reject(s)
+    assert (s.core_filters_default_reject, s.ops_filters_default_reject) == (False, True)
+    target_filter.allow = True
+    damos.set_filters_default_reject(s)
+    assert (s.core_filters_default_reject, s.ops_filters_default_reject) == (False, True)
+
+
+def test_damos_test_new_filter_and_scheme_dict_shape() -> None:
+    f = Filter(FilterType.ANON, True, False)
+    assert (f.type, f.matching, f.allow) == (FilterType.ANON, True, False)
+    s = Scheme(pattern=AccessPattern(1, 2, 3, 4, 5, 6), action=Action.PAGEOUT, apply_interval_us=1000000,
+               wmarks=Watermarks(WmarkMetric.FREE_MEM_RATE, 900, 100, 50, 10))
+    d = s.to_dict()
+    assert d["action"] == "pageout" and d["apply_interval_us"] == 1000000
+    assert d["access_pattern"]["nr_accesses"] == {"min": "3 samples", "max": "4 samples"}
+    assert d["watermarks"]["metric"] == "free_mem_rate"
+
+
+def test_pattern_bounds_are_inclusive_and_validated() -> None:
+    p = AccessPattern(min_sz_bytes=10, max_sz_bytes=20, min_nr_accesses=0, max_nr_accesses=0, min_age_region=5,
+                      max_age_region=5)
+    assert p.matches(10, 0, 5) and p.matches(20, 0, 5)
+    assert not p.matches(21, 0, 5) and not p.matches(10, 1, 5) and not p.matches(10, 0, 4)
+    with pytest.raises(InvalidParamsError):
+        AccessPattern(min_sz_bytes=5, max_sz_bytes=4).validate()
+
+
+def test_apply_matches_pattern_resets_age_and_counts_stats() -> None:
+    s = Scheme(pattern=AccessPattern(max_nr_accesses=0, min_age_region=3), action=Action.PAGEOUT)
+    ctx = make_ctx([(0, 100, 0, 5), (100, 200, 4, 9), (200, 300, 0, 1), (300, 400, 0, 3)], schemes=[s])
+    damos.apply_schemes(ctx)
+    ops = ctx.ops
+    assert ops.applied == [(0, 100, "pageout"), (300, 400, "pageout")]  # type: ignore[attr-defined]
+    assert [r.age for r in ctx.targets[0].regions] == [0, 9, 1, 0]
+    assert (s.stat.nr_tried, s.stat.sz_tried, s.stat.nr_applied, s.stat.sz_applied) == (2, 200, 2, 200)
+    assert s.stat.nr_snapshots == 1
+    assert [(r.start, r.end) for r in s.tried_regions] == [(0, 100), (300, 400)]
+    # the next apply comes one aggregation interval later
+    assert s.next_apply_sis == 40
+
+
+def test_stat_action_keeps_age() -> None:
+    s = Scheme(action=Action.STAT)
+    ctx = make_ctx([(0, 100, 0, 5)], schemes=[s])
+    damos.apply_schemes(ctx)
+    assert ctx.targets[0].regions[0].age == 5 and s.stat.nr_tried == 1
+
+
+def test_not_due_scheme_does_nothing() -> None:
+    s = Scheme(action=Action.PAGEOUT)
+    ctx = make_ctx([(0, 100, 0, 5)], schemes=[s])
+    s.next_apply_sis = 21
+    damos.apply_schemes(ctx)
+    assert s.stat.nr_tried == 0
+
+
+def test_size_quota_split_to_fit_and_resume_next_window() -> None:
+    q = Quota(sz=150, reset_interval_ms=1000)
+    s = Scheme(action=Action.PAGEOUT, quota=q)
+    ops = RecordingOps(score=50)
+    ctx = make_ctx([(0, 100, 0, 5), (100, 200, 0, 5), (200, 300, 0, 5), (300, 400, 0, 5)], ops=ops, schemes=[s])
+    damos.apply_schemes(ctx)
+    # 100 + the first 50 of the second region (split to fit); the quota is then full
+    assert ops.applied == [(0, 100, "pageout"), (100, 150, "pageout")]
+    assert q.charged_sz == 150 and q.esz == 150
+    assert q.charge_target_from == 0 and q.charge_addr_from == 150
+    assert damos.quota_is_full(q, 1)
+    # same window: nothing more
+    s.next_apply_sis = ctx.passed_sample_intervals
+    damos.apply_schemes(ctx)
+    assert len(ops.applied) == 2
+    # next window: resumes after 150 instead of starting from the head again
+    ctx.clock_ns.ns += 2 * 10**9  # type: ignore[attr-defined]
+    s.next_apply_sis = ctx.passed_sample_intervals
+    damos.apply_schemes(ctx)
+    assert ops.applied[2:] == [(150, 200, "pageout"), (200, 300, "pageout")]
+    assert s.stat.qt_exceeds == 1
+    assert q.total_charged_sz == 150
+
+
+def test_quota_histogram_prefers_high_scores() -> None:
+    q = Quota(sz=200, reset_interval_ms=1000)
+    s = Scheme(action=Action.PAGEOUT, quota=q)
+    ops = RecordingOps()  # score = age
+    ctx = make_ctx([(0, 100, 0, 1), (100, 200, 0, 50), (200, 300, 0, 2), (300, 400, 0, 40)], ops=ops,
+                   schemes=[s])
+    damos.apply_schemes(ctx)
+    assert q.min_score == 40  # the two oldest regions fill the quota
+    assert ops.applied == [(100, 200, "pageout"), (300, 400, "pageout")]
+
+
+def test_time_quota_uses_measured_throughput() -> None:
+    q = Quota(ms=2)
+    s = Scheme(action=Action.PAGEOUT, quota=q)
+    ctx = make_ctx([(0, 4096, 0, 1)], schemes=[s])
+    damos.set_effective_quota(ctx, s)
+    assert q.esz == 4096 * 1024 * 2  # 4 MiB/ms assumed before anything was charged
+    q.total_charged_sz, q.total_charged_ns = 10 << 20, 5_000_000  # 10 MiB in 5 ms: 2 MiB/ms
+    damos.set_effective_quota(ctx, s)
+    assert q.esz == (10 << 20) * 1_000_000 // 5_000_000 * 2
+
+
+def test_quota_goal_consist_feedback_and_temporal() -> None:
+    g = QuotaGoal(QuotaGoalMetric.USER_INPUT, target_value=1000, current_value=0)
+    q = Quota(goals=[g], reset_interval_ms=10)
+    s = Scheme(action=Action.PAGEOUT, quota=q)
+    ctx = make_ctx([(0, 4096, 0, 1)], schemes=[s])
+    sizes = []
+    for _ in range(4):
+        damos.set_effective_quota(ctx, s)
+        sizes.append(q.esz)
+    assert sizes == [2, 4, 8, 16]  # score 0: the input doubles from 1 byte
+    g.current_value = 3000  # over-achieving by more than 2x: back to the minimum
+    damos.set_effective_quota(ctx, s)
+    assert q.esz == 1
+    q.goal_tuner = "temporal"
+    q.sz = 1 << 20
+    g.current_value = 500
+    damos.set_effective_quota(ctx, s)
+    assert q.esz == 1 << 20
+    g.current_value = 1000
+    damos.set_effective_quota(ctx, s)
+    assert q.esz == 0
+
+
+def test_metrics_come_from_the_injected_provider() -> None:
+    g = QuotaGoal(QuotaGoalMetric.SOME_MEM_PSI_US, target_value=100)
+    s = Scheme(action=Action.PAGEOUT, quota=Quota(goals=[g]))
+    ctx = make_ctx([(0, 4096, 0, 1)], schemes=[s])
+    ctx.damos_metric = lambda goal, scheme: 50
+    assert damos.quota_score(ctx, s) == 5000 and g.current_value == 50
+
+
+def test_fail_charge_ratio() -> None:
+    q = Quota(sz=10**6, fail_charge_num=1, fail_charge_denom=1024)
+    damos.charge_quota(q, 1000 << 20, 700 << 20)
+    assert q.charged_sz == (700 << 20) + (300 << 10)
+
+
+def test_watermarks_activate_between_low_and_mid() -> None:
+    s = Scheme(wmarks=Watermarks(WmarkMetric.FREE_MEM_RATE, interval_us=5000, high=800, mid=500, low=100))
+    ctx = make_ctx([(0, 4096, 0, 1)], schemes=[s])
+    free = {"v": 900}
+    ctx.damos_metric = lambda w, sc: free["v"]
+    assert damos.wmark_wait_us(ctx, s) == 5000 and not s.wmarks.activated  # above high
+    free["v"] = 600
+    assert damos.wmark_wait_us(ctx, s) == 5000 and not s.wmarks.activated  # between mid and high: stay off
+    free["v"] = 400
+    assert damos.wmark_wait_us(ctx, s) == 0 and s.wmarks.activated  # below mid: on
+    free["v"] = 700
+    assert damos.wmark_wait_us(ctx, s) == 0 and s.wmarks.activated  # stays on until above high
+    free["v"] = 50
+    assert damos.wmark_wait_us(ctx, s) == 5000 and not s.wmarks.activated  # below low: off
+    assert damos.wait_activation_us(ctx) == 5000
+    ctx.schemes.append(Scheme())  # a scheme without watermarks keeps the context active
+    assert damos.wait_activation_us(ctx) == 0
+
+
+def test_core_filters_addr_and_target() -> None:
+    s = Scheme(action=Action.PAGEOUT, filters=[Filter(FilterType.ADDR, matching=True, allow=False,
+                                                      addr_start=150, addr_end=250)])
+    ctx = make_ctx([(0, 100, 0, 1), (100, 200, 0, 1), (200, 300, 0, 1)], schemes=[s])
+    damos.apply_schemes(ctx)
+    assert ctx.ops.applied == [(0, 100, "pageout"), (100, 150, "pageout"), (250, 300, "pageout")]  # type: ignore
+    # rejected parts are not "tried"
+    assert s.stat.nr_tried == 3
+    # the filter split the regions at its edges; applied pieces got age 0, rejected ones kept theirs; merge-back
+    # leaves them apart here because the region size limit (total / min_nr_regions = 30) is smaller
+    assert [(r.start, r.end, r.age) for r in ctx.targets[0].regions] == [
+        (0, 100, 0), (100, 150, 0), (150, 200, 1), (200, 250, 1), (250, 300, 0)]
+    s2 = Scheme(action=Action.STAT, filters=[Filter(FilterType.TARGET, matching=True, allow=True, target_idx=1)])
+    ctx2 = make_ctx([(0, 100, 0, 1)], schemes=[s2])
+    damos.apply_schemes(ctx2)
+    assert s2.stat.nr_tried == 0  # target 0 does not match an allow filter for target 1: default reject
+
+
+def test_merge_back_joins_equal_neighbours_within_the_size_limit() -> None:
+    s = Scheme(action=Action.PAGEOUT, quota=Quota(sz=250, reset_interval_ms=1000))
+    ops = RecordingOps(score=50)
+    ctx = make_ctx([(0, 1000, 0, 3)], ops=ops, schemes=[s])
+    ctx.attrs.min_nr_regions = 3  # size limit 333
+    damos.apply_schemes(ctx)
+    # split to fit 250; the applied piece has age 0, the rest keeps age 3: different, no merge-back
+    assert [(r.start, r.end, r.age) for r in ctx.targets[0].regions] == [(0, 250, 0), (250, 1000, 3)]
+    t = ctx.targets[0]
+    t.regions = [Region(0, 100, age=2), Region(100, 200, age=2), Region(200, 300, age=2), Region(300, 400, age=5)]
+    damos._merge_back(t, 250)
+    assert [(r.start, r.end) for r in t.regions] == [(0, 200), (200, 300), (300, 400)]
+
+
+def test_max_nr_snapshots_stops_the_scheme() -> None:
+    s = Scheme(action=Action.STAT, max_nr_snapshots=2)
+    ctx = make_ctx([(0, 100, 0, 1), (100, 200, 0, 1)], schemes=[s])
+    for _ in range(4):
+        s.next_apply_sis = ctx.passed_sample_intervals
+        damos.apply_schemes(ctx)
+    assert s.stat.nr_snapshots == 2 and s.stat.nr_tried == 4
+
+
+def test_mvsum_is_used_between_aggregations() -> None:
+    s = Scheme(pattern=AccessPattern(min_nr_accesses=10), action=Action.STAT, apply_interval_us=50000)
+    ctx = make_ctx([(0, 100, 2, 1)], schemes=[s])
+    t = ctx.targets[0]
+    t.regions = [Region(0, 100, nr_accesses=2, last_nr_accesses=20, age=1)]
+    ctx.passed_sample_intervals = 10
+    ctx.next_aggregation_sis = 20  # half the window left: 2 + 20 * 0.5 = 12
+    s.next_apply_sis = 10
+    damos.apply_schemes(ctx)
+    assert s.stat.nr_tried == 1 and s.tried_regions[0].nr_accesses == 12
