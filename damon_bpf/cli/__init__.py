@@ -44,6 +44,10 @@ SUBCOMMANDS: tuple[SubCommand, ...] = (
     SubCommand("monitor", "damon_bpf.cli.monitor", "monitor data accesses of processes live"),
     SubCommand("demo", "damon_bpf.cli.demo", "run the bundled workload and monitor it live"),
     SubCommand("probe", "damon_bpf.cli.probe", "inspect the BPF programs (probe dump NAME)"),
+    SubCommand("record", "damon_bpf.cli.record", "record monitoring results to a file damo reads"),
+    SubCommand("report", "damon_bpf.cli.report", "show recorded results (heatmap, wss, access, raw, code)"),
+    SubCommand("import", "damon_bpf.cli.import_perf", "build a record from a perf recording with data addresses"),
+    SubCommand("compare", "damon_bpf.cli.compare", "run several access sources side by side on one target"),
 )
 
 
@@ -55,8 +59,13 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeatable)")
     sub = parser.add_subparsers(dest="command_name", metavar="COMMAND")
     for sc in SUBCOMMANDS:
+        try:
+            mod = importlib.import_module(sc.module)
+        except ModuleNotFoundError as err:
+            if err.name != sc.module:
+                raise
+            continue  # a subcommand of a partial installation
         p = sub.add_parser(sc.name, help=sc.help, description=sc.help)
-        mod = importlib.import_module(sc.module)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
