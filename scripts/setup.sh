@@ -36,7 +36,7 @@ apt_install() {
 # 1. System packages. BCC comes from the distribution (python3-bpfcc), built for /usr/bin/python3.
 pkgs=()
 pkg_missing() { ! dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for p in python3-bpfcc bpfcc-tools python3-venv python3-numpy linux-perf; do
+for p in python3-bpfcc bpfcc-tools python3-venv python3-numpy linux-perf file; do
 	pkg_missing "$p" && pkgs+=("$p")
 done
 [ ${#pkgs[@]} -gt 0 ] && apt_install "${pkgs[@]}"

@@ -57,8 +57,9 @@ def _build(ops_id: str, pid: int) -> tuple[Operations, Ctx]:
         ops.check_supported()
     except UNSUPPORTED as err:
         pytest.skip(f"{ops_id}: {err}")
-    ranges = three_regions(real_vmas(read_maps(pid)), 4096)
-    assert ranges is not None
+    vmas = real_vmas(read_maps(pid))
+    ranges = three_regions(vmas, 4096)
+    assert ranges is not None, [(hex(v.start), hex(v.end), v.pathname) for v in vmas]
     t = Target(pid=pid, regions=[Region(r.start, r.end) for r in ranges])
     ctx = Ctx(attrs=Attrs(), ops=ops, rng=random.Random(0))
     ctx.targets.append(t)
@@ -70,8 +71,10 @@ def _build(ops_id: str, pid: int) -> tuple[Operations, Ctx]:
     return ops, ctx
 
 
-@pytest.fixture(params=OPS_IDS)
+@pytest.fixture(scope="module", params=OPS_IDS)
 def ops_ctx(request: pytest.FixtureRequest, child: subprocess.Popen[bytes]) -> Iterator[tuple[str, Operations, Ctx]]:
+    # one build per backend for the whole module: BPF backends compile their program on init (~2 s)
+    assert child.poll() is None, "the target child process died"
     ops, ctx = _build(request.param, child.pid)
     yield request.param, ops, ctx
     ops.cleanup(ctx)
