@@ -147,3 +147,15 @@ def test_probe_dump() -> None:
     r = _cli("probe", "dump", "pagefault", "--set", "max_regions=100")
     assert r.returncode == 0
     assert "pagefault.bpf.c" in r.stdout and "-DMAX_REGIONS=128" in r.stdout and "-DSEARCH_STEPS=8" in r.stdout
+
+
+def test_demo_default_source_scores_against_truth() -> None:
+    """`make demo`'s command: the bundled hotcold workload, file-backed, under the fault source with pageout
+    probing; the hot set must be found."""
+    r = _cli("demo", "--duration", "5s", "--every", "50", timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "source fault" in r.stdout
+    line = next(ln for ln in r.stderr.splitlines() if "precision" in ln)
+    prec = float(line.split("precision ")[1].split(",")[0])
+    rec = float(line.split("recall ")[1].split()[0])
+    assert prec >= 0.7 and rec >= 0.8, line
