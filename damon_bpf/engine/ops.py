@@ -23,7 +23,7 @@ Mirrors ``struct damon_operations`` (``include/linux/damon.h``) and the ops regi
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
 from damon_bpf.errors import InvalidParamsError
 
@@ -68,7 +68,7 @@ class BaseOperations:
     """No-op defaults for every hook, so backends override only what they implement (the kernel's NULL
     callbacks). ``apply_scheme`` returns 0 for every action, as vaddr does for actions it does not support."""
 
-    name: ClassVar[str] = "base"
+    name: str = "base"
     batched: bool = False
     supported_actions: frozenset[str] = frozenset()
 

@@ -89,11 +89,11 @@ class RegionArray:
         for c, v in zip(COLUMNS, row):
             setattr(self, c, np.insert(getattr(self, c), i, v))
 
-    def delete(self, i: int | npt.ArrayLike) -> None:
+    def delete(self, i: int | npt.NDArray[np.int64]) -> None:
         for c in COLUMNS:
             setattr(self, c, np.delete(getattr(self, c), i))
 
-    def repeat_counters(self, counts: npt.ArrayLike, starts: I64, ends: I64) -> RegionArray:
+    def repeat_counters(self, counts: npt.NDArray[np.int64], starts: I64, ends: I64) -> RegionArray:
         """Regions made by cutting region ``i`` into ``counts[i]`` pieces with the given bounds; every piece
         inherits its origin's counters and age (``damon_split_region_at()``)."""
         ra = RegionArray.__new__(RegionArray)
