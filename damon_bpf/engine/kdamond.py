@@ -169,6 +169,9 @@ class Kdamond:
                 reason = why(action) if callable(why) else None
                 raise NotSupportedError(reason or f"the {ctx.ops.name} operations set cannot apply DAMOS action "
                                                   f"{action!r}")
+            check_scheme = getattr(ctx.ops, "check_scheme", None)
+            if callable(check_scheme):
+                check_scheme(s)  # filters or goals the ops cannot honour are refused here, with the reason
         ctx.ops.check_supported()
         ctx.ops.init(ctx)
         init_ctx(ctx)
