@@ -1,0 +1,701 @@
+"""Shared helpers of ``bench/accuracy.py`` and ``bench/overhead.py``.
+
+Two halves:
+
+- **Pure scoring functions** (no I/O, unit-tested in ``tests/unit/test_bench_scoring.py``): half-open address
+  interval sets (normalise, intersect, clip to a scope), precision and recall of a detected hot set by bytes,
+  working-set-size error, the delay until a phase change shows, workload throughput from ground-truth phase
+  records, slowdown, summaries ("once settled" medians) and the text table.
+- **Process plumbing**: starting the bundled workload (or ``tests/kernel/toucher.py``) and waiting for it,
+  running one :class:`~damon_bpf.monitor.Monitor` session for a measured window (CPU time, source stats, BPF
+  program run time, snapshots), killing every child on the way out, and a guard that puts back any sysctl
+  found changed at the end (the library restores its own; the guard is the bench's belt and braces).
+
+The bench scripts are not a package: they import this file with ``sys.path`` set to ``bench/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO / "bench" / "results"
+TOUCHER = REPO / "tests" / "kernel" / "toucher.py"
+MiB = 1 << 20
+
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+Interval = tuple[int, int]
+
+# ================================================================================================ scoring
+
+#: Hot-set rule of the accuracy bench: a region is hot when ``nr_accesses >= max(1, ceil(HOT_FRACTION *
+#: max_nr_accesses))``, i.e. when an access was seen in at least 10% of the window's sampling intervals
+#: (and in at least one). With 5 ms / 100 ms that is >= 2 of 20 intervals.
+HOT_FRACTION = 0.1
+
+
+def normalize(intervals: Iterable[Sequence[int]]) -> list[Interval]:
+    """Sort half-open ``[start, end)`` intervals, drop empty ones and merge overlapping or touching ones."""
+    out: list[Interval] = []
+    for s, e in sorted((int(a), int(b)) for a, b in intervals if int(b) > int(a)):
+        if out and s <= out[-1][1]:
+            if e > out[-1][1]:
+                out[-1] = (out[-1][0], e)
+        else:
+            out.append((s, e))
+    return out
+
+
+def total_bytes(intervals: Iterable[Sequence[int]]) -> int:
+    """Bytes covered by an interval set (overlaps counted once)."""
+    return sum(e - s for s, e in normalize(intervals))
+
+
+def intersect(a: Iterable[Sequence[int]], b: Iterable[Sequence[int]]) -> list[Interval]:
+    """The intersection of two interval sets, normalised."""
+    x, y = normalize(a), normalize(b)
+    out: list[Interval] = []
+    i = j = 0
+    while i < len(x) and j < len(y):
+        s = max(x[i][0], y[j][0])
+        e = min(x[i][1], y[j][1])
+        if e > s:
+            out.append((s, e))
+        if x[i][1] < y[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def overlap_bytes(a: Iterable[Sequence[int]], b: Iterable[Sequence[int]]) -> int:
+    """Bytes in both interval sets."""
+    return total_bytes(intersect(a, b))
+
+
+def clip(intervals: Iterable[Sequence[int]], scope: Iterable[Sequence[int]] | None) -> list[Interval]:
+    """The part of *intervals* inside *scope* (``None``: no clipping, just normalised)."""
+    return normalize(intervals) if scope is None else intersect(intervals, scope)
+
+
+def hot_threshold(max_nr_accesses: int, fraction: float = HOT_FRACTION) -> int:
+    """The smallest ``nr_accesses`` that counts as hot: ``max(1, ceil(fraction * max_nr_accesses))``
+    (``fraction`` 0 gives 1: any access)."""
+    if fraction < 0:
+        raise ValueError("fraction must not be negative")
+    return max(1, math.ceil(fraction * max_nr_accesses - 1e-9))
+
+
+def regions_at_least(starts: Sequence[int], ends: Sequence[int], nr_accesses: Sequence[int],
+                     threshold: int) -> list[Interval]:
+    """The ``[start, end)`` of the regions with ``nr_accesses >= threshold``, normalised."""
+    return normalize((int(s), int(e)) for s, e, n in zip(starts, ends, nr_accesses) if int(n) >= threshold)
+
+
+@dataclass(frozen=True)
+class Score:
+    """Precision and recall by bytes of one detected hot set against the truth, both clipped to a scope.
+
+    ``precision`` is ``None`` when nothing was detected (undefined), ``recall`` when the truth is empty."""
+
+    precision: float | None
+    recall: float | None
+    detected_bytes: int
+    truth_bytes: int
+    overlap_bytes: int
+
+
+def precision_recall(detected: Iterable[Sequence[int]], truth: Iterable[Sequence[int]],
+                     scope: Iterable[Sequence[int]] | None = None) -> Score:
+    """Score a detected hot set against the true one, by bytes, counting only bytes inside *scope*."""
+    scope_n = None if scope is None else normalize(scope)
+    d = clip(detected, scope_n)
+    t = clip(truth, scope_n)
+    db, tb = total_bytes(d), total_bytes(t)
+    ob = overlap_bytes(d, t)
+    return Score(precision=ob / db if db else None, recall=ob / tb if tb else None,
+                 detected_bytes=db, truth_bytes=tb, overlap_bytes=ob)
+
+
+def wss_error(monitor_bytes: int, truth_bytes: int) -> float | None:
+    """Relative working-set-size error ``(monitor - truth) / truth`` (signed; ``None`` for an empty truth)."""
+    if truth_bytes <= 0:
+        return None
+    return (monitor_bytes - truth_bytes) / truth_bytes
+
+
+def phase_delay(phase_start: float, phase_end: float, hot: Iterable[Sequence[int]],
+                samples: Sequence[tuple[float, Sequence[Interval]]], min_recall: float = 0.5,
+                scope: Iterable[Sequence[int]] | None = None) -> float | None:
+    """Seconds from *phase_start* until the first sample (``(time, detected hot intervals)``, in time order)
+    taken after the onset and no later than *phase_end* whose detected set covers at least *min_recall* of the
+    phase's *hot* ranges by bytes; ``None`` if no such sample (the change was not seen during the phase)."""
+    hot_n = normalize(hot)
+    for t, detected in samples:
+        if t <= phase_start:
+            continue
+        if t > phase_end:
+            break
+        r = precision_recall(detected, hot_n, scope).recall
+        if r is not None and r >= min_recall:
+            return t - phase_start
+    return None
+
+
+def phase_delay_stable(phase_start: float, phase_end: float, hot: Iterable[Sequence[int]],
+                       samples: Sequence[tuple[float, Sequence[Interval]]], min_recall: float = 0.5,
+                       scope: Iterable[Sequence[int]] | None = None) -> float | None:
+    """Like :func:`phase_delay`, but until the recall reaches *min_recall* and stays there for the rest of the
+    phase (every later sample within the phase too); ``None`` if the phase's last sample is below it."""
+    hot_n = normalize(hot)
+    first: float | None = None
+    for t, detected in samples:
+        if t <= phase_start:
+            continue
+        if t > phase_end:
+            break
+        r = precision_recall(detected, hot_n, scope).recall
+        if r is not None and r >= min_recall:
+            if first is None:
+                first = t
+        else:
+            first = None
+    return None if first is None else first - phase_start
+
+
+def throughput(phases: Iterable[Any], t0: float, t1: float) -> tuple[float | None, float, float]:
+    """Touches per second of a workload over ``[t0, t1]``, from its ground-truth phase records.
+
+    A phase record only says how many touches its whole run made; a phase that overlaps the window partly counts
+    with the share of its touches that its overlap is of its duration (touches at an even pace within a phase).
+
+    :param phases: ``TruthPhase``-like records (``start``, ``end``, ``regions[i].nr_touches``)
+    :return: (touches/s or ``None`` when no phase overlaps, touches counted, seconds of phases counted)
+    """
+    touches = 0.0
+    secs = 0.0
+    for p in phases:
+        dur = p.end - p.start
+        ov = min(p.end, t1) - max(p.start, t0)
+        if dur <= 0 or ov <= 0:
+            continue
+        touches += sum(int(r.nr_touches) for r in p.regions) * ov / dur
+        secs += ov
+    return (touches / secs if secs > 0 else None), touches, secs
+
+
+def slowdown(off: float | None, on: float | None) -> float | None:
+    """``1 - on/off``: the share of throughput lost with the monitor on (negative: faster with it on)."""
+    if not off or on is None:
+        return None
+    return 1.0 - on / off
+
+
+def per_event_ns(cpu_ns: float, events: int) -> float | None:
+    """CPU nanoseconds per event (``None`` without events)."""
+    return cpu_ns / events if events > 0 else None
+
+
+def summarize(values: Iterable[float | None]) -> dict[str, Any]:
+    """n, median, mean, min, max, p10 and p90 of the values that are not ``None`` (``n_undefined`` counts
+    the others); every figure is ``None`` when there are none."""
+    items = list(values)
+    vals = [float(v) for v in items if v is not None]
+    n_undef = len(items) - len(vals)
+    if not vals:
+        return {"n": 0, "n_undefined": n_undef, "median": None, "mean": None, "min": None, "max": None,
+                "p10": None, "p90": None}
+    s = sorted(vals)
+
+    def q(p: float) -> float:
+        k = (len(s) - 1) * p
+        lo, hi = math.floor(k), math.ceil(k)
+        return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+    return {"n": len(s), "n_undefined": n_undef, "median": statistics.median(s), "mean": statistics.fmean(s),
+            "min": s[0], "max": s[-1], "p10": q(0.1), "p90": q(0.9)}
+
+
+def settled(samples: Sequence[Any], t_first: float, skip_s: float, key: Callable[[Any], float] = lambda x: x[0]
+            ) -> list[Any]:
+    """The samples taken at least *skip_s* seconds after *t_first* ("once settled")."""
+    return [x for x in samples if key(x) >= t_first + skip_s]
+
+
+def goal_met(value: float | None, goal: float, higher_is_better: bool) -> bool | None:
+    """Whether *value* meets *goal* (``None`` when there is no value)."""
+    if value is None:
+        return None
+    return value >= goal if higher_is_better else value <= goal
+
+
+def fmt(value: Any, kind: str = "f2") -> str:
+    """Format a figure for the tables: ``None`` as ``-``; kinds ``f2``/``f1``/``f0``, ``pct`` (0.123 ->
+    12.3%), ``ns``, ``mib``."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if kind == "pct":
+        return f"{100 * value:.1f}%"
+    if kind == "pct2":
+        return f"{100 * value:.2f}%"
+    if kind == "mib":
+        return f"{value / MiB:.1f}M"
+    if kind == "ns":
+        return f"{value:,.0f} ns"
+    if kind.startswith("f"):
+        return f"{value:.{int(kind[1:])}f}"
+    return str(value)
+
+
+def verdict(met: bool | None) -> str:
+    return "-" if met is None else ("yes" if met else "NO")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table with left-aligned columns."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# ================================================================================================ plumbing
+
+_children: list[subprocess.Popen[Any]] = []
+_children_lock = threading.Lock()
+
+
+def spawn(cmd: Sequence[str], **kw: Any) -> subprocess.Popen[Any]:
+    """Start a child process that :func:`kill_children` will end."""
+    proc = subprocess.Popen(list(cmd), **kw)
+    with _children_lock:
+        _children.append(proc)
+    return proc
+
+
+def stop_child(proc: subprocess.Popen[Any], timeout: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL after *timeout*; always reaps."""
+    if proc.poll() is None:
+        try:
+            proc.terminate()
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        except ProcessLookupError:
+            pass
+    else:
+        proc.wait()
+    with _children_lock:
+        if proc in _children:
+            _children.remove(proc)
+
+
+def kill_children() -> None:
+    """End every child started with :func:`spawn` that still runs."""
+    with _children_lock:
+        procs = list(_children)
+    for p in procs:
+        stop_child(p)
+
+
+class _Terminated(BaseException):
+    pass
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM/SIGHUP end the bench like Ctrl-C does: with an exception, so every ``finally`` runs (the
+    monitor detaches and restores its sysctls, children are killed)."""
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated(f"signal {signum}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
+
+
+#: sysctls a run may touch (the library's overrides, and perf's)
+GUARDED_SYSCTLS = ("kernel.numa_balancing", "kernel.bpf_stats_enabled", "kernel.perf_event_paranoid",
+                   "kernel.perf_event_max_sample_rate", "kernel.task_delayacct")
+
+
+class SysctlGuard:
+    """Checks that a run leaves the guarded sysctls as it found them.
+
+    The library restores its own overrides; this guard is the backstop. On exit it (1) puts back any override
+    this process recorded in ``/run/damon-bpf`` and did not restore, and (2) writes back a guarded sysctl that
+    differs from its value on entry, unless another live damon-bpf session had it overridden on entry or has it
+    overridden now (other sessions on the same machine turn ``kernel.numa_balancing`` or
+    ``kernel.bpf_stats_enabled`` on and off themselves; their values are neither a baseline nor ours to
+    change). Those are reported in ``left_to_others``."""
+
+    def __init__(self, names: Sequence[str] = GUARDED_SYSCTLS, state_dir: Path = Path("/run/damon-bpf")) -> None:
+        self.names = list(names)
+        self.state_dir = state_dir
+        self.before: dict[str, str] = {}
+        self.foreign_at_entry: dict[str, int] = {}
+        self.restored: list[str] = []
+        self.left_to_others: list[str] = []
+
+    @staticmethod
+    def _path(name: str) -> Path:
+        return Path("/proc/sys") / name.replace(".", "/")
+
+    def owned_by_other_session(self, name: str) -> int | None:
+        """The pid of another live damon-bpf session that has *name* overridden (it restores it itself)."""
+        for rec in self.state_dir.glob(f"sysctl-{name}-*.json"):
+            try:
+                pid = int(json.loads(rec.read_text())["pid"])
+            except (OSError, ValueError, KeyError):
+                continue
+            if pid != os.getpid() and Path(f"/proc/{pid}").exists():
+                return pid
+        return None
+
+    def __enter__(self) -> SysctlGuard:
+        for n in self.names:
+            try:
+                self.before[n] = self._path(n).read_text().strip()
+            except OSError:
+                continue
+            owner = self.owned_by_other_session(n)
+            if owner is not None:
+                self.foreign_at_entry[n] = owner
+        return self
+
+    def check(self) -> dict[str, tuple[str, str]]:
+        """Sysctls whose value is not what it was on entry: name -> (before, now)."""
+        out = {}
+        for n, v in self.before.items():
+            try:
+                now = self._path(n).read_text().strip()
+            except OSError:
+                continue
+            if now != v:
+                out[n] = (v, now)
+        return out
+
+    def _write(self, name: str, value: str, was: str) -> None:
+        try:
+            self._path(name).write_text(value + "\n")
+            self.restored.append(name)
+            print(f"bench: restored {name}={value} (was left at {was})", file=sys.stderr)
+        except OSError as err:
+            print(f"bench: cannot restore {name}={value}: {err}", file=sys.stderr)
+
+    def __exit__(self, *exc: Any) -> None:
+        for rec in self.state_dir.glob(f"sysctl-*-{os.getpid()}.json"):  # our own overrides left behind
+            try:
+                data = json.loads(rec.read_text())
+                self._write(data["name"], str(data["original"]), "an override of this run")
+                rec.unlink()
+            except (OSError, ValueError, KeyError) as err:
+                print(f"bench: cannot restore from {rec}: {err}", file=sys.stderr)
+        for n, (v, now) in self.check().items():
+            owner = self.foreign_at_entry.get(n) or self.owned_by_other_session(n)
+            if owner is not None:
+                self.left_to_others.append(f"{n}: {v} -> {now} (session pid {owner})")
+                continue
+            self._write(n, v, now)
+
+
+def file_dir() -> str:
+    """A disk-backed folder for file-backed workloads (tmpfs pages could not be paged out without swap)."""
+    for d in ("/var/tmp", tempfile.gettempdir()):
+        if os.path.isdir(d) and os.access(d, os.W_OK):
+            return d
+    return tempfile.gettempdir()
+
+
+class BundledWorkload:
+    """``python -m damon_bpf.workload`` as a child process, with its ground truth in a temporary folder.
+
+    :param file_backed: back the regions with files in :func:`file_dir` (needed for pageout probing here)
+    """
+
+    def __init__(self, pattern: str, threads: int = 2, *, file_backed: bool = False, scale: float = 1.0,
+                 seed: int | None = 1, duration_s: float | None = None) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="damon-bpf-bench-")
+        self.truth_path = os.path.join(self._tmp.name, "truth.jsonl")
+        self.cmd = [sys.executable, "-m", "damon_bpf.workload", "--pattern", pattern, "--threads", str(threads),
+                    "--truth", self.truth_path, "--quiet", "--scale", str(scale)]
+        if seed is not None:
+            self.cmd += ["--seed", str(seed)]
+        if duration_s is not None:
+            self.cmd += ["--duration", str(duration_s)]
+        if file_backed:
+            self.cmd += ["--file-backed", file_dir()]
+        self.proc: subprocess.Popen[Any] | None = None
+        self.start: Any = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def __enter__(self) -> BundledWorkload:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self.proc = spawn(self.cmd, env=env, cwd=str(REPO))
+        try:
+            self.start = self.wait_start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def wait_start(self, timeout_s: float = 60.0) -> Any:
+        """Wait for the ``start`` record; returns it (``TruthStart``)."""
+        from damon_bpf.workload import load_truth
+
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the bundled workload exited early (exit code {self.proc.returncode})")
+            try:
+                with open(self.truth_path) as f:
+                    if f.readline().endswith("\n"):
+                        return load_truth(self.truth_path).start
+            except FileNotFoundError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"the bundled workload did not start within {timeout_s:.0f} s")
+
+    def truth(self) -> Any:
+        """The ground truth so far (``Truth``)."""
+        from damon_bpf.workload import load_truth
+
+        return load_truth(self.truth_path)
+
+    def scope(self) -> list[Interval]:
+        """The workload's own regions: the address ranges that scoring counts."""
+        return normalize((r.start, r.end) for r in self.start.regions)
+
+    def stop(self) -> None:
+        """End the workload (it writes the record of the phase it was in); the truth file stays readable."""
+        if self.proc is not None:
+            stop_child(self.proc)
+
+    def close(self) -> None:
+        self.stop()
+        self._tmp.cleanup()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class Toucher:
+    """``tests/kernel/toucher.py SIZE HOT - THREADS churn``: keeps dropping and re-touching its hot MiB, so
+    page faults keep coming. Prints ``<addr> <size>`` when ready."""
+
+    def __init__(self, size_mib: int = 64, hot_mib: int = 8, threads: int = 1, churn: bool = True) -> None:
+        self.cmd = [sys.executable, str(TOUCHER), str(size_mib), str(hot_mib), "-", str(threads),
+                    "churn" if churn else "-"]
+        self.proc: subprocess.Popen[str] | None = None
+        self.addr = self.size = 0
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def __enter__(self) -> Toucher:
+        self.proc = spawn(self.cmd, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        if len(line) != 2:
+            self.close()
+            raise RuntimeError("toucher.py did not start")
+        self.addr, self.size = int(line[0]), int(line[1])
+        return self
+
+    def close(self) -> None:
+        if self.proc is not None:
+            stop_child(self.proc)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+# A source as the benches name it: (label, MonitorSpec source, source options, attrs tuple or None for the
+# default 5 ms / 100 ms, needs a file-backed workload)
+@dataclass(frozen=True)
+class SourceCase:
+    label: str
+    source: str
+    options: dict[str, Any] = field(default_factory=dict)
+    sample_us: int = 5_000
+    aggr_us: int = 100_000
+    file_backed: bool = False
+    note: str = ""
+
+
+def make_attrs(sample_us: int = 5_000, aggr_us: int = 100_000, max_nr_regions: int = 1000) -> Any:
+    from damon_bpf.engine import Attrs
+
+    return Attrs(sample_interval_us=sample_us, aggr_interval_us=aggr_us,
+                 ops_update_interval_us=max(1_000_000, aggr_us), min_nr_regions=10,
+                 max_nr_regions=max_nr_regions)
+
+
+@dataclass
+class Session:
+    """What one measured monitoring window gave."""
+
+    snapshots: list[Any]
+    t_first: float  # monotonic seconds of the first snapshot (start of the measured window)
+    t_last: float  # ... of the last one
+    cpu_s: float  # process CPU time (all threads of this process) over the window
+    setup_s: float  # open(): BPF compile and attach, first maps read
+    stats: dict[str, Any]  # the source's stats at the window's end (rates: over the window)
+    stats0: dict[str, Any]  # ... at its start (cumulative counters: subtract)
+    bpf_run_ns: int | None  # BPF program run time over the window (kernel.bpf_stats_enabled)
+    bpf_run_cnt: int | None
+    notes: list[str]
+    stop_reason: str = ""
+    error: str | None = None
+
+    def delta(self, key: str) -> int | None:
+        """A cumulative counter of the source's stats over the window."""
+        a, b = self.stats0.get(key), self.stats.get(key)
+        return b - a if isinstance(a, int) and isinstance(b, int) else None
+
+    @property
+    def wall_s(self) -> float:
+        return self.t_last - self.t_first
+
+
+def run_session(pid: int, case: SourceCase, duration_s: float, *, seed: int = 1, max_nr_regions: int = 1000,
+                on_open: Callable[[], None] | None = None, keep_snapshots: bool = True) -> Session:
+    """Monitor *pid* with *case*'s source for *duration_s* seconds of measured window, in this thread.
+
+    The window runs from the first snapshot (after one aggregation interval, so setup is not in it) until the
+    first snapshot at least *duration_s* later; CPU time, the source's stats and the BPF program run time are
+    taken at those two snapshots. *on_open* is called once the source is attached, before monitoring.
+    """
+    from damon_bpf.monitor import Monitor, MonitorSpec
+
+    spec = MonitorSpec(pids=[pid], source=case.source, source_options=dict(case.options),
+                       attrs=make_attrs(case.sample_us, case.aggr_us, max_nr_regions), duration_s=None, seed=seed)
+    snaps: list[Any] = []
+    state: dict[str, Any] = {}
+    mon: Monitor
+
+    def bpf_run() -> tuple[int, int] | None:
+        probe = getattr(mon.ctx.ops, "probe", None) if mon.ctx is not None else None
+        if probe is None:
+            return None
+        try:
+            return probe.prog_run_stats()
+        except Exception:
+            return None
+
+    def consumer(snap: Any) -> None:
+        t = snap.time_ns / 1e9
+        if "t0" not in state:
+            state.update(t0=t, cpu0=time.process_time(), run0=bpf_run())
+            state["stats0"] = mon.source_stats()  # also the baseline of the source's rates
+            if keep_snapshots:
+                snaps.append(snap)
+            return
+        if keep_snapshots:
+            snaps.append(snap)
+        if t >= state["t0"] + duration_s and "t1" not in state:
+            state.update(t1=t, cpu1=time.process_time(), run1=bpf_run(), stats=mon.source_stats())
+            mon.stop()
+
+    mon = Monitor(spec, [consumer])
+    t_open = time.monotonic()
+    mon.open()
+    setup_s = time.monotonic() - t_open
+    # a safety net: the window ends by itself; this only fires if snapshots stop coming
+    guard = threading.Timer(duration_s + 30.0, mon.stop)
+    guard.daemon = True
+    error = None
+    try:
+        if on_open is not None:
+            on_open()
+        guard.start()
+        reason = mon.run()
+    except Exception as err:  # the target died, ...: report, do not crash the whole bench
+        reason = "error"
+        error = f"{type(err).__name__}: {err}"
+    finally:
+        guard.cancel()
+        mon.close()
+    if "t1" not in state:  # stopped early: close the window at the last snapshot we saw
+        state.setdefault("t0", time.monotonic())
+        state.setdefault("cpu0", time.process_time())
+        state.update(t1=snaps[-1].time_ns / 1e9 if snaps else state["t0"], cpu1=time.process_time(),
+                     run1=None, stats={})
+    run0, run1 = state.get("run0"), state.get("run1")
+    notes = list(getattr(mon.ctx.ops, "notes", []) or []) if mon.ctx is not None else []
+    return Session(
+        snapshots=snaps, t_first=state["t0"], t_last=state["t1"], cpu_s=state["cpu1"] - state["cpu0"],
+        setup_s=setup_s, stats=state["stats"], stats0=state.get("stats0", {}),
+        bpf_run_ns=(run1[0] - run0[0]) if run0 and run1 else None,
+        bpf_run_cnt=(run1[1] - run0[1]) if run0 and run1 else None,
+        notes=notes, stop_reason=str(getattr(reason, "name", reason)), error=error)
+
+
+def environment() -> dict[str, Any]:
+    """Where the figures were taken."""
+    return {"kernel": platform.release(), "machine": platform.machine(), "cpus": os.cpu_count(),
+            "python": platform.python_version(), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "loadavg": os.getloadavg()}
+
+
+def busy_warning(load_at_start: tuple[float, float, float]) -> str | None:
+    """A line to print when other work was loading the machine (1-minute load average above the CPU count
+    minus the bench's own share), which makes the timing figures noisy."""
+    cpus = os.cpu_count() or 1
+    worst = max(load_at_start[0], os.getloadavg()[0])
+    if worst > cpus * 0.75 + 2:
+        return (f"note: the machine was busy with other work (1-minute load average up to {worst:.1f} on {cpus} "
+                "CPUs, the bench itself accounts for about 2-3): timing figures are noisy")
+    return None
+
+
+def write_results(name: str, obj: Any) -> Path:
+    """Write ``bench/results/<name>.json``; returns the path."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=False, default=_json_default)
+        f.write("\n")
+    return path
+
+
+def _json_default(o: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(o, np.integer):
+            return int(o)
+        if isinstance(o, np.floating):
+            return float(o)
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:
+        pass
+    if isinstance(o, tuple):
+        return list(o)
+    return str(o)
