@@ -172,6 +172,7 @@ class RecordRegions:
     snapshots: list[tuple[int, npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64],
                           npt.NDArray[np.int64]]] = field(default_factory=list)
     max_nr_accesses: int | None = None
+    pid: int | None = None
 
 
 def _int(x: Any) -> int:
@@ -202,10 +203,12 @@ def _get(obj: Any, key: str, default: Any = None) -> Any:
 
 def regions_from_records(records: Iterable[Any]) -> list[RecordRegions]:
     """Targets' regions from damo-style records: dicts of damo's JSON (``target_id``, ``intervals``,
-    ``snapshots[].regions[]``) or objects with the same attribute names."""
+    ``snapshots[].regions[]``, damon-bpf's ``pid``), objects with the same attribute names, or
+    :class:`damon_bpf.records.Record` objects (snapshots with ``start``/``end``/``nr_accesses``/``age`` columns)."""
     out = []
     for rec in records:
-        rr = RecordRegions(_int(_get(rec, "target_id", 0)))
+        pid = _get(rec, "pid")
+        rr = RecordRegions(_int(_get(rec, "target_id", 0)), pid=None if pid is None else int(pid))
         iv = _get(rec, "intervals")
         if iv is not None:
             s_us, a_us = _get(iv, "sample_us") or _get(iv, "sample"), _get(iv, "aggr_us") or _get(iv, "aggr")
@@ -214,6 +217,11 @@ def regions_from_records(records: Iterable[Any]) -> list[RecordRegions]:
                     _time_ns(a_us) if isinstance(a_us, str) else int(a_us)
                 rr.max_nr_accesses = max(1, a // max(s, 1))
         for snap in _get(rec, "snapshots", []) or []:
+            if not isinstance(snap, dict) and hasattr(snap, "start") and hasattr(snap, "nr_accesses"):
+                cols = [np.asarray(getattr(snap, k), dtype=np.int64) for k in ("start", "end", "nr_accesses", "age")]
+                order = np.argsort(cols[0], kind="stable")
+                rr.snapshots.append((int(snap.end_time), *(c[order] for c in cols)))  # type: ignore[arg-type]
+                continue
             regs = _get(snap, "regions", []) or []
             starts = np.array([_int(_get(r, "start")) for r in regs], dtype=np.int64)
             ends = np.array([_int(_get(r, "end")) for r in regs], dtype=np.int64)

@@ -2,8 +2,8 @@
 
 Reads the samples (:mod:`damon_bpf.perfscript`: ``perf record -d``, ``perf mem record``, ``perf c2c record``),
 replays them through the monitoring core on a fake clock driven by the perf timestamps
-(:func:`damon_bpf.ops.replay.replay`), and writes every aggregation interval as damo's record format, with
-the record's times being perf's. Next to it, ``FILE.attribution`` lists the instruction pointers that touched
+(:func:`damon_bpf.ops.replay.replay`), and writes every aggregation interval with
+:class:`damon_bpf.records.RecordWriter` (damo's record format), the record's times being perf's (time offset 0). Next to it, ``FILE.attribution`` lists the instruction pointers that touched
 each region, with perf's symbol names, for ``damon-bpf report code``.
 """
 
@@ -12,9 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from damon_bpf.attribution import AttributionWriter, sidecar_path
 from damon_bpf.cli._args import add_monitoring_args, attrs_from_args
@@ -74,53 +73,6 @@ class ImportResult:
         }
 
 
-def _record_writer(path: str, attrs: Attrs) -> tuple[Callable[[Snapshot], None], Callable[[], None]]:
-    # damon_bpf.records' writer when that module is there; else the minimal writer below
-    try:
-        from damon_bpf import records  # type: ignore[attr-defined]
-    except ImportError:
-        records = None
-    writer_cls = getattr(records, "RecordWriter", None) if records is not None else None
-    if writer_cls is not None:
-        w = writer_cls(path)
-        consume = w if callable(w) else getattr(w, "consume", None) or getattr(w, "write")
-        return consume, w.close
-    fallback = _DamoJsonWriter(path, attrs)
-    return fallback, fallback.close
-
-
-class _DamoJsonWriter:
-    # damo's zlib JSON records (docs: damo.md 2.5, the "full" variant), one record per target
-    def __init__(self, path: str, attrs: Attrs) -> None:
-        self.path = path
-        self.attrs = attrs
-        self.records: dict[int, dict[str, Any]] = {}
-        self._prev_end: int | None = None
-
-    def __call__(self, snap: Snapshot) -> None:
-        start = self._prev_end if self._prev_end is not None else snap.time_ns - snap.aggr_interval_us * 1000
-        self._prev_end = snap.time_ns
-        for ti, t in enumerate(snap.targets):
-            rec = self.records.setdefault(ti, {
-                "kdamond_idx": 0, "context_idx": 0, "scheme_idx": None, "target_id": ti,
-                "intervals": {"sample_us": snap.sample_interval_us, "aggr_us": snap.aggr_interval_us,
-                              "ops_update_us": self.attrs.ops_update_interval_us},
-                "scheme_filters": [], "snapshots": []})
-            regions = [{"start": s, "end": e, "nr_accesses": {"samples": min(n, snap.max_nr_accesses)},
-                        "age": {"usec": a * snap.aggr_interval_us, "aggr_intervals": a},
-                        "sz_filter_passed": 0}
-                       for s, e, n, a in zip(t.start.tolist(), t.end.tolist(), t.nr_accesses.tolist(),
-                                             t.age.tolist())]
-            rec["snapshots"].append({"start_time": int(start), "end_time": int(snap.time_ns),
-                                     "total_bytes": int((t.end - t.start).sum()), "regions": regions,
-                                     "damos_stats": None, "sample_interval_us": snap.sample_interval_us})
-
-    def close(self) -> None:
-        data = [self.records[k] for k in sorted(self.records)]
-        with open(self.path, "wb") as f:
-            f.write(zlib.compress(json.dumps(data).encode()))
-
-
 def import_perf(perf_data: str, output: str, attrs: Attrs, *, pids: list[int] | None = None,
                 estimator: str = "auto", attribution: bool = True, symbols: bool = True, seed: int | None = None,
                 perf: str | None = None, samples: PerfSamples | None = None) -> ImportResult:
@@ -141,9 +93,18 @@ def import_perf(perf_data: str, output: str, attrs: Attrs, *, pids: list[int] | 
             syms = read_symbols(perf_data, perf=perf)
         except DamonBpfError:
             syms = {}
+    from damon_bpf.records import RecordWriter
+
     ops = ReplayOps(samples, estimator=estimator)
-    consume, close = _record_writer(output, attrs)
-    side: AttributionWriter | None = AttributionWriter(sidecar_path(output)) if attribution else None
+    # time offset 0: the record's times are the perf timestamps; the writer renames an old FILE.attribution
+    # before the sidecar below is created
+    writer = RecordWriter(output, attrs=attrs, time_offset_ns=0)
+    consume, close = writer, writer.close
+    try:
+        side: AttributionWriter | None = AttributionWriter(sidecar_path(output)) if attribution else None
+    except OSError as err:
+        writer.close()
+        raise DamonBpfError(f"cannot write {sidecar_path(output)}: {err.strerror}") from err
 
     def _consumer(snap: Snapshot) -> None:
         consume(snap)

@@ -80,7 +80,7 @@ def build_report(record: str, sidecar: str | None = None, *, top: int = 5, ips: 
     for rr in sorted(targets, key=lambda r: r.target_id):
         hot, cold = rank_regions(rr, top, last)
         regions = hot + cold
-        pid = pids.get(rr.target_id)
+        pid = pids.get(rr.target_id, rr.pid)
         shares = attribute(regions, lines, rr.target_id)
         for i, r in enumerate(regions):
             r.pid = pid
