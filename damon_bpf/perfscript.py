@@ -290,6 +290,10 @@ def script_fields(events: Sequence[PerfEvent]) -> list[str]:
     :raises PerfDataError: some event recorded no data address
     """
     sampling = [e for e in events if not e.is_dummy] or list(events)
+    if not any(e.sample_type for e in sampling):
+        # an evlist that shows no sample types (other perf versions): ask for the basic fields and let perf
+        # say if addr is missing
+        return ["comm", "pid", "tid", "time", "event", "addr", "ip"]
     missing = [e.name for e in sampling if not e.has_addr]
     if missing:
         raise PerfDataError(f"events {', '.join(missing)} have no data addresses (PERF_SAMPLE_ADDR): record with "

@@ -3,7 +3,8 @@
 Reads the samples (:mod:`damon_bpf.perfscript`: ``perf record -d``, ``perf mem record``, ``perf c2c record``),
 replays them through the monitoring core on a fake clock driven by the perf timestamps
 (:func:`damon_bpf.ops.replay.replay`), and writes every aggregation interval with
-:class:`damon_bpf.records.RecordWriter` (damo's record format), the record's times being perf's (time offset 0). Next to it, ``FILE.attribution`` lists the instruction pointers that touched
+:class:`damon_bpf.records.RecordWriter` (damo's record format), the record's times being perf's (time
+offset 0). Next to it, ``FILE.attribution`` lists the instruction pointers that touched
 each region, with perf's symbol names, for ``damon-bpf report code``.
 """
 

@@ -52,7 +52,6 @@ import numpy.typing as npt
 from damon_bpf.engine.core import set_regions, update_regions_access_rate
 from damon_bpf.engine.kdamond import Kdamond, Snapshot, StopReason
 from damon_bpf.engine.model import AddrRange, Attrs, Ctx, Target
-from damon_bpf.engine.ops import BaseOperations
 from damon_bpf.engine.reports import AccessReports, account_reports
 from damon_bpf.errors import InvalidParamsError, NotSupportedError
 from damon_bpf.ops.bpf import PAGE_SZ, density_nr_accesses

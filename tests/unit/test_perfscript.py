@@ -130,6 +130,8 @@ def test_script_fields_follow_what_was_recorded() -> None:
     assert script_fields(parse_evlist(EVLIST_SYSWIDE)) == [
         "comm", "pid", "tid", "cpu", "time", "event", "addr", "data_src", "ip"]
     assert "weight" in script_fields(parse_evlist(EVLIST_WEIGHT))
+    # an evlist without sample types (another perf's format): the basic fields, perf checks them
+    assert script_fields([PerfEvent("page-faults", 1)]) == ["comm", "pid", "tid", "time", "event", "addr", "ip"]
     no_addr = EVLIST_FREQ.replace("ADDR|", "")
     with pytest.raises(PerfDataError, match="record with -d"):
         script_fields(parse_evlist(no_addr))
