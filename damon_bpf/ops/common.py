@@ -5,6 +5,9 @@
 - :func:`hot_score` / :func:`cold_score` mirror ``damon_hot_score()`` / ``damon_cold_score()``, the DAMOS quota
   prioritisation scores; :func:`region_hot_score` / :func:`region_cold_score` feed them from a context, a
   region and a scheme as the kernel's callers do.
+- :func:`hot_scores` / :func:`cold_scores` are the same integer arithmetic over numpy arrays, and
+  :func:`target_hot_scores` / :func:`target_cold_scores` score every region of a target at once (what the
+  engine's score histogram, ``damos_adjust_quota()``, wants); they equal the scalar forms element by element.
 
 Nothing here does I/O or keeps state.
 """
@@ -17,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from damon_bpf.engine.core import nr_accesses_mvsum
-from damon_bpf.engine.model import Attrs, Ctx, Region
+from damon_bpf.engine.model import Attrs, Ctx, Region, Target
 from damon_bpf.engine.ops import DAMOS_MAX_SCORE
 
 __all__ = (
@@ -28,6 +31,10 @@ __all__ = (
     "cold_score",
     "region_hot_score",
     "region_cold_score",
+    "hot_scores",
+    "cold_scores",
+    "target_hot_scores",
+    "target_cold_scores",
     "scheme_action",
     "quota_weights",
 )
@@ -121,3 +128,67 @@ def region_hot_score(ctx: Ctx, region: Region, scheme: Any) -> int:
 def region_cold_score(ctx: Ctx, region: Region, scheme: Any) -> int:
     """``damon_cold_score(c, r, s)`` for a region of *ctx* (see :func:`region_hot_score`)."""
     return DAMOS_MAX_SCORE - region_hot_score(ctx, region, scheme)
+
+
+# -- vectorised forms ----------------------------------------------------------------------------------------
+
+#: ``2**0 .. 2**(DAMON_MAX_AGE_IN_LOG - 1)``: the number of these that are <= x is ``min(bit_length(x), 32)``.
+_POW2 = np.array([1 << i for i in range(DAMON_MAX_AGE_IN_LOG)], dtype=np.int64)
+
+
+def hot_scores(nr_accesses: npt.ArrayLike, age: npt.ArrayLike, attrs: Attrs, weight_nr_accesses: int,
+               weight_age: int) -> npt.NDArray[np.int64]:
+    """:func:`hot_score` of many regions at once, with exactly its integer arithmetic.
+
+    ``age * aggr_interval_us // 1_000_000`` is computed as ``mult_frac()`` does (quotient and remainder apart)
+    so it cannot overflow ``int64`` for any realistic interval, and ``ilog2(x) + 1`` is the count of powers of
+    two ``<= x`` (exact, no floating point).
+
+    :param nr_accesses: per-region access frequencies (``int64``, non-negative)
+    :param age: per-region ages in aggregation intervals (``int64``, non-negative)
+    :return: ``int64`` scores in ``[0, DAMOS_MAX_SCORE]``
+    """
+    nr = np.asarray(nr_accesses, dtype=np.int64)
+    ag = np.asarray(age, dtype=np.int64)
+    freq = np.minimum(nr * DAMON_MAX_SUBSCORE // attrs.max_nr_accesses, DAMON_MAX_SUBSCORE)
+    aggr = attrs.aggr_interval_us
+    age_in_sec = (ag // 1_000_000) * aggr + (ag % 1_000_000) * aggr // 1_000_000
+    age_in_log = np.searchsorted(_POW2, age_in_sec, side="right").astype(np.int64)
+    age_in_log = np.where(freq == 0, -age_in_log, age_in_log) + DAMON_MAX_AGE_IN_LOG
+    age_sub = age_in_log * DAMON_MAX_SUBSCORE // DAMON_MAX_AGE_IN_LOG // 2
+    hotness = weight_nr_accesses * freq + weight_age * age_sub
+    if weight_nr_accesses + weight_age:
+        hotness //= weight_nr_accesses + weight_age
+    return hotness * DAMOS_MAX_SCORE // DAMON_MAX_SUBSCORE
+
+
+def cold_scores(nr_accesses: npt.ArrayLike, age: npt.ArrayLike, attrs: Attrs, weight_nr_accesses: int,
+                weight_age: int) -> npt.NDArray[np.int64]:
+    """:func:`cold_score` of many regions at once (``DAMOS_MAX_SCORE - hot_scores(...)``)."""
+    return DAMOS_MAX_SCORE - hot_scores(nr_accesses, age, attrs, weight_nr_accesses, weight_age)
+
+
+def _nr_accesses_mvsums(ctx: Ctx, target: Target) -> npt.NDArray[np.int64]:
+    # damon_nr_accesses_mvsum() of every region of target, as engine.core.nr_accesses_mvsum() computes it
+    ra = target.ra
+    window_len = ctx.attrs.max_nr_accesses
+    passed, nas = ctx.passed_sample_intervals, ctx.next_aggregation_sis
+    if passed >= nas:
+        return np.asarray(ra.nr_accesses, dtype=np.int64)
+    left = nas - passed
+    if left >= window_len:
+        return np.asarray(ra.last_nr_accesses, dtype=np.int64)
+    left_bp = left // window_len * 10000 + left % window_len * 10000 // window_len  # mult_frac()
+    last = np.asarray(ra.last_nr_accesses, dtype=np.int64)
+    return np.asarray(ra.nr_accesses, dtype=np.int64) + (last // 10000 * left_bp + last % 10000 * left_bp // 10000)
+
+
+def target_hot_scores(ctx: Ctx, target: Target, scheme: Any) -> npt.NDArray[np.int64]:
+    """:func:`region_hot_score` of every region of *target* (in ``target.ra`` order), at once."""
+    w_freq, w_age = quota_weights(scheme)
+    return hot_scores(_nr_accesses_mvsums(ctx, target), target.ra.age, ctx.attrs, w_freq, w_age)
+
+
+def target_cold_scores(ctx: Ctx, target: Target, scheme: Any) -> npt.NDArray[np.int64]:
+    """:func:`region_cold_score` of every region of *target*, at once."""
+    return DAMOS_MAX_SCORE - target_hot_scores(ctx, target, scheme)

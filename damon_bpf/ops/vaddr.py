@@ -10,9 +10,12 @@ What is mirrored from the kernel:
 - ``target_valid``: the process still exists (``damon_va_target_valid()``). The kernel holds a ``struct pid``
   reference; here a pidfd (``pidfd_open(2)``) plays that role, so a recycled pid is never mistaken for the
   target.
-- ``apply_scheme``: ``willneed``/``cold``/``pageout``/``collapse`` through ``process_madvise(2)`` on that pidfd
-  (the kernel calls ``do_madvise()`` on the target's mm, ``damos_madvise()``); everything else returns 0.
-- ``get_scheme_score``: ``damon_va_scheme_score()``.
+- ``apply_scheme`` (``damon_va_apply_scheme()``): ``willneed``/``cold``/``pageout``/``collapse`` through
+  ``process_madvise(2)`` on that pidfd (the kernel calls ``do_madvise()`` on the target's mm,
+  ``damos_madvise()``), ``migrate_hot``/``migrate_cold`` through ``move_pages(2)``, ``stat`` does nothing but
+  the ops-filter accounting. See "DAMOS" below.
+- ``get_scheme_score``: ``damon_va_scheme_score()`` (plus ``cold``/``lru_deprio``, see below), and a vectorised
+  :meth:`VaddrOps.get_scheme_scores` for the engine's score histogram.
 - ``fvaddr``: the same ops with ``init = update = NULL`` (``ops_fvaddr`` in ``damon_va_initcall()``): the user's
   ranges stay fixed.
 
@@ -23,6 +26,47 @@ subclass it and queue reports before calling :meth:`VaddrOps.check_accesses`.
 
 Targets whose ``pid`` is None are fixed address spaces with no process behind them (for tests, benchmarks and
 replays): they must come with regions (or the subclass provides them), are always valid, and are never updated.
+
+DAMOS
+-----
+
+Actions. ``process_madvise(2)`` acts through the target's pidfd, never a bare pid that could have been reused;
+``move_pages(2)`` only takes a pid, so it is called only while the pidfd says the process has not exited (checked
+before and after every call: a pid is not reused before its process is reaped).
+
+=================  ====================================================================================
+``pageout``        ``MADV_PAGEOUT``
+``cold``           ``MADV_COLD``
+``lru_deprio``     ``MADV_COLD`` (deactivates the pages: what paddr's ``folio_deactivate()`` does)
+``willneed``       ``MADV_WILLNEED``
+``collapse``       ``MADV_COLLAPSE``
+``migrate_hot``    ``move_pages(2)`` of the region's pages to ``scheme.target_nid`` (machines with two or
+``migrate_cold``   more memory nodes only; the kernel's ``migrate_dests`` weights are not ported)
+``stat``           nothing; reports the bytes that pass the ops filters
+``hugepage``       refused: ``process_madvise(2)`` does not accept ``MADV_HUGEPAGE``/``MADV_NOHUGEPAGE``
+``nohugepage``
+``lru_prio``       refused: user space has no way to activate another process's pages on the LRU
+=================  ====================================================================================
+
+Destructive advice (``MADV_DONTNEED``, ``MADV_FREE``, ``MADV_REMOVE``) is never used. Refused actions are not in
+:attr:`VaddrOps.supported_actions`, so the kdamond refuses them at start with
+:meth:`VaddrOps.action_unsupported_reason`; :meth:`VaddrOps.check_scheme` refuses the rest of what cannot work
+(``young``/``active`` filters, a migration node that does not exist, ``node_eligible_mem_bp`` goals).
+
+A region is applied per VMA: it is cut at the boundaries of the target's VMAs (re-read from
+``/proc/<pid>/maps`` once per apply pass, and after the kernel reported a hole), holes are skipped, and the
+pieces go to one vectored ``process_madvise(2)``. A piece the kernel refuses (``EINVAL`` for ``VM_LOCKED``,
+``VM_PFNMAP`` or non-THP-able VMAs, ``ENOMEM`` for a hole that appeared since the maps were read, ``EAGAIN``) is
+skipped and the others are still applied; the bytes the kernel advised are the bytes applied. Once the target
+has exited (``ESRCH``, or its pidfd says so) nothing more is applied. Unlike the
+kernel (whose vaddr ``damos_madvise()`` returns the whole region size or 0 and applies ops filters to migration
+and ``stat`` only), ops filters apply to every action here (:mod:`.damos_filters`), and the result is
+``(bytes applied, bytes that passed the ops filters)`` whenever the scheme has ops filters.
+
+Scores: ``pageout``/``migrate_cold`` use the cold score and ``migrate_hot`` the hot score, as
+``damon_va_scheme_score()``; **deviating from the kernel's vaddr** (which gives them ``DAMOS_MAX_SCORE``),
+``cold`` and ``lru_deprio`` use the cold score too, as paddr does for ``lru_deprio``: both push pages towards
+reclaim, so a quota should spend itself on the coldest regions first. Everything else gets ``DAMOS_MAX_SCORE``.
 """
 
 from __future__ import annotations
@@ -32,16 +76,28 @@ import errno
 import functools
 import logging
 import os
+import platform
 import select
+import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable, Protocol, Sequence
+
+import numpy as np
+import numpy.typing as npt
 
 from damon_bpf.engine.core import align_up, set_regions
 from damon_bpf.engine.model import AddrRange, Ctx, Region, Target
 from damon_bpf.engine.ops import DAMOS_MAX_SCORE, BaseOperations
 from damon_bpf.engine.reports import account_reports
 from damon_bpf.errors import InvalidParamsError, NotSupportedError, PermissionDeniedError, TargetGoneError
-from damon_bpf.ops.common import region_cold_score, region_hot_score, scheme_action
+from damon_bpf.ops import damos_filters, damos_metrics
+from damon_bpf.ops.common import (
+    region_cold_score,
+    region_hot_score,
+    scheme_action,
+    target_cold_scores,
+    target_hot_scores,
+)
 from damon_bpf.ops.procmaps import Vma, read_maps, read_stat, real_vmas
 
 __all__ = (
@@ -50,6 +106,10 @@ __all__ = (
     "VaddrTargetData",
     "three_regions",
     "process_madvise",
+    "process_madvise_ranges",
+    "move_pages",
+    "parse_node_list",
+    "memory_nodes",
     "MADV_WILLNEED",
     "MADV_COLD",
     "MADV_PAGEOUT",
@@ -66,13 +126,45 @@ MADV_COLD = 20
 MADV_PAGEOUT = 21
 MADV_COLLAPSE = 25
 
-#: DAMOS action -> advice, as ``damon_va_apply_scheme()`` maps them.
+#: DAMOS action -> advice, as ``damon_va_apply_scheme()`` maps them (``lru_deprio``: deactivation, which is what
+#: ``MADV_COLD`` does to the pages of the range).
 _ACTION_ADVICE = {
     "willneed": MADV_WILLNEED,
     "cold": MADV_COLD,
     "pageout": MADV_PAGEOUT,
     "collapse": MADV_COLLAPSE,
+    "lru_deprio": MADV_COLD,
 }
+
+_MIGRATE_ACTIONS = frozenset({"migrate_hot", "migrate_cold"})
+#: Actions that are always supported (migration needs two memory nodes).
+_BASE_ACTIONS = frozenset(_ACTION_ADVICE) | {"stat"}
+#: Kernel actions vaddr cannot apply to another process from user space, and why.
+_REFUSED_ACTIONS = {
+    "hugepage": "process_madvise(2) does not accept MADV_HUGEPAGE, and madvise(2) works on the caller's own "
+                "memory only, so vaddr cannot apply it to another process",
+    "nohugepage": "process_madvise(2) does not accept MADV_NOHUGEPAGE, and madvise(2) works on the caller's own "
+                  "memory only, so vaddr cannot apply it to another process",
+    "lru_prio": "user space has no way to activate another process's pages on the LRU (the kernel's "
+                "folio_activate(); no madvise advice does it)",
+}
+#: Actions scored by coldness / hotness (``damon_va_scheme_score()``, plus ``cold`` and ``lru_deprio``).
+_COLD_SCORED = frozenset({"pageout", "migrate_cold", "cold", "lru_deprio"})
+_HOT_SCORED = frozenset({"migrate_hot"})
+
+#: ``UIO_MAXIOV`` (``include/uapi/linux/uio.h``): iovecs per ``process_madvise(2)`` call.
+_UIO_MAXIOV = 1024
+#: Pages per ``move_pages(2)`` call.
+_MOVE_PAGES_BATCH = 16384
+#: ``MPOL_MF_MOVE`` (``include/uapi/linux/mempolicy.h``): move pages mapped by this process only.
+_MPOL_MF_MOVE = 1 << 1
+#: ``__NR_move_pages`` by architecture (not unified in the generic table).
+_NR_MOVE_PAGES = {"x86_64": 279, "aarch64": 239, "riscv64": 239, "loongarch64": 239, "ppc64le": 301,
+                  "ppc64": 301, "s390x": 310}
+#: The VMA list is re-read at most this often within one apply pass, and always when older than
+#: :data:`_VMAS_MAX_AGE_NS`.
+_VMAS_MIN_AGE_NS = 20_000_000
+_VMAS_MAX_AGE_NS = 1_000_000_000
 
 #: ``__NR_process_madvise`` (``include/uapi/asm-generic/unistd.h``; the same number in
 #: ``arch/x86/entry/syscalls/syscall_64.tbl``), since Linux 5.10.
@@ -171,6 +263,84 @@ def process_madvise(pidfd: int, start: int, length: int, advice: int) -> int:
     return rc
 
 
+def process_madvise_ranges(pidfd: int, ranges: Sequence[tuple[int, int]], advice: int) -> int:
+    """``process_madvise(pidfd, iov, len(ranges), advice, 0)`` with one iovec per ``(start, end)`` range (at most
+    ``UIO_MAXIOV``).
+
+    The kernel applies the iovecs in order and stops at the first that fails; it returns the bytes of the
+    iovecs it completed, or the error when it completed none (``vector_madvise()`` in ``mm/madvise.c``).
+
+    :return: the number of bytes advised
+    :raises OSError: the first iovec failed
+    """
+    n = len(ranges)
+    iov = (_Iovec * n)(*[_Iovec(s, e - s) for s, e in ranges])
+    rc = int(_libc().syscall(ctypes.c_long(_NR_PROCESS_MADVISE), ctypes.c_int(pidfd), iov, ctypes.c_size_t(n),
+                             ctypes.c_int(advice), ctypes.c_uint(0)))
+    if rc < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+    return rc
+
+
+def move_pages(pid: int, addrs: Sequence[int], nodes: Sequence[int] | None) -> list[int]:
+    """``move_pages(pid, count, pages, nodes, status, MPOL_MF_MOVE)``: move each page to its node, or with
+    *nodes* None only report the node of each page.
+
+    :return: per page, the node it is on, or a negative errno (``-ENOENT``: not present, ``-EFAULT``: unmapped,
+        ``-EBUSY``, ``-EACCES``: shared with other processes...)
+    :raises OSError: the call failed as a whole (``ESRCH``, ``EPERM``, ``ENODEV``...)
+    :raises NotSupportedError: no syscall number known for this architecture
+    """
+    nr = _NR_MOVE_PAGES.get(platform.machine())
+    if nr is None:
+        raise NotSupportedError(f"move_pages(2): unknown syscall number on {platform.machine()}")
+    count = len(addrs)
+    pages = (ctypes.c_void_p * count)(*addrs)
+    status = (ctypes.c_int * count)()
+    nodes_arr = (ctypes.c_int * count)(*nodes) if nodes is not None else None
+    rc = int(_libc().syscall(ctypes.c_long(nr), ctypes.c_int(pid), ctypes.c_ulong(count), pages,
+                             nodes_arr, status, ctypes.c_int(_MPOL_MF_MOVE)))
+    if rc < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+    return list(status)
+
+
+def parse_node_list(text: str) -> list[int]:
+    """A sysfs node list (``"0"``, ``"0-3,5"``, empty) as sorted node ids."""
+    out: set[int] = set()
+    for part in text.strip().split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        out.update(range(int(lo), int(hi) + 1) if sep else (int(lo),))
+    return sorted(out)
+
+
+def memory_nodes(sys_root: str = "/sys") -> list[int]:
+    """The NUMA nodes with memory (``/sys/devices/system/node/has_memory``, else ``online``); ``[0]`` on a
+    kernel without NUMA sysfs (one node)."""
+    base = os.path.join(sys_root, "devices", "system", "node")
+    for name in ("has_memory", "online"):
+        try:
+            with open(os.path.join(base, name)) as f:
+                return parse_node_list(f.read())
+        except (OSError, ValueError):
+            continue
+    return [0]
+
+
+@functools.lru_cache(maxsize=1)
+def _pagemap_scan_unsupported() -> str | None:
+    return damos_filters.PagemapScanner.probe()
+
+
+def _hugepage_size_unsupported_reason() -> str | None:
+    return _pagemap_scan_unsupported()
+
+
 def _pidfd_exited(pidfd: int) -> bool:
     # A pidfd polls readable (POLLIN) once the process has exited, zombie or reaped (pidfd_poll()).
     p = select.poll()
@@ -185,14 +355,34 @@ class VaddrTargetData:
     :ivar pidfd: a pidfd for the target process; None without ``pidfd_open(2)`` or after ``cleanup``
     :ivar starttime: ``/proc/<pid>/stat`` field 22 when the target was opened; with the pid it identifies the
         process where no pidfd is available
-    :ivar vmas: the mappings read at the last ``init``/``update`` (for displays: :func:`.procmaps.mapping_at`)
+    :ivar vmas: the mappings read at the last ``init``/``update`` or DAMOS refresh (for displays:
+        :func:`.procmaps.mapping_at`)
     :ivar gone: the process was seen exited (sticky)
+    :ivar damos: DAMOS state (the VMA list of the apply pass, the memcg path, the pagemap scanner)
     """
 
     pidfd: int | None = None
     starttime: int | None = None
     vmas: list[Vma] = field(default_factory=list, repr=False)
     gone: bool = False
+    damos: _DamosTargetState | None = field(default=None, repr=False)
+
+
+@dataclass(eq=False)
+class _DamosTargetState:
+    # what apply_scheme caches per target between calls
+    vmas: list[Vma] = field(default_factory=list)
+    vmas_ns: int = -(1 << 62)  # time.monotonic_ns() of the read
+    vmas_sis: int = -1  # ctx.passed_sample_intervals at the read (one apply pass shares it)
+    memcg: str | None = None
+    memcg_sis: int = -1
+    scanner: damos_filters.PagemapScanner | None = None
+    warned: set[str] = field(default_factory=set)
+
+    def close(self) -> None:
+        if self.scanner is not None:
+            self.scanner.close()
+            self.scanner = None
 
 
 class VaddrOps(BaseOperations):
@@ -209,23 +399,81 @@ class VaddrOps(BaseOperations):
     name = "vaddr"
     #: Reports carry timestamps, so the kdamond checks once per boundary for all sampling intervals.
     batched = True
-    supported_actions = frozenset({"willneed", "cold", "pageout", "collapse", "stat"})
+    #: The DAMOS actions this machine can apply (an instance attribute: ``migrate_*`` need two memory nodes).
+    supported_actions: frozenset[str] = _BASE_ACTIONS
     #: Whether init/update set the three regions (False for fvaddr: ``init = update = NULL``).
     manages_regions = True
 
-    def __init__(self, *, proc_root: str = "/proc", use_pidfd: bool = True) -> None:
+    def __init__(self, *, proc_root: str = "/proc", use_pidfd: bool = True, sys_root: str = "/sys") -> None:
         self.proc_root = proc_root
+        self.sys_root = sys_root
         self.use_pidfd = use_pidfd and hasattr(os, "pidfd_open")
+        self._refresh_supported_actions()
+
+    def _own_actions(self) -> bool:
+        # a subclass that declares its own supported_actions (replay: stat only) keeps them as they are
+        return type(self).supported_actions is not VaddrOps.supported_actions
+
+    def _refresh_supported_actions(self) -> None:
+        self.memory_nodes = memory_nodes(self.sys_root)
+        if self._own_actions():
+            return
+        actions = set(_BASE_ACTIONS)
+        if len(self.memory_nodes) >= 2:
+            actions |= _MIGRATE_ACTIONS
+        self.supported_actions = frozenset(actions)
 
     # -- hooks -----------------------------------------------------------------------------------------
 
     def check_supported(self) -> None:
-        """vaddr reads ``/proc/<pid>/maps``: procfs must be mounted.
+        """vaddr reads ``/proc/<pid>/maps``: procfs must be mounted. Also recomputes
+        :attr:`supported_actions` (the memory nodes).
 
         :raises NotSupportedError: no procfs at ``proc_root``
         """
         if not os.path.isdir(self.proc_root):
             raise NotSupportedError(f"{self.proc_root} is not available: vaddr needs procfs (Linux)")
+        self._refresh_supported_actions()
+
+    def action_unsupported_reason(self, action: Any) -> str:
+        """One line saying why DAMOS *action* (a name or an ``Action``) is not in :attr:`supported_actions`."""
+        name = getattr(action, "value", action)
+        if name in self.supported_actions:
+            return f"{name} is supported by the {self.name} operations set"
+        if self._own_actions():
+            return (f"the {self.name} operations set cannot apply DAMOS action {name!r} (it supports: "
+                    f"{', '.join(sorted(self.supported_actions)) or 'none'})")
+        if name in _MIGRATE_ACTIONS:
+            n = len(self.memory_nodes)
+            return f"{name} needs a NUMA machine: this one has {n} node{'' if n == 1 else 's'}"
+        if name in _REFUSED_ACTIONS:
+            return f"{name}: {_REFUSED_ACTIONS[name]}"
+        return f"unknown DAMOS action {name!r} for the {self.name} operations set"
+
+    def check_scheme(self, scheme: Any, ctx: Ctx | None = None) -> None:
+        """Refuse, before it starts, a DAMOS scheme this operations set cannot apply as asked: an unsupported
+        action, a migration to a node without memory, ``young``/``active`` ops filters (and ``hugepage_size``
+        without ``PAGEMAP_SCAN``), and quota goal or watermark metrics that cannot be measured here
+        (``node_eligible_mem_bp`` is paddr's; :func:`.damos_metrics.check_scheme`). The kdamond calls it for
+        every scheme at init.
+
+        :param ctx: the context; its ``damos_metric``, when a :class:`~.damos_metrics.DamosMetrics`, checks the
+            metrics (its roots and taskstats), else a default provider does
+
+        :raises NotSupportedError: with the reason
+        :raises InvalidParamsError: a filter or goal lacks a required field
+        """
+        action = scheme_action(scheme) or ""
+        if action not in self.supported_actions:
+            raise NotSupportedError(self.action_unsupported_reason(action))
+        if action in _MIGRATE_ACTIONS:
+            nid = int(getattr(scheme, "target_nid", 0))
+            if nid not in self.memory_nodes:
+                raise NotSupportedError(f"{action}: target node {nid} does not exist or has no memory (nodes "
+                                        f"with memory: {','.join(map(str, self.memory_nodes))})")
+        damos_filters.check_filters(damos_filters.ops_filters_of(scheme), _hugepage_size_unsupported_reason)
+        metrics = getattr(ctx, "damos_metric", None)
+        damos_metrics.check_scheme(scheme, metrics if isinstance(metrics, damos_metrics.DamosMetrics) else None)
 
     def init(self, ctx: Ctx) -> None:
         """``damon_va_init()``: open every process target and give targets without regions their three
@@ -281,32 +529,68 @@ class VaddrOps(BaseOperations):
         return account_reports(ctx, ctx.window_start_ns, nr_samples)
 
     def get_scheme_score(self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int:
-        """``damon_va_scheme_score()``: ``pageout`` and ``migrate_cold`` use the cold score, ``migrate_hot`` the
-        hot score, every other action ``DAMOS_MAX_SCORE``."""
+        """``damon_va_scheme_score()``: ``pageout``, ``migrate_cold`` (and, unlike the kernel's vaddr, ``cold`` and
+        ``lru_deprio``, as paddr scores ``lru_deprio``) use the cold score, ``migrate_hot`` the hot score, every
+        other action ``DAMOS_MAX_SCORE``."""
         action = scheme_action(scheme)
-        if action in ("pageout", "migrate_cold"):
+        if action in _COLD_SCORED:
             return region_cold_score(ctx, region, scheme)
-        if action == "migrate_hot":
+        if action in _HOT_SCORED:
             return region_hot_score(ctx, region, scheme)
         return DAMOS_MAX_SCORE
 
-    def apply_scheme(self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int:
-        """``damon_va_apply_scheme()`` / ``damos_madvise()``: ``process_madvise(2)`` the page-aligned region with
-        the action's advice. Returns the region's page-aligned size when the call advised all of it, else 0;
-        ``stat`` and unsupported actions return 0."""
-        advice = _ACTION_ADVICE.get(scheme_action(scheme) or "")
+    def get_scheme_scores(self, ctx: Ctx, target: Target, scheme: Any) -> npt.NDArray[np.int64]:
+        """:meth:`get_scheme_score` of every region of *target* (``target.ra`` order) at once; equal to the
+        scalar form region by region."""
+        action = scheme_action(scheme)
+        if action in _COLD_SCORED:
+            return target_cold_scores(ctx, target, scheme)
+        if action in _HOT_SCORED:
+            return target_hot_scores(ctx, target, scheme)
+        return np.full(len(target.ra), DAMOS_MAX_SCORE, dtype=np.int64)
+
+    def apply_scheme(  # type: ignore[override]  # the engine accepts the tuple (damos._apply_one)
+            self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int | tuple[int, int]:
+        """``damon_va_apply_scheme()``: apply the scheme's action to the page-aligned region, VMA by VMA, through
+        the target's pidfd (see the module docstring's DAMOS section).
+
+        :return: the bytes the kernel applied the action to; with ops filters, ``(bytes applied, bytes that
+            passed the ops filters)``. ``stat`` applies nothing (0). Unsupported actions, targets without a
+            process or pidfd, and a target that exited give 0.
+        :raises NotSupportedError: the scheme has a ``young``/``active`` filter (refused by
+            :meth:`check_scheme`, which the kdamond calls first)
+        """
+        action = scheme_action(scheme) or ""
         data = target.ops_data
-        if advice is None or target.pid is None or not isinstance(data, VaddrTargetData) or data.pidfd is None:
+        has_filters = bool(damos_filters.ops_filters_of(scheme))
+        nothing: int | tuple[int, int] = (0, 0) if has_filters else 0
+        if action not in self.supported_actions:
             return 0
+        if target.pid is None or not isinstance(data, VaddrTargetData) or data.pidfd is None or data.gone:
+            return nothing
+        if _pidfd_exited(data.pidfd):
+            data.gone = True
+            return nothing
+        state = data.damos if data.damos is not None else _DamosTargetState()
+        data.damos = state
         page_sz = os.sysconf("SC_PAGE_SIZE")
+        # damos_madvise(): do_madvise(PAGE_ALIGN(start), size), and madvise rounds the size up to pages
         start = align_up(region.start, page_sz)
-        length = align_up(region.end - region.start, page_sz)
+        end = start + align_up(region.end - region.start, page_sz)
         try:
-            advised = process_madvise(data.pidfd, start, length, advice)
-        except OSError as err:
-            log.debug("process_madvise(pid %d, %#x, %d, %d) failed: %s", target.pid, start, length, advice, err)
-            return 0
-        return length if advised == length else 0
+            pieces = self._damos_pieces(ctx, target, data, state, scheme, start, end)
+        except TargetGoneError:
+            data.gone = True
+            return nothing
+        sz_passed = sum(p.sz for p, ok in pieces if ok) if has_filters else 0
+        passed = [(p.start, p.end) for p, ok in pieces if ok]
+        if action == "stat" or not passed:
+            return (0, sz_passed) if has_filters else 0
+        if action in _MIGRATE_ACTIONS:
+            applied = self._migrate(target, data, state, passed, int(getattr(scheme, "target_nid", 0)), page_sz)
+        else:
+            applied = self._madvise(target, data, state, passed, _ACTION_ADVICE[action])
+        return (applied, sz_passed) if has_filters else applied
 
     def target_valid(self, target: Target) -> bool:
         """``damon_va_target_valid()``: the process still exists and is the one that was opened (checked on its
@@ -328,15 +612,27 @@ class VaddrOps(BaseOperations):
         return alive
 
     def cleanup(self, ctx: Ctx) -> None:
-        """Close the pidfds (the kernel's ``put_pid()`` in ``cleanup_target``)."""
-        for t in ctx.targets:
-            data = t.ops_data
-            if isinstance(data, VaddrTargetData) and data.pidfd is not None:
-                fd, data.pidfd = data.pidfd, None
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        """Close the pidfds (the kernel's ``put_pid()`` in ``cleanup_target``), the DAMOS per-target state, and
+        the DAMOS metrics provider installed in *ctx* (:class:`~.damos_metrics.DamosMetrics`, which restores
+        ``kernel.task_delayacct``)."""
+        try:
+            for t in ctx.targets:
+                data = t.ops_data
+                if not isinstance(data, VaddrTargetData):
+                    continue
+                if data.damos is not None:
+                    data.damos.close()
+                    data.damos = None
+                if data.pidfd is not None:
+                    fd, data.pidfd = data.pidfd, None
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+        finally:
+            metrics = getattr(ctx, "damos_metric", None)
+            if isinstance(metrics, damos_metrics.DamosMetrics):
+                metrics.close()
 
     def add_target(self, ctx: Ctx, pid: int) -> Target:
         """Monitor one more process while running (``--follow-children``): open it, give it its three
@@ -415,6 +711,147 @@ class VaddrOps(BaseOperations):
             return False
         set_regions(target, ranges, ctx.min_region_sz)
         return True
+
+    # -- DAMOS helpers ---------------------------------------------------------------------------------
+
+    def _damos_vmas(self, ctx: Ctx, target: Target, data: VaddrTargetData, state: _DamosTargetState) -> list[Vma]:
+        # The target's VMAs for this apply pass: re-read once per pass (every call of one pass sees the same
+        # passed_sample_intervals) but at most every 20 ms, and whenever older than a second (or marked stale
+        # after an ENOMEM). Maps read while the pidfd says alive are the target's (a pid is not reused before
+        # its process is reaped).
+        now = time.monotonic_ns()
+        age = now - state.vmas_ns
+        stale = age >= _VMAS_MAX_AGE_NS or (state.vmas_sis != ctx.passed_sample_intervals
+                                            and age >= _VMAS_MIN_AGE_NS)
+        if stale:
+            assert target.pid is not None and data.pidfd is not None
+            vmas = read_maps(target.pid, self.proc_root)
+            if _pidfd_exited(data.pidfd):
+                raise TargetGoneError(target.pid)
+            state.vmas, state.vmas_ns, state.vmas_sis = vmas, now, ctx.passed_sample_intervals
+            data.vmas = vmas
+        return state.vmas
+
+    def _damos_pieces(self, ctx: Ctx, target: Target, data: VaddrTargetData, state: _DamosTargetState,
+                      scheme: Any, start: int, end: int) -> list[tuple[damos_filters.Piece, bool]]:
+        # the region cut at VMA boundaries (and huge page boundaries for hugepage_size filters), each piece with
+        # its ops-filter decision
+        pid = target.pid
+        assert pid is not None and data.pidfd is not None
+        try:
+            pieces = damos_filters.split_at_vmas(start, end, self._damos_vmas(ctx, target, data, state))
+        except PermissionDeniedError as err:
+            self._warn_once(state, "maps", "DAMOS: cannot read the maps of pid %d: %s", pid, err)
+            return []
+        filters = damos_filters.ops_filters_of(scheme)
+        if not filters or getattr(scheme, "core_filters_allowed", False):
+            return [(p, True) for p in pieces]
+        types = {damos_filters.filter_type_name(f) for f in filters}
+        memcg = None
+        if "memcg" in types:
+            if state.memcg_sis != ctx.passed_sample_intervals or state.memcg is None:
+                memcg = damos_filters.read_memcg_path(pid, self.proc_root)
+                if _pidfd_exited(data.pidfd):
+                    raise TargetGoneError(pid)
+                state.memcg, state.memcg_sis = memcg, ctx.passed_sample_intervals
+            memcg = state.memcg
+        if "hugepage_size" in types and pieces:
+            if state.scanner is None:
+                scanner = damos_filters.PagemapScanner()
+                fd = data.pidfd
+                scanner.open(pid, lambda: not _pidfd_exited(fd), self.proc_root)
+                state.scanner = scanner
+            try:
+                huge = state.scanner.huge_ranges(pieces[0].start, pieces[-1].end)
+            except OSError as err:
+                if err.errno == errno.ESRCH:
+                    raise TargetGoneError(pid) from err
+                raise NotSupportedError(f"DAMOS filter 'hugepage_size': PAGEMAP_SCAN of pid {pid} failed: "
+                                        f"{err.strerror}") from err
+            pieces = damos_filters.split_by_huge(pieces, huge, damos_filters.pmd_size(self.sys_root))
+        return damos_filters.evaluate(scheme, pieces, memcg)
+
+    def _madvise(self, target: Target, data: VaddrTargetData, state: _DamosTargetState,
+                 ranges: list[tuple[int, int]], advice: int) -> int:
+        # process_madvise() the ranges, up to UIO_MAXIOV at a time; a range the kernel refuses is skipped (the
+        # next call starts after it) and the others are still applied. ENOMEM means the maps changed since they
+        # were read: the kernel advised the mapped parts of that range, which are not counted, and the maps are
+        # re-read at the next call.
+        assert data.pidfd is not None and target.pid is not None
+        applied = 0
+        i = 0
+        while i < len(ranges):
+            batch = ranges[i:i + _UIO_MAXIOV]
+            try:
+                done = process_madvise_ranges(data.pidfd, batch, advice)
+            except OSError as err:
+                e = err.errno
+                if e == errno.ESRCH:
+                    data.gone = True
+                    break
+                if e == errno.EPERM:
+                    self._warn_once(state, f"eperm{advice}", "DAMOS: process_madvise(pid %d, advice %d) is not "
+                                    "permitted (CAP_SYS_NICE and ptrace access are needed): %s", target.pid,
+                                    advice, err)
+                    break
+                if e == errno.ENOMEM:
+                    state.vmas_ns = -(1 << 62)  # stale
+                log.debug("process_madvise(pid %d, %#x-%#x, advice %d): %s", target.pid, batch[0][0],
+                          batch[0][1], advice, err)
+                i += 1  # the first range of the batch failed
+                continue
+            applied += done
+            # skip the ranges the call completed; the one after them (if any) failed and is retried alone
+            # next, which reports its error
+            k = 0
+            acc = 0
+            while k < len(batch) and acc + (batch[k][1] - batch[k][0]) <= done:
+                acc += batch[k][1] - batch[k][0]
+                k += 1
+            i += k if k else 1
+        return applied
+
+    def _migrate(self, target: Target, data: VaddrTargetData, state: _DamosTargetState,
+                 ranges: list[tuple[int, int]], nid: int, page_sz: int) -> int:
+        # move_pages(2) takes a pid, not a pidfd. The pid is the target's while its pidfd does not report an
+        # exit (a pid is only reused after its process was reaped): checked before each call, and the
+        # results of a call after which the target is seen exited are dropped.
+        # Pages already on nid are not counted (the kernel skips those folios too).
+        assert data.pidfd is not None and target.pid is not None
+        pid = target.pid
+        applied = 0
+        chunks = (r[off:off + _MOVE_PAGES_BATCH] for s, e in ranges for r in (range(s, e, page_sz),)
+                  for off in range(0, len(r), _MOVE_PAGES_BATCH))
+        for addrs in chunks:
+            if _pidfd_exited(data.pidfd):
+                data.gone = True
+                break
+            try:
+                where = move_pages(pid, addrs, None)
+                todo = [a for a, n in zip(addrs, where) if n >= 0 and n != nid]
+                if not todo:
+                    continue
+                if _pidfd_exited(data.pidfd):
+                    data.gone = True
+                    break
+                status = move_pages(pid, todo, [nid] * len(todo))
+            except OSError as err:
+                if err.errno == errno.ESRCH:
+                    data.gone = True
+                    break
+                self._warn_once(state, f"move{err.errno}", "DAMOS: move_pages(pid %d, node %d) failed: %s", pid,
+                                nid, err)
+                break
+            if _pidfd_exited(data.pidfd):
+                data.gone = True
+                break
+            applied += sum(page_sz for n in status if n == nid)
+        return applied
+
+    def _warn_once(self, state: _DamosTargetState, key: str, msg: str, *args: Any) -> None:
+        if key not in state.warned:
+            state.warned.add(key)
+            log.warning(msg, *args)
 
     def _proc_alive(self, pid: int, starttime: int | None) -> bool:
         try:

@@ -1,0 +1,376 @@
+"""DAMOS ops-layer filters for the vaddr operations set: the user-space ``damos_folio_filter_match()``.
+
+The kernel (``mm/damon/ops-common.c``, ``mm/damon/vaddr.c``) evaluates ops-layer filters per *folio* while it
+walks the page table of the region. User space cannot walk another process's page table, so this module
+evaluates them per **piece**: the part of a region that lies in one VMA (``/proc/<pid>/maps``), further cut at
+PMD-mapped huge page boundaries when a ``hugepage_size`` filter needs folio sizes. Each piece gets one
+decision, with the kernel's semantics (``damos_filter_out()`` for the ops layer)::
+
+    if the core layer allowed the region (s->core_filters_allowed): pass
+    for f in ops filters, in order:
+        if match(f, piece) == f.matching: return pass if f.allow else reject      # first match decides
+    return reject if s->ops_filters_default_reject else pass                      # set by the core
+
+How each type is matched on a piece, and what is approximated:
+
+- ``anon``: the VMA is anonymous (inode 0 and not a special mapping such as ``[vdso]``/``[vvar]``). Whole VMAs
+  are classified: anonymous copy-on-write pages of a private *file* mapping count as file-backed, and shared
+  anonymous memory (shmem, ``/dev/zero``, ``memfd``) has an inode and counts as file-backed, as
+  ``folio_test_anon()`` says for shmem.
+- ``memcg``: the target process's memory cgroup (``/proc/<pid>/cgroup``: the cgroup v1 ``memory`` controller's
+  line, else the v2 ``0::`` line) compared with ``filter.memcg_path``. **All of a process's memory is treated as
+  charged to its current cgroup**; the kernel compares each folio's own memcg, which differs for page cache
+  first touched by another cgroup and after a process moved between cgroups.
+- ``hugepage_size``: the folio size of a piece is the PMD size (``hpage_pmd_size``) for pages the
+  ``PAGEMAP_SCAN`` ioctl of ``/proc/<pid>/pagemap`` reports as ``PAGE_IS_HUGE`` (PMD-mapped THP and hugetlb;
+  Linux 6.7+), else the base page size. Multi-size THP mapped by PTEs counts as base pages, and hugetlb pages
+  larger than a PMD count as PMD-sized (``PAGEMAP_SCAN`` does not tell sizes). One ioctl per piece; the
+  kernel does the page-table walk.
+- ``unmapped``: every byte of a vaddr region that lies in a VMA is mapped, so it never matches (a filter
+  with ``matching=False`` therefore matches everything). Holes between VMAs are never passed to the action.
+- ``young`` and ``active``: need the page-table accessed bits or the LRU state of another process's pages,
+  which user space cannot read here (no idle page tracking, and neither is per-process): refused when the
+  scheme is checked (:func:`check_filters`), never silently ignored.
+
+Everything here but :class:`PagemapScanner` and :func:`read_memcg_path` is pure and works on plain data.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+from damon_bpf.errors import InvalidParamsError, NotSupportedError, PermissionDeniedError, TargetGoneError
+from damon_bpf.ops.procmaps import Vma, mappings_in
+
+__all__ = (
+    "OPS_FILTER_TYPES",
+    "REFUSED_FILTER_TYPES",
+    "Piece",
+    "filter_type_name",
+    "ops_filters_of",
+    "check_filters",
+    "filter_refused_reason",
+    "is_anon_vma",
+    "split_at_vmas",
+    "split_by_huge",
+    "normalize_cgroup_path",
+    "parse_proc_cgroup",
+    "read_memcg_path",
+    "filter_match",
+    "piece_passes",
+    "evaluate",
+    "PagemapScanner",
+    "pmd_size",
+)
+
+
+#: The ``enum damos_filter_type`` values handled by the ops layer (``damos_filter_for_ops()``).
+OPS_FILTER_TYPES = frozenset({"anon", "active", "memcg", "young", "hugepage_size", "unmapped"})
+
+#: Ops filter types vaddr cannot evaluate from user space, with the reason (see the module docstring).
+REFUSED_FILTER_TYPES = {
+    "young": "the young filter needs the page-table accessed bits of the target's pages (the kernel's "
+             "damon_folio_young()), which user space cannot read for another process",
+    "active": "the active filter needs the LRU state of the target's pages (folio_test_active()), which user "
+              "space cannot read for another process",
+}
+
+_PAGE_SIZE = 4096
+
+
+def filter_type_name(f: Any) -> str:
+    """The filter's type name (``f.type.value``)."""
+    t = getattr(f, "type", None)
+    v = getattr(t, "value", t)
+    return v if isinstance(v, str) else ""
+
+
+def ops_filters_of(scheme: Any) -> list[Any]:
+    """The ops-layer filters of *scheme*, in order (``scheme.ops_filters`` where the scheme has it, else the
+    filters whose type is not a core type); empty for schemes without filters."""
+    filters = getattr(scheme, "ops_filters", None)
+    if filters is None:
+        filters = [f for f in getattr(scheme, "filters", None) or () if filter_type_name(f) in OPS_FILTER_TYPES]
+    return list(filters)
+
+
+def filter_refused_reason(f: Any) -> str | None:
+    """Why vaddr cannot evaluate filter *f* (None: it can)."""
+    reason = REFUSED_FILTER_TYPES.get(filter_type_name(f))
+    return f"DAMOS filter {filter_type_name(f)!r}: {reason}" if reason else None
+
+
+def check_filters(filters: Iterable[Any], hugepage_size_supported: Callable[[], str | None] | None = None) -> None:
+    """Refuse, before a scheme starts, the ops filters this layer cannot evaluate.
+
+    :param filters: the scheme's ops-layer filters
+    :param hugepage_size_supported: returns None when ``hugepage_size`` filters can be evaluated here, else
+        the reason (see :meth:`PagemapScanner.probe`)
+    :raises NotSupportedError: a ``young`` or ``active`` filter, or a ``hugepage_size`` filter on a kernel
+        without ``PAGEMAP_SCAN``
+    :raises InvalidParamsError: a ``memcg`` filter without ``memcg_path``, or a ``hugepage_size`` filter with
+        ``sz_min > sz_max``
+    """
+    for f in filters:
+        reason = filter_refused_reason(f)
+        if reason:
+            raise NotSupportedError(reason)
+        t = filter_type_name(f)
+        if t == "memcg" and not getattr(f, "memcg_path", None):
+            raise InvalidParamsError("DAMOS filter 'memcg' needs a memcg_path")
+        if t == "hugepage_size":
+            if int(getattr(f, "sz_min", 0)) > int(getattr(f, "sz_max", 0)):
+                raise InvalidParamsError("DAMOS filter 'hugepage_size': sz_min > sz_max")
+            why = hugepage_size_supported() if hugepage_size_supported is not None else None
+            if why:
+                raise NotSupportedError(f"DAMOS filter 'hugepage_size': {why}")
+
+
+# -- pieces ----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """A part of a region inside one VMA: ``[start, end)`` with the VMA and the folio size attributed to it
+    (``PAGE_SIZE``, or the PMD size for PMD-mapped huge pages)."""
+
+    start: int
+    end: int
+    vma: Vma
+    folio_sz: int = _PAGE_SIZE
+
+    @property
+    def sz(self) -> int:
+        return self.end - self.start
+
+
+def is_anon_vma(vma: Vma) -> bool:
+    """Anonymous memory: no backing inode, and not a special mapping (``[vdso]``, ``[vvar]``, ``[vsyscall]``,
+    ``[uprobes]``...). ``[heap]``, ``[stack]`` and ``[anon:<name>]`` are anonymous."""
+    if vma.inode != 0:
+        return False
+    name = vma.pathname
+    if not name or name in ("[heap]", "[stack]") or name.startswith("[anon:") or name.startswith("[stack:"):
+        return True
+    return not (name.startswith("[") and name.endswith("]"))
+
+
+def split_at_vmas(start: int, end: int, vmas: Sequence[Vma]) -> list[Piece]:
+    """Cut ``[start, end)`` at VMA boundaries; holes (no VMA) and gate areas (``[vsyscall]``) are left out.
+
+    :param vmas: sorted by address, as :func:`~.procmaps.read_maps` returns them
+    """
+    return [Piece(max(start, v.start), min(end, v.end), v) for v in mappings_in(vmas, start, end) if not v.is_gate]
+
+
+def split_by_huge(pieces: Iterable[Piece], huge: Sequence[tuple[int, int]], huge_sz: int) -> list[Piece]:
+    """Cut *pieces* where the sorted, disjoint *huge* ranges begin and end; the parts inside get
+    ``folio_sz = huge_sz``, the others keep theirs."""
+    out: list[Piece] = []
+    for p in pieces:
+        cur = p.start
+        for hs, he in huge:
+            if he <= cur or hs >= p.end:
+                continue
+            hs, he = max(hs, cur), min(he, p.end)
+            if hs > cur:
+                out.append(Piece(cur, hs, p.vma, p.folio_sz))
+            out.append(Piece(hs, he, p.vma, huge_sz))
+            cur = he
+        if cur < p.end:
+            out.append(Piece(cur, p.end, p.vma, p.folio_sz))
+    return out
+
+
+# -- memcg -----------------------------------------------------------------------------------------------------
+
+def normalize_cgroup_path(path: str) -> str:
+    """``"a/b/"`` and ``"/a/b"`` name the same cgroup: one leading ``/``, no trailing one (root: ``"/"``)."""
+    parts = [p for p in path.strip().split("/") if p]
+    return "/" + "/".join(parts)
+
+
+def parse_proc_cgroup(text: str) -> str | None:
+    """The memory cgroup path in ``/proc/<pid>/cgroup`` (``hierarchy-ID:controllers:path`` lines): the line
+    whose controllers include ``memory`` (cgroup v1), else the cgroup v2 line ``0::<path>``; None if neither."""
+    v2 = None
+    for line in text.splitlines():
+        hid, sep, rest = line.partition(":")
+        ctrls, sep2, path = rest.partition(":")
+        if not sep or not sep2:
+            continue
+        if "memory" in ctrls.split(","):
+            return normalize_cgroup_path(path)
+        if hid == "0" and ctrls == "":
+            v2 = normalize_cgroup_path(path)
+    return v2
+
+
+def read_memcg_path(pid: int, proc_root: str = "/proc") -> str | None:
+    """:func:`parse_proc_cgroup` of ``/proc/<pid>/cgroup``.
+
+    :raises TargetGoneError: the process does not exist
+    """
+    try:
+        with open(os.path.join(proc_root, str(pid), "cgroup")) as f:
+            return parse_proc_cgroup(f.read())
+    except (FileNotFoundError, ProcessLookupError) as err:
+        raise TargetGoneError(pid) from err
+    except PermissionError as err:
+        raise PermissionDeniedError(f"cannot read /proc/{pid}/cgroup") from err
+
+
+# -- matching --------------------------------------------------------------------------------------------------
+
+def filter_match(f: Any, piece: Piece, memcg_path: str | None = None) -> bool:
+    """``damos_folio_filter_match()`` on a piece: whether the piece is of *f*'s type, compared with
+    ``f.matching`` (so the result says whether *f* applies to the piece).
+
+    :param memcg_path: the target process's memory cgroup (``memcg`` filters)
+    :raises NotSupportedError: a filter type this layer refuses (``young``, ``active``) or does not know
+    """
+    t = filter_type_name(f)
+    if t == "anon":
+        matched = is_anon_vma(piece.vma)
+    elif t == "memcg":
+        want = getattr(f, "memcg_path", None)
+        matched = memcg_path is not None and want is not None and \
+            normalize_cgroup_path(want) == normalize_cgroup_path(memcg_path)
+    elif t == "hugepage_size":
+        matched = int(getattr(f, "sz_min", 0)) <= piece.folio_sz <= int(getattr(f, "sz_max", 0))
+    elif t == "unmapped":
+        matched = False  # everything in a VMA is mapped
+    else:
+        raise NotSupportedError(filter_refused_reason(f) or f"unknown DAMOS ops filter type {t!r}")
+    return matched == bool(getattr(f, "matching", True))
+
+
+def piece_passes(filters: Sequence[Any], piece: Piece, default_reject: bool, memcg_path: str | None = None) -> bool:
+    """The first filter that applies to the piece decides (``allow``: pass, else reject); with none, the
+    piece passes unless *default_reject* (``s->ops_filters_default_reject``)."""
+    for f in filters:
+        if filter_match(f, piece, memcg_path):
+            return bool(getattr(f, "allow", False))
+    return not default_reject
+
+
+def evaluate(scheme: Any, pieces: Sequence[Piece], memcg_path: str | None = None) -> list[tuple[Piece, bool]]:
+    """Each piece with whether it passes *scheme*'s ops filters (all pass when the core layer allowed the
+    region, ``scheme.core_filters_allowed``, or when there is no ops filter)."""
+    filters = ops_filters_of(scheme)
+    if not filters or getattr(scheme, "core_filters_allowed", False):
+        return [(p, True) for p in pieces]
+    default_reject = bool(getattr(scheme, "ops_filters_default_reject", False))
+    return [(p, piece_passes(filters, p, default_reject, memcg_path)) for p in pieces]
+
+
+# -- PAGEMAP_SCAN ----------------------------------------------------------------------------------------------
+
+class _PageRegion(ctypes.Structure):
+    # struct page_region, include/uapi/linux/fs.h
+    _fields_ = [("start", ctypes.c_uint64), ("end", ctypes.c_uint64), ("categories", ctypes.c_uint64)]
+
+
+class _PmScanArg(ctypes.Structure):
+    # struct pm_scan_arg, include/uapi/linux/fs.h
+    _fields_ = [(n, ctypes.c_uint64) for n in (
+        "size", "flags", "start", "end", "walk_end", "vec", "vec_len", "max_pages", "category_inverted",
+        "category_mask", "category_anyof_mask", "return_mask")]
+
+
+#: ``PAGE_IS_HUGE`` (``include/uapi/linux/fs.h``): PMD-mapped THP or hugetlb.
+PAGE_IS_HUGE = 1 << 6
+#: ``PAGEMAP_SCAN = _IOWR('f', 16, struct pm_scan_arg)``; since Linux kernel commit 52526ca7fdb9 ("fs/proc/task_mmu:
+#: implement IOCTL to get and optionally clear info about PTEs") (in v6.7).
+PAGEMAP_SCAN = (3 << 30) | (ctypes.sizeof(_PmScanArg) << 16) | (ord("f") << 8) | 16
+
+_VEC_LEN = 256
+
+
+def pmd_size(sys_root: str = "/sys") -> int:
+    """``HPAGE_PMD_SIZE`` from ``transparent_hugepage/hpage_pmd_size`` (2 MiB when THP is not built in)."""
+    try:
+        with open(os.path.join(sys_root, "kernel", "mm", "transparent_hugepage", "hpage_pmd_size")) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 2 << 20
+
+
+class PagemapScanner:
+    """Finds PMD-mapped huge pages of a process with the ``PAGEMAP_SCAN`` ioctl of ``/proc/<pid>/pagemap``.
+
+    The pagemap file is bound to the process's mm when it is opened, so :meth:`open` checks *is_alive* after
+    opening: a fd opened while the target was alive can never describe another process.
+    """
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+
+    @staticmethod
+    def probe() -> str | None:
+        """None when ``PAGEMAP_SCAN`` works here (tried on this process), else why not."""
+        try:
+            fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+        except OSError as err:
+            return f"cannot open /proc/self/pagemap: {err.strerror}"
+        try:
+            buf = ctypes.create_string_buffer(16)
+            addr = ctypes.addressof(buf) & ~(_PAGE_SIZE - 1)
+            _scan(fd, addr, addr + _PAGE_SIZE)
+        except OSError as err:
+            if err.errno in (errno.ENOTTY, errno.EINVAL, errno.EOPNOTSUPP):
+                return "needs the PAGEMAP_SCAN ioctl of /proc/<pid>/pagemap (Linux 6.7+)"
+            return f"PAGEMAP_SCAN failed: {err.strerror}"
+        finally:
+            os.close(fd)
+        return None
+
+    def open(self, pid: int, is_alive: Callable[[], bool], proc_root: str = "/proc") -> None:
+        """:raises TargetGoneError: the process exited (or its pagemap cannot be opened)"""
+        self.close()
+        try:
+            fd = os.open(os.path.join(proc_root, str(pid), "pagemap"), os.O_RDONLY)
+        except OSError as err:
+            raise TargetGoneError(pid) from err
+        if not is_alive():
+            os.close(fd)
+            raise TargetGoneError(pid)
+        self.fd = fd
+
+    def huge_ranges(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The sorted ``PAGE_IS_HUGE`` ranges inside ``[start, end)``.
+
+        :raises OSError: the ioctl failed (``ESRCH``: the process exited)
+        """
+        assert self.fd is not None
+        return _scan(self.fd, start, end)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            os.close(fd)
+
+
+def _scan(fd: int, start: int, end: int) -> list[tuple[int, int]]:
+    vec = (_PageRegion * _VEC_LEN)()
+    out: list[tuple[int, int]] = []
+    cur = start
+    while cur < end:
+        arg = _PmScanArg(size=ctypes.sizeof(_PmScanArg), start=cur, end=end, vec=ctypes.addressof(vec),
+                         vec_len=_VEC_LEN, category_mask=PAGE_IS_HUGE, return_mask=PAGE_IS_HUGE)
+        n = fcntl.ioctl(fd, PAGEMAP_SCAN, arg)
+        for i in range(n):
+            s, e = int(vec[i].start), int(vec[i].end)
+            if out and out[-1][1] == s:
+                out[-1] = (out[-1][0], e)
+            else:
+                out.append((s, e))
+        walk_end = int(arg.walk_end)
+        if walk_end <= cur or n < _VEC_LEN:
+            break
+        cur = walk_end
+    return out
