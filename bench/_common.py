@@ -485,6 +485,33 @@ class BundledWorkload:
 
         return load_truth(self.truth_path)
 
+    def synthetic_options(self, seed: int = 1) -> dict[str, Any]:
+        """Options of the ``synthetic`` source that follow this workload's phases as they run now.
+
+        ``pattern_from_truth`` times the phases from the start record with the config's nominal lengths; the
+        real phases run a little longer (the threads' switch), so after a minute that pattern is ahead of the
+        workload by a good part of a phase. Here the pattern starts at the end of the last phase recorded so far,
+        with the phase that comes next, and the phase lengths scaled to the pace measured so far."""
+        from damon_bpf.monitor import synthetic_pattern_for_workload
+        from damon_bpf.workload import builtin_pattern
+
+        truth = self.truth()
+        config = builtin_pattern(truth.start.pattern)
+        pat = synthetic_pattern_for_workload(truth.start, config)
+        names = [p["name"] for p in pat["phases"]]
+        done = truth.phases
+        if done and done[-1].name in names:
+            nominal = sum(p.duration_s for p in config.phases) / len(config.phases)
+            steps = [b.start - a.start for a, b in zip(done, done[1:])]
+            scale = (sum(steps) / len(steps) / nominal) if steps and nominal > 0 else 1.0
+            k = (names.index(done[-1].name) + 1) % len(names)
+            phases = pat["phases"][k:] + pat["phases"][:k]
+            for p in phases:
+                p["duration_s"] = p["duration_s"] * scale
+            pat["phases"] = phases
+            pat["start_ns"] = int(done[-1].end * 1e9)
+        return {"pattern": pat, "seed": seed}
+
     def scope(self) -> list[Interval]:
         """The workload's own regions: the address ranges that scoring counts."""
         return normalize((r.start, r.end) for r in self.start.regions)

@@ -153,11 +153,8 @@ def run_pattern(pattern: str, cases: list[C.SourceCase], window_s: float, thread
             sessions = []
             for case in group:
                 if case.source == "synthetic":
-                    from damon_bpf.cli.monitor import pattern_from_truth
-
-                    case = C.SourceCase(case.label, case.source, {"pattern": pattern_from_truth(wl.truth_path),
-                                                                  "seed": 1}, case.sample_us, case.aggr_us,
-                                        case.file_backed, case.note)
+                    case = C.SourceCase(case.label, case.source, wl.synthetic_options(), case.sample_us,
+                                        case.aggr_us, case.file_backed, case.note)
                 print(f"accuracy: {pattern:8s} {case.label:14s} ({'file-backed' if file_backed else 'anonymous'}, "
                       f"{case.sample_us / 1000:g} ms / {case.aggr_us / 1000:g} ms, {window_s:g} s) ...",
                       file=sys.stderr, flush=True)

@@ -78,10 +78,8 @@ def _off_window(seconds: float) -> dict[str, Any]:
 
 def _on_window(wl: C.BundledWorkload, case: C.SourceCase, seconds: float) -> dict[str, Any]:
     if case.source == "synthetic":
-        from damon_bpf.cli.monitor import pattern_from_truth
-
-        case = C.SourceCase(case.label, case.source, {"pattern": pattern_from_truth(wl.truth_path), "seed": 1},
-                            case.sample_us, case.aggr_us, case.file_backed)
+        case = C.SourceCase(case.label, case.source, wl.synthetic_options(), case.sample_us, case.aggr_us,
+                            case.file_backed)
     s = C.run_session(wl.pid, case, seconds, keep_snapshots=False)
     events = s.delta("events")
     wall = s.wall_s
