@@ -1,0 +1,192 @@
+"""``damon-bpf record <pid>... | -- CMD ARGS``: monitor like ``monitor`` and save the results in damo's format.
+
+Takes every source, monitoring and DAMOS option of ``damon-bpf monitor`` (its ``add_arguments`` is called
+here), plus ``-o/--out``. The record file is complete whenever the command ends: on ``--duration``, when the
+targets exit, on Ctrl-C or SIGTERM; after a SIGKILL it holds the state of the last second, and
+``damon-bpf record --recover FILE`` rebuilds the rest from ``FILE.journal``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import signal
+import sys
+import threading
+import time
+import types
+from typing import Any, Callable
+
+from damon_bpf.cli import monitor as monitor_cli
+from damon_bpf.cli._args import attrs_from_args, duration_from_args, targets_from_args
+from damon_bpf.engine import StopReason
+from damon_bpf.errors import InvalidParamsError
+from damon_bpf.monitor import Monitor, MonitorSpec
+from damon_bpf.records import RecordWriter, recover_file
+from damon_bpf.units import format_bytes, text_to_sec
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    monitor_cli.add_arguments(p)
+    p.usage = ("damon-bpf record [options] PID... | damon-bpf record [options] -- CMD [ARGS...]\n"
+               "       damon-bpf record --recover FILE")
+    p.description = ("Monitor processes like 'damon-bpf monitor' and record the results to a file that damo's "
+                     "reports (damo report heatmap/wss/access --input FILE) and 'damon-bpf report' read.")
+    g = p.add_argument_group("recording")
+    g.add_argument("-o", "--out", default="damon.data", metavar="FILE",
+                   help="record file (default damon.data; an existing one is renamed to FILE.old, as damo does)")
+    g.add_argument("--live", action="store_true", help="also show the live view while recording (as monitor)")
+    g.add_argument("--flush", default="1s", metavar="TIME",
+                   help="rewrite the record file at least this often (default 1s); between rewrites, "
+                        "FILE.journal holds every snapshot")
+    g.add_argument("--keep-journal", action="store_true", help="keep FILE.journal after a clean end")
+    g.add_argument("--recover", metavar="FILE",
+                   help="rebuild FILE from FILE.journal after a recording was killed, then exit")
+
+
+def spec_from_args(args: argparse.Namespace) -> MonitorSpec:
+    """The session ``damon-bpf monitor`` runs for the same arguments, DAMOS schemes included."""
+    build = getattr(monitor_cli, "spec_from_args", None)
+    if callable(build):  # monitor's own builder, when it has one: every option it knows is honoured
+        spec = build(args)
+        assert isinstance(spec, MonitorSpec)
+        return spec
+    # as monitor.run() builds it
+    pids, cmd = targets_from_args(args)
+    source = monitor_cli.resolve_source(args)
+    attrs = attrs_from_args(args)
+    extra: dict[str, Any] = {}
+    spec_fields = {f.name for f in dataclasses.fields(MonitorSpec)}
+    if "schemes" in spec_fields:
+        try:
+            damos_args: Any = importlib.import_module("damon_bpf.cli._damos_args")
+        except ImportError:
+            damos_args = None
+        if damos_args is not None:
+            extra["schemes"] = damos_args.schemes_from_args(args, attrs)
+            if "dry_run" in spec_fields:
+                extra["dry_run"] = bool(getattr(args, "dry_run", False))
+    return MonitorSpec(pids=pids, command=cmd, source=source,
+                       source_options=monitor_cli.source_options(args, source), attrs=attrs,
+                       duration_s=duration_from_args(args), seed=args.seed,
+                       command_stdout_to_stderr=bool(args.json),
+                       follow_children=bool(getattr(args, "follow_children", False)), **extra)
+
+
+class _Progress:
+    """A one-line progress note on a terminal's standard error, redrawn at most once a second."""
+
+    def __init__(self, writer: RecordWriter, enabled: bool) -> None:
+        self.writer = writer
+        self.enabled = enabled
+        self.t0 = time.monotonic()
+        self._next = 0.0
+        self._lock = threading.Lock()
+        self.shown = False
+
+    def __call__(self, snap: Any) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + 1.0
+        with self._lock:
+            sys.stderr.write(f"\rdamon-bpf: {now - self.t0:6.1f}s  {self.writer.nr_snapshots} snapshots  "
+                             f"{snap.nr_regions} regions ")
+            sys.stderr.flush()
+            self.shown = True
+
+    def end(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _recover(path: str) -> int:
+    out, records = recover_file(path)
+    nr = sum(len(r.snapshots) for r in records)
+    print(f"damon-bpf: recovered {nr} snapshots of {len(records)} target{'s' if len(records) != 1 else ''} "
+          f"into {out}", file=sys.stderr)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.recover:
+        if args.pids or getattr(args, "command", None):
+            raise InvalidParamsError("--recover takes no targets")
+        return _recover(args.recover)
+    flush_s = text_to_sec(args.flush)
+    if flush_s <= 0:
+        raise InvalidParamsError(f"invalid --flush {args.flush!r}")
+    spec = spec_from_args(args)
+    mon = Monitor(spec)  # validates the spec before any file is touched
+    live = args.live or args.json
+    view = None
+    if live:
+        view = monitor_cli.LiveView(mon, sys.stdout, as_json=args.json, every=args.every, rows=args.rows,
+                                    source=spec.source)
+
+    stop_requested = threading.Event()
+
+    def on_signal(signum: int, frame: types.FrameType | None) -> None:
+        stop_requested.set()
+        mon.stop()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    writer: RecordWriter | None = None
+    progress: _Progress | None = None
+    reason = StopReason.ERROR
+    opened = running = False
+    try:
+        mon.open()
+        opened = True
+        ops = mon.ctx.ops if mon.ctx else None
+        ips = (lambda: getattr(ops, "last_ips", None)) if hasattr(ops, "last_ips") else None
+        writer = RecordWriter(args.out, attrs=spec.attrs, ips=ips, rewrite_interval_s=flush_s,
+                              keep_journal=args.keep_journal)
+        progress = _Progress(writer, enabled=not live and sys.stderr.isatty())
+        assert mon.ctx is not None
+        # the session is open (consumers given to Monitor() were wired then): add ours to the kdamond directly
+        consumers: list[Callable[[Any], None]] = [writer, progress]
+        if view is not None:
+            consumers.append(view)
+        mon.ctx.after_aggregation.extend(consumers)
+        what = " ".join(str(p) for p in mon.pids)
+        via = getattr(ops, "attach_point", "")
+        print(f"damon-bpf: recording pid {what} with source {spec.source}{' (' + via + ')' if via else ''} "
+              f"to {args.out}; Ctrl-C to stop", file=sys.stderr)
+        for note in getattr(ops, "notes", []):
+            print(f"damon-bpf: note: {note}", file=sys.stderr)
+        if stop_requested.is_set():  # interrupted while the source was starting: stop at once
+            mon.stop()
+        running = True
+        reason = mon.run()
+    finally:
+        if opened and not running:
+            # the kdamond's run() is what calls ops.cleanup() (BPF programs detached, sysctls restored)
+            mon.stop()
+            try:
+                mon.run()
+            except Exception:  # the error being raised already says what went wrong
+                pass
+        mon.close()
+        if progress is not None:
+            progress.end()
+        if writer is not None:
+            writer.close()
+        for s, h in old.items():
+            signal.signal(s, h)
+    assert writer is not None
+    if reason is StopReason.TARGETS_GONE:
+        print("damon-bpf: every target exited", file=sys.stderr)
+    try:
+        import os
+
+        size = format_bytes(os.path.getsize(args.out))
+    except OSError:
+        size = "?"
+    print(f"damon-bpf: recorded {writer.nr_snapshots} snapshots of {writer.nr_targets} "
+          f"target{'s' if writer.nr_targets != 1 else ''} to {args.out} ({size})", file=sys.stderr)
+    return 0

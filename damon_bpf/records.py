@@ -1,0 +1,971 @@
+"""Record files: damo's monitoring-results format, written while monitoring, read back, and recovered.
+
+This is damon-bpf's counterpart of damo's ``damo record`` output (``src/_damo_records.py``: ``DamonRecord``,
+``write_json_compressed``, ``write_perf_script``, ``parse_records_file``). The main file is what damo's
+reports read; the sidecars are for crash safety and for damon-bpf's own reports.
+
+Files written by :class:`RecordWriter` for an output path ``FILE`` (existing ones are first renamed to
+``*.old``, as damo does; permission 0600, as damo's default ``--output_permission``):
+
+``FILE``
+    damo's ``json_compressed`` type: ``zlib.compress(json.dumps([record, ...]))``, a plain zlib stream (not
+    gzip) holding a JSON **array** with one record per monitoring target::
+
+        record:   {"kdamond_idx": 0, "context_idx": 0, "scheme_idx": null, "target_id": <target index>,
+                   "pid": <pid>,                       # damon-bpf's addition; damo ignores unknown keys
+                   "intervals": {"sample_us", "aggr_us", "ops_update_us",
+                                 "intervals_goal": {"access_bp", "aggrs", "min_sample_us", "max_sample_us"}},
+                   "scheme_filters": [], "snapshots": [snapshot, ...], "data_source": "unknown"}
+        snapshot: {"start_time": ns, "end_time": ns, "regions": [region, ...], "total_bytes": bytes,
+                   "damos_stats": null, "sample_interval_us": us}
+        region:   {"start": addr, "end": addr, "nr_accesses": {"samples": n, "percent": p},
+                   "age": {"usec": us, "aggr_intervals": n}, "probe_hits": [], "sz_filter_passed": 0}
+
+    Every value is a plain integer. Times are epoch nanoseconds (``CLOCK_MONOTONIC`` plus a fixed offset
+    measured when the writer starts, like damo's live records); ``samples`` is at most
+    ``aggr_us / sample_us``. Snapshots are contiguous per target: each starts where the previous ended (the
+    first one an aggregation interval before its end). A snapshot lists a target only while it has regions.
+    The file is rewritten atomically (temporary file, fsync, rename) about every second and when the writer
+    closes, so a reader always finds a complete file, even after the writer was killed.
+
+``FILE.journal``
+    Append-only JSON lines, flushed after every snapshot; removed when the writer closes cleanly (unless
+    asked to keep it). The first line is the header, every other line one aggregation interval::
+
+        {"type": "header", "format": "damon-bpf-record-journal", "version": 1, "time_offset_ns": n,
+         "created": epoch_s, "attrs": {"sample_us", "aggr_us", "ops_update_us", "intervals_goal": {...}} | null}
+        {"type": "snapshot", "end_time": epoch_ns, "sample_us": us, "aggr_us": us, "max_nr_accesses": n,
+         "targets": [{"target_id": i, "pid": p, "start": [...], "end": [...], "nr_accesses": [...],
+                      "age": [...]}, ...]}
+
+    :func:`recover` rebuilds the records from it (a torn last line is ignored), and :func:`recover_file`
+    rewrites ``FILE`` (``damon-bpf record --recover FILE``). :func:`read_records` reads a journal too.
+
+``FILE.attribution``
+    JSON lines, flushed after every snapshot, written only when the access source attributes events to
+    instruction pointers (the BPF sources' ``last_ips``). One line per target and aggregation interval with
+    attributed events::
+
+        {"time_ns": <end_time of the record snapshot it belongs to, epoch ns>, "target_id": i, "pid": p,
+         "ips": [[region start, region end, instruction pointer, events], ...]}
+
+    ``[region start, region end)`` is the region of the source's last drained window (not necessarily one of
+    the snapshot's merged regions) in which the instruction at ``instruction pointer`` caused ``events``
+    sampled accesses. ``time_ns`` equals the ``end_time`` of the matching snapshot in ``FILE``.
+
+:func:`read_records` reads these files and damo's own records: zlib-compressed JSON, plain JSON (with damo's
+human-formatted values such as ``"4,096"``, ``"5 ms"`` or ``"8 m 13 s 438 ms"``), and ``perf script`` text of
+the ``damon:damon_aggregated`` tracepoint. :func:`write_perf_script` writes that text form, exactly as damo's
+``write_perf_script`` does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+import zlib
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import IO, Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from damon_bpf.errors import DamonBpfError, InvalidParamsError
+from damon_bpf.units import U64_MAX, text_to_bp, text_to_bytes, text_to_ns, text_to_us
+
+__all__ = (
+    "Intervals",
+    "Record",
+    "RecordSnapshot",
+    "Snapshot",
+    "RecordWriter",
+    "read_records",
+    "write_records",
+    "records_to_kvpairs",
+    "recover",
+    "recover_file",
+    "write_perf_script",
+    "rename_old",
+    "JOURNAL_SUFFIX",
+    "ATTRIBUTION_SUFFIX",
+)
+
+log = logging.getLogger(__name__)
+
+JOURNAL_SUFFIX = ".journal"
+ATTRIBUTION_SUFFIX = ".attribution"
+JOURNAL_FORMAT = "damon-bpf-record-journal"
+JOURNAL_VERSION = 1
+FILE_MODE = 0o600
+
+_I64 = npt.NDArray[np.int64]
+
+
+# -- data model ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Intervals:
+    """damo's ``DamonIntervals`` (µs) with its ``intervals_goal`` (all zero: tuning disabled)."""
+
+    sample_us: int
+    aggr_us: int
+    ops_update_us: int = 1_000_000
+    goal_access_bp: int = 0
+    goal_aggrs: int = 0
+    goal_min_sample_us: int = 0
+    goal_max_sample_us: int = 0
+
+    @property
+    def max_nr_accesses(self) -> int:
+        """``aggr_us / sample_us``, the largest ``nr_accesses.samples`` (at least 1)."""
+        return max(1, self.aggr_us // max(1, self.sample_us))
+
+    @property
+    def tuned(self) -> bool:
+        return self.goal_aggrs != 0
+
+    def to_kvpairs(self) -> dict[str, Any]:
+        return {"sample_us": self.sample_us, "aggr_us": self.aggr_us, "ops_update_us": self.ops_update_us,
+                "intervals_goal": {"access_bp": self.goal_access_bp, "aggrs": self.goal_aggrs,
+                                   "min_sample_us": self.goal_min_sample_us,
+                                   "max_sample_us": self.goal_max_sample_us}}
+
+
+@dataclass(eq=False)
+class RecordSnapshot:
+    """One aggregation interval of one target: regions as ``int64`` columns, sorted by address.
+
+    :ivar start_time: ns, same time base as every other snapshot of the file
+    :ivar nr_accesses: ``nr_accesses.samples``: sampling intervals with an access, 0..``aggr/sample``
+    :ivar age: ``age.aggr_intervals``: aggregation intervals the region kept its access rate
+    :ivar sample_interval_us: this snapshot's sampling interval, when known (changes under auto-tuning)
+    """
+
+    start_time: int
+    end_time: int
+    start: _I64
+    end: _I64
+    nr_accesses: _I64
+    age: _I64
+    sample_interval_us: int | None = None
+
+    @property
+    def nr_regions(self) -> int:
+        return int(self.start.size)
+
+    @property
+    def sizes(self) -> _I64:
+        return self.end - self.start
+
+    @property
+    def total_bytes(self) -> int:
+        return int(self.sizes.sum())
+
+    @property
+    def duration_ns(self) -> int:
+        return self.end_time - self.start_time
+
+
+#: the name the record model uses in prose (``Record.snapshots[i]``); not the engine's ``Snapshot``
+Snapshot = RecordSnapshot
+
+
+@dataclass(eq=False)
+class Record:
+    """damo's ``DamonRecord``: the snapshots of one monitoring target.
+
+    :ivar intervals: None for records without intervals (old damo records, perf-script text)
+    :ivar pid: the process, when the file says (damon-bpf's records do)
+    """
+
+    target_id: int
+    intervals: Intervals | None
+    snapshots: list[RecordSnapshot] = field(default_factory=list)
+    pid: int | None = None
+    kdamond_idx: int | None = 0
+    context_idx: int | None = 0
+    scheme_idx: int | None = None
+    data_source: str = "unknown"
+
+    def snapshot_intervals_us(self, snap: RecordSnapshot) -> tuple[float, float] | None:
+        """(sample, aggr) µs of *snap*, as damo's ``snapshot_monitoring_intervals`` infers them under
+        auto-tuning; None without intervals."""
+        iv = self.intervals
+        if iv is None:
+            return None
+        if not iv.tuned:
+            return float(iv.sample_us), float(iv.aggr_us)
+        ratio = iv.aggr_us / max(1, iv.sample_us)
+        if snap.sample_interval_us is not None:
+            return float(snap.sample_interval_us), snap.sample_interval_us * ratio
+        aggr = snap.duration_ns / 1000
+        if iv.aggr_us and abs(aggr - iv.aggr_us) / iv.aggr_us < 0.1:
+            return float(iv.sample_us), float(iv.aggr_us)
+        return aggr / ratio, aggr
+
+
+# -- writing: JSON text of records ----------------------------------------------------------------------------
+
+
+def _snapshot_json(start_time: int, end_time: int, starts: Sequence[int], ends: Sequence[int],
+                   nr_accesses: Sequence[int], ages: Sequence[int], max_nr_accesses: int, aggr_us: int,
+                   sample_us: int | None) -> str:
+    # Every key damo writes (the "full" variant of the writer contract), all values plain integers. Written
+    # by hand rather than with json.dumps: this runs for every snapshot of a recording.
+    mx = max(1, max_nr_accesses)
+    regions = ", ".join(
+        f'{{"start": {s}, "end": {e}, "nr_accesses": {{"samples": {n}, "percent": {n * 100 // mx}}}, '
+        f'"age": {{"usec": {a * aggr_us}, "aggr_intervals": {a}}}, "probe_hits": [], "sz_filter_passed": 0}}'
+        for s, e, n, a in zip(starts, ends, nr_accesses, ages))
+    total = sum(ends) - sum(starts)
+    si = "null" if sample_us is None else str(int(sample_us))
+    return (f'{{"start_time": {start_time}, "end_time": {end_time}, "regions": [{regions}], '
+            f'"total_bytes": {total}, "damos_stats": null, "sample_interval_us": {si}}}')
+
+
+def _record_head(target_id: int, pid: int | None, intervals: Intervals | None) -> str:
+    iv = "null" if intervals is None else json.dumps(intervals.to_kvpairs())
+    pid_s = "" if pid is None else f'"pid": {int(pid)}, '
+    return (f'{{"kdamond_idx": 0, "context_idx": 0, "intervals": {iv}, "scheme_idx": null, '
+            f'"target_id": {int(target_id)}, {pid_s}"scheme_filters": [], "snapshots": [')
+
+
+_RECORD_TAIL = '], "data_source": "unknown"}'
+
+
+def records_to_kvpairs(records: Iterable[Record]) -> list[dict[str, Any]]:
+    """The records as damo's JSON structure (every key of damo's own records, plain integer values)."""
+    out = []
+    for rec in records:
+        iv = rec.intervals
+        mx = iv.max_nr_accesses if iv else 1
+        aggr_us = iv.aggr_us if iv else 0
+        text = _record_head(rec.target_id, rec.pid, iv) + ", ".join(
+            _snapshot_json(s.start_time, s.end_time, s.start.tolist(), s.end.tolist(), s.nr_accesses.tolist(),
+                           s.age.tolist(), mx, aggr_us, s.sample_interval_us) for s in rec.snapshots) + _RECORD_TAIL
+        kv = json.loads(text)
+        kv["kdamond_idx"], kv["context_idx"], kv["scheme_idx"] = rec.kdamond_idx, rec.context_idx, rec.scheme_idx
+        kv["data_source"] = rec.data_source
+        if iv is None:  # without intervals, ages in µs cannot be known
+            for snap in kv["snapshots"]:
+                for r in snap["regions"]:
+                    r["age"]["usec"] = None
+                    r["nr_accesses"]["percent"] = None
+        out.append(kv)
+    return out
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    tmp = f"{path}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    try:
+        dfd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def write_records(records: Iterable[Record], path: str) -> None:
+    """Write *records* to *path* as damo's default ``json_compressed`` type, atomically.
+
+    :raises DamonBpfError: the file cannot be written
+    """
+    data = zlib.compress(json.dumps(records_to_kvpairs(records)).encode())
+    try:
+        _atomic_write(path, data)
+    except OSError as err:
+        raise DamonBpfError(f"cannot write {path}: {err.strerror}") from err
+
+
+def rename_old(path: str) -> None:
+    """Rename an existing *path* to ``path.old`` (replacing an older one), as ``damo record`` does."""
+    if os.path.lexists(path):
+        os.replace(path, path + ".old")
+
+
+# -- incremental zlib stream ----------------------------------------------------------------------------------
+
+_ADLER_BASE = 65521
+
+
+def _adler32_combine(adler1: int, adler2: int, len2: int) -> int:
+    # zlib's adler32_combine(): the checksum of A+B from those of A and B and the length of B.
+    rem = len2 % _ADLER_BASE
+    sum1 = adler1 & 0xFFFF
+    sum2 = (rem * sum1) % _ADLER_BASE
+    sum1 += (adler2 & 0xFFFF) + _ADLER_BASE - 1
+    sum2 += ((adler1 >> 16) & 0xFFFF) + ((adler2 >> 16) & 0xFFFF) + _ADLER_BASE - rem
+    if sum1 >= _ADLER_BASE:
+        sum1 -= _ADLER_BASE
+    if sum1 >= _ADLER_BASE:
+        sum1 -= _ADLER_BASE
+    if sum2 >= _ADLER_BASE << 1:
+        sum2 -= _ADLER_BASE << 1
+    if sum2 >= _ADLER_BASE:
+        sum2 -= _ADLER_BASE
+    return sum1 | (sum2 << 16)
+
+
+class _Segment:
+    """A piece of the final text, compressed as raw deflate blocks ending on a byte boundary (sync flush).
+
+    Why: the file holds one JSON array whose records (one per target) each list all their snapshots, so new
+    snapshots land in the middle of the text. Compressing each record separately and concatenating the
+    sync-flushed raw deflate streams (what pigz does) gives one valid zlib stream; the checksum is combined
+    from the pieces' ones. Each periodic rewrite then compresses only the new snapshots::
+
+        78 9c | "[" | record 0 head, snapshots... | "," | record 1 ... | "]" (final block) | adler32
+    """
+
+    def __init__(self, text: str = "") -> None:
+        self._comp = zlib.compressobj(6, zlib.DEFLATED, -15)
+        self.data = bytearray()
+        self.adler = 1
+        self.length = 0
+        self._dirty = False
+        if text:
+            self.feed(text)
+
+    def feed(self, text: str) -> None:
+        b = text.encode()
+        self.data += self._comp.compress(b)
+        self.adler = zlib.adler32(b, self.adler)
+        self.length += len(b)
+        self._dirty = True
+
+    def sync(self) -> None:
+        if self._dirty:
+            self.data += self._comp.flush(zlib.Z_SYNC_FLUSH)
+            self._dirty = False
+
+
+def _small(text: str, final: bool = False) -> tuple[bytes, int, int]:
+    comp = zlib.compressobj(6, zlib.DEFLATED, -15)
+    b = text.encode()
+    data = comp.compress(b) + comp.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH)
+    return data, zlib.adler32(b), len(b)
+
+
+class _RecordsBuilder:
+    """Turns journal entries into damo's compressed records, incrementally (one :class:`_Segment` per target)."""
+
+    def __init__(self, attrs: dict[str, Any] | None) -> None:
+        self.attrs = attrs
+        self.intervals: Intervals | None = None
+        self._segments: dict[int, _Segment] = {}
+        self._nr: dict[int, int] = {}
+        self._prev_end: dict[int, int] = {}
+        self.nr_snapshots = 0
+
+    def _intervals(self, entry: dict[str, Any]) -> Intervals:
+        a = self.attrs or {}
+        g = a.get("intervals_goal") or {}
+        return Intervals(sample_us=int(entry["sample_us"]), aggr_us=int(entry["aggr_us"]),
+                         ops_update_us=int(a.get("ops_update_us", 1_000_000)),
+                         goal_access_bp=int(g.get("access_bp", 0)), goal_aggrs=int(g.get("aggrs", 0)),
+                         goal_min_sample_us=int(g.get("min_sample_us", 0)),
+                         goal_max_sample_us=int(g.get("max_sample_us", 0)))
+
+    def add(self, entry: dict[str, Any]) -> None:
+        if self.intervals is None:
+            self.intervals = self._intervals(entry)
+        end_time = int(entry["end_time"])
+        aggr_us = int(entry["aggr_us"])
+        mx = int(entry.get("max_nr_accesses") or self.intervals.max_nr_accesses)
+        added = False
+        for t in entry["targets"]:
+            starts = t["start"]
+            if not starts:
+                continue
+            tid = int(t["target_id"])
+            start_time = self._prev_end.get(tid, end_time - aggr_us * 1000)
+            if start_time >= end_time:  # keep end_time > start_time (a clock step or a resync)
+                start_time = end_time - 1
+            self._prev_end[tid] = end_time
+            seg = self._segments.get(tid)
+            if seg is None:
+                seg = self._segments[tid] = _Segment(_record_head(tid, t.get("pid"), self.intervals))
+                self._nr[tid] = 0
+            nr = [min(max(int(n), 0), mx) for n in t["nr_accesses"]]
+            text = _snapshot_json(start_time, end_time, starts, t["end"], nr, t["age"], mx, aggr_us,
+                                  entry.get("sample_us"))
+            seg.feed(text if self._nr[tid] == 0 else ", " + text)
+            self._nr[tid] += 1
+            added = True
+        if added:
+            self.nr_snapshots += 1
+
+    @property
+    def nr_targets(self) -> int:
+        return len(self._segments)
+
+    def to_bytes(self) -> bytes:
+        """The complete zlib file for what was added so far."""
+        parts: list[tuple[bytes, int, int]] = []
+        first = True
+        for tid in sorted(self._segments):
+            seg = self._segments[tid]
+            seg.sync()
+            parts.append(_small("[" if first else ", "))
+            parts.append((bytes(seg.data), seg.adler, seg.length))
+            parts.append(_small(_RECORD_TAIL))
+            first = False
+        parts.append(_small("[]" if first else "]", final=True))
+        adler = 1
+        body = bytearray(b"\x78\x9c")
+        for data, a, n in parts:
+            body += data
+            adler = _adler32_combine(adler, a, n)
+        body += adler.to_bytes(4, "big")
+        return bytes(body)
+
+
+# -- the writer -----------------------------------------------------------------------------------------------
+
+
+def _attrs_kv(attrs: Any) -> dict[str, Any] | None:
+    if attrs is None:
+        return None
+    g = getattr(attrs, "intervals_goal", None)
+    return {"sample_us": int(attrs.sample_interval_us), "aggr_us": int(attrs.aggr_interval_us),
+            "ops_update_us": int(attrs.ops_update_interval_us),
+            "intervals_goal": {"access_bp": int(g.access_bp), "aggrs": int(g.aggrs),
+                               "min_sample_us": int(g.min_sample_us), "max_sample_us": int(g.max_sample_us)}
+            if g is not None else None}
+
+
+class RecordWriter:
+    """Records monitoring results to damo's format: call it with every engine ``Snapshot`` (it is a
+    ``Monitor`` consumer), then :meth:`close`. See the module docstring for the files.
+
+    :param path: the record file (damo's ``damon.data``)
+    :param attrs: the session's ``Attrs``, for ``ops_update_us`` and the intervals goal (optional)
+    :param ips: returns, per target, ``(region start, region end, instruction pointer, events)`` tuples of
+        the source's last window (``BpfAccessOps.last_ips``); enables ``FILE.attribution``
+    :param rewrite_interval_s: rewrite the record file at least this often (stretched when rewriting gets
+        slow, so it costs at most a few percent of the time)
+    :param keep_journal: keep ``FILE.journal`` after a clean close
+    :raises DamonBpfError: the files cannot be created
+    """
+
+    def __init__(self, path: str, *, attrs: Any = None,
+                 ips: Callable[[], Sequence[Sequence[tuple[int, int, int, int]]] | None] | None = None,
+                 rewrite_interval_s: float = 1.0, keep_journal: bool = False,
+                 time_offset_ns: int | None = None) -> None:
+        self.path = path
+        self.journal_path = path + JOURNAL_SUFFIX
+        self.attribution_path = path + ATTRIBUTION_SUFFIX
+        self.rewrite_interval_s = rewrite_interval_s
+        self.keep_journal = keep_journal
+        self._ips = ips
+        self.time_offset_ns = time.time_ns() - time.monotonic_ns() if time_offset_ns is None else time_offset_ns
+        attrs_kv = _attrs_kv(attrs)
+        self._builder = _RecordsBuilder(attrs_kv)
+        self._next_rewrite = 0.0
+        self._rewrite_cost = 0.0
+        self._attribution: IO[str] | None = None
+        self.closed = False
+        self.nr_rewrites = 0
+        try:
+            for p in (path, self.journal_path, self.attribution_path):
+                rename_old(p)
+            if os.path.exists(path + ".tmp"):
+                os.unlink(path + ".tmp")
+            fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, FILE_MODE)
+            self._journal: IO[str] | None = os.fdopen(fd, "w")
+            self._journal.write(json.dumps({
+                "type": "header", "format": JOURNAL_FORMAT, "version": JOURNAL_VERSION,
+                "time_offset_ns": self.time_offset_ns, "created": time.time(), "attrs": attrs_kv}) + "\n")
+            self._journal.flush()
+            self._write_file()  # an empty record list: the file exists from the start
+            self._next_rewrite = 0.0  # and gets the first snapshot at once
+        except OSError as err:
+            raise DamonBpfError(f"cannot write {path}: {err.strerror}") from err
+
+    # -- consumer ----------------------------------------------------------------------------------------
+
+    @property
+    def nr_snapshots(self) -> int:
+        """Aggregation intervals recorded so far."""
+        return self._builder.nr_snapshots
+
+    @property
+    def nr_targets(self) -> int:
+        return self._builder.nr_targets
+
+    def __call__(self, snap: Any) -> None:
+        """Record one engine ``Snapshot`` (``damon_bpf.engine.Snapshot``)."""
+        if self.closed:
+            return
+        end_time = int(snap.time_ns) + self.time_offset_ns
+        entry = {
+            "type": "snapshot", "end_time": end_time, "sample_us": int(snap.sample_interval_us),
+            "aggr_us": int(snap.aggr_interval_us), "max_nr_accesses": int(snap.max_nr_accesses),
+            "targets": [{"target_id": i, "pid": t.pid, "start": t.start.tolist(), "end": t.end.tolist(),
+                         "nr_accesses": t.nr_accesses.tolist(), "age": t.age.tolist()}
+                        for i, t in enumerate(snap.targets)],
+        }
+        try:
+            if self._journal is not None:
+                self._journal.write(json.dumps(entry, separators=(",", ":")) + "\n")
+                self._journal.flush()
+            self._builder.add(entry)
+            self._write_attribution(end_time, snap)
+            if time.monotonic() >= self._next_rewrite:
+                self._write_file()
+        except OSError as err:
+            raise DamonBpfError(f"cannot write {err.filename or self.path}: {err.strerror}") from err
+
+    def _write_attribution(self, end_time: int, snap: Any) -> None:
+        if self._ips is None:
+            return
+        try:
+            per_target = self._ips()
+        except Exception:  # an attribution failure must not end the recording
+            log.debug("no instruction pointers this interval", exc_info=True)
+            return
+        if not per_target:
+            return
+        lines = []
+        for i, ips in enumerate(per_target):
+            if not ips or i >= len(snap.targets):
+                continue
+            lines.append(json.dumps({"time_ns": end_time, "target_id": i, "pid": snap.targets[i].pid,
+                                     "ips": [[int(s), int(e), int(ip), int(n)] for s, e, ip, n in ips]},
+                                    separators=(",", ":")))
+        if not lines:
+            return
+        if self._attribution is None:
+            fd = os.open(self.attribution_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, FILE_MODE)
+            self._attribution = os.fdopen(fd, "w")
+        self._attribution.write("\n".join(lines) + "\n")
+        self._attribution.flush()
+
+    def _write_file(self) -> None:
+        t0 = time.monotonic()
+        _atomic_write(self.path, self._builder.to_bytes())
+        self.nr_rewrites += 1
+        now = time.monotonic()
+        self._rewrite_cost = now - t0
+        self._next_rewrite = now + max(self.rewrite_interval_s, 20 * self._rewrite_cost)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Rewrite the record file now."""
+        try:
+            self._write_file()
+        except OSError as err:
+            raise DamonBpfError(f"cannot write {self.path}: {err.strerror}") from err
+
+    def close(self) -> None:
+        """Write the final record file; remove the journal (unless kept). Safe to call twice."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._write_file()
+        except OSError as err:
+            raise DamonBpfError(f"cannot write {self.path}: {err.strerror}") from err
+        finally:
+            for f in (self._journal, self._attribution):
+                if f is not None:
+                    try:
+                        f.close()
+                    except OSError:
+                        pass
+            self._journal = self._attribution = None
+        if not self.keep_journal:
+            try:
+                os.unlink(self.journal_path)
+            except OSError:
+                pass
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- journal recovery -----------------------------------------------------------------------------------------
+
+
+def _journal_entries(path: str) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
+    try:
+        f = open(path, "rb")
+    except OSError as err:
+        raise InvalidParamsError(f"cannot read {path}: {err.strerror}") from err
+    first = f.readline()
+    try:
+        header = json.loads(first)
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != JOURNAL_FORMAT:
+        f.close()
+        raise InvalidParamsError(f"{path}: not a damon-bpf record journal")
+    if int(header.get("version", 0)) > JOURNAL_VERSION:
+        f.close()
+        raise InvalidParamsError(f"{path}: journal version {header.get('version')} is newer than this damon-bpf")
+
+    def entries() -> Iterator[dict[str, Any]]:
+        with f:
+            for lineno, line in enumerate(f, 2):
+                if not line.endswith(b"\n"):
+                    log.info("%s: ignoring the torn last line %d", path, lineno)
+                    return
+                try:
+                    e = json.loads(line)
+                except ValueError:
+                    log.warning("%s: ignoring the corrupt line %d", path, lineno)
+                    continue
+                if isinstance(e, dict) and e.get("type") == "snapshot":
+                    yield e
+
+    return header, entries()
+
+
+def _is_journal(head: bytes) -> bool:
+    return head.startswith(b"{") and b'"format": "' + JOURNAL_FORMAT.encode() + b'"' in head.split(b"\n", 1)[0]
+
+
+def recover(journal_path: str) -> list[Record]:
+    """Rebuild the records from a journal left by a :class:`RecordWriter` that did not close (killed, crashed).
+
+    :raises InvalidParamsError: not a journal, or unreadable
+    """
+    header, entries = _journal_entries(journal_path)
+    b = _RecordsBuilder(header.get("attrs"))
+    for e in entries:
+        try:
+            b.add(e)
+        except (KeyError, TypeError, ValueError) as err:
+            log.warning("%s: ignoring a malformed snapshot (%s)", journal_path, err)
+    return _parse_json_records(json.loads(zlib.decompress(b.to_bytes())), journal_path)
+
+
+def recover_file(path: str) -> tuple[str, list[Record]]:
+    """Rebuild the record file *path* from ``path.journal`` (or, if *path* is a journal, the record file it
+    belongs to). An existing record file is renamed to ``*.old``.
+
+    :return: (the record file written, its records)
+    """
+    if path.endswith(JOURNAL_SUFFIX):
+        journal, out = path, path[: -len(JOURNAL_SUFFIX)]
+    else:
+        journal, out = path + JOURNAL_SUFFIX, path
+    if not os.path.exists(journal):
+        raise InvalidParamsError(f"no journal to recover from: {journal} does not exist")
+    records = recover(journal)
+    try:
+        rename_old(out)
+    except OSError as err:
+        raise DamonBpfError(f"cannot rename {out}: {err.strerror}") from err
+    write_records(records, out)
+    return out, records
+
+
+# -- reading --------------------------------------------------------------------------------------------------
+
+
+def _nr(v: Any) -> int:
+    # damo's text_to_nr: ints, floats, "4,096", "max"
+    if isinstance(v, bool):
+        raise ValueError(f"not a number: {v!r}")
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float):
+        return int(v)
+    s = str(v).replace(",", "").strip()
+    if s == "max":
+        return U64_MAX
+    try:
+        return int(s)
+    except ValueError:
+        return int(float(s))
+
+
+_TIME_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "sec": 1_000_000_000,
+            "m": 60_000_000_000, "min": 60_000_000_000, "h": 3_600_000_000_000, "d": 86_400_000_000_000}
+_PAIR = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)")
+
+
+def _ns(v: Any) -> int:
+    # A time in ns, exact: damo writes epoch times like "20,779 d 20 h 8 m 33 s 672 ms 795 us 529 ns", which a
+    # float sum (units.text_to_ns) would round by a few hundred ns. Falls back to units' parser.
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return int(v)
+    s = str(v).replace(",", "").strip().lower()
+    total = Fraction(0)
+    pos = 0
+    while pos < len(s):
+        m = _PAIR.match(s, pos)
+        if not m or m.end() == pos or m.group(2) not in _TIME_NS and m.group(2) != "":
+            return int(text_to_ns(v))
+        total += Fraction(m.group(1)) * _TIME_NS.get(m.group(2), 1)
+        pos = m.end()
+    return int(total)
+
+
+def _num(v: Any) -> float:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    s = str(v).replace(",", "").strip().rstrip("%").strip()
+    return float(s)
+
+
+def _parse_intervals(kv: Any) -> Intervals | None:
+    if kv is None:
+        return None
+    g = kv.get("intervals_goal") or {}
+    return Intervals(sample_us=int(text_to_us(kv["sample_us"])), aggr_us=int(text_to_us(kv["aggr_us"])),
+                     ops_update_us=int(text_to_us(kv.get("ops_update_us", 1_000_000))),
+                     goal_access_bp=int(text_to_bp(g.get("access_bp", 0))), goal_aggrs=_nr(g.get("aggrs", 0)),
+                     goal_min_sample_us=int(text_to_us(g.get("min_sample_us", 0))),
+                     goal_max_sample_us=int(text_to_us(g.get("max_sample_us", 0))))
+
+
+def _parse_snapshot(kv: dict[str, Any], intervals: Intervals | None) -> RecordSnapshot:
+    regions = kv["regions"]
+    n = len(regions)
+    start = np.empty(n, np.int64)
+    end = np.empty(n, np.int64)
+    nr = np.zeros(n, np.int64)
+    age = np.zeros(n, np.int64)
+    for i, r in enumerate(regions):
+        start[i] = text_to_bytes(r["start"])
+        end[i] = text_to_bytes(r["end"])
+        acc = r.get("nr_accesses")
+        if acc is not None:
+            if acc.get("samples") is not None:
+                nr[i] = _nr(acc["samples"])
+            elif acc.get("percent") is not None:
+                if intervals is None:
+                    raise ValueError("nr_accesses in percent without intervals")
+                nr[i] = int(_num(acc["percent"]) * intervals.max_nr_accesses / 100)
+            ag = r["age"]
+            if ag.get("aggr_intervals") is not None:
+                age[i] = _nr(ag["aggr_intervals"])
+            elif ag.get("usec") is not None:
+                if intervals is None:
+                    raise ValueError("age in usec without intervals")
+                age[i] = int(text_to_us(ag["usec"]) // max(1, intervals.aggr_us))
+    if n and np.any(start[1:] < start[:-1]):
+        order = np.argsort(start, kind="stable")
+        start, end, nr, age = start[order], end[order], nr[order], age[order]
+    si = kv.get("sample_interval_us")
+    return RecordSnapshot(start_time=_ns(kv["start_time"]), end_time=_ns(kv["end_time"]),
+                          start=start, end=end, nr_accesses=nr, age=age,
+                          sample_interval_us=int(text_to_us(si)) if si is not None else None)
+
+
+def _parse_json_records(obj: Any, path: str) -> list[Record]:
+    if isinstance(obj, dict) and "damo_records" in obj:  # damo's planned wrapped form
+        obj = obj["damo_records"]
+        if isinstance(obj, dict):
+            obj = obj.get("damon_records", {}).get("record_list", obj)
+    if not isinstance(obj, list):
+        raise InvalidParamsError(f"{path}: not a record file (the JSON is not a list of records)")
+    records = []
+    for i, kv in enumerate(obj):
+        try:
+            if not isinstance(kv, dict):
+                raise TypeError("not an object")
+            if kv.get("data_source") == "damon_stat":
+                raise InvalidParamsError(f"{path}: record {i}: DAMON_STAT records (idle-time percentiles, no "
+                                         "regions) are not supported")
+            intervals = _parse_intervals(kv.get("intervals"))
+            snaps = [_parse_snapshot(s, intervals) for s in kv["snapshots"]]
+            pid = kv.get("pid")
+
+            def idx(key: str, default: int | None) -> int | None:
+                v = kv.get(key, default)
+                return None if v is None else _nr(v)
+
+            records.append(Record(
+                target_id=_nr(kv["target_id"]), intervals=intervals, snapshots=snaps,
+                pid=_nr(pid) if pid is not None else None, kdamond_idx=idx("kdamond_idx", 0),
+                context_idx=idx("context_idx", 0), scheme_idx=idx("scheme_idx", None),
+                data_source=str(kv.get("data_source", "unknown"))))
+        except InvalidParamsError as err:
+            if str(err).startswith(path):
+                raise
+            raise InvalidParamsError(f"{path}: record {i}: {err}") from err
+        except KeyError as err:
+            raise InvalidParamsError(f"{path}: record {i}: missing key {err}") from err
+        except (TypeError, ValueError, AttributeError, OverflowError) as err:
+            raise InvalidParamsError(f"{path}: record {i}: bad value ({err})") from err
+    return records
+
+
+_AGGR_EVENTS = ("damon:damon_aggregated:", "damon_aggregated:")
+_TUNE_EVENTS = ("damon:damon_monitor_intervals_tune:", "damon_monitor_intervals_tune:")
+_TS = re.compile(r"^\d+(\.\d+)?:$")
+
+
+def _parse_perf_script(text: str, path: str) -> list[Record]:
+    """``perf script`` (or ``trace-cmd report``) text of DAMON tracepoints, as damo's ``parse_damon_trace``."""
+    records: dict[int, Record] = {}
+    order: list[int] = []
+    open_snap: dict[int, tuple[RecordSnapshot, list[tuple[int, int, int, int]], int]] = {}
+    sample_us: int | None = None
+    nr_lines = 0
+    for lineno, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        k = next((i for i, f in enumerate(fields) if f in _AGGR_EVENTS or f in _TUNE_EVENTS), -1)
+        if k < 1 or not _TS.match(fields[k - 1]):
+            continue
+        if fields[k] in _TUNE_EVENTS:
+            try:
+                sample_us = int(fields[k + 1].split("=")[1])
+            except (IndexError, ValueError):
+                pass
+            continue
+        rest = fields[k + 1:]
+        try:
+            end_time = int(float(fields[k - 1][:-1]) * 1e9)
+            tid = int(rest[0].split("=")[1])
+            nr_regions = int(rest[1].split("=")[1])
+            s, e = (int(x) for x in rest[2].rstrip(":").split("-"))
+            nr = int(rest[3])
+            age = int(rest[4]) if len(rest) > 4 else 0
+        except (IndexError, ValueError) as err:
+            raise InvalidParamsError(f"{path}:{lineno}: malformed damon_aggregated line") from err
+        nr_lines += 1
+        rec = records.get(tid)
+        if rec is None:
+            rec = records[tid] = Record(target_id=tid, intervals=None, kdamond_idx=0, context_idx=0)
+            order.append(tid)
+        if tid not in open_snap:
+            start_time = rec.snapshots[-1].end_time if rec.snapshots else -1
+            if start_time > end_time:
+                raise InvalidParamsError(f"{path}:{lineno}: the trace is not time-sorted")
+            z = np.empty(0, np.int64)
+            snap = RecordSnapshot(start_time, end_time, z, z, z, z, sample_interval_us=sample_us)
+            rec.snapshots.append(snap)
+            open_snap[tid] = (snap, [], nr_regions)
+        snap, regions, want = open_snap[tid]
+        regions.append((s, e, nr, age))
+        if len(regions) >= want:
+            _fill(snap, regions)
+            del open_snap[tid]
+    for snap, regions, _ in open_snap.values():  # a torn last snapshot: keep what is there
+        _fill(snap, regions)
+    if not nr_lines:
+        raise InvalidParamsError(f"{path}: no damon:damon_aggregated lines")
+    out = []
+    for tid in order:
+        rec = records[tid]
+        snaps = rec.snapshots
+        # set_first_snapshot_start_time(): the first start is one average snapshot duration before its end
+        if len(snaps) >= 2:
+            avg = (snaps[-1].end_time - snaps[0].end_time) / (len(snaps) - 1)
+            snaps[0].start_time = int(snaps[0].end_time - avg)
+        if snaps and _is_fake(snaps[-1]):
+            snaps.pop()
+        for sn in snaps:
+            if sn.start_time < 0 or sn.start_time >= sn.end_time:
+                sn.start_time = sn.end_time - 1
+        out.append(rec)
+    return out
+
+
+def _fill(snap: RecordSnapshot, regions: list[tuple[int, int, int, int]]) -> None:
+    a = np.array(regions, dtype=np.int64).reshape(-1, 4)
+    snap.start, snap.end, snap.nr_accesses, snap.age = (a[:, i].copy() for i in range(4))
+
+
+def _is_fake(snap: RecordSnapshot) -> bool:
+    # add_fake_snapshot_if_needed()'s marker: one region 0-0 with -1 samples and -1 age
+    return (snap.nr_regions == 1 and snap.start[0] == 0 and snap.end[0] == 0 and snap.nr_accesses[0] == -1
+            and snap.age[0] == -1)
+
+
+def read_records(path: str) -> list[Record]:
+    """Read a record file: damon-bpf's or damo's (zlib JSON, plain JSON, ``perf script`` text), or a
+    damon-bpf journal.
+
+    :raises InvalidParamsError: missing, unreadable, corrupt, or not a record file (one-line message)
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except IsADirectoryError as err:
+        raise InvalidParamsError(f"cannot read {path}: is a directory") from err
+    except OSError as err:
+        raise InvalidParamsError(f"cannot read {path}: {err.strerror}") from err
+    if not data:
+        raise InvalidParamsError(f"{path}: empty file")
+    if len(data) >= 2 and (data[0] & 0x0F) == 8 and ((data[0] << 8) | data[1]) % 31 == 0:
+        try:
+            text = zlib.decompress(data)
+        except zlib.error as err:
+            raise InvalidParamsError(f"{path}: corrupt zlib data ({err})") from err
+        return _from_json_bytes(text, path)
+    if data.startswith(b"\x1f\x8b"):
+        import gzip
+
+        try:
+            return _from_json_bytes(gzip.decompress(data), path)
+        except (OSError, EOFError) as err:
+            raise InvalidParamsError(f"{path}: corrupt gzip data ({err})") from err
+    if data.startswith(b"PERFILE2"):
+        raise InvalidParamsError(f"{path}: a perf.data file; convert it with 'perf script -i {path} > FILE.txt' "
+                                 "and read that")
+    if _is_journal(data[:400]):
+        return recover(path)
+    stripped = data.lstrip()
+    if stripped[:1] in (b"[", b"{"):
+        return _from_json_bytes(data, path)
+    try:
+        text_s = data.decode()
+    except UnicodeDecodeError as err:
+        raise InvalidParamsError(f"{path}: not a record file (binary data)") from err
+    return _parse_perf_script(text_s, path)
+
+
+def _from_json_bytes(data: bytes, path: str) -> list[Record]:
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InvalidParamsError(f"{path}: corrupt JSON ({err})") from err
+    return _parse_json_records(obj, path)
+
+
+# -- perf script ---------------------------------------------------------------------------------------------
+
+
+def write_perf_script(records: Iterable[Record], out: IO[str]) -> None:
+    """Write *records* as ``perf script`` text of ``damon:damon_aggregated``, as damo's ``write_perf_script``
+    does: one line per region; a record with a single snapshot gets a trailing fake snapshot (``0-0: -1 -1``)
+    so a reader can infer the real one's start time. Lines stay short, so ``file`` calls it ``ASCII text``
+    (what damo's reader looks for)."""
+    for rec in records:
+        snaps = list(rec.snapshots)
+        if len(snaps) == 1:
+            s = snaps[0]
+            fake = RecordSnapshot(s.end_time, s.end_time + s.duration_ns, np.zeros(1, np.int64),
+                                  np.zeros(1, np.int64), np.full(1, -1, np.int64), np.full(1, -1, np.int64))
+            snaps.append(fake)
+        for snap in snaps:
+            head = (f"kdamond.x xxxx xxxx {snap.end_time / 1e9:f}: damon:damon_aggregated: "
+                    f"target_id={rec.target_id} nr_regions={snap.nr_regions} ")
+            out.write("".join(f"{head}{s}-{e}: {n} {a}\n" for s, e, n, a in zip(
+                snap.start.tolist(), snap.end.tolist(), snap.nr_accesses.tolist(), snap.age.tolist())))
