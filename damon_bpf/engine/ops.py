@@ -15,7 +15,8 @@ Mirrors ``struct damon_operations`` (``include/linux/damon.h``) and the ops regi
   once. Event sources whose evidence carries timestamps (BPF maps, perf samples) are batched; this is what
   keeps user-space cost per aggregation independent of the sampling rate.
 - ``get_scheme_score(ctx, target, region, scheme) -> 0..99``: DAMOS quota prioritisation.
-- ``apply_scheme(ctx, target, region, scheme) -> bytes applied``: apply a DAMOS action.
+- ``apply_scheme(ctx, target, region, scheme) -> bytes applied``: apply a DAMOS action (or a tuple of the
+  bytes applied and the bytes that passed the ops-layer filters, the kernel's ``sz_filter_passed``).
 - ``target_valid(target)``: false once the target is gone; the kdamond stops when no target is valid.
 - ``cleanup(ctx)``: always called when the kdamond ends (``kdamond_fn``'s ``done:`` path).
 """
@@ -59,7 +60,7 @@ class Operations(Protocol):
     def prepare_access_checks(self, ctx: Ctx) -> None: ...
     def check_accesses(self, ctx: Ctx, nr_samples: int = 1) -> int: ...
     def get_scheme_score(self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int: ...
-    def apply_scheme(self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int: ...
+    def apply_scheme(self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int | tuple[int, int]: ...
     def target_valid(self, target: Target) -> bool: ...
     def cleanup(self, ctx: Ctx) -> None: ...
 
@@ -90,7 +91,8 @@ class BaseOperations:
     def get_scheme_score(self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int:
         return DAMOS_MAX_SCORE
 
-    def apply_scheme(self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int:
+    def apply_scheme(self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int | tuple[int, int]:
+        """Bytes applied, or ``(bytes applied, bytes that passed the ops-layer filters)``."""
         return 0
 
     def target_valid(self, target: Target) -> bool:

@@ -270,7 +270,9 @@ def test_scheme_score_dispatch() -> None:
     assert ops.get_scheme_score(ctx, t, r, SimpleNamespace(action="pageout", quota=quota)) == 50  # cold
     assert ops.get_scheme_score(ctx, t, r, SimpleNamespace(action="migrate_cold", quota=quota)) == 50
     assert ops.get_scheme_score(ctx, t, r, SimpleNamespace(action="migrate_hot", quota=quota)) == 49  # hot
-    for action in ("willneed", "cold", "hugepage", "lru_prio", "stat"):
+    # cold and lru_deprio deprioritise like pageout, so they use the cold score too (paddr does for lru_deprio)
+    assert ops.get_scheme_score(ctx, t, r, SimpleNamespace(action="cold", quota=quota)) == 50
+    for action in ("willneed", "hugepage", "lru_prio", "stat"):
         assert ops.get_scheme_score(ctx, t, r, SimpleNamespace(action=action, quota=quota)) == 99
 
 
