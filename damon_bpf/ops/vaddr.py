@@ -549,7 +549,7 @@ class VaddrOps(BaseOperations):
             return target_hot_scores(ctx, target, scheme)
         return np.full(len(target.ra), DAMOS_MAX_SCORE, dtype=np.int64)
 
-    def apply_scheme(  # type: ignore[override]  # the engine accepts the tuple (damos._apply_one)
+    def apply_scheme(
             self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int | tuple[int, int]:
         """``damon_va_apply_scheme()``: apply the scheme's action to the page-aligned region, VMA by VMA, through
         the target's pidfd (see the module docstring's DAMOS section).
