@@ -35,9 +35,10 @@ def _spawn() -> subprocess.Popen[bytes]:
     while time.monotonic() < deadline:  # until exec has finished and the mappings settled
         try:
             with open(f"/proc/{p.pid}/stat") as f:
-                if f.read().rpartition(")")[2].split()[0] == "S":
-                    break
-        except OSError:
+                sleeping = f.read().rpartition(")")[2].split()[0] == "S"
+            if sleeping and three_regions(real_vmas(read_maps(p.pid)), 4096) is not None:
+                break
+        except Exception:
             pass
         time.sleep(0.002)
     return p
