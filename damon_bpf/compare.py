@@ -262,7 +262,8 @@ class SourceResult:
 class PairResult:
     """Agreement of two sources' hot sets, by bytes: medians over time-matched pairs of settled snapshots
     (sources run at once), or weighted by how often each byte was hot in each source's settled snapshots (one
-    after the other: :func:`damon_bpf.scoring.frequency_agreement`)."""
+    after the other: :func:`damon_bpf.scoring.frequency_agreement`). ``None`` when neither source saw a hot
+    byte; the overlap coefficient is 0 when only one did."""
 
     a: str
     b: str
@@ -819,7 +820,7 @@ class Comparison:
                 if self.sequential:
                     # different times: compare how often each byte was hot
                     ag = scoring.frequency_agreement([h for _, h in a._hot], [h for _, h in b._hot])
-                    out.append(PairResult(a.name, b.name, ag.jaccard, ag.overlap, min(len(a._hot), len(b._hot))))
+                    out.append(PairResult(a.name, b.name, ag.jaccard, _overlap(ag), min(len(a._hot), len(b._hot))))
                     continue
                 tb = np.array([t for t, _ in b._hot])
                 js: list[float | None] = []
@@ -829,14 +830,17 @@ class Comparison:
                     if abs(tb[k] - t) > tol:
                         continue
                     ag = scoring.agreement(h, b._hot[k][1])
-                    if ag.jaccard is None:  # both empty: they agree
-                        js.append(1.0)
-                        ovs.append(1.0)
-                    else:
-                        js.append(ag.jaccard)
-                        ovs.append(ag.overlap if ag.overlap is not None else 0.0)
+                    if ag.jaccard is None:  # neither saw a hot byte: nothing to agree on, left out
+                        continue
+                    js.append(ag.jaccard)
+                    ovs.append(_overlap(ag))
                 out.append(PairResult(a.name, b.name, scoring.median(js), scoring.median(ovs), len(js)))
         return out
+
+
+def _overlap(ag: scoring.Agreement) -> float | None:
+    # one side saw hot bytes and the other none: they disagree (the coefficient itself is 0/0)
+    return 0.0 if ag.overlap is None and ag.jaccard is not None else ag.overlap
 
 
 def _shifted(ti: int, start: Any, end: Any) -> tuple[Any, Any]:

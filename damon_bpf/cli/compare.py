@@ -209,7 +209,8 @@ def format_table(result: ComparisonResult) -> str:
     ran = [s for s in result.sources if s.nr_snapshots and s.status != "not run"]
     if len(ran) >= 2:
         lines += [""] + _wrap("hot-set agreement (bytes): Jaccard above the diagonal, overlap coefficient below"
-                              + ("; weighted by how often each byte was hot" if result.mode == "sequential" else ""))
+                              + ("; weighted by how often each byte was hot" if result.mode == "sequential" else "")
+                              + "; '-': neither saw a hot byte")
         idx = {s.name: i for i, s in enumerate(ran)}
         mat = [["-"] * len(ran) for _ in ran]
         for p in result.pairs:
