@@ -44,6 +44,9 @@ class MonitorSpec:
     :ivar source: the access source, an ops id (``synthetic``, ``fault``, ``perf``)
     :ivar source_options: keyword arguments for the source's ops constructor
     :ivar duration_s: stop after this long; None: until stopped or every target exited
+    :ivar schemes: DAMOS schemes (``damon_bpf.engine.damos.Scheme``, e.g. from :mod:`damon_bpf.damos_config`),
+        applied by the access source's operations set; their stats count in place
+    :ivar dry_run: decide as usual but apply nothing: the schemes' stats count what would have been applied
     """
 
     pids: list[int] = field(default_factory=list)
@@ -57,6 +60,8 @@ class MonitorSpec:
     command_stdout_to_stderr: bool = False
     #: also monitor the processes the targets fork later (process-events connector)
     follow_children: bool = False
+    schemes: list[Any] = field(default_factory=list)
+    dry_run: bool = False
 
     def validate(self) -> None:
         if not self.pids and not self.command:
@@ -107,11 +112,14 @@ class Monitor:
         if self.spec.follow_children and self.spec.source in ("fault", "perf"):
             options.setdefault("extra_targets", 32)
         ops = select_ops(self.spec.source, **options)
+        if self.spec.dry_run:
+            _make_dry_run(ops)
         import random
 
         ctx = Ctx(attrs=self.spec.attrs, ops=ops,
                   rng=random.Random(self.spec.seed) if self.spec.seed is not None else random.Random())
         ctx.targets = [Target(pid=pid) for pid in pids]
+        ctx.schemes = list(self.spec.schemes)
         ctx.after_aggregation.extend(self.consumers)
         self.ctx = ctx
         self.kdamond = Kdamond(ctx)
@@ -220,6 +228,73 @@ class Monitor:
             stats.setdefault("reports_accounted", s.nr_accounted)
             stats.setdefault("reports_stale", s.nr_stale)
         return stats
+
+
+def _make_dry_run(ops: Any) -> None:
+    """``--dry-run``: replace the instance's ``apply_scheme`` by one that answers what the vaddr family would
+    apply, without calling the kernel.
+
+    - ``stat`` changes nothing, so the real ``apply_scheme`` runs (with its ops-filter accounting);
+    - an action the source does not support, or a target without a process, applies nothing (0);
+    - any other action: the bytes of the page-aligned region that lie in the target's VMAs (holes skipped, as
+      the vaddr family skips them; ``/proc/<pid>/maps`` is read once per apply pass); with ops-layer filters
+      (``anon``, ``memcg``, ``hugepage_size``, ``unmapped``), the bytes that pass them, as
+      ``(bytes applied, bytes passed)``. Approximations: ``hugepage_size`` filters see every page as a base page
+      (no ``PAGEMAP_SCAN`` in a dry run), and when the ops-filter evaluator is not available the filters are
+      not subtracted. Migrations count every byte, also pages already on the destination node.
+    """
+    from damon_bpf.engine.core import align_down, align_up
+    from damon_bpf.ops.procmaps import mappings_in, read_maps
+
+    page_sz = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+    supported = frozenset(getattr(ops, "supported_actions", frozenset()))
+    real_apply = ops.apply_scheme
+    maps_cache: dict[int, tuple[int, list[Any]]] = {}
+
+    def vmas_of(ctx: Ctx, pid: int) -> list[Any]:
+        hit = maps_cache.get(pid)
+        if hit is not None and hit[0] == ctx.passed_sample_intervals:
+            return hit[1]
+        try:
+            vmas = read_maps(pid)
+        except DamonBpfError:
+            vmas = []
+        maps_cache[pid] = (ctx.passed_sample_intervals, vmas)
+        return vmas
+
+    def apply_scheme(ctx: Ctx, target: Target, region: Any, scheme: Any) -> Any:
+        action = getattr(getattr(scheme, "action", None), "value", None)
+        if action == "stat":
+            return real_apply(ctx, target, region, scheme)
+        if action is None or action not in supported or target.pid is None:
+            return 0
+        start, end = align_down(region.start, page_sz), align_up(region.end, page_sz)
+        vmas = vmas_of(ctx, target.pid)
+        in_vmas = sum(min(end, v.end) - max(start, v.start) for v in mappings_in(vmas, start, end))
+        if not any(not getattr(f, "core", True) for f in getattr(scheme, "filters", [])):
+            return in_vmas
+        passed = _dry_run_ops_filter_passed(scheme, target.pid, start, end, vmas)
+        if passed is None:
+            return in_vmas
+        return passed, passed
+
+    ops.apply_scheme = apply_scheme
+    ops.dry_run = True
+
+
+def _dry_run_ops_filter_passed(scheme: Any, pid: int, start: int, end: int, vmas: list[Any]) -> int | None:
+    # bytes of [start, end) that pass the scheme's ops-layer filters; None when they cannot be evaluated here
+    try:
+        from damon_bpf.ops import damos_filters
+
+        pieces = damos_filters.split_at_vmas(start, end, vmas)
+        memcg = None
+        if any(getattr(f.type, "value", "") == "memcg" for f in scheme.filters):
+            memcg = damos_filters.read_memcg_path(pid)
+        return sum(p.sz for p, ok in damos_filters.evaluate(scheme, pieces, memcg) if ok)
+    except (ImportError, AttributeError, DamonBpfError) as err:
+        log.debug("dry run: ops filters not evaluated: %s", err)
+        return None
 
 
 def synthetic_pattern_for_workload(start: Any, config: Any, p_hot: float = 0.3) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from damon_bpf.cli._args import (
     duration_from_args,
     targets_from_args,
 )
+from damon_bpf.cli._damos_args import add_damos_args, schemes_from_args
 from damon_bpf.cli.view import render_text, snapshot_to_json
 from damon_bpf.engine import Snapshot, StopReason
 from damon_bpf.errors import InvalidParamsError
@@ -42,6 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rows", type=int, default=0, metavar="N",
                    help="region rows in the live view (default: fit the terminal)")
     add_monitoring_args(p)
+    add_damos_args(p)
 
 
 def add_source_args(p: argparse.ArgumentParser, default: str = "auto") -> None:
@@ -169,13 +171,17 @@ class LiveView:
         if (self.nr - 1) % self.every:
             return
         stats = self.monitor.source_stats()
+        # the schemes' stats as of this aggregation (DAMOS runs in this thread, after the consumers)
+        schemes = list(self.monitor.ctx.schemes) if self.monitor.ctx else []
+        dry_run = self.monitor.spec.dry_run
         with self._lock:
             if self.as_json:
                 ops = self.monitor.ctx.ops if self.monitor.ctx else None
                 raw = None
                 if ops is not None and hasattr(ops, "raw_counts"):
                     raw = [ops.raw_counts(i, t.start, t.end) for i, t in enumerate(snap.targets)]
-                self.out.write(snapshot_to_json(snap, stats, self.source, raw) + "\n")
+                self.out.write(snapshot_to_json(snap, stats, self.source, raw, schemes=schemes,
+                                                dry_run=dry_run) + "\n")
             else:
                 width, height = 80, 24
                 if self.tty:
@@ -183,10 +189,10 @@ class LiveView:
                         width, height = os.get_terminal_size(self.out.fileno())
                     except OSError:
                         pass
-                rows = self.rows or max(5, height - 8)
+                rows = self.rows or max(5, height - 8 - (len(schemes) + 1 if schemes else 0))
                 maps = [_Mappings(t.pid).lookup() for t in snap.targets]
                 lines = render_text(snap, mappings=maps, stats=stats, source=self.source, max_rows=rows,
-                                    width=max(60, width))
+                                    width=max(60, width), schemes=schemes, dry_run=dry_run)
                 if self.tty:
                     self.out.write("\x1b[H\x1b[2J" + "\n".join(lines) + "\n")
                 else:
@@ -227,8 +233,11 @@ def run_session(spec: MonitorSpec, args: argparse.Namespace, out: TextIO = sys.s
 def run(args: argparse.Namespace) -> int:
     pids, cmd = targets_from_args(args)
     source = resolve_source(args)
+    attrs = attrs_from_args(args)
+    schemes = schemes_from_args(args, attrs)
     spec = MonitorSpec(pids=pids, command=cmd, source=source, source_options=source_options(args, source),
-                       attrs=attrs_from_args(args), duration_s=duration_from_args(args), seed=args.seed,
-                       command_stdout_to_stderr=args.json, follow_children=args.follow_children)
+                       attrs=attrs, duration_s=duration_from_args(args), seed=args.seed,
+                       command_stdout_to_stderr=args.json, follow_children=args.follow_children,
+                       schemes=schemes, dry_run=args.dry_run)
     rc, _, _ = run_session(spec, args)
     return rc

@@ -10,7 +10,7 @@ import numpy as np
 from damon_bpf.engine import Snapshot, TargetSnapshot
 from damon_bpf.units import format_bytes, format_time_us
 
-__all__ = ("render_text", "snapshot_to_json", "working_set_bytes")
+__all__ = ("render_text", "render_schemes", "schemes_json", "snapshot_to_json", "working_set_bytes")
 
 BAR_WIDTH = 10
 
@@ -42,16 +42,21 @@ def _rows(t: TargetSnapshot, max_rows: int) -> list[tuple[int, int, float, int]]
 
 
 def render_text(snap: Snapshot, *, mappings: Sequence[Any] | None = None, stats: dict[str, Any] | None = None,
-                source: str = "", max_rows: int = 30, width: int = 80) -> list[str]:
+                source: str = "", max_rows: int = 30, width: int = 80, schemes: Sequence[Any] | None = None,
+                dry_run: bool = False) -> list[str]:
     """Lines showing *snap*: per region the address range, size, access rate (% of the maximum and Hz),
-    age, a heat bar and the mapping it lies in; then totals.
+    age, a heat bar and the mapping it lies in; then one line per DAMOS scheme (:func:`render_schemes`); then
+    totals.
 
     :param mappings: per target, a callable ``addr -> str`` naming the mapping at an address (or None)
+    :param schemes: the session's DAMOS schemes (``damon_bpf.engine.damos.Scheme``), with their stats
+    :param dry_run: the schemes apply nothing (``--dry-run``): the header says so
     """
     aggr_s = snap.aggr_interval_us / 1e6
     elapsed = (snap.time_ns - snap.start_time_ns) / 1e9
     lines = [
-        f"damon-bpf monitor  t={elapsed:7.1f}s  source {source}  {format_time_us(snap.sample_interval_us)} / "
+        f"damon-bpf monitor{'  DRY RUN' if dry_run else ''}  t={elapsed:7.1f}s  source {source}  "
+        f"{format_time_us(snap.sample_interval_us)} / "
         f"{format_time_us(snap.aggr_interval_us)}  {snap.nr_regions} regions"[:width],
     ]
     per_target_rows = max(3, max_rows // max(1, len(snap.targets)))
@@ -73,6 +78,8 @@ def render_text(snap: Snapshot, *, mappings: Sequence[Any] | None = None, stats:
             line = (f"{s:012x}-{e:012x}  {format_bytes(e - s):>10} {pct:3.0f}% {hz:6.1f} "
                     f"{format_time_us(age_us):>9} {bar} {mapping}")
             lines.append(line[:width])
+    if schemes:
+        lines += render_schemes(schemes, width=width, dry_run=dry_run)
     if stats:
         items = [f"{k}={_fmt(v)}" for k, v in stats.items()]
         cur = "totals:"
@@ -85,6 +92,32 @@ def render_text(snap: Snapshot, *, mappings: Sequence[Any] | None = None, stats:
     return lines
 
 
+def render_schemes(schemes: Sequence[Any], *, width: int = 80, dry_run: bool = False) -> list[str]:
+    """A header and one line per DAMOS scheme: its index and action, damo's statistics (``nr_tried sz_tried
+    nr_applied sz_applied qt_exceeds``, cumulative since the start), the effective size quota (``esz``, ``-``
+    without quota) and, with watermarks, whether the scheme is active. In a dry run "applied" is what would have
+    been applied."""
+    head = "DAMOS (dry run: nothing applied)" if dry_run else "DAMOS"
+    lines = [f"{head:<14}{'tried':>7} {'sz_tried':>11} {'applied':>7} {'sz_applied':>11} {'qt_ex':>5} "
+             f"{'esz':>11} wmarks"[:width]]
+    for i, s in enumerate(schemes):
+        st = s.stat
+        q = s.quota
+        quota_set = bool(q.ms or q.sz or q.goals)
+        esz = format_bytes(q.esz) if quota_set else "-"
+        wm = "-" if s.wmarks.metric.value == "none" else ("active" if s.wmarks.activated else "inactive")
+        name = f"{i} {s.action.value}"
+        lines.append(f"{name:<14}{st.nr_tried:>7} {format_bytes(st.sz_tried):>11} {st.nr_applied:>7} "
+                     f"{format_bytes(st.sz_applied):>11} {st.qt_exceeds:>5} {esz:>11} {wm}"[:width])
+    return lines
+
+
+def schemes_json(schemes: Sequence[Any]) -> list[dict[str, Any]]:
+    """The schemes for JSON output: ``Scheme.to_dict()`` (parameters in the kernel's units and ``stats``) plus
+    ``"active"``, whether the watermarks let the scheme run."""
+    return [dict(s.to_dict(), active=bool(s.wmarks.activated)) for s in schemes]
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.3g}"
@@ -92,11 +125,13 @@ def _fmt(v: Any) -> str:
 
 
 def snapshot_to_json(snap: Snapshot, stats: dict[str, Any] | None = None, source: str = "",
-                     raw: Sequence[tuple[Any, Any]] | None = None) -> str:
+                     raw: Sequence[tuple[Any, Any]] | None = None, schemes: Sequence[Any] | None = None,
+                     dry_run: bool = False) -> str:
     """One JSON object for *snap*; each region has ``start``, ``end``, ``nr_accesses`` (sampling intervals with
     an access in the aggregation interval: the kernel's scale, 0..``max_nr_accesses``), ``age`` (aggregation
     intervals) and ``nr_accesses_bp``; with *raw* (per target, arrays of events and write events per region)
-    also the source's raw counts as ``events`` and ``writes``."""
+    also the source's raw counts as ``events`` and ``writes``. With *schemes*, ``"schemes"`` lists them
+    (:func:`schemes_json`); a dry run adds ``"dry_run": true``."""
     obj: dict[str, Any] = {
         "time": (snap.time_ns - snap.start_time_ns) / 1e9,
         "time_ns": snap.time_ns,
@@ -118,6 +153,10 @@ def snapshot_to_json(snap: Snapshot, stats: dict[str, Any] | None = None, source
             for ti, t in enumerate(snap.targets)
         ],
     }
+    if schemes:
+        obj["schemes"] = schemes_json(schemes)
+    if dry_run:
+        obj["dry_run"] = True
     if stats:
         obj["stats"] = stats
     return json.dumps(obj, separators=(",", ":"))
