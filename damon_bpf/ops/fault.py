@@ -155,8 +155,9 @@ class FaultOps(BpfAccessOps):
                     vmas = read_maps(t.pid, self.proc_root)
                 except Exception:
                     continue
+            # special mappings ([vsyscall], [vdso], [stack]...) are never probed; [vsyscall] also lies above 2^63
             rows = [(v.start, v.end, v.offset, 1 if v.inode else 0) for v in vmas
-                    if (v.inode != 0 and not v.pathname.startswith("[")) or (swap and v.inode == 0)]
+                    if not v.pathname.startswith("[") and v.end < 2**63 and (v.inode != 0 or swap)]
             arr = np.array(rows, dtype=np.int64).reshape(-1, 4)
             large = _large_folio_chunks(t.pid, arr, self.proc_root)
             self._probeable[t.pid] = (arr, large)

@@ -22,6 +22,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,8 +181,20 @@ def find_kernel_headers(
     return None
 
 
+# bcc's compile and teardown are not safe to run from several threads at once (seen: a crash in
+# bpf_module_destroy), and _captured_output redirects the process-wide fds 1 and 2: one lock serialises both.
+_BCC_LOCK = threading.RLock()
+
+
 @contextlib.contextmanager
 def _captured_output(out: list[str]) -> Iterator[None]:
+    with _BCC_LOCK:
+        with _redirected(out):
+            yield
+
+
+@contextlib.contextmanager
+def _redirected(out: list[str]) -> Iterator[None]:
     # bcc reports compiler diagnostics on fd 2 (llvm::errs) and "Unable to find kernel headers" on fd 1
     # (std::cout), straight from C++. Redirect both fds into a file for the duration of the call and hand the text
     # back through the yielded list, so the library never prints and errors can quote the compiler.
