@@ -120,6 +120,12 @@ class Monitor:
                   rng=random.Random(self.spec.seed) if self.spec.seed is not None else random.Random())
         ctx.targets = [Target(pid=pid) for pid in pids]
         ctx.schemes = list(self.spec.schemes)
+        if any(s.quota.goals or s.wmarks.metric.value != "none" for s in ctx.schemes):
+            # quota goals and watermarks read system metrics (/proc/meminfo, PSI, taskstats); the ops'
+            # cleanup closes the provider (and restores kernel.task_delayacct if it turned it on)
+            from damon_bpf.ops.damos_metrics import install
+
+            install(ctx)
         ctx.after_aggregation.extend(self.consumers)
         self.ctx = ctx
         self.kdamond = Kdamond(ctx)
