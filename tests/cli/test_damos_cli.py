@@ -169,3 +169,23 @@ def test_action_the_source_cannot_apply_exits_3() -> None:
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
     assert lines[0].startswith("damon-bpf: error: ") and "hugepage" in lines[0], lines[0]
+
+
+def test_watermarks_read_free_memory_and_pause_monitoring() -> None:
+    """free_mem_rate comes from /proc/meminfo: with this machine's free memory between low and mid the scheme
+    is active; with high below it, every scheme is inactive and monitoring pauses (no snapshots at all)."""
+    with open("/proc/meminfo") as f:
+        info = {ln.split(":")[0]: int(ln.split()[1]) for ln in f}
+    free_permil = info["MemFree"] * 1000 // info["MemTotal"]
+    assert 50 < free_permil < 990, "this test needs some free memory and some used memory"
+    base = [sys.executable, "-m", "damon_bpf", "monitor", "--source", "synthetic", "--json", "--damos_action", "stat"]
+    on = subprocess.run(base + ["--damos_wmarks", "free_mem_rate", "50ms", "1000", "999", str(free_permil // 2),
+                                "--", "sleep", "1.5"], capture_output=True, text=True, timeout=60)
+    assert on.returncode == 0, on.stderr
+    objs = [json.loads(ln) for ln in on.stdout.splitlines()]
+    assert objs and objs[-1]["schemes"][0]["stats"]["nr_tried"] > 0
+    off = subprocess.run(base + ["--damos_wmarks", "free_mem_rate", "50ms", str(free_permil // 2),
+                                 str(free_permil // 3), "0", "--", "sleep", "1.5"],
+                         capture_output=True, text=True, timeout=60)
+    assert off.returncode == 0, off.stderr
+    assert off.stdout.strip() == ""
