@@ -44,7 +44,7 @@ from __future__ import annotations
 import json
 import os
 from fractions import Fraction
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from damon_bpf.engine.damos import (
     UINT_MAX,
@@ -116,14 +116,19 @@ def _err(where: str, err: Exception | str) -> InvalidParamsError:
     return InvalidParamsError(f"{where}: {err}")
 
 
-def _bytes(v: Any, where: str) -> int:
+def _parsed(parse: Callable[[Any], int], v: Any, where: str, cap: int = U64_MAX) -> int:
+    # one damo value through its parser, with the field's name in the error and no negative values
     try:
-        n = text_to_bytes(_scalar(v, where))
+        n = parse(_scalar(v, where))
     except InvalidParamsError as err:
         raise _err(where, err) from None
     if n < 0:
         raise _err(where, f"must not be negative: {v!r}")
-    return min(n, U64_MAX)
+    return min(n, cap)
+
+
+def _bytes(v: Any, where: str) -> int:
+    return _parsed(text_to_bytes, v, where)
 
 
 def _addr(v: Any, where: str) -> int:
@@ -137,33 +142,15 @@ def _addr(v: Any, where: str) -> int:
 
 
 def _time_us(v: Any, where: str) -> int:
-    try:
-        n = text_to_us(_scalar(v, where))
-    except InvalidParamsError as err:
-        raise _err(where, err) from None
-    if n < 0:
-        raise _err(where, f"must not be negative: {v!r}")
-    return min(n, U64_MAX)
+    return _parsed(text_to_us, v, where)
 
 
 def _time_ms(v: Any, where: str) -> int:
-    try:
-        n = text_to_ms(_scalar(v, where))
-    except InvalidParamsError as err:
-        raise _err(where, err) from None
-    if n < 0:
-        raise _err(where, f"must not be negative: {v!r}")
-    return min(n, U64_MAX)
+    return _parsed(text_to_ms, v, where)
 
 
 def _permil(v: Any, where: str) -> int:
-    try:
-        n = text_to_permil(_scalar(v, where))
-    except InvalidParamsError as err:
-        raise _err(where, err) from None
-    if n < 0:
-        raise _err(where, f"must not be negative: {v!r}")
-    return n
+    return _parsed(text_to_permil, v, where)
 
 
 def _bp(v: Any, where: str) -> int:
