@@ -635,10 +635,16 @@ def run_session(pid: int, case: SourceCase, duration_s: float, *, seed: int = 1,
         except Exception:
             return None
 
+    def stats_on() -> bool:
+        try:
+            return Path("/proc/sys/kernel/bpf_stats_enabled").read_text().strip() == "1"
+        except OSError:
+            return False
+
     def consumer(snap: Any) -> None:
         t = snap.time_ns / 1e9
         if "t0" not in state:
-            state.update(t0=t, cpu0=time.process_time(), run0=bpf_run())
+            state.update(t0=t, cpu0=time.process_time(), run0=bpf_run(), stats_on0=stats_on())
             state["stats0"] = mon.source_stats()  # also the baseline of the source's rates
             if keep_snapshots:
                 snaps.append(snap)
@@ -646,7 +652,8 @@ def run_session(pid: int, case: SourceCase, duration_s: float, *, seed: int = 1,
         if keep_snapshots:
             snaps.append(snap)
         if t >= state["t0"] + duration_s and "t1" not in state:
-            state.update(t1=t, cpu1=time.process_time(), run1=bpf_run(), stats=mon.source_stats())
+            state.update(t1=t, cpu1=time.process_time(), run1=bpf_run(), stats=mon.source_stats(),
+                         stats_on1=stats_on())
             mon.stop()
 
     mon = Monitor(spec, [consumer])
@@ -675,6 +682,12 @@ def run_session(pid: int, case: SourceCase, duration_s: float, *, seed: int = 1,
                      run1=None, stats={})
     run0, run1 = state.get("run0"), state.get("run1")
     notes = list(getattr(mon.ctx.ops, "notes", []) or []) if mon.ctx is not None else []
+    if run0 and run1 and not (state.get("stats_on0") and state.get("stats_on1")):
+        # another session on the machine turned kernel.bpf_stats_enabled off (restoring its own override)
+        # during the window: the run-time counters stopped, their deltas mean nothing
+        notes.append("kernel.bpf_stats_enabled was off during the window (another session's restore): "
+                     "no BPF run-time figures")
+        run0 = run1 = None
     return Session(
         snapshots=snaps, t_first=state["t0"], t_last=state["t1"], cpu_s=state["cpu1"] - state["cpu0"],
         setup_s=setup_s, stats=state["stats"], stats0=state.get("stats0", {}),
