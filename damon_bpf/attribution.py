@@ -261,7 +261,8 @@ def load_record(path: str) -> list[RecordRegions]:
     if isinstance(data, list):
         return regions_from_records(data)
     try:
-        from damon_bpf import records  # type: ignore[attr-defined]
+        from damon_bpf import records as _records
+        records: Any = _records
     except ImportError:
         records = None
     if records is not None and hasattr(records, "read_records"):

@@ -155,18 +155,21 @@ def source_spec(name: str, *, rate_limit: int = 200_000, bpf_stats: bool = True,
     :raises InvalidParamsError: unknown name, or ``synthetic`` without a pattern
     """
     if name.startswith("perf:"):
-        ops_id, options = "perf", {"events": name[len("perf:"):]}
+        ops_id = "perf"
+        options: dict[str, Any] = {"events": name[len("perf:"):]}
     elif name in SOURCES:
-        ops_id, options = SOURCES[name][0], dict(SOURCES[name][1])
+        ops_id, options = SOURCES[name][0], dict[str, Any](SOURCES[name][1])
     else:
         raise InvalidParamsError(f"unknown source {name!r} (known: {', '.join(SOURCES)}, perf:EVENTS)")
     if ops_id in ("fault", "perf"):
-        options.update(rate_limit=rate_limit, bpf_stats=bpf_stats)
+        options["rate_limit"] = rate_limit
+        options["bpf_stats"] = bpf_stats
     elif ops_id == "synthetic":
         if synthetic_pattern is None:
             raise InvalidParamsError("the synthetic source follows the bundled workload's ground truth: "
                                      "it needs --workload")
-        options.update(pattern=synthetic_pattern, seed=seed)
+        options["pattern"] = synthetic_pattern
+        options["seed"] = seed
     return SourceSpec(name, ops_id, options)
 
 
@@ -892,7 +895,8 @@ def _bin_addresses(segs: list[tuple[int, int, str]], nbins: int, sub: int) -> np
     x = (np.arange(nbins * sub) + 0.5) / (nbins * sub) * off[-1]
     k = np.clip(np.searchsorted(off, x, side="right") - 1, 0, len(segs) - 1)
     starts = np.array([s for s, _, _ in segs], dtype=np.float64)
-    return (starts[k] + (x - off[k])).astype(np.int64)
+    out: np.ndarray = (starts[k] + (x - off[k])).astype(np.int64)
+    return out
 
 
 def _heat(snap: Snapshot, addrs: np.ndarray, nbins: int, sub: int) -> np.ndarray:
@@ -902,7 +906,8 @@ def _heat(snap: Snapshot, addrs: np.ndarray, nbins: int, sub: int) -> np.ndarray
         i = np.searchsorted(t.start, addrs, side="right") - 1
         ok = (i >= 0) & (addrs < t.end[np.maximum(i, 0)])
         vals[ok] = t.nr_accesses[i[ok]] / max(snap.max_nr_accesses, 1)
-    return vals.reshape(nbins, sub).mean(axis=1)
+    heat: np.ndarray = vals.reshape(nbins, sub).mean(axis=1)
+    return heat
 
 
 def write_heatmap(result: ComparisonResult, path: str, nbins: int = 200) -> None:

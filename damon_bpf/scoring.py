@@ -76,7 +76,7 @@ def _as_array(intervals: Iterable[Sequence[int]] | npt.ArrayLike) -> Intervals:
     if isinstance(intervals, np.ndarray):
         a = intervals.astype(np.int64, copy=False)
     else:
-        rows = [(int(s), int(e)) for s, e in intervals]  # type: ignore[union-attr]
+        rows = [(int(s), int(e)) for s, e in intervals]  # type: ignore[union-attr, misc, arg-type, str-unpack]
         a = np.array(rows, dtype=np.int64) if rows else _EMPTY
     if a.size == 0:
         return _EMPTY

@@ -62,7 +62,7 @@ def _pid_alive(pid: int) -> bool:
 def restore_stale(state_dir: Path | None = None) -> list[str]:
     """Restore the sysctls left changed by sessions that died without cleaning up; returns their names."""
     d = state_dir or STATE_DIR
-    restored = []
+    restored: list[str] = []
     if not d.is_dir():
         return restored
     for rec in d.glob("sysctl-*.json"):

@@ -212,21 +212,21 @@ def format_table(result: ComparisonResult) -> str:
                               + ("; weighted by how often each byte was hot" if result.mode == "sequential" else "")
                               + "; '-': neither saw a hot byte")
         idx = {s.name: i for i, s in enumerate(ran)}
-        mat = [["-"] * len(ran) for _ in ran]
+        mat: list[list[str]] = [["-"] * len(ran) for _ in ran]
         for p in result.pairs:
             if p.a in idx and p.b in idx:
-                i, j = sorted((idx[p.a], idx[p.b]))
-                mat[i][j] = _f(p.jaccard, ".2f")
-                mat[j][i] = _f(p.overlap, ".2f")
+                lo, hi = sorted((idx[p.a], idx[p.b]))
+                mat[lo][hi] = _f(p.jaccard, ".2f")
+                mat[hi][lo] = _f(p.overlap, ".2f")
         hdr = [""] + [str(i + 1) for i in range(len(ran))]
         mrows = [[f"{i + 1} {s.name[:16]}"] + mat[i] for i, s in enumerate(ran)]
         lines += _table(hdr, mrows)
     lines += [""] + _wrap(_legend(result))
-    for n in result.notes:
-        lines += _wrap(f"note: {n}")
+    for note in result.notes:
+        lines += _wrap(f"note: {note}")
     for s in result.sources:
-        for n in s.notes:
-            lines += _wrap(f"note ({s.name}): {n}")
+        for note in s.notes:
+            lines += _wrap(f"note ({s.name}): {note}")
     return "\n".join(lines)
 
 

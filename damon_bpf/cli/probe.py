@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
             overrides[k] = int(v, 0)
         except ValueError:
             raise InvalidParamsError(f"--set {kv!r}: {v!r} is not an integer") from None
-    cfg = AccessProbeConfig(family=args.name, **overrides)  # type: ignore[arg-type]
+    cfg = AccessProbeConfig(family=args.name, **overrides)
     cfg.validate()
     path = bpf_source_path(args.name)
     flags = cfg.cflags()

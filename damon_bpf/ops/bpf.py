@@ -61,7 +61,8 @@ def density_nr_accesses(nr_events: npt.ArrayLike, period: int, sz_bytes: npt.Arr
     window_s = max(nr_samples * sample_s, 1e-9)
     rate = ev * period / pages / window_s
     p = -np.expm1(-rate * sample_s)
-    return np.minimum(np.rint(p * nr_samples), nr_samples).astype(np.int64)
+    out: npt.NDArray[np.int64] = np.minimum(np.rint(p * nr_samples), nr_samples).astype(np.int64)
+    return out
 
 
 class BpfAccessOps(VaddrOps):
@@ -230,7 +231,8 @@ class BpfAccessOps(VaddrOps):
         if self._carry is not None and self._carry.shape == unpacked.shape:
             unpacked |= self._carry
         del words
-        return unpacked[:, :nr_samples].sum(axis=1, dtype=np.int64)
+        hits: npt.NDArray[np.int64] = unpacked[:, :nr_samples].sum(axis=1, dtype=np.int64)
+        return hits
 
     def check_accesses(self, ctx: Ctx, nr_samples: int = 1) -> int:
         if not self.batched and ctx.passed_sample_intervals < next_boundary_sis(ctx):

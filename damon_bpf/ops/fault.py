@@ -67,7 +67,7 @@ def process_madvise_ranges(pidfd: int, starts: np.ndarray, lengths: np.ndarray, 
     for i in range(0, starts.size, _IOV_MAX):
         chunk = starts[i:i + _IOV_MAX]
         lens = lengths[i:i + _IOV_MAX]
-        iov = (_Iovec * chunk.size)(*zip(chunk.tolist(), lens.tolist()))
+        iov = (_Iovec * chunk.size)(*[_Iovec(a, n) for a, n in zip(chunk.tolist(), lens.tolist())])
         rc = int(_libc.syscall(ctypes.c_long(_NR_PROCESS_MADVISE), ctypes.c_int(pidfd), iov,
                                ctypes.c_size_t(chunk.size), ctypes.c_int(advice), ctypes.c_uint(0)))
         if rc < 0:

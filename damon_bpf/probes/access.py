@@ -19,7 +19,7 @@ import ctypes
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -119,7 +119,8 @@ class Drained:
             return np.zeros(self.bits.shape[0], dtype=np.int64)
         unpacked = np.unpackbits(self.bits.view(np.uint8).reshape(self.bits.shape[0], -1), axis=1,
                                  bitorder="little")
-        return unpacked[:, first:last].sum(axis=1, dtype=np.int64)
+        hits: npt.NDArray[np.int64] = unpacked[:, first:last].sum(axis=1, dtype=np.int64)
+        return hits
 
 
 def fdinfo_run_stats(prog_fd: int) -> tuple[int, int] | None:
@@ -195,7 +196,7 @@ class AccessProbe:
         if self.config.family != "pagefault":
             raise InvalidParamsError("attach_page_faults needs the pagefault program family")
         reasons = []
-        tries = (
+        tries: tuple[tuple[str, Callable[[], None], str], ...] = (
             ("raw tracepoint page_fault_user",
              lambda: _bcc.attach_raw_tracepoint(self.bpf, "page_fault_user", "on_fault_raw"), "on_fault_raw"),
             ("tracepoint exceptions:page_fault_user",
