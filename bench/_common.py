@@ -317,15 +317,19 @@ def kill_children() -> None:
         stop_child(p)
 
 
-class _Terminated(BaseException):
-    pass
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM/SIGHUP (see :func:`install_signal_handlers`)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
 
 
 def install_signal_handlers() -> None:
     """SIGTERM/SIGHUP end the bench like Ctrl-C does: with an exception, so every ``finally`` runs (the
     monitor detaches and restores its sysctls, children are killed)."""
     def handler(signum: int, frame: Any) -> None:
-        raise _Terminated(f"signal {signum}")
+        raise Terminated(signum)
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, handler)

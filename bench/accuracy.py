@@ -243,9 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         sources = list(CASES)
         patterns = ["hotcold", "stairs"]
         windows = {"hotcold": 8.0, "stairs": 12.0}
-    if args.sources:
+    if args.sources is not None:
         sources = [s.strip() for s in args.sources.split(",") if s.strip()]
-    if args.patterns:
+    if args.patterns is not None:
         patterns = [p.strip() for p in args.patterns.split(",") if p.strip()]
     for s in sources:
         if s not in CASES:
@@ -293,5 +293,16 @@ def _write(path: str, obj: Any) -> str:
     return path
 
 
+def _main() -> int:
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print("accuracy: interrupted; children ended, sysctls left as found", file=sys.stderr)
+        return 130
+    except C.Terminated as t:
+        print(f"accuracy: terminated by signal {t.signum}; children ended, sysctls left as found", file=sys.stderr)
+        return 128 + t.signum
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_main())

@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         sources, window_s, cmp_s = ["fault+pageout"], 2.0, 2.0
     else:
         sources, window_s, cmp_s = list(CASES), 5.0, 5.0
-    if args.sources:
+    if args.sources is not None:
         sources = [s.strip() for s in args.sources.split(",") if s.strip()]
     for s in sources:
         if s not in CASES:
@@ -389,5 +389,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _main() -> int:
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print("overhead: interrupted; children ended, sysctls left as found", file=sys.stderr)
+        return 130
+    except C.Terminated as t:
+        print(f"overhead: terminated by signal {t.signum}; children ended, sysctls left as found", file=sys.stderr)
+        return 128 + t.signum
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_main())
