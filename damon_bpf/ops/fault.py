@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,7 @@ MADV_PAGEOUT = 21
 _NR_PROCESS_MADVISE = 440
 _IOV_MAX = 1024
 _CHUNK = 2 << 20
+_LARGE_FOLIO_REFRESH_S = 0.25
 # /proc/kpageflags bits (include/uapi/linux/kernel-page-flags.h)
 _KPF_COMPOUND_HEAD = 1 << 15
 _KPF_COMPOUND_TAIL = 1 << 16
@@ -105,6 +107,7 @@ class FaultOps(BpfAccessOps):
         self.batched = probe is None
         self._rng = np.random.default_rng()
         self._probeable: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._probeable_at = 0.0
         self.nr_probed = 0
 
     def init(self, ctx: Ctx) -> None:
@@ -161,11 +164,17 @@ class FaultOps(BpfAccessOps):
             arr = np.array(rows, dtype=np.int64).reshape(-1, 4)
             large = _large_folio_chunks(t.pid, arr, self.proc_root)
             self._probeable[t.pid] = (arr, large)
+        self._probeable_at = time.monotonic()
 
     def prepare_access_checks(self, ctx: Ctx) -> None:
         super().prepare_access_checks(ctx)
         if self.probe_mode != "pageout":
             return
+        now = time.monotonic()
+        if now - self._probeable_at >= _LARGE_FOLIO_REFRESH_S:
+            # refaulted file pages come back as large folios: refresh which chunks hold them more often than
+            # the ops update interval, or their pages stop being probed (and read as idle) until the update
+            self._refresh_probeable(ctx)
         for t in ctx.targets:
             data = t.ops_data
             if t.pid is None or not isinstance(data, VaddrTargetData) or data.pidfd is None or not len(t.ra):
