@@ -210,8 +210,11 @@ def merge_regions(ctx: Ctx, threshold: int, sz_limit: int) -> None:
 
 
 def _np_rng(ctx: Ctx) -> np.random.Generator:
-    # a numpy generator seeded from the context's RNG, so a seeded ctx.rng makes every split reproducible
-    return np.random.Generator(np.random.PCG64(ctx.rng.getrandbits(64)))
+    # a numpy generator seeded once from the context's RNG, so a seeded ctx.rng makes every split reproducible
+    gen = ctx.np_rng
+    if gen is None:
+        gen = ctx.np_rng = np.random.Generator(np.random.PCG64(ctx.rng.getrandbits(64)))
+    return gen
 
 
 def _cut(ra: RegionArray, cuts: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]]) -> RegionArray:

@@ -257,6 +257,7 @@ class Ctx:
     #: ``check_accesses`` so push sources can assign timestamped evidence to sampling intervals.
     window_start_ns: int = 0
     # private
+    np_rng: Any = field(default=None, repr=False)  # numpy Generator derived from rng on first use
     last_nr_regions: int = field(default=0, repr=False)
     split_rotation: int = field(default=0, repr=False)
 
