@@ -316,3 +316,38 @@ def test_mvsum_is_used_between_aggregations() -> None:
     s.next_apply_sis = 10
     damos.apply_schemes(ctx)
     assert s.stat.nr_tried == 1 and s.tried_regions[0].nr_accesses == 12
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_quota_adherence_over_many_windows(seed: int) -> None:
+    """Bytes tried (so also applied) within each reset window never exceed the size quota, and the time quota
+    converted through the measured throughput is honoured too."""
+    rng = random.Random(seed)
+    sz_quota = rng.choice([4096, 3 * 4096, 10 * 4096, 64 * 4096])
+    regions = []
+    addr = 0
+    for _ in range(rng.randint(5, 40)):
+        sz = rng.randint(1, 16) * 4096
+        regions.append((addr, addr + sz, 0, rng.randint(0, 20)))
+        addr += sz
+    s = Scheme(action=Action.PAGEOUT, quota=Quota(sz=sz_quota, reset_interval_ms=100))
+    ops = RecordingOps(score=None)
+    ctx = make_ctx(regions, ops=ops, schemes=[s])
+    ctx.min_region_sz = 4096
+    per_window: dict[int, int] = {}
+    for step in range(60):
+        ctx.clock_ns.ns += 20_000_000  # type: ignore[attr-defined]  # 5 applies per 100 ms window
+        before = len(ops.applied)
+        s.next_apply_sis = ctx.passed_sample_intervals
+        damos.apply_schemes(ctx)
+        window = s.quota.charged_from_ms
+        assert window is not None
+        per_window[window] = per_window.get(window, 0) + sum(e - b for b, e, _ in ops.applied[before:])
+    assert per_window and max(per_window.values()) <= sz_quota
+    assert sum(per_window.values()) > 0
+    # the time quota: with 1 ms and a measured throughput, esz never exceeds throughput x ms
+    q = Quota(ms=1, reset_interval_ms=100)
+    s2 = Scheme(action=Action.PAGEOUT, quota=q)
+    q.total_charged_sz, q.total_charged_ns = 1 << 20, 4_000_000  # 1 MiB in 4 ms: 256 KiB/ms
+    damos.set_effective_quota(ctx, s2)
+    assert q.esz == (1 << 20) * 1_000_000 // 4_000_000
