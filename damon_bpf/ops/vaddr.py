@@ -48,7 +48,7 @@ before and after every call: a pid is not reused before its process is reaped).
 ``lru_prio``       refused: user space has no way to activate another process's pages on the LRU
 =================  ====================================================================================
 
-Destructive advice (``MADV_DONTNEED``, ``MADV_FREE``, ``MADV_REMOVE``) is never used. Refused actions are not in
+Destructive advice (the kinds that drop, free or punch out pages) is never used. Refused actions are not in
 :attr:`VaddrOps.supported_actions`, so the kdamond refuses them at start with
 :meth:`VaddrOps.action_unsupported_reason`; :meth:`VaddrOps.check_scheme` refuses the rest of what cannot work
 (``young``/``active`` filters, a migration node that does not exist, ``node_eligible_mem_bp`` goals).
