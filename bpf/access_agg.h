@@ -6,29 +6,18 @@
  *
  * BCC C dialect. bcc rewrites map accesses (map.lookup()) only in the main source file,
  * so the including file declares the maps and these accessors before including this
- * header: agg_stat_at(i), agg_bucket_get(), agg_target_of(tgid), agg_config_get(),
+ * header: agg_pcpu_get(), agg_target_of(tgid), agg_config_get(),
  * agg_nr_at(key), agg_region_at(slot), agg_counter_at(slot), agg_ip_add(key).
  */
 #ifndef ACCESS_AGG_H
 #define ACCESS_AGG_H
 
-static __always_inline void agg_stat_inc(enum agg_stat i)
-{
-	u64 *v = agg_stat_at(i);
-
-	if (v)
-		(*v)++;
-}
-
 /* Token bucket per CPU: at most RATE_LIMIT events per second, bursts of RATE_BURST. */
-static __always_inline int agg_rate_ok(u64 now)
+static __always_inline int agg_rate_ok(struct agg_pcpu *b, u64 now)
 {
 #if RATE_LIMIT > 0
-	struct agg_bucket *b = agg_bucket_get();
 	u64 gap, cap = (u64)RATE_BURST * NSEC_PER_SEC;
 
-	if (!b)
-		return 0;
 	gap = now - b->last_ns;
 	if (gap > NSEC_PER_SEC)
 		gap = NSEC_PER_SEC;
@@ -56,15 +45,19 @@ static __always_inline int agg_account(u64 addr, u64 ip, int is_write)
 	struct agg_region *r;
 	u64 now, gs, interval;
 	struct agg_span *span;
+	struct agg_pcpu *pc;
 	u32 gen, base, off, lo = 0, hi, key, i, w;
 	int k;
 
 	if (!tidx || *tidx >= MAX_TARGETS)
 		return 0;
-	agg_stat_inc(AGG_EVENTS);
+	pc = agg_pcpu_get();
+	if (!pc)
+		return 0;
+	pc->stats[AGG_EVENTS]++;
 	now = bpf_ktime_get_ns();
-	if (!agg_rate_ok(now)) {
-		agg_stat_inc(AGG_DROP_RATE);
+	if (!agg_rate_ok(pc, now)) {
+		pc->stats[AGG_DROP_RATE]++;
 		return 0;
 	}
 	cfg = agg_config_get();
@@ -103,13 +96,13 @@ static __always_inline int agg_account(u64 addr, u64 ip, int is_write)
 		lo += (in_table & below) << k;
 	}
 	if (lo == 0) {
-		agg_stat_inc(AGG_NO_REGION);
+		pc->stats[AGG_NO_REGION]++;
 		return 0;
 	}
 	i = base + lo - 1;
 	r = agg_region_at(i);
 	if (!r || addr >= r->end) {
-		agg_stat_inc(AGG_NO_REGION);
+		pc->stats[AGG_NO_REGION]++;
 		return 0;
 	}
 	c = agg_counter_at(i);
@@ -119,7 +112,7 @@ static __always_inline int agg_account(u64 addr, u64 ip, int is_write)
 	interval = now > gs ? (now - gs) / cfg->sample_ns : 0;
 	if (interval >= AGG_BITS) {
 		interval = AGG_BITS - 1;
-		agg_stat_inc(AGG_LATE);
+		pc->stats[AGG_LATE]++;
 	}
 	c->nr_events++;
 	if (is_write)
@@ -127,13 +120,13 @@ static __always_inline int agg_account(u64 addr, u64 ip, int is_write)
 	/* BITMAP_WORDS is a power of two: the mask gives the verifier the bound */
 	w = (interval / 64) & (BITMAP_WORDS - 1);
 	c->bits[w] |= 1ULL << (interval % 64);
-	agg_stat_inc(AGG_COUNTED);
+	pc->stats[AGG_COUNTED]++;
 #if IP_ENTRIES > 0
 	{
 		struct agg_ip_key ik = { .slot = i, .pad = 0, .ip = ip };
 
 		if (agg_ip_add(&ik))
-			agg_stat_inc(AGG_IP_FULL);
+			pc->stats[AGG_IP_FULL]++;
 	}
 #endif
 	return 0;

@@ -13,8 +13,8 @@
  *   agg_spans     ARRAY[2*T]      struct agg_span {off, nr} of (gen * T + target)
  *   agg_counters  PERCPU_ARRAY[2*R]  struct agg_counter, same slots as agg_regions:
  *                                 events, writes, bitmap of sampling intervals hit
- *   agg_stats     PERCPU_ARRAY[AGG_NR_STATS]  u64 counters (enum agg_stat)
- *   agg_bucket    PERCPU_ARRAY[1] struct agg_bucket: token bucket of the rate limit
+ *   agg_pcpu      PERCPU_ARRAY[1] struct agg_pcpu: u64 counters (enum agg_stat) and the token
+ *                                 bucket of the rate limit, in one entry (one lookup per event)
  *   agg_ips       HASH[IP_ENTRIES] struct agg_ip_key {slot, ip} -> u64 events
  *
  * User space (damon_bpf.probes.access) writes the next region table into the idle
@@ -77,10 +77,6 @@ struct agg_counter {
 	u64 bits[BITMAP_WORDS];	/* bit i: an event in sampling interval i of the window */
 };
 
-struct agg_bucket {
-	u64 tokens;		/* in nano-events: one event costs NSEC_PER_SEC */
-	u64 last_ns;
-};
 
 struct agg_ip_key {
 	u32 slot;		/* index into agg_regions / agg_counters */
@@ -96,6 +92,12 @@ enum agg_stat {
 	AGG_IP_FULL,		/* attribution map full */
 	AGG_LATE,		/* after the window's last interval bit (kept in it) */
 	AGG_NR_STATS,
+};
+
+struct agg_pcpu {
+	u64 stats[AGG_NR_STATS];	/* enum agg_stat */
+	u64 tokens;		/* token bucket, in nano-events: one event costs NSEC_PER_SEC */
+	u64 last_ns;
 };
 
 #endif /* ACCESS_AGG_TYPES_H */

@@ -22,14 +22,12 @@ BPF_HASH(agg_targets, u32, u32, MAX_TARGETS);
 BPF_ARRAY(agg_regions, struct agg_region, AGG_SLOTS);
 BPF_ARRAY(agg_spans, struct agg_span, 2 * MAX_TARGETS);
 BPF_PERCPU_ARRAY(agg_counters, struct agg_counter, AGG_SLOTS);
-BPF_PERCPU_ARRAY(agg_stats, u64, AGG_NR_STATS);
-BPF_PERCPU_ARRAY(agg_bucket, struct agg_bucket, 1);
+BPF_PERCPU_ARRAY(agg_pcpu, struct agg_pcpu, 1);
 #if IP_ENTRIES > 0
 BPF_HASH(agg_ips, struct agg_ip_key, u64, IP_ENTRIES);
 #endif
 
-static __always_inline u64 *agg_stat_at(u32 i) { return agg_stats.lookup(&i); }
-static __always_inline struct agg_bucket *agg_bucket_get(void) { u32 z = 0; return agg_bucket.lookup(&z); }
+static __always_inline struct agg_pcpu *agg_pcpu_get(void) { u32 z = 0; return agg_pcpu.lookup(&z); }
 static __always_inline u32 *agg_target_of(u32 tgid) { return agg_targets.lookup(&tgid); }
 static __always_inline struct agg_config *agg_config_get(void) { u32 z = 0; return agg_config.lookup(&z); }
 static __always_inline struct agg_span *agg_span_at(u32 key) { return agg_spans.lookup(&key); }

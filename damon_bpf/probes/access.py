@@ -31,7 +31,7 @@ __all__ = ("AccessProbeConfig", "AccessProbe", "STATS", "Drained", "fdinfo_run_s
 
 log = logging.getLogger(__name__)
 
-#: Names of the per-CPU counters in ``agg_stats`` (``enum agg_stat``), in order.
+#: Names of the per-CPU counters in ``agg_pcpu.stats`` (``enum agg_stat``), in order.
 STATS = ("events", "counted", "dropped_rate_limit", "no_region", "ip_map_full", "late")
 
 _U64 = npt.NDArray[np.uint64]
@@ -336,8 +336,9 @@ class AccessProbe:
 
     def stats(self) -> dict[str, int]:
         """Cumulative event counters (``enum agg_stat``), summed over CPUs."""
-        raw = self._lookup_batch("agg_stats", 0, len(STATS), self._ncpus)
-        return {name: int(raw[i].sum()) for i, name in enumerate(STATS)}
+        words = len(STATS) + 2  # struct agg_pcpu: the stats, then the token bucket
+        raw = self._lookup_batch("agg_pcpu", 0, 1, self._ncpus * words).reshape(self._ncpus, words)
+        return {name: int(raw[:, i].sum()) for i, name in enumerate(STATS)}
 
     def drain_ips(self) -> tuple[npt.NDArray[np.uint32], _U64, _U64]:
         """Take the (slot, instruction pointer) -> events attribution counts, emptying the map."""

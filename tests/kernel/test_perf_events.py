@@ -2,7 +2,7 @@
 perf events attached to ``bpf/perf_sample.bpf.c`` that count the test's own page faults.
 
 Counting relies on the program's first steps (bpf/access_agg.h ``agg_account()``): an event of a tgid registered in
-``agg_targets`` increments ``agg_stats[AGG_EVENTS]`` (index 0, per-CPU) before anything else, so no region table
+``agg_targets`` increments ``agg_pcpu.stats[AGG_EVENTS]`` (index 0, per-CPU) before anything else, so no region table
 is needed.
 """
 
@@ -55,8 +55,9 @@ def bpf() -> Iterator[Any]:
 
 
 def _events(prog: Any) -> int:
-    # agg_stats is a per-CPU array: sum index AGG_EVENTS over the CPUs.
-    return sum(int(v) for v in prog[b"agg_stats"][ctypes.c_int(_AGG_EVENTS)])
+    # agg_pcpu is a per-CPU array of one struct whose first words are the enum agg_stat counters:
+    # sum stats[AGG_EVENTS] over the CPUs.
+    return sum(int(v.stats[_AGG_EVENTS]) for v in prog[b"agg_pcpu"][ctypes.c_int(0)])
 
 
 def _touch_fresh_pages(nr_pages: int = _NR_PAGES) -> None:
