@@ -88,6 +88,10 @@ static __always_inline int agg_account(u64 addr, u64 ip, int is_write)
 		u64 in_table = 1 ^ (((u64)hi - idx) >> 63);
 		u64 below;
 
+		/* steps wider than the target's table cannot be taken: skip their lookups */
+		if ((1ULL << k) > hi)
+			continue;
+
 		key = gen * MAX_REGIONS + ((off + idx - 1) & (MAX_REGIONS - 1));
 		r = agg_region_at(key);
 		if (!r)
