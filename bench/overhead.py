@@ -315,10 +315,11 @@ def _why_cpu(r: dict[str, Any]) -> str:
         return "generating the synthetic reports is itself user-space work (a test double, not a real source)"
     if r["options"].get("probe") == "pageout":
         return ("pageout probing is one process_madvise() per sampling interval (200/s), and the reclaim of the "
-                "probed pages and large folios is done in the monitor's context, plus the per-interval wakeups "
-                "of a Python kdamond")
-    return ("a Python kdamond wakes every 5 ms sampling interval (200 wakeups/s) and drains the BPF maps every "
-            "100 ms; that floor is Python interpreter time")
+                "probed pages and large folios is done in the monitor's context, plus a Python kdamond that, "
+                "unlike with the other sources, wakes every sampling interval")
+    return ("the batched kdamond wakes once per 100 ms aggregation, but each wakeup (drain and reset of the BPF "
+            "counters, publish of the next region table, merge/split, snapshot) is ~1 ms of Python and numpy "
+            "call overhead: that floor is interpreter time")
 
 
 def _why_ratio(d: dict[str, Any], p: dict[str, Any]) -> str:
