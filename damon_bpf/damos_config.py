@@ -834,23 +834,22 @@ _BYTE_UNITS = (("EiB", 1 << 60), ("PiB", 1 << 50), ("TiB", 1 << 40), ("GiB", 1 <
 _US_UNITS = (("d", 86_400_000_000), ("h", 3_600_000_000), ("m", 60_000_000), ("s", 1_000_000), ("ms", 1000))
 
 
-def _fmt_bytes(n: int) -> str:
-    # exact: the largest binary unit that divides n, so the text parses back to n
+def _fmt_exact(n: int, units: tuple[tuple[str, int], ...], base: str) -> str:
+    # exact: the largest unit that divides n, so the text parses back to n
     if n >= U64_MAX:
         return "max"
-    for unit, size in _BYTE_UNITS:
+    for unit, size in units:
         if n and n % size == 0:
             return f"{n // size} {unit}"
-    return f"{n} B"
+    return f"{n} {base}"
+
+
+def _fmt_bytes(n: int) -> str:
+    return _fmt_exact(n, _BYTE_UNITS, "B")
 
 
 def _fmt_us(us: int) -> str:
-    if us >= U64_MAX:
-        return "max"
-    for unit, size in _US_UNITS:
-        if us and us % size == 0:
-            return f"{us // size} {unit}"
-    return f"{us} us"
+    return _fmt_exact(us, _US_UNITS, "us")
 
 
 def _fmt_ms(ms: int) -> str:

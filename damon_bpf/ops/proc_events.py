@@ -3,7 +3,7 @@
 The user-space stand-in for what the kernel DAMON does not do at all (a ``vaddr`` target is one ``struct pid``):
 ``damon-bpf monitor --follow-children PID`` also monitors the processes that PID and its descendants fork later,
 and drops them when they exit. The events come from the proc connector (``drivers/connector/cn_proc.c``),
-which multicasts one netlink message per ``fork()``/``exec()``/``exit()`` of every task on the machine to the
+which multicasts one netlink message per fork, exec and exit of every task on the machine to the
 ``CN_IDX_PROC`` group of ``NETLINK_CONNECTOR`` sockets that asked for them with ``PROC_CN_MCAST_LISTEN``.
 
 One message, in host byte order (``include/uapi/linux/netlink.h``, ``connector.h``, ``cn_proc.h``)::
