@@ -743,3 +743,16 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, tuple):
         return list(o)
     return str(o)
+
+
+def run_main(name: str, main: Callable[[], int]) -> int:
+    """Run a bench's ``main``; an interrupt or a termination signal ends it with one line (the children were
+    ended and the sysctls left as found by the cleanup handlers)."""
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted; children ended, sysctls left as found", file=sys.stderr)
+        return 130
+    except Terminated as t:
+        print(f"{name}: terminated by signal {t.signum}; children ended, sysctls left as found", file=sys.stderr)
+        return 128 + t.signum

@@ -293,16 +293,5 @@ def _write(path: str, obj: Any) -> str:
     return path
 
 
-def _main() -> int:
-    try:
-        return main()
-    except KeyboardInterrupt:
-        print("accuracy: interrupted; children ended, sysctls left as found", file=sys.stderr)
-        return 130
-    except C.Terminated as t:
-        print(f"accuracy: terminated by signal {t.signum}; children ended, sysctls left as found", file=sys.stderr)
-        return 128 + t.signum
-
-
 if __name__ == "__main__":
-    sys.exit(_main())
+    sys.exit(C.run_main("accuracy", main))

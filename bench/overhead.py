@@ -390,16 +390,5 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _main() -> int:
-    try:
-        return main()
-    except KeyboardInterrupt:
-        print("overhead: interrupted; children ended, sysctls left as found", file=sys.stderr)
-        return 130
-    except C.Terminated as t:
-        print(f"overhead: terminated by signal {t.signum}; children ended, sysctls left as found", file=sys.stderr)
-        return 128 + t.signum
-
-
 if __name__ == "__main__":
-    sys.exit(_main())
+    sys.exit(C.run_main("overhead", main))
