@@ -756,3 +756,16 @@ def run_main(name: str, main: Callable[[], int]) -> int:
     except Terminated as t:
         print(f"{name}: terminated by signal {t.signum}; children ended, sysctls left as found", file=sys.stderr)
         return 128 + t.signum
+
+
+def name_list(text: str) -> list[str]:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``."""
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def check_names(ap: Any, names: Sequence[str], known: Iterable[str], what: str) -> None:
+    """End the bench with argparse's usage error for a name that is not in *known*."""
+    known = set(known)
+    for n in names:
+        if n not in known:
+            ap.error(f"unknown {what} {n!r}")

@@ -244,12 +244,10 @@ def main(argv: list[str] | None = None) -> int:
         patterns = ["hotcold", "stairs"]
         windows = {"hotcold": 8.0, "stairs": 12.0}
     if args.sources is not None:
-        sources = [s.strip() for s in args.sources.split(",") if s.strip()]
+        sources = C.name_list(args.sources)
     if args.patterns is not None:
-        patterns = [p.strip() for p in args.patterns.split(",") if p.strip()]
-    for s in sources:
-        if s not in CASES:
-            ap.error(f"unknown source {s!r}")
+        patterns = C.name_list(args.patterns)
+    C.check_names(ap, sources, CASES, "source")
     C.install_signal_handlers()
     t0 = time.monotonic()
     load0 = os.getloadavg()

@@ -344,10 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sources, window_s, cmp_s = list(CASES), 5.0, 5.0
     if args.sources is not None:
-        sources = [s.strip() for s in args.sources.split(",") if s.strip()]
-    for s in sources:
-        if s not in CASES:
-            ap.error(f"unknown source {s!r}")
+        sources = C.name_list(args.sources)
+    C.check_names(ap, sources, CASES, "source")
     C.install_signal_handlers()
     t0 = time.monotonic()
     load0 = os.getloadavg()
