@@ -9,7 +9,7 @@ from damon_bpf.engine import Attrs, IntervalsGoal
 from damon_bpf.errors import InvalidParamsError
 from damon_bpf.units import text_to_bp, text_to_sec, text_to_us
 
-__all__ = ("add_target_args", "add_monitoring_args", "attrs_from_args", "targets_from_args")
+__all__ = ("AUTOTUNE_GOAL", "add_target_args", "add_monitoring_args", "attrs_from_args", "targets_from_args")
 
 
 def add_target_args(p: argparse.ArgumentParser) -> None:
@@ -19,8 +19,8 @@ def add_target_args(p: argparse.ArgumentParser) -> None:
 
 def add_monitoring_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("monitoring attributes (damo's names and units)")
-    g.add_argument("-s", "--sample", default="5ms", metavar="TIME", help="sampling interval (default 5ms)")
-    g.add_argument("-a", "--aggr", default="100ms", metavar="TIME", help="aggregation interval (default 100ms)")
+    g.add_argument("-s", "--sample", metavar="TIME", help="sampling interval (default 5ms)")
+    g.add_argument("-a", "--aggr", metavar="TIME", help="aggregation interval (default 100ms)")
     g.add_argument("-u", "--updr", default="1s", metavar="TIME",
                    help="operations update interval: how often target address ranges are refreshed (default 1s)")
     g.add_argument("-n", "--minr", default=10, type=int, metavar="N", help="minimum number of regions (10)")
@@ -29,20 +29,33 @@ def add_monitoring_args(p: argparse.ArgumentParser) -> None:
                    metavar=("ACCESS_BP", "AGGRS", "MIN_SAMPLE", "MAX_SAMPLE"),
                    help="adaptive intervals tuning goal, e.g. '4%% 3 5ms 10s'")
     g.add_argument("--monitoring_intervals_autotune", action="store_true",
-                   help="the recommended tuning goal: 4%% 3 5ms 10s")
+                   help="the recommended tuning goal: 4%% 3 5ms 10s (the pte source's default when no "
+                        "interval is given)")
     g.add_argument("--seed", type=int, help="seed the random number generator (reproducible splits)")
 
 
-def attrs_from_args(args: argparse.Namespace) -> Attrs:
+#: The recommended intervals tuning goal (damo's ``--monitoring_intervals_autotune``).
+AUTOTUNE_GOAL = ("4%", "3", "5ms", "10s")
+
+
+def attrs_from_args(args: argparse.Namespace, autotune_default: bool = False) -> Attrs:
+    """The monitoring attributes of the options.
+
+    :param autotune_default: tune the intervals (:data:`AUTOTUNE_GOAL`) unless the options fix them (a source
+        whose cost follows the sampling rate, ``pte``, wants this)
+    """
+    sample = getattr(args, "sample", None) or "5ms"
+    aggr = getattr(args, "aggr", None) or "100ms"
     try:
-        attrs = Attrs(sample_interval_us=text_to_us(args.sample), aggr_interval_us=text_to_us(args.aggr),
+        attrs = Attrs(sample_interval_us=text_to_us(sample), aggr_interval_us=text_to_us(aggr),
                       ops_update_interval_us=text_to_us(args.updr), min_nr_regions=args.minr,
                       max_nr_regions=args.maxr)
     except InvalidParamsError as err:
         raise InvalidParamsError(f"monitoring attributes: {err}") from None
     goal = args.monitoring_intervals_goal
-    if args.monitoring_intervals_autotune:
-        goal = ["4%", "3", "5ms", "10s"]
+    fixed = getattr(args, "sample", None) is not None or getattr(args, "aggr", None) is not None
+    if args.monitoring_intervals_autotune or (autotune_default and goal is None and not fixed):
+        goal = list(AUTOTUNE_GOAL)
     if goal:
         attrs.intervals_goal = IntervalsGoal(access_bp=text_to_bp(goal[0]), aggrs=int(goal[1]),
                                              min_sample_us=text_to_us(goal[2]), max_sample_us=text_to_us(goal[3]))

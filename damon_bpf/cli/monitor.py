@@ -24,7 +24,7 @@ from damon_bpf.engine import Snapshot, StopReason
 from damon_bpf.errors import InvalidParamsError
 from damon_bpf.monitor import Monitor, MonitorSpec, synthetic_pattern_for_workload
 
-SOURCES = ("auto", "fault", "perf", "synthetic")
+SOURCES = ("auto", "pte", "fault", "perf", "synthetic")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,9 +49,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def add_source_args(p: argparse.ArgumentParser, default: str = "auto") -> None:
     g = p.add_argument_group("access source")
     g.add_argument("--source", default=default, choices=SOURCES,
-                   help="fault: page faults (BPF); perf: perf samples with data addresses (BPF; PEBS/IBS when the "
-                        "CPU has them); synthetic: generated from a pattern; auto (default): perf with hardware "
-                        "sampling if available, else fault")
+                   help="pte: PTE Accessed bits, DAMON's own check (BPF page-table walk); fault: page faults (BPF); "
+                        "perf: perf samples with data addresses (BPF; PEBS/IBS when the CPU has them); synthetic: "
+                        "generated from a pattern; auto (default): perf with hardware sampling if available, else "
+                        "pte, else fault")
+    g.add_argument("--pte-clear", choices=("auto", "madvise", "clear_refs"), default="auto",
+                   help="pte source: how Accessed bits are cleared: process_madvise(MADV_COLD) per sample, "
+                        "/proc/PID/clear_refs for the whole process, or auto (by measured cost, per target)")
+    g.add_argument("--cpu-budget", default="1%", metavar="SHARE",
+                   help="pte source: the share of one core the monitor may spend per sampling interval; with "
+                        "intervals auto-tuning the sampling interval is kept long enough (default 1%%; 0: none)")
     g.add_argument("--numa-hint-faults", action="store_true",
                    help="fault source: enable kernel.numa_balancing for the session (restored after) so resident "
                         "memory keeps faulting; needs a multi-threaded target on one-node machines")
@@ -69,24 +76,74 @@ def add_source_args(p: argparse.ArgumentParser, default: str = "auto") -> None:
 
 
 def resolve_source(args: argparse.Namespace) -> str:
+    """The source ``auto`` stands for: hardware data-address sampling when the CPU has it, else ``pte`` (the
+    kernel's own primitive), else ``fault``; options that belong to one source select it."""
     if args.source != "auto":
         return str(args.source)
     if args.numa_hint_faults or args.probe:
         return "fault"
     if args.event:
         return "perf"
+    return auto_source()
+
+
+def auto_source() -> str:
+    """What ``--source auto`` picks on this machine (see :func:`resolve_source`)."""
     try:
         from damon_bpf.probes.perf_events import hardware_sampling_status
 
         ok, _ = hardware_sampling_status()
-    except Exception:  # no bcc, no sysfs: the fault source reports what is missing
+    except Exception:  # no bcc, no sysfs: the next sources report what is missing
         ok = False
-    return "perf" if ok else "fault"
+    if ok:
+        return "perf"
+    from damon_bpf.engine.ops import select_ops
+    from damon_bpf.errors import DamonBpfError
+
+    try:
+        select_ops("pte").check_supported()
+    except DamonBpfError:
+        return "fault"
+    return "pte"
+
+
+def blind_to_resident(source: str, options: dict[str, Any]) -> str | None:
+    """One line saying that *source* with *options* cannot see accesses to memory that stays resident, or None."""
+    if source == "fault" and not options.get("numa_hint_faults") and not options.get("probe"):
+        return ("the fault source sees natural page faults only (first touches, swap-ins, COW): accesses to "
+                "resident memory are not seen; use --source pte, --probe pageout or --numa-hint-faults")
+    if source == "perf":
+        events = str(options.get("events") or "")
+        if not events:
+            try:
+                from damon_bpf.probes.perf_events import hardware_sampling_status
+
+                hw, _ = hardware_sampling_status()
+            except Exception:
+                hw = False
+            if hw:
+                return None
+        elif "fault" not in events:
+            return None
+        return ("the perf source counts software page faults here (no hardware sampling): accesses to resident "
+                "memory are not seen; use --source pte")
+    return None
 
 
 def source_options(args: argparse.Namespace, source: str | None = None) -> dict[str, Any]:
     source = source or args.source
     bpf_common = {"rate_limit": args.rate_limit, "bpf_stats": not args.no_bpf_stats}
+    if source == "pte":
+        from damon_bpf.units import text_to_bp
+
+        budget = str(args.cpu_budget).strip()
+        try:
+            share = text_to_bp(budget) / 10000 if budget.endswith("%") else float(budget)
+        except (ValueError, InvalidParamsError):
+            raise InvalidParamsError(f"--cpu-budget: not a share of a core: {args.cpu_budget!r}") from None
+        return {"clear": args.pte_clear, "cpu_budget": share}
+    if args.pte_clear != "auto" or args.cpu_budget != "1%":
+        raise InvalidParamsError("--pte-clear and --cpu-budget belong to the pte source")
     if source != "fault" and (args.numa_hint_faults or args.probe):
         raise InvalidParamsError("--numa-hint-faults and --probe belong to the fault source")
     if source != "perf" and (args.event or args.period):
@@ -163,6 +220,8 @@ class LiveView:
         self.tty = out.isatty() and not as_json
         self.nr = 0
         self.last: Snapshot | None = None
+        #: one line shown under the header (a source that cannot see resident memory says so here)
+        self.warning: str | None = None
         self._lock = threading.Lock()
 
     def __call__(self, snap: Snapshot) -> None:
@@ -192,7 +251,8 @@ class LiveView:
                 rows = self.rows or max(5, height - 8 - (len(schemes) + 1 if schemes else 0))
                 maps = [_Mappings(t.pid).lookup() for t in snap.targets]
                 lines = render_text(snap, mappings=maps, stats=stats, source=self.source, max_rows=rows,
-                                    width=max(60, width), schemes=schemes, dry_run=dry_run)
+                                    width=max(60, width), schemes=schemes, dry_run=dry_run,
+                                    warning=self.warning)
                 if self.tty:
                     self.out.write("\x1b[H\x1b[2J" + "\n".join(lines) + "\n")
                 else:
@@ -220,6 +280,9 @@ def run_session(spec: MonitorSpec, args: argparse.Namespace, out: TextIO = sys.s
                   f"{' (' + via + ')' if via else ''}; Ctrl-C to stop", file=sys.stderr)
             for note in getattr(mon.ctx.ops if mon.ctx else None, "notes", []):
                 print(f"damon-bpf: note: {note}", file=sys.stderr)
+        view.warning = blind_to_resident(spec.source, spec.source_options)
+        if view.warning:
+            print(f"damon-bpf: warning: {view.warning}", file=sys.stderr)
         reason = mon.run()
     finally:
         mon.close()
@@ -233,7 +296,7 @@ def run_session(spec: MonitorSpec, args: argparse.Namespace, out: TextIO = sys.s
 def run(args: argparse.Namespace) -> int:
     pids, cmd = targets_from_args(args)
     source = resolve_source(args)
-    attrs = attrs_from_args(args)
+    attrs = attrs_from_args(args, autotune_default=source == "pte")
     schemes = schemes_from_args(args, attrs)
     spec = MonitorSpec(pids=pids, command=cmd, source=source, source_options=source_options(args, source),
                        attrs=attrs, duration_s=duration_from_args(args), seed=args.seed,

@@ -43,7 +43,7 @@ def _rows(t: TargetSnapshot, max_rows: int) -> list[tuple[int, int, float, int]]
 
 def render_text(snap: Snapshot, *, mappings: Sequence[Any] | None = None, stats: dict[str, Any] | None = None,
                 source: str = "", max_rows: int = 30, width: int = 80, schemes: Sequence[Any] | None = None,
-                dry_run: bool = False) -> list[str]:
+                dry_run: bool = False, warning: str | None = None) -> list[str]:
     """Lines showing *snap*: per region the address range, size, access rate (% of the maximum and Hz),
     age, a heat bar and the mapping it lies in; then one line per DAMOS scheme (:func:`render_schemes`); then
     totals.
@@ -51,6 +51,7 @@ def render_text(snap: Snapshot, *, mappings: Sequence[Any] | None = None, stats:
     :param mappings: per target, a callable ``addr -> str`` naming the mapping at an address (or None)
     :param schemes: the session's DAMOS schemes (``damon_bpf.engine.damos.Scheme``), with their stats
     :param dry_run: the schemes apply nothing (``--dry-run``): the header says so
+    :param warning: one line under the header (e.g. that the source cannot see resident memory)
     """
     aggr_s = snap.aggr_interval_us / 1e6
     elapsed = (snap.time_ns - snap.start_time_ns) / 1e9
@@ -59,6 +60,8 @@ def render_text(snap: Snapshot, *, mappings: Sequence[Any] | None = None, stats:
         f"{format_time_us(snap.sample_interval_us)} / "
         f"{format_time_us(snap.aggr_interval_us)}  {snap.nr_regions} regions"[:width],
     ]
+    if warning:
+        lines.append(f"warning: {warning}"[:width])
     per_target_rows = max(3, max_rows // max(1, len(snap.targets)))
     for ti, t in enumerate(snap.targets):
         wss = working_set_bytes(t)

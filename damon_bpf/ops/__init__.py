@@ -22,6 +22,7 @@ BUILTIN_OPS: dict[str, str] = {
     "synthetic": "damon_bpf.ops.synthetic:SyntheticOps",
     "fault": "damon_bpf.ops.fault:FaultOps",
     "perf": "damon_bpf.ops.perf:PerfOps",
+    "pte": "damon_bpf.ops.pte:PteOps",
     "replay": "damon_bpf.ops.replay:ReplayOps",
 }
 

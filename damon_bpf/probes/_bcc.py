@@ -19,6 +19,7 @@ import errno as errno_mod
 import importlib.resources
 import importlib.util
 import logging
+import mmap
 import os
 import sys
 import tempfile
@@ -28,6 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
 
 from damon_bpf.errors import (
     DamonBpfError,
@@ -43,6 +47,8 @@ __all__ = (
     "ProgType",
     "attach_perf_event",
     "attach_raw_tracepoint",
+    "array_lookup_batch",
+    "array_update_batch",
     "attach_tracepoint",
     "bpf_source_path",
     "close_bpf",
@@ -53,8 +59,12 @@ __all__ = (
     "find_kernel_headers",
     "load_bcc",
     "load_program",
+    "MappedArray",
     "map_clear",
+    "map_fd",
+    "mmap_array",
     "map_items",
+    "prog_fd",
 )
 
 logger = logging.getLogger(__name__)
@@ -412,6 +422,92 @@ def map_clear(bpf: BccBPF, map_name: str) -> None:
     """Delete every entry of a hash map (zero every slot of an array map)."""
     table = _call(lambda: bpf[map_name.encode()], f"opening map {map_name}", ProbeLoadError)
     table.clear()
+
+
+def _libbcc() -> Any:
+    load_bcc()
+    from bcc import libbcc  # noqa: PLC0415  (bcc is imported in damon_bpf.probes only)
+
+    return libbcc.lib
+
+
+def map_fd(bpf: BccBPF, map_name: str) -> int:
+    """The file descriptor of map *map_name* of *bpf*. bcc builds a ``Table`` object for this (tens of
+    microseconds): look it up once and keep it."""
+    return int(_call(lambda: bpf[map_name.encode()].map_fd, f"opening map {map_name}", ProbeLoadError))
+
+
+def array_update_batch(fd: int, first_key: int, values: npt.NDArray[Any]) -> None:
+    """Write ``values[i]`` to slot ``first_key + i`` of the array map *fd* (:func:`map_fd`) with one
+    ``BPF_MAP_UPDATE_BATCH`` (each row of *values* is one map value, per-CPU maps: all CPUs' copies).
+
+    :raises ProbeLoadError: the kernel refused the update.
+    """
+    n = values.shape[0]
+    if n == 0:
+        return
+    keys = np.arange(first_key, first_key + n, dtype=np.uint32)
+    cnt = ctypes.c_uint32(n)
+    vals = np.ascontiguousarray(values)
+    if _libbcc().bpf_update_batch(fd, keys.ctypes.data, vals.ctypes.data, ctypes.byref(cnt)):
+        raise ProbeLoadError(f"batch update of BPF map fd {fd}: {os.strerror(ctypes.get_errno())}")
+
+
+def array_lookup_batch(fd: int, first_key: int, n: int, value_words: int) -> npt.NDArray[np.uint64]:
+    """*n* consecutive slots of the array map *fd* (:func:`map_fd`) from *first_key*, as ``(n, value_words)`` u64, with one
+    ``BPF_MAP_LOOKUP_BATCH`` (per-CPU maps: ``value_words`` covers every possible CPU).
+
+    :raises ProbeLoadError: the kernel refused the lookup.
+    """
+    out = np.zeros((n, value_words), dtype=np.uint64)
+    if n == 0:
+        return out
+    keys = np.zeros(n, dtype=np.uint32)
+    # the kernel continues *after* in_batch (map_get_next_key): start from first_key - 1
+    in_batch = ctypes.c_uint32(first_key - 1 if first_key else 0)
+    out_batch = ctypes.c_uint32(0)
+    cnt = ctypes.c_uint32(n)
+    rc = _libbcc().bpf_lookup_batch(fd, ctypes.byref(in_batch) if first_key else None,
+                                    ctypes.byref(out_batch), keys.ctypes.data, out.ctypes.data, ctypes.byref(cnt))
+    err = ctypes.get_errno()
+    if rc != 0 and err != errno_mod.ENOENT:  # ENOENT: reached the end of the map
+        raise ProbeLoadError(f"batch lookup of BPF map fd {fd}: {os.strerror(err)}")
+    return out
+
+
+class MappedArray:
+    """A ``BPF_F_MMAPABLE`` array map of ``u64`` values mapped into this process: :attr:`array` reads and writes
+    the map's values in place, with no system call."""
+
+    def __init__(self, fd: int, nr_entries: int) -> None:
+        size = max(mmap.PAGESIZE, -(-nr_entries * 8 // mmap.PAGESIZE) * mmap.PAGESIZE)
+        try:
+            self._mm: mmap.mmap | None = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        except OSError as err:
+            raise ProbeLoadError(f"mapping BPF map fd {fd}: {err.strerror}") from err
+        self.array: npt.NDArray[np.uint64] = np.frombuffer(self._mm, dtype=np.uint64, count=nr_entries)
+
+    def close(self) -> None:
+        if self._mm is not None:
+            self.array = np.zeros(0, dtype=np.uint64)  # drop the buffer export before closing
+            try:
+                self._mm.close()
+            except BufferError:  # a caller still holds a view: the mapping goes with the last reference
+                pass
+            self._mm = None
+
+
+def mmap_array(fd: int, nr_entries: int) -> MappedArray:
+    """Map the ``BPF_F_MMAPABLE`` array map *fd* of *nr_entries* ``u64`` values (see :class:`MappedArray`).
+
+    :raises ProbeLoadError: the map cannot be mapped (not created mmap-able)
+    """
+    return MappedArray(fd, nr_entries)
+
+
+def prog_fd(bpf: BccBPF, fn_name: str) -> int:
+    """The file descriptor of the loaded program *fn_name* (see :func:`load_program`)."""
+    return int(_call(lambda: bpf.funcs[fn_name.encode()].fd, f"finding program {fn_name}", ProbeLoadError))
 
 
 def close_bpf(bpf: BccBPF) -> None:

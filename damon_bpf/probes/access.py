@@ -157,6 +157,7 @@ class AccessProbe:
         self._ncpus = 0
         self._lib: Any = None
         self._published: list[int] = [0, 0]  # regions in each generation
+        self._map_fds: dict[str, int] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -175,6 +176,7 @@ class AccessProbe:
         if self.bpf is not None:
             _bcc.close_bpf(self.bpf)
             self.bpf = None
+            self._map_fds.clear()
             self.attached.clear()
             self._prog_fds.clear()
 
@@ -238,7 +240,11 @@ class AccessProbe:
     # -- maps ------------------------------------------------------------------------------------------
 
     def _fd(self, name: str) -> int:
-        return int(self.bpf[name.encode()].map_fd)
+        # bcc builds a Table object per lookup (tens of microseconds): keep the fds
+        fd = self._map_fds.get(name)
+        if fd is None:
+            fd = self._map_fds[name] = _bcc.map_fd(self.bpf, name)
+        return fd
 
     def _update(self, name: str, key: int, value: bytes) -> None:
         k = ctypes.c_uint32(key)
@@ -261,34 +267,10 @@ class AccessProbe:
         self._lib.bpf_delete_elem(self._fd("agg_targets"), ctypes.byref(k))
 
     def _update_batch(self, name: str, first_key: int, values: np.ndarray) -> None:
-        n = values.shape[0]
-        if n == 0:
-            return
-        keys = np.arange(first_key, first_key + n, dtype=np.uint32)
-        cnt = ctypes.c_uint32(n)
-        vals = np.ascontiguousarray(values)
-        rc = self._lib.bpf_update_batch(self._fd(name), keys.ctypes.data, vals.ctypes.data, ctypes.byref(cnt))
-        if rc != 0:
-            raise ProbeLoadError(f"batch update of map {name}: {os.strerror(ctypes.get_errno())}")
+        _bcc.array_update_batch(self._fd(name), first_key, values)
 
     def _lookup_batch(self, name: str, first_key: int, n: int, value_words: int) -> _U64:
-        """*n* consecutive entries of an array map from *first_key*, as ``(n, value_words)`` u64 (per-CPU
-        maps: ``value_words`` covers every possible CPU)."""
-        out = np.zeros((n, value_words), dtype=np.uint64)
-        if n == 0:
-            return out
-        keys = np.zeros(n, dtype=np.uint32)
-        # the kernel continues *after* in_batch (map_get_next_key): start from first_key - 1
-        in_batch = ctypes.c_uint32(first_key - 1 if first_key else 0)
-        out_batch = ctypes.c_uint32(0)
-        cnt = ctypes.c_uint32(n)
-        rc = self._lib.bpf_lookup_batch(self._fd(name), ctypes.byref(in_batch) if first_key else None,
-                                        ctypes.byref(out_batch), keys.ctypes.data, out.ctypes.data,
-                                        ctypes.byref(cnt))
-        err = ctypes.get_errno()
-        if rc != 0 and err != 2:  # ENOENT: reached the end of the map
-            raise ProbeLoadError(f"batch lookup of map {name}: {os.strerror(err)}")
-        return out
+        return _bcc.array_lookup_batch(self._fd(name), first_key, n, value_words)
 
     def publish(self, tables: Sequence[tuple[npt.ArrayLike, npt.ArrayLike]], window_start_ns: int,
                 sample_ns: int) -> int:
