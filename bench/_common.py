@@ -577,14 +577,23 @@ class SourceCase:
     aggr_us: int = 100_000
     file_backed: bool = False
     note: str = ""
+    #: tune the intervals with damo's recommended goal (4% 3 5ms 10s), starting from sample_us/aggr_us
+    autotune: bool = False
+    #: at least this long a measured window (auto-tuned intervals grow to seconds), and this long to settle
+    min_window_s: float = 0.0
+    settle_s: float = 0.0
 
 
-def make_attrs(sample_us: int = 5_000, aggr_us: int = 100_000, max_nr_regions: int = 1000) -> Any:
-    from damon_bpf.engine import Attrs
+def make_attrs(sample_us: int = 5_000, aggr_us: int = 100_000, max_nr_regions: int = 1000,
+               autotune: bool = False) -> Any:
+    from damon_bpf.engine import Attrs, IntervalsGoal
 
-    return Attrs(sample_interval_us=sample_us, aggr_interval_us=aggr_us,
-                 ops_update_interval_us=max(1_000_000, aggr_us), min_nr_regions=10,
-                 max_nr_regions=max_nr_regions)
+    attrs = Attrs(sample_interval_us=sample_us, aggr_interval_us=aggr_us,
+                  ops_update_interval_us=max(1_000_000, aggr_us), min_nr_regions=10,
+                  max_nr_regions=max_nr_regions)
+    if autotune:
+        attrs.intervals_goal = IntervalsGoal(access_bp=400, aggrs=3, min_sample_us=5_000, max_sample_us=10_000_000)
+    return attrs
 
 
 @dataclass
@@ -625,7 +634,8 @@ def run_session(pid: int, case: SourceCase, duration_s: float, *, seed: int = 1,
     from damon_bpf.monitor import Monitor, MonitorSpec
 
     spec = MonitorSpec(pids=[pid], source=case.source, source_options=dict(case.options),
-                       attrs=make_attrs(case.sample_us, case.aggr_us, max_nr_regions), duration_s=None, seed=seed)
+                       attrs=make_attrs(case.sample_us, case.aggr_us, max_nr_regions, case.autotune),
+                       duration_s=None, seed=seed)
     snaps: list[Any] = []
     state: dict[str, Any] = {}
     mon: Monitor

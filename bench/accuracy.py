@@ -8,6 +8,8 @@ written once then cold) and ``stairs`` (four 64 MiB regions, each hot for 2 s in
 =============== ===================================================================== ===============
 source          how resident memory keeps producing events                            intervals
 =============== ===================================================================== ===============
+pte             PTE Accessed bits, cleared each sampling interval (DAMON's own check)  auto-tuned
+pte@5ms         the same at fixed intervals, no CPU bound                             5 ms / 100 ms
 fault+pageout   DAMON-style probing: one page per region paged out every sampling     5 ms / 100 ms
                 interval (file-backed workload under /var/tmp: no swap here)
 fault+numa      the kernel's NUMA balancing scanner (hint faults, ~1 s pace)          100 ms / 2 s
@@ -65,6 +67,11 @@ MIN_RECALL_SEEN = 0.5
 _NOT_REARMED = ("natural faults come only from first touches and COW; the workload wrote all its memory before "
                 "it started, so resident memory never faults again (no re-arming)")
 CASES = {
+    "pte": C.SourceCase("pte", "pte", {}, autotune=True, min_window_s=60.0, settle_s=30.0,
+                        note="default settings: intervals auto-tuning, sampling interval kept long enough for the "
+                             "monitor to stay within 1% of a core"),
+    "pte@5ms": C.SourceCase("pte@5ms", "pte", {"cpu_budget": 0.0},
+                            note="fixed 5 ms / 100 ms, no CPU bound (the cost shows in bench/overhead.py)"),
     "fault+pageout": C.SourceCase("fault+pageout", "fault", {"probe": "pageout"}, file_backed=True),
     "fault+numa": C.SourceCase(
         "fault+numa", "fault", {"numa_hint_faults": True}, 100_000, 2_000_000,
@@ -86,17 +93,20 @@ PHASE_NOTES = {
 }
 
 
-def score_session(sess: C.Session, truth: Any, scope: list[C.Interval], aggr_s: float) -> dict[str, Any]:
+def score_session(sess: C.Session, truth: Any, scope: list[C.Interval], aggr_s: float,
+                  min_settle_s: float = 0.0) -> dict[str, Any]:
     """Per-snapshot scores and their settled summaries, and the phase-change delays."""
     from damon_bpf.workload import phase_at
 
     t_mon_start = sess.t_first - aggr_s
-    settle_s = max(2.0, 2 * aggr_s)
+    settle_s = max(2.0, 2 * aggr_s, min_settle_s)
     rows = []
+    aggr_at: list[tuple[float, float]] = []
     hot_samples: list[tuple[float, list[C.Interval]]] = []
     for snap in sess.snapshots:
         t = snap.time_ns / 1e9
         tg = snap.targets[0]
+        aggr_at.append((t, snap.aggr_interval_us / 1e6))
         thr = C.hot_threshold(snap.max_nr_accesses)
         detected = C.clip(C.regions_at_least(tg.start, tg.end, tg.nr_accesses, thr), scope)
         hot_samples.append((t, detected))
@@ -119,9 +129,11 @@ def score_session(sess: C.Session, truth: Any, scope: list[C.Interval], aggr_s: 
             continue
         d = C.phase_delay(ph.start, ph.end, ph.hot_ranges, hot_samples, MIN_RECALL_SEEN, scope)
         ds = C.phase_delay_stable(ph.start, ph.end, ph.hot_ranges, hot_samples, MIN_RECALL_SEEN, scope)
+        # in aggregation intervals as they were at the phase's start (auto-tuning changes them)
+        a_s = next((a for t, a in aggr_at if t >= ph.start), aggr_s)
         delays.append({"phase": ph.name, "start": round(ph.start - t_mon_start, 3), "delay_s": d,
-                       "delay_aggr": None if d is None else d / aggr_s, "stable_delay_s": ds,
-                       "stable_delay_aggr": None if ds is None else ds / aggr_s})
+                       "delay_aggr": None if d is None else d / a_s, "stable_delay_s": ds,
+                       "stable_delay_aggr": None if ds is None else ds / a_s})
     return {
         "settle_s": settle_s,
         "snapshots": len(sess.snapshots),
@@ -154,17 +166,18 @@ def run_pattern(pattern: str, cases: list[C.SourceCase], window_s: float, thread
             for case in group:
                 if case.source == "synthetic":
                     case = C.SourceCase(case.label, case.source, wl.synthetic_options(), case.sample_us,
-                                        case.aggr_us, case.file_backed, case.note)
+                                        case.aggr_us, case.file_backed, case.note, case.autotune,
+                                        case.min_window_s, case.settle_s)
                 print(f"accuracy: {pattern:8s} {case.label:14s} ({'file-backed' if file_backed else 'anonymous'}, "
                       f"{case.sample_us / 1000:g} ms / {case.aggr_us / 1000:g} ms, {window_s:g} s) ...",
                       file=sys.stderr, flush=True)
-                sess = C.run_session(wl.pid, case, window_s)
+                sess = C.run_session(wl.pid, case, max(window_s, case.min_window_s))
                 sessions.append((case, sess))
             wl.stop()  # the cut-short phase gets its record
             truth = wl.truth()
             scope = wl.scope()
         for case, sess in sessions:
-            res = score_session(sess, truth, scope, case.aggr_us / 1e6)
+            res = score_session(sess, truth, scope, case.aggr_us / 1e6, case.settle_s)
             out.append({"pattern": pattern, "source": case.label, "ops": case.source, "options": {
                 k: v for k, v in case.options.items() if k != "pattern"},
                 "sample_ms": case.sample_us / 1000, "aggr_ms": case.aggr_us / 1000, "file_backed": file_backed,

@@ -57,6 +57,7 @@ from damon_bpf.monitor import DEFAULT_ATTRS, Monitor, MonitorSpec, synthetic_pat
 __all__ = (
     "SOURCES",
     "DEFAULT_SOURCES",
+    "REFERENCE_SOURCE",
     "SourceSpec",
     "parse_sources",
     "source_spec",
@@ -72,6 +73,7 @@ log = logging.getLogger(__name__)
 
 #: The fixed source names (``perf:EVENTS`` comes on top), with their ops id and constructor options.
 SOURCES: dict[str, tuple[str, dict[str, Any]]] = {
+    "pte": ("pte", {}),
     "fault": ("fault", {}),
     "fault+numa": ("fault", {"numa_hint_faults": True}),
     "fault+pageout": ("fault", {"probe": "pageout"}),
@@ -79,7 +81,9 @@ SOURCES: dict[str, tuple[str, dict[str, Any]]] = {
     "synthetic": ("synthetic", {}),
 }
 #: What ``damon-bpf compare`` runs without ``--sources`` (plus ``synthetic`` with the bundled workload).
-DEFAULT_SOURCES = ("fault", "fault+numa", "fault+pageout", "perf")
+DEFAULT_SOURCES = ("pte", "fault", "fault+numa", "fault+pageout", "perf")
+#: The kernel's own access check (PTE Accessed bits): every other source's agreement with it is shown.
+REFERENCE_SOURCE = "pte"
 #: Sources whose re-arming makes pages fault for every fault-based source running at the same time.
 _REARMING = ("fault+numa", "fault+pageout")
 #: Addresses of target *i* are shifted by ``i << _TARGET_SHIFT`` when the hot sets of several processes are put
@@ -161,6 +165,8 @@ def source_spec(name: str, *, rate_limit: int = 200_000, bpf_stats: bool = True,
         ops_id, options = SOURCES[name][0], dict[str, Any](SOURCES[name][1])
     else:
         raise InvalidParamsError(f"unknown source {name!r} (known: {', '.join(SOURCES)}, perf:EVENTS)")
+    if ops_id == "pte":
+        options["cpu_budget"] = 0.0  # compared at the given intervals: its cost shows in CPU%
     if ops_id in ("fault", "perf"):
         options["rate_limit"] = rate_limit
         options["bpf_stats"] = bpf_stats
@@ -179,11 +185,16 @@ def interference_note(names: Sequence[str], sequential: bool) -> str | None:
         return None
     rearm = [n for n in names if n in _REARMING]
     seers = [n for n in names if n.startswith("fault") or n.startswith("perf")]
-    if not rearm or len(seers) < 2:
+    notes = []
+    if rearm and len(seers) >= 2:
+        notes.append(f"the faults that {' and '.join(rearm)} cause by re-arming pages are seen by every fault-based "
+                     "source (fault, fault+*, perf with software page faults), so they read more than they would "
+                     "alone")
+    if REFERENCE_SOURCE in names and "fault+pageout" in names:
+        notes.append("pages that fault+pageout made non-present read as not accessed to pte until they fault back")
+    if not notes:
         return None
-    return (f"sources ran at once: the faults that {' and '.join(rearm)} cause by re-arming pages are seen by "
-            "every fault-based source (fault, fault+*, perf with software page faults), so they read more than "
-            "they would alone; --sequential runs them one after the other")
+    return f"sources ran at once: {'; '.join(notes)}; --sequential runs them one after the other"
 
 
 # -- results ---------------------------------------------------------------------------------------------------

@@ -577,6 +577,61 @@ def _check_perf_sw_page_faults_addr(run: _Run) -> str:
     return f"ctx->addr hit {seen}/{_NR_TOUCH_PAGES} touched pages"
 
 
+_NR_PTE_PAGES = 512
+_PM_PFN_MASK = (1 << 55) - 1
+
+
+@_feature("probe/pte_accessed_bit")
+def _check_pte_accessed_bit(run: _Run) -> str:
+    # The pte source's primitive on the monitor's own memory: the BPF page-table walk must find the PFNs that
+    # /proc/self/pagemap shows for every touched page, clear_refs must clear their Accessed bits and a touch
+    # must set them again.
+    from damon_bpf.probes import pte
+
+    layout = pte.PagingLayout.detect(PROC_ROOT)
+    offsets = pte.PteOffsets.from_btf()
+    import numpy as np
+
+    with pte.PteWalker(pte.PteWalkConfig(offsets=offsets, layout=layout)) as walker, \
+            _fresh_pages(_NR_PTE_PAGES) as (start, end, touch):
+        touch()
+        addrs = np.arange(start, end, mmap.PAGESIZE, dtype=np.uint64)
+        mem_fd = os.open(str(_proc("self", "mem")), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            t0 = time.perf_counter_ns()
+            status, res = walker.walk(mem_fd, addrs)
+            walk_ns = (time.perf_counter_ns() - t0) / addrs.size
+            if status != pte.WalkStatus.OK:
+                raise NotSupportedError(f"the page-table walk failed (status {status})")
+            with open(_proc("self", "pagemap"), "rb") as pm:
+                pm.seek(start // mmap.PAGESIZE * 8)
+                raw = np.frombuffer(pm.read(addrs.size * 8), dtype=np.uint64)
+            pfns = (raw & np.uint64(_PM_PFN_MASK)).astype(np.int64)
+            found = (pte.result_phys(res) >> np.uint64(12)).astype(np.int64)
+            present = (res & np.uint64(pte.R_PRESENT)) != 0
+            same = int(np.count_nonzero(present & (found == pfns) & (pfns != 0)))
+            if same != addrs.size:
+                raise NotSupportedError(
+                    f"the walk found the pagemap PFN for {same}/{addrs.size} pages (direct map base "
+                    f"{layout.direct_map_base:#x}, {layout.levels}-level paging): the layout is not what it assumes")
+            with open(_proc("self", "clear_refs"), "w") as f:
+                f.write("1")
+            _, after_clear = walker.walk(mem_fd, addrs)
+            touch()
+            _, after_touch = walker.walk(mem_fd, addrs)
+        finally:
+            os.close(mem_fd)
+    acc = np.uint64(pte.R_ACCESSED)
+    nr_cleared = int(np.count_nonzero((after_clear & acc) == 0))
+    nr_set = int(np.count_nonzero((after_touch & acc) != 0))
+    if nr_set < addrs.size * 9 // 10 or nr_cleared < addrs.size * 9 // 10:
+        raise NotSupportedError(f"Accessed bits do not follow clear_refs and touches ({nr_cleared}/{addrs.size} "
+                                f"cleared, {nr_set}/{addrs.size} set again)")
+    return (f"{same}/{addrs.size} PFNs = pagemap ({layout.levels}-level, direct map {layout.direct_map_base:#x}"
+            f"{', page_offset_base' if layout.direct_map_base_ptr else ''}); Accessed bits cleared "
+            f"{nr_cleared}/{addrs.size}, set again {nr_set}/{addrs.size}; {walk_ns:.0f} ns/page")
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # pmu/*
 # ---------------------------------------------------------------------------------------------------------------

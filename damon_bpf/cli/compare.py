@@ -10,7 +10,14 @@ import textwrap
 import types
 
 from damon_bpf.cli._args import add_monitoring_args, attrs_from_args, targets_from_args
-from damon_bpf.compare import DEFAULT_SOURCES, MIN_RECALL_SEEN, Comparison, ComparisonResult, parse_sources
+from damon_bpf.compare import (
+    DEFAULT_SOURCES,
+    MIN_RECALL_SEEN,
+    REFERENCE_SOURCE,
+    Comparison,
+    ComparisonResult,
+    parse_sources,
+)
 from damon_bpf.errors import InvalidParamsError, MissingDependencyError
 from damon_bpf.units import format_time_us, text_to_sec
 
@@ -180,6 +187,9 @@ def format_table(result: ComparisonResult) -> str:
     headers = ["source", "ev/s", "drops", "ns/ev", "CPU%", "WSS", "hot"]
     if truth:
         headers += ["prec", "recall", "delay"]
+    ref = REFERENCE_SOURCE if any(s.name == REFERENCE_SOURCE and s.nr_snapshots for s in result.sources) else None
+    if ref:
+        headers.append(f"vs {ref}")
     rows: list[list[str]] = []
     failed: list[str] = []
     for s in result.sources:
@@ -197,6 +207,9 @@ def format_table(result: ComparisonResult) -> str:
             else:
                 delay = f"{s.phase_delay_s:.2f}s"
             row += [_f(s.precision, ".2f"), _f(s.recall, ".2f"), delay]
+        if ref:
+            p = result.pair(s.name, ref) if s.name != ref else None
+            row.append("ref" if s.name == ref else _f(p.jaccard if p else None, ".2f"))
         rows.append(row)
         if s.status == "failed":
             failed.append(f"{name}  failed while running: {s.reason}")
@@ -240,6 +253,9 @@ def _legend(result: ComparisonResult) -> str:
         "run time per program run; CPU%: the source's kdamond thread, % of one CPU; WSS / hot: median bytes "
         f"with any access / hot (nr_accesses >= {result.hot_fraction:.0%} of the samples) after the first "
         f"{result.settle_s:g} s"]
+    if any(s.name == REFERENCE_SOURCE for s in result.sources):
+        parts.append(f"; vs {REFERENCE_SOURCE}: Jaccard of the hot set with {REFERENCE_SOURCE}'s, the kernel's own "
+                     "access check (PTE Accessed bits)")
     if result.workload:
         parts.append(f"; prec / recall: hot set against the ground truth, by bytes in the workload's regions; "
                      f"delay: median time until a phase change shows (recall >= {MIN_RECALL_SEEN:g}), '-' when "

@@ -293,14 +293,21 @@ def run_session(spec: MonitorSpec, args: argparse.Namespace, out: TextIO = sys.s
     return 0, mon, view
 
 
-def run(args: argparse.Namespace) -> int:
+def spec_from_args(args: argparse.Namespace) -> MonitorSpec:
+    """The session the monitoring options describe (``monitor`` and ``record`` share it). The ``pte`` source
+    tunes its intervals unless the options fix them: its cost follows the sampling rate."""
     pids, cmd = targets_from_args(args)
     source = resolve_source(args)
     attrs = attrs_from_args(args, autotune_default=source == "pte")
     schemes = schemes_from_args(args, attrs)
-    spec = MonitorSpec(pids=pids, command=cmd, source=source, source_options=source_options(args, source),
+    return MonitorSpec(pids=pids, command=cmd, source=source, source_options=source_options(args, source),
                        attrs=attrs, duration_s=duration_from_args(args), seed=args.seed,
-                       command_stdout_to_stderr=args.json, follow_children=args.follow_children,
-                       schemes=schemes, dry_run=args.dry_run)
+                       command_stdout_to_stderr=bool(args.json),
+                       follow_children=bool(getattr(args, "follow_children", False)),
+                       schemes=schemes, dry_run=bool(getattr(args, "dry_run", False)))
+
+
+def run(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)
     rc, _, _ = run_session(spec, args)
     return rc

@@ -9,8 +9,6 @@ targets exit, on Ctrl-C or SIGTERM; after a SIGKILL it holds the state of the la
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import importlib
 import signal
 import sys
 import threading
@@ -19,7 +17,6 @@ import types
 from typing import Any, Callable
 
 from damon_bpf.cli import monitor as monitor_cli
-from damon_bpf.cli._args import attrs_from_args, duration_from_args, targets_from_args
 from damon_bpf.engine import StopReason
 from damon_bpf.errors import InvalidParamsError
 from damon_bpf.monitor import Monitor, MonitorSpec
@@ -47,31 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def spec_from_args(args: argparse.Namespace) -> MonitorSpec:
     """The session ``damon-bpf monitor`` runs for the same arguments, DAMOS schemes included."""
-    build = getattr(monitor_cli, "spec_from_args", None)
-    if callable(build):  # monitor's own builder, when it has one: every option it knows is honoured
-        spec = build(args)
-        assert isinstance(spec, MonitorSpec)
-        return spec
-    # as monitor.run() builds it
-    pids, cmd = targets_from_args(args)
-    source = monitor_cli.resolve_source(args)
-    attrs = attrs_from_args(args)
-    extra: dict[str, Any] = {}
-    spec_fields = {f.name for f in dataclasses.fields(MonitorSpec)}
-    if "schemes" in spec_fields:
-        try:
-            damos_args: Any = importlib.import_module("damon_bpf.cli._damos_args")
-        except ImportError:
-            damos_args = None
-        if damos_args is not None:
-            extra["schemes"] = damos_args.schemes_from_args(args, attrs)
-            if "dry_run" in spec_fields:
-                extra["dry_run"] = bool(getattr(args, "dry_run", False))
-    return MonitorSpec(pids=pids, command=cmd, source=source,
-                       source_options=monitor_cli.source_options(args, source), attrs=attrs,
-                       duration_s=duration_from_args(args), seed=args.seed,
-                       command_stdout_to_stderr=bool(args.json),
-                       follow_children=bool(getattr(args, "follow_children", False)), **extra)
+    return monitor_cli.spec_from_args(args)
 
 
 class _Progress:

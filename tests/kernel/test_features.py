@@ -49,6 +49,7 @@ def test_check_all_names_unique_and_complete(all_features: dict[str, features.Fe
         "bcc/compile",
         "probe/tracepoint_page_fault_user",
         "probe/perf_sw_page_faults_addr",
+        "probe/pte_accessed_bit",
         "mm/process_madvise",
     ],
 )
@@ -63,6 +64,15 @@ def test_perf_sw_page_faults_sees_touched_pages(all_features: dict[str, features
     match = re.search(r"(\d+)/(\d+) touched pages", detail)
     assert match, detail
     assert int(match[1]) == int(match[2]) > 0
+
+
+def test_pte_walk_matches_pagemap(all_features: dict[str, features.Feature]) -> None:
+    detail = all_features["probe/pte_accessed_bit"].detail
+    match = re.search(r"(\d+)/(\d+) PFNs = pagemap", detail)
+    assert match, detail
+    assert int(match[1]) == int(match[2]) == 512
+    cleared, set_again = re.search(r"cleared (\d+)/512, set again (\d+)/512", detail).groups()  # type: ignore[union-attr]
+    assert int(cleared) >= 460 and int(set_again) == 512
 
 
 @pytest.mark.skipif(

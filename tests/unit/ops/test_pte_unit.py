@@ -1,0 +1,267 @@
+"""The pte source's pure parts: folio extents, the paging layout, the -D flags, the clear-method cost model,
+the CPU-budget floor, and the CLI's source selection and warnings."""
+
+from __future__ import annotations
+
+import argparse
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from damon_bpf.cli import monitor as monitor_cli
+from damon_bpf.cli._args import AUTOTUNE_GOAL, add_monitoring_args, attrs_from_args
+from damon_bpf.engine.model import Attrs, Ctx, IntervalsGoal, Region, Target
+from damon_bpf.errors import InvalidParamsError, NotSupportedError
+from damon_bpf.ops import pte as pte_ops
+from damon_bpf.probes import pte as pte_probe
+
+HEAD = 1 << 15
+TAIL = 1 << 16
+
+
+def _flags_reader(flags: dict[int, int]):
+    def read(first: int, n: int) -> np.ndarray:
+        return np.array([flags.get(first + i, 0) for i in range(n)], dtype=np.uint64)
+
+    return read
+
+
+def test_folio_ranges_small_page_is_one_page() -> None:
+    starts, lengths = pte_ops.folio_ranges(np.array([0x7000_0000_5000]), np.array([1000]), _flags_reader({}))
+    assert starts.tolist() == [0x7000_0000_5000] and lengths.tolist() == [4096]
+
+
+def test_folio_ranges_covers_whole_large_folio() -> None:
+    # a 16-page folio at pfns 1024..1039; the sample is its 5th page, mapped at 0x...5000 + 4 pages
+    flags = {1024: HEAD, **{p: TAIL for p in range(1025, 1040)}}
+    addr = 0x7F00_0010_0000 + 4 * 4096
+    starts, lengths = pte_ops.folio_ranges(np.array([addr]), np.array([1028]), _flags_reader(flags))
+    assert starts.tolist() == [0x7F00_0010_0000]
+    assert lengths.tolist() == [16 * 4096]
+
+
+def test_folio_ranges_head_sample_and_neighbour_folio() -> None:
+    # two adjacent 4-page folios: a sample in the second must not take in the first
+    flags = {2048: HEAD, 2049: TAIL, 2050: TAIL, 2051: TAIL, 2052: HEAD, 2053: TAIL, 2054: TAIL, 2055: TAIL}
+    a = 0x6000_0000_0000
+    starts, lengths = pte_ops.folio_ranges(np.array([a, a + 4 * 4096]), np.array([2052, 2052 + 0]),
+                                           _flags_reader(flags))
+    assert lengths.tolist() == [4 * 4096, 4 * 4096]
+    assert starts.tolist() == [a, a + 4 * 4096]
+
+
+def test_folio_ranges_folio_larger_than_block_falls_back_to_pmd() -> None:
+    # every page of the 512-pfn block is a tail (the head lies before it): a folio > 2 MiB, advise its 2 MiB
+    flags = {p: TAIL for p in range(4096, 4096 + 512)}
+    addr = 0x7F00_0020_0000 + 7 * 4096
+    starts, lengths = pte_ops.folio_ranges(np.array([addr]), np.array([4096 + 7]), _flags_reader(flags))
+    assert starts.tolist() == [0x7F00_0020_0000] and lengths.tolist() == [2 << 20]
+
+
+def _thp_tree(tmp_path: Path, top: str, sizes: dict[str, str]) -> str:
+    base = tmp_path / "kernel" / "mm" / "transparent_hugepage"
+    base.mkdir(parents=True)
+    (base / "enabled").write_text(top)
+    for name, mode in sizes.items():
+        (base / name).mkdir()
+        (base / name / "enabled").write_text(mode)
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("top,sizes,want", [
+    ("always [madvise] never", {"hugepages-2048kB": "always [inherit] madvise never",
+                                "hugepages-64kB": "always inherit madvise [never]"}, False),
+    ("always [madvise] never", {"hugepages-64kB": "always inherit [madvise] never"}, True),
+    ("always madvise [never]", {"hugepages-64kB": "always [inherit] madvise never"}, False),
+    ("[always] madvise never", {"hugepages-16kB": "always [inherit] madvise never"}, True),
+])
+def test_anon_mthp_enabled(tmp_path: Path, top: str, sizes: dict[str, str], want: bool) -> None:
+    assert pte_ops._anon_mthp_enabled(_thp_tree(tmp_path, top, sizes)) is want
+
+
+def _proc(tmp_path: Path, flags: str, kallsyms: str) -> str:
+    (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    (tmp_path / "kallsyms").write_text(kallsyms)
+    return str(tmp_path)
+
+
+def test_paging_layout_4_level(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pte_probe.platform, "machine", lambda: "x86_64")
+    lay = pte_probe.PagingLayout.detect(_proc(tmp_path, "fpu pse lm", "ffffffff81000000 T _text\n"))
+    assert lay == pte_probe.PagingLayout(4, 0xFFFF888000000000, 0)
+
+
+def test_paging_layout_5_level_randomized(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pte_probe.platform, "machine", lambda: "x86_64")
+    root = _proc(tmp_path, "fpu la57 pse", "ffffffff81000000 T _text\nffffffff82a1b2c8 D page_offset_base\n")
+    lay = pte_probe.PagingLayout.detect(root)
+    assert lay.levels == 5 and lay.direct_map_base == 0xFF11000000000000
+    assert lay.direct_map_base_ptr == 0xFFFFFFFF82A1B2C8
+
+
+def test_paging_layout_hidden_kallsyms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pte_probe.platform, "machine", lambda: "x86_64")
+    with pytest.raises(NotSupportedError, match="kptr_restrict"):
+        pte_probe.PagingLayout.detect(_proc(tmp_path, "fpu", "0000000000000000 T _text\n"))
+
+
+def test_paging_layout_other_arch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pte_probe.platform, "machine", lambda: "aarch64")
+    with pytest.raises(NotSupportedError, match="aarch64.*not available"):
+        pte_probe.PagingLayout.detect()
+
+
+def test_walk_config_cflags_carry_every_offset() -> None:
+    off = pte_probe.PteOffsets(1824, 32, 0, 8, 24, 120, 132)
+    cfg = pte_probe.PteWalkConfig(offsets=off, layout=pte_probe.PagingLayout(5, 0xFF11000000000000, 0xFFFF1234))
+    flags = dict(f[2:].split("=", 1) for f in cfg.cflags())
+    assert flags["OFF_TASK_FILES"] == "1824" and flags["OFF_MM_USERS"] == "132" and flags["OFF_MM_PGD"] == "120"
+    assert flags["PGTABLE_LEVELS"] == "5"
+    assert int(flags["DIRECT_MAP_BASE"].rstrip("ULL"), 16) == 0xFF11000000000000
+    assert int(flags["DIRECT_MAP_BASE_PTR"].rstrip("ULL"), 16) == 0xFFFF1234
+    # every parameter the BPF source insists on is given
+    src = (Path(__file__).resolve().parents[3] / "bpf" / "pte.bpf.c").read_text()
+    import re
+
+    required = set(re.findall(r"#ifndef (\w+)\n#error", src)) | set(re.findall(r"!defined\((\w+)\)", src))
+    assert required and required <= set(flags)
+
+
+def test_walk_config_validates() -> None:
+    off = pte_probe.PteOffsets(0, 0, 0, 0, 0, 0, 0)
+    with pytest.raises(InvalidParamsError):
+        pte_probe.PteWalkConfig(offsets=off, layout=pte_probe.PagingLayout(3)).validate()
+    with pytest.raises(InvalidParamsError):
+        pte_probe.PteWalkConfig(offsets=off, max_slots=64, walk_batch=128).validate()
+
+
+def test_result_decoding() -> None:
+    r = np.array([(0x1234 << 12) | (2 << 4) | 0b011, 3 << 4], dtype=np.uint64)
+    assert pte_probe.result_level(r).tolist() == [2, 3]
+    assert (pte_probe.result_phys(r) >> np.uint64(12)).tolist() == [0x1234, 0]
+
+
+def _ctx(nr_regions: int, goal: IntervalsGoal | None = None) -> tuple[Ctx, Target]:
+    attrs = Attrs(sample_interval_us=5000, aggr_interval_us=100_000)
+    if goal is not None:
+        attrs.intervals_goal = goal
+    t = Target(pid=None, regions=[Region(i << 20, (i + 1) << 20) for i in range(nr_regions)])
+    ctx = Ctx(attrs=attrs, rng=random.Random(1))
+    ctx.targets = [t]
+    return ctx, t
+
+
+def test_cost_model_chooses_the_cheaper_clear() -> None:
+    ops = pte_ops.PteOps()
+    _, t = _ctx(100)
+    pt = pte_ops._PteTarget(pid=1, ti=0, rss_pages=10_000, madvise_measured=True, refs_measured=True)
+    pt.madvise_ns, pt.refs_ns_per_page, pt.nr_to_clear = 70_000.0, 60.0, 80.0  # 5.6 ms against 0.6 ms
+    ops._choose_method(t, pt)
+    assert pt.method == "clear_refs"
+    pt.rss_pages = 10_000_000  # 600 ms of clear_refs
+    ops._choose_method(t, pt)
+    assert pt.method == "madvise"
+    # few accessed samples make madvise cheap even with a small RSS
+    pt.rss_pages, pt.nr_to_clear = 50_000, 2.0
+    ops._choose_method(t, pt)
+    assert pt.method == "madvise"
+
+
+def test_cost_model_measures_an_unmeasured_method() -> None:
+    ops = pte_ops.PteOps()
+    _, t = _ctx(10)
+    pt = pte_ops._PteTarget(pid=1, ti=0, rss_pages=100, madvise_measured=True, refs_measured=False)
+    ops._choose_method(t, pt)
+    assert pt.explore == "clear_refs"
+
+
+def test_budget_raises_the_tuners_floor() -> None:
+    goal = IntervalsGoal(access_bp=400, aggrs=3, min_sample_us=5000, max_sample_us=10_000_000)
+    ctx, _ = _ctx(10, goal)
+    ops = pte_ops.PteOps(cpu_budget=0.01)
+    ops._user_min_sample_us = 5000
+    ops._cost_ns = 2_500_000.0  # 2.5 ms per sampling interval
+    ops._apply_budget(ctx)
+    assert ctx.attrs.intervals_goal.min_sample_us == 250_000
+    ops._cost_ns = 20_000.0  # cheap: the user's own minimum holds
+    ops._apply_budget(ctx)
+    assert ctx.attrs.intervals_goal.min_sample_us == 5000
+    ops._cost_ns = 1e9  # never above the goal's maximum
+    ops._apply_budget(ctx)
+    assert ctx.attrs.intervals_goal.min_sample_us == 10_000_000
+
+
+def test_budget_with_fixed_intervals_says_so_once() -> None:
+    ctx, _ = _ctx(10)
+    ops = pte_ops.PteOps(cpu_budget=0.01)
+    ops._cost_ns = 500_000.0
+    ops._apply_budget(ctx)
+    ops._apply_budget(ctx)
+    assert len(ops.notes) == 1 and "--sample 51ms" in ops.notes[0] and "10.0% of a core" in ops.notes[0]
+    assert ctx.attrs.sample_interval_us == 5000  # the user's intervals are kept
+
+
+def test_pte_ops_rejects_bad_parameters() -> None:
+    with pytest.raises(InvalidParamsError):
+        pte_ops.PteOps(clear="sometimes")
+    with pytest.raises(InvalidParamsError):
+        pte_ops.PteOps(cpu_budget=1.5)
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    monitor_cli.add_arguments(p)
+    return p.parse_args(list(argv))
+
+
+def test_pte_autotunes_unless_intervals_are_given() -> None:
+    a = attrs_from_args(_args("1"), autotune_default=True)
+    assert a.intervals_goal.aggrs == int(AUTOTUNE_GOAL[1])
+    assert attrs_from_args(_args("1", "--sample", "10ms"), autotune_default=True).intervals_goal.aggrs == 0
+    assert attrs_from_args(_args("1"), autotune_default=False).intervals_goal.aggrs == 0
+
+
+def test_source_options_pte() -> None:
+    assert monitor_cli.source_options(_args("1", "--cpu-budget", "2%"), "pte") == {"clear": "auto",
+                                                                                  "cpu_budget": 0.02}
+    assert monitor_cli.source_options(_args("1", "--pte-clear", "clear_refs", "--cpu-budget", "0"), "pte") == {
+        "clear": "clear_refs", "cpu_budget": 0.0}
+    with pytest.raises(InvalidParamsError, match="cpu-budget"):
+        monitor_cli.source_options(_args("1", "--cpu-budget", "lots"), "pte")
+    with pytest.raises(InvalidParamsError, match="belong to the pte source"):
+        monitor_cli.source_options(_args("1", "--pte-clear", "madvise"), "fault")
+
+
+def test_blind_to_resident_lines() -> None:
+    line = monitor_cli.blind_to_resident("fault", {"numa_hint_faults": False, "probe": None})
+    assert line and "resident memory are not seen" in line and "\n" not in line
+    assert monitor_cli.blind_to_resident("fault", {"probe": "pageout"}) is None
+    assert monitor_cli.blind_to_resident("pte", {}) is None
+    assert monitor_cli.blind_to_resident("perf", {"events": "page-faults"})
+    assert monitor_cli.blind_to_resident("perf", {"events": "mem-loads"}) is None
+
+
+def test_auto_prefers_hardware_sampling_then_pte(monkeypatch: pytest.MonkeyPatch) -> None:
+    from damon_bpf.probes import perf_events
+
+    monkeypatch.setattr(perf_events, "hardware_sampling_status", lambda: (True, ""))
+    assert monitor_cli.auto_source() == "perf"
+    monkeypatch.setattr(perf_events, "hardware_sampling_status", lambda: (False, "no PMU"))
+    monkeypatch.setattr(pte_ops.PteOps, "check_supported", lambda self: None)
+    assert monitor_cli.auto_source() == "pte"
+
+    def unsupported(self: object) -> None:
+        raise NotSupportedError("no")
+
+    monkeypatch.setattr(pte_ops.PteOps, "check_supported", unsupported)
+    assert monitor_cli.auto_source() == "fault"
+
+
+def test_add_monitoring_args_leave_intervals_unset() -> None:
+    p = argparse.ArgumentParser()
+    add_monitoring_args(p)
+    ns = p.parse_args([])
+    assert ns.sample is None and ns.aggr is None
+    assert attrs_from_args(ns).sample_interval_us == 5000 and attrs_from_args(ns).aggr_interval_us == 100_000
