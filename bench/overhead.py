@@ -60,6 +60,10 @@ BPF_NS_REF = 161.0
 RATIO_GOAL = 10.0
 
 CASES = {
+    # default settings: intervals auto-tuning with the 1% CPU bound; on both workloads, so it runs side by side
+    # with fault+pageout (file-backed) too
+    "pte": C.SourceCase("pte", "pte", {}, autotune=True, min_window_s=15.0),
+    "pte+file": C.SourceCase("pte (file)", "pte", {}, autotune=True, file_backed=True, min_window_s=15.0),
     "fault": C.SourceCase("fault", "fault", {}),
     "fault+pageout": C.SourceCase("fault+pageout", "fault", {"probe": "pageout"}, file_backed=True),
     "fault+numa": C.SourceCase("fault+numa", "fault", {"numa_hint_faults": True}),
@@ -79,7 +83,7 @@ def _off_window(seconds: float) -> dict[str, Any]:
 def _on_window(wl: C.BundledWorkload, case: C.SourceCase, seconds: float) -> dict[str, Any]:
     if case.source == "synthetic":
         case = C.SourceCase(case.label, case.source, wl.synthetic_options(), case.sample_us, case.aggr_us,
-                            case.file_backed)
+                            case.file_backed, case.note, case.autotune, case.min_window_s, case.settle_s)
     s = C.run_session(wl.pid, case, seconds, keep_snapshots=False)
     events = s.delta("events")
     wall = s.wall_s
@@ -91,7 +95,7 @@ def _on_window(wl: C.BundledWorkload, case: C.SourceCase, seconds: float) -> dic
         "bpf_ns_per_event": s.stats.get("bpf_ns_per_event") if s.bpf_run_ns is not None else None,
         "events": events, "events_per_s": (events / wall) if events is not None and wall > 0 else None,
         "dropped_rate_limit": s.delta("dropped_rate_limit"), "probed_pages": s.delta("probed_pages"),
-        "notes": s.notes, "error": s.error}
+        "stats": s.stats, "notes": s.notes, "error": s.error}
 
 
 def run_sources(sources: list[str], window_s: float, threads: int, warmup_s: float) -> list[dict[str, Any]]:
@@ -101,7 +105,9 @@ def run_sources(sources: list[str], window_s: float, threads: int, warmup_s: flo
     groups: dict[bool, list[C.SourceCase]] = {}
     for s in sources:
         groups.setdefault(CASES[s].file_backed, []).append(CASES[s])
+    base_window_s = window_s
     for file_backed, cases in groups.items():
+        window_s = max([base_window_s] + [c.min_window_s for c in cases])
         with C.BundledWorkload("hotcold", threads, file_backed=file_backed) as wl:
             # let it reach its steady pace: its first seconds run measurably slower (khugepaged, page cache)
             time.sleep(warmup_s)
@@ -129,6 +135,7 @@ def run_sources(sources: list[str], window_s: float, threads: int, warmup_s: flo
                 "slowdown": C.slowdown(off, on["touches_per_s"]), "off_windows_differ": noise,
                 "monitor_cpu_share": on["cpu_share"], "bpf_cpu_share": on["bpf_cpu_share"],
                 "bpf_ns_per_event": on["bpf_ns_per_event"], "events_per_s": on["events_per_s"],
+                "source_stats": on.get("stats"),
                 "windows": [before, on, after]})
     return out
 

@@ -33,10 +33,11 @@ apt_install() {
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
-# 1. System packages. BCC comes from the distribution (python3-bpfcc), built for /usr/bin/python3.
+# 1. System packages. BCC comes from the distribution (python3-bpfcc), built for /usr/bin/python3; bpftool
+# cross-checks the BTF reader in the tests.
 pkgs=()
 pkg_missing() { ! dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for p in python3-bpfcc bpfcc-tools python3-venv python3-numpy linux-perf file; do
+for p in python3-bpfcc bpfcc-tools python3-venv python3-numpy linux-perf file bpftool; do
 	pkg_missing "$p" && pkgs+=("$p")
 done
 [ ${#pkgs[@]} -gt 0 ] && apt_install "${pkgs[@]}"
