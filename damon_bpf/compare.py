@@ -165,8 +165,6 @@ def source_spec(name: str, *, rate_limit: int = 200_000, bpf_stats: bool = True,
         ops_id, options = SOURCES[name][0], dict[str, Any](SOURCES[name][1])
     else:
         raise InvalidParamsError(f"unknown source {name!r} (known: {', '.join(SOURCES)}, perf:EVENTS)")
-    if ops_id == "pte":
-        options["cpu_budget"] = 0.0  # compared at the given intervals: its cost shows in CPU%
     if ops_id in ("fault", "perf"):
         options["rate_limit"] = rate_limit
         options["bpf_stats"] = bpf_stats
