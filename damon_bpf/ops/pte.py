@@ -248,7 +248,7 @@ class PteOps(VaddrOps):
         try:
             pt.mem_fd = os.open(f"{self.proc_root}/{t.pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
             pt.refs_fd = os.open(f"{self.proc_root}/{t.pid}/clear_refs", os.O_WRONLY | os.O_CLOEXEC)
-        except FileNotFoundError as err:
+        except (FileNotFoundError, ProcessLookupError) as err:  # gone, or a zombie without an mm (ESRCH)
             pt.close()
             raise TargetGoneError(t.pid) from err
         except PermissionError as err:
