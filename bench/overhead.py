@@ -135,7 +135,7 @@ def run_sources(sources: list[str], window_s: float, threads: int, warmup_s: flo
                 "slowdown": C.slowdown(off, on["touches_per_s"]), "off_windows_differ": noise,
                 "monitor_cpu_share": on["cpu_share"], "bpf_cpu_share": on["bpf_cpu_share"],
                 "bpf_ns_per_event": on["bpf_ns_per_event"], "events_per_s": on["events_per_s"],
-                "source_stats": on.get("stats"),
+                "source_stats": on.get("stats"), "window_s": window_s,
                 "windows": [before, on, after]})
     return out
 
@@ -251,8 +251,9 @@ def report(res: list[dict[str, Any]], cmp: dict[str, Any] | None, window_s: floa
             misses.append(f"  {r['source']} BPF ns/event: the program does more than the prototype's (two-level "
                           "lookup, per-CPU interval bitmaps, read/write flag, IP attribution, token bucket) and "
                           "runs in a VM; the figure is per program run, also for other processes' faults")
-    lines.append(f"(a)-(c) hotcold workload, {threads} threads; monitor at 5 ms / 100 ms, up to 1000 regions; "
-                 f"{window_s:g} s windows, off/on/off\n(slowdown: 1 - on/mean(off before, off after) touches/s; "
+    wins = sorted({r.get("window_s", window_s) for r in res}) or [window_s]
+    lines.append(f"(a)-(c) hotcold workload, {threads} threads; monitor at 5 ms / 100 ms (pte: auto-tuned), up to "
+                 f"1000 regions; {'/'.join(f'{w:g}' for w in wins)} s windows, off/on/off\n(slowdown: 1 - on/mean(off before, off after) touches/s; "
                  "noise: how much those two off windows differ;\nmonitor CPU: this process's CPU / wall; BPF CPU: "
                  "program run time / wall, in the workload's context;\nBPF ns/ev: per program run, the source's "
                  "bpf_ns_per_event; in parentheses and not judged where the target made\n(next to) no events: "

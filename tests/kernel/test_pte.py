@@ -309,7 +309,8 @@ def test_dirty_bit_follows_writes(walker: PteWalker) -> None:
 def test_thp_walk_and_source_never_splits(walker: PteWalker, spawn: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A PMD-mapped THP is one level-2 leaf: the walk reports level 2 and the 4 KiB page's physical address
     inside it (pagemap's PFN of each subpage). The source (clear=madvise) advises a THP sample's whole aligned
-    2 MiB, so MADV_COLD never splits it: the region stays PMD-mapped and AnonHugePages does not drop."""
+    2 MiB, so MADV_COLD never splits it: the region stays PMD-mapped and AnonHugePages does not drop. (The
+    target keeps touching the first half of the region; the second half stays cold.)"""
     size = 8 * MiB
     proc, (start, got) = spawn("thp", str(size // MiB))
     assert got == size and start % PMD == 0
@@ -340,8 +341,7 @@ def test_thp_walk_and_source_never_splits(walker: PteWalker, spawn: Any, monkeyp
         return real(pidfd, ranges, advice)
 
     monkeypatch.setattr(pte_ops_mod, "process_madvise_ranges", recording)
-    mon, reason, snaps, stats = run_pte([proc.pid], 3.0, sample_us=5_000, aggr_us=100_000, clear="madvise",
-                                        cpu_budget=0)
+    mon, reason, snaps, stats = run_pte([proc.pid], 4.0, clear="madvise", cpu_budget=0.0)
     assert reason == StopReason.REQUESTED
     assert snaps and stats[-1]["clear"] == "madvise"
     assert stats[-1]["huge"] > 0, stats[-1]
@@ -353,6 +353,66 @@ def test_thp_walk_and_source_never_splits(walker: PteWalker, spawn: Any, monkeyp
     with mem_fd(proc.pid) as fd:
         res = walk_ok(walker, fd, addrs)
     assert (result_level(res) == 2).all(), "a THP of the region was split"
+
+
+def kpageflags(pfns: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
+    """The /proc/kpageflags word of each PFN."""
+    out = np.zeros(pfns.size, dtype=np.uint64)
+    with open("/proc/kpageflags", "rb", buffering=0) as f:
+        for i, pfn in enumerate(pfns.tolist()):
+            out[i] = np.frombuffer(os.pread(f.fileno(), 8, pfn * 8), dtype=np.uint64)[0]
+    return out
+
+
+def test_pte_mapped_thp_is_not_split_by_madvise(walker: PteWalker, spawn: Any,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A THP moved by mremap() to an address that is not 2 MiB-aligned loses its PMD mapping (split_huge_pmd)
+    but stays one 2 MiB folio, now mapped by 512 PTEs: the walk reads level 1 there. MADV_COLD of a range that
+    covers such a folio only in part splits it (madvise_cold_or_pageout_pte_range -> split_folio), so the source
+    must advise the whole folio, wherever it lies (as docs/pte.md says: "a sample in a PTE-mapped large folio
+    [...] by advising the whole folio"): after a run with clear=madvise every page of the region is still in a
+    2 MiB compound folio, the same one as before."""
+    size = 8 * MiB
+    proc, (start, got) = spawn("thp-moved", str(size // MiB))
+    assert got == size and start % PMD != 0
+    addrs = pages(start, size // PAGE)
+    with mem_fd(proc.pid) as fd:
+        res = walk_ok(walker, fd, addrs)
+    assert bits(res, R_PRESENT).all()
+    assert (result_level(res) == 1).all(), np.unique(result_level(res), return_counts=True)
+    pfns = (result_phys(res) >> np.uint64(12)).astype(np.int64)
+    assert np.array_equal(pfns, (pagemap_range(proc.pid, start, addrs.size) & _PM_PFN).astype(np.int64))
+    compound = np.uint64((1 << 15) | (1 << 16))  # KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL
+    flags = kpageflags(pfns)
+    if not ((flags & compound) != 0).all():
+        pytest.fail("the moved region is not (all) in large folios: no THP could be had for an "
+                    "madvise(MADV_HUGEPAGE) region (see /sys/kernel/mm/transparent_hugepage/)", pytrace=False)
+    heads = pfns[(flags & np.uint64(1 << 15)) != 0]
+    assert heads.size == size // PMD and (heads % (PMD // PAGE) == 0).all()
+
+    advised: list[tuple[int, int]] = []
+    real = pte_ops_mod.process_madvise_ranges
+
+    def recording(pidfd: int, ranges: Any, advice: int) -> int:
+        advised.extend(ranges)
+        return real(pidfd, ranges, advice)
+
+    monkeypatch.setattr(pte_ops_mod, "process_madvise_ranges", recording)
+    _, reason, snaps, stats = run_pte([proc.pid], 3.0, clear="madvise", cpu_budget=0.0)
+    assert reason == StopReason.REQUESTED and snaps
+    assert stats[-1]["clear"] == "madvise"
+    assert any(overlap(s, e, start, start + size) for s, e in advised), "no sample of the region was advised"
+    with mem_fd(proc.pid) as fd:
+        res = walk_ok(walker, fd, addrs)
+    after = (result_phys(res) >> np.uint64(12)).astype(np.int64)
+    flags = kpageflags(after)
+    split = int(np.count_nonzero((flags & compound) == 0))
+    partial = sorted({(s - start, e - s) for s, e in advised
+                      if overlap(s, e, start, start + size) and e - s > PAGE})[:4]
+    assert split == 0, (f"{split}/{addrs.size} pages of the PTE-mapped THPs are no longer in a large folio after "
+                        f"clear=madvise: MADV_COLD split them; advised (offset, length) beyond one page: {partial}, "
+                        f"samples advised: {len(advised)}")
+    assert np.array_equal(after, pfns), "the region's pages moved"
 
 
 # -- the source end to end ---------------------------------------------------------------------------------------
