@@ -35,9 +35,11 @@ regions (``--quick``: 256 MiB and 1 GiB); a size that does not fit in MemAvailab
 skipped with a note. One target at a time, a fresh one per cell.
 
 End to end: the library's :class:`~damon_bpf.monitor.Monitor` with ``source="pte"`` (default options: clear
-``auto``, 1% budget) on the default target, at most 1000 regions, intervals auto-tuning (``IntervalsGoal(400, 3,
-5 ms, 10 s)``), for ~20 s: the process CPU share (``time.process_time()`` delta over wall time, after the first
-5 s), the settled sampling interval, the regions and the source's stats (clear method, ``min_sample_us``).
+``auto``, 1% budget) on the default target, with the attributes ``damon-bpf monitor --source pte`` uses (at most
+1000 regions, intervals auto-tuning to ``AUTOTUNE_GOAL`` of ``damon_bpf/cli/_args.py``: 4%, 3 aggregations,
+5 ms..10 s), for ~15 s (``--quick`` 12 s): the process CPU share (``time.process_time()`` delta over wall time,
+after the first 5 s; the monitor is the only work of this process then), the sampling interval it settled at and
+its path there, the regions and the source's stats (clear method, ``min_sample_us`` floor).
 
 Usage: bench/pte_cost.py [--quick] [--json FILE] [--size-mib 1024] [--hot-mib 64] [--reps N] [--no-e2e]
 Writes bench/results/pte_cost.json (or --json FILE). Needs root.
@@ -380,12 +382,23 @@ def sweep_tables(res: list[dict[str, Any]], title: str) -> str:
 # ------------------------------------------------------------------------------------------- end to end
 
 
+def default_pte_attrs() -> Any:
+    """The monitoring attributes ``damon-bpf monitor --source pte PID`` uses: the CLI's defaults (5 ms / 100 ms,
+    1 s updates, 10..1000 regions) with the intervals auto-tuning that the pte source turns on by default
+    (``damon_bpf.cli._args.AUTOTUNE_GOAL``: 4%, 3 aggregations, 5 ms..10 s)."""
+    from damon_bpf.cli._args import attrs_from_args
+
+    ns = argparse.Namespace(sample=None, aggr=None, updr="1s", minr=10, maxr=1000, monitoring_intervals_goal=None,
+                            monitoring_intervals_autotune=False)
+    return attrs_from_args(ns, autotune_default=True)
+
+
 def end_to_end(size_mib: int, hot_mib: int, duration_s: float, skip_s: float, seed: int) -> dict[str, Any]:
     from damon_bpf.monitor import Monitor, MonitorSpec
 
     reason: Any = None
     with C.Toucher(size_mib, min(hot_mib, size_mib), 1, churn=False) as tgt:
-        attrs = C.make_attrs(5_000, 100_000, 1000, autotune=True)
+        attrs = default_pte_attrs()
         spec = MonitorSpec(pids=[tgt.pid], source="pte", source_options={}, attrs=attrs, duration_s=None, seed=seed)
         snaps: list[dict[str, Any]] = []
         marks: dict[str, Any] = {}
@@ -453,6 +466,14 @@ def e2e_table(e: dict[str, Any]) -> str:
     t = C.table(["RSS", "CPU share", "sample", "aggr", "regions", "clear", "min_sample_us", "src us/intvl",
                  "walk ns/rgn", "madv us/pg", "refs ns/pg", "snapshots"], rows)
     extra = []
+    traj: list[str] = []
+    for sn in e["snapshots"]:
+        txt = interval_text(sn["sample_us"])
+        if not traj or traj[-1] != txt:
+            traj.append(txt)
+    if traj:
+        shown = traj if len(traj) <= 12 else traj[:6] + ["..."] + traj[-5:]
+        extra.append("sample interval, snapshot by snapshot: " + " -> ".join(shown))
     if e["error"]:
         extra.append(f"error: {e['error']}")
     extra.extend(f"note: {n}" for n in e["notes"])
@@ -473,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sizes", help="RSS sweep, MiB, comma-separated (default 256,1024,4096,8192; quick 256,1024)")
     ap.add_argument("--reps", type=int, help="intervals per method and cell (default 40; quick 20)")
     ap.add_argument("--sample-ms", type=float, default=5.0, help="the sampling interval slept (default 5)")
-    ap.add_argument("--e2e-s", type=float, help="end-to-end run length (default 20; quick 12)")
+    ap.add_argument("--e2e-s", type=float, help="end-to-end run length (default 15; quick 12)")
     ap.add_argument("--no-e2e", action="store_true", help="skip the end-to-end run")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--json", help="output file (default bench/results/pte_cost.json)")
@@ -487,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     reps = args.reps or (20 if args.quick else 40)
     if reps < 20:
         ap.error("--reps must be at least 20 (medians of >= 20)")
-    e2e_s = args.e2e_s or (12.0 if args.quick else 20.0)
+    e2e_s = args.e2e_s or (12.0 if args.quick else 15.0)
     sample_s = args.sample_ms / 1e3
     C.install_signal_handlers()
     t0 = time.monotonic()

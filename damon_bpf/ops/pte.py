@@ -40,6 +40,7 @@ this is the source for the machines without a PMU, anonymous memory and no swap.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
@@ -96,6 +97,7 @@ class _PteTarget:
     explore: str | None = None  # a method to try once at the next prepare
     nr_execs: int = 0
     nr_cleared: int = 0
+    nr_partial_folios: int = 0  # samples in a large folio mapped only in part: not cleared by madvise
     nr_to_clear: float = 0.0  # samples found accessed per check (EWMA): what madvise has to clear
     dead: bool = False
     anon_mthp: bool = False
@@ -236,6 +238,8 @@ class PteOps(VaddrOps):
                 if t.pid is not None:
                     self._open_target(ti, t)
             g = ctx.attrs.intervals_goal
+            # the floor is raised on the context's own copy: the caller's Attrs (a reusable spec) stay as given
+            ctx.attrs.intervals_goal = dataclasses.replace(g)
             self._user_min_sample_us = g.min_sample_us if g.aggrs else None
         except BaseException:
             self.cleanup(ctx)
@@ -380,18 +384,21 @@ class PteOps(VaddrOps):
         lengths[pud] = _PUD_SZ
         small = level == 1
         if small.any() and self._kpageflags_fd >= 0:
-            # samples that may lie in a PTE-mapped large folio: file-backed pages, and anonymous ones where
-            # mTHP sizes are enabled
-            maybe = small.copy()
-            if not pt.anon_mthp:
-                j = np.searchsorted(pt.file_starts, a, side="right") - 1
-                jj = np.maximum(j, 0)
-                in_file = (j >= 0) & (a < pt.file_ends[jj]) if pt.file_starts.size else np.zeros(a.size, bool)
-                maybe &= in_file
-            if maybe.any():
-                pfns = (result_phys(res[present][maybe]) >> np.uint64(12)).astype(np.int64)
-                fs, fl = folio_ranges(a[maybe], pfns, self._read_kpageflags)
-                starts[maybe], lengths[maybe] = fs, fl
+            # any PTE-mapped sample may lie in a large folio: mTHP, large page-cache folios, and THPs that lost
+            # their PMD mapping (mremap() to an unaligned address, a partial munmap()): one kpageflags read each
+            pfns = (result_phys(res[present][small]) >> np.uint64(12)).astype(np.int64)
+            fs, fl = folio_ranges(a[small], pfns, self._read_kpageflags)
+            starts[small], lengths[small] = fs, fl
+        # A folio that sticks out of its VMA (mapped only in part) would be advised in part, which splits it:
+        # leave such samples uncleared (counted; they read as accessed until cleared by clear_refs)
+        vmas = [v for v in (data.vmas if isinstance(data, VaddrTargetData) else []) if v.end < 2**63]
+        if vmas:
+            vs = np.array([v.start for v in vmas], dtype=np.int64)
+            ve = np.array([v.end for v in vmas], dtype=np.int64)
+            j = np.maximum(np.searchsorted(vs, starts, side="right") - 1, 0)
+            inside = (starts >= vs[j]) & (starts + lengths <= ve[j])
+            pt.nr_partial_folios += int(np.count_nonzero(~inside))
+            starts, lengths = starts[inside], lengths[inside]
         # one iovec per folio, in address order, without repeats (two samples in one huge page)
         order = np.lexsort((lengths, starts))
         starts, lengths = starts[order], lengths[order]

@@ -8,8 +8,9 @@ Usage:
                                random pages of its first half (a few hundred per millisecond)
   pte_target.py thp-moved MIB  as thp, then mremap()s the region to an address 64 KiB past a 2 MiB boundary:
                                the PMDs cannot move there, so each THP is split into PTEs (split_huge_pmd) but
-                               stays one 2 MiB folio, PTE-mapped; prints "<start> <size>" (the new start); then
-                               keeps touching random pages of its first half
+                               stays one 2 MiB folio, PTE-mapped; MADV_NOHUGEPAGE then keeps khugepaged away;
+                               prints "<start> <size>" (the new start); then keeps touching random pages of its
+                               first half
   pte_target.py exec CMD..     maps and writes 32 MiB; prints "<start> <size>"; exec()s CMD once it reads a
                                line on its standard input
   pte_target.py exit           maps and writes 32 MiB; prints "<start> <size>"; exits (status 0) once it reads
@@ -31,7 +32,7 @@ PAGE = mmap.PAGESIZE
 MiB = 1 << 20
 PMD = 2 * MiB
 _MREMAP_MAYMOVE, _MREMAP_FIXED = 1, 2
-_MADV_HUGEPAGE = 14
+_MADV_HUGEPAGE, _MADV_NOHUGEPAGE = 14, 15
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mmap.restype = ctypes.c_void_p
@@ -104,6 +105,9 @@ def thp_moved(mib: int) -> None:
     got = _libc.mremap(start, size, size, _MREMAP_MAYMOVE | _MREMAP_FIXED, dst)
     if got != dst:
         raise OSError(ctypes.get_errno(), "mremap")
+    # no khugepaged collapse of the (now unaligned) region: its folios stay as they are unless split
+    if _libc.madvise(dst, size, _MADV_NOHUGEPAGE) != 0:
+        raise OSError(ctypes.get_errno(), "madvise(MADV_NOHUGEPAGE)")
     print(dst, size, flush=True)
     _touch_forever(_array(dst, size))
 
