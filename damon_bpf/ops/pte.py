@@ -15,8 +15,8 @@ this is the source for the machines without a PMU, anonymous memory and no swap.
 - **Clearing**, by one of two kernel paths, chosen per target by their measured cost:
 
   ``madvise``     ``process_madvise(MADV_COLD)`` of each sample page whose Accessed bit is set (clears it and
-                  flushes the TLB entry; also deactivates the page). O(accessed regions): 3 us per page
-                  here with the target idle, 60-80 us with it running (the TLB shootdown IPI in a VM).
+                  flushes the TLB entry; also deactivates the page). O(accessed regions): 2-5 us per page
+                  in a batch here, plus a fixed 35-150 us per call.
   ``clear_refs``  ``echo 1 > /proc/<pid>/clear_refs``: clears the Accessed bits of every page of the process.
                   O(resident pages): about 30-60 ns per page. Cheaper below a few hundred MiB per 1000 regions.
 
