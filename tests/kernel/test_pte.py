@@ -229,7 +229,11 @@ def test_walk_of_closed_fd_is_refused(walker: PteWalker) -> None:
 def test_clear_then_reaccess(walker: PteWalker, clear: str) -> None:
     """Both kernel paths the source clears with (``echo 1 > /proc/<pid>/clear_refs``; process_madvise(MADV_COLD)
     of the sample pages through a pidfd) clear the PTE Accessed bits and flush the TLB: a page the target keeps
-    touching reads accessed again ~50 ms later, a page it never touches stays not accessed."""
+    touching reads accessed again ~50 ms later, a page it never touches stays not accessed.
+
+    MADV_COLD skips folios that are not on an LRU list (madvise_cold_or_pageout_pte_range()): the last pages
+    the target faulted in can still sit in a per-CPU lru_add batch of the CPU it ran on (only the caller's CPU
+    is drained), so those few keep their Accessed bit; they are told apart by KPF_LRU and must be few."""
     rng = np.random.default_rng(7)
     with Toucher(32, 4) as w:
         hot = (w.addr + rng.choice(4 * MiB // PAGE, 256, replace=False) * PAGE).astype(np.uint64)
@@ -241,6 +245,13 @@ def test_clear_then_reaccess(walker: PteWalker, clear: str) -> None:
             assert bits(res, R_PRESENT).all()
             # the toucher wrote every page once at start: before the clear the cold pages read accessed too
             assert bits(res[~is_hot], R_ACCESSED).mean() >= 0.9
+            # cold samples MADV_COLD may skip: not on an LRU list (KPF_LRU, bit 5) before the clear
+            skip = np.zeros(addrs.size, dtype=bool)
+            if clear == "madvise":
+                lru = (kpageflags((result_phys(res) >> np.uint64(12)).astype(np.int64)) >> np.uint64(5)) & 1
+                skip = ~is_hot & (lru == 0)
+                assert skip.sum() <= 32 * (os.cpu_count() or 1), f"{int(skip.sum())} cold samples not on an LRU"
+            cold_checked = ~is_hot & ~skip
             if clear == "clear_refs":
                 with open(f"/proc/{w.pid}/clear_refs", "w") as f:
                     f.write("1")
@@ -252,13 +263,14 @@ def test_clear_then_reaccess(walker: PteWalker, clear: str) -> None:
                     os.close(pidfd)
                 assert done == addrs.size * PAGE
             res = walk_ok(walker, fd, addrs)
-            assert not bits(res[~is_hot], R_ACCESSED).any(), "cold pages still accessed right after the clear"
+            left = np.nonzero(cold_checked & bits(res, R_ACCESSED))[0]
+            assert not left.size, f"cold samples {left.tolist()} still accessed right after the clear"
             time.sleep(0.05)
             res = walk_ok(walker, fd, addrs)
     assert bits(res, R_PRESENT).all()
     hot_frac = bits(res[is_hot], R_ACCESSED).mean()
     assert hot_frac >= 0.9, f"only {hot_frac:.0%} of the hot samples were seen accessed again"
-    assert not bits(res[~is_hot], R_ACCESSED).any(), int(np.count_nonzero(bits(res[~is_hot], R_ACCESSED)))
+    assert not bits(res[cold_checked], R_ACCESSED).any(), int(np.count_nonzero(bits(res[cold_checked], R_ACCESSED)))
 
 
 def test_dirty_bit_follows_writes(walker: PteWalker) -> None:
@@ -417,11 +429,11 @@ def test_pte_mapped_thp_is_not_split(walker: PteWalker, spawn: Any, monkeypatch:
                         f"clear={clear}: MADV_COLD split them; advised (offset, length) beyond one page: {partial}, "
                         f"samples advised: {len(advised)}")
     assert np.array_equal(after, pfns), "the region's pages moved"
-    # the samples there were cleared (by whatever means): the cold half reads idle, the touched half accessed
-    regions = [(r.start - start, r.end - r.start, r.nr_accesses) for r in snaps[-1].targets[0].regions
-               if overlap(r.start, r.end, start, start + size)]
-    recall, precision = accessed_cover(snaps[-1], start, start + size // 2, start, start + size)
-    assert recall >= 0.8 and precision >= 0.8, (recall, precision, regions)
+    # The samples there were cleared, by whatever means (no split is no proof when nothing was cleared): the
+    # cold half reads idle in each of the last snapshots, and the touched half is seen.
+    cover = [accessed_cover(snap, start, start + size // 2, start, start + size) for snap in snaps[-3:]]
+    assert min(p for _, p in cover) >= 0.8, f"cold pages read accessed: (recall, precision) {cover}"
+    assert max(r for r, _ in cover) >= 0.8, f"the touched half is not seen: (recall, precision) {cover}"
 
 
 # -- the source end to end ---------------------------------------------------------------------------------------
@@ -440,7 +452,11 @@ def test_source_finds_hot_anonymous_memory() -> None:
     assert st["walks"] > 0 and st["accessed"] > 0 and st["read_faults"] == 0, st
     for s in snaps[-3:]:
         recall, precision = accessed_cover(s, lo, hi, lo, end)
-        assert recall >= 0.9 and precision >= 0.9, (recall, precision)
+        seen = [((r.start - lo) >> 10, (r.end - r.start) >> 10, r.nr_accesses) for r in s.targets[0].regions
+                if r.nr_accesses and overlap(r.start, r.end, lo, end)]
+        assert recall >= 0.9 and precision >= 0.9, (
+            f"recall {recall:.2f}, precision {precision:.2f}; accessed regions (offset KiB, size KiB, "
+            f"nr_accesses) in the mapping: {seen}; stats {stats[-1]}")
         for r in s.targets[0].regions:
             if hi <= r.start and r.end <= end:
                 assert r.nr_accesses == 0, r
@@ -571,10 +587,31 @@ def test_observation_window_is_a_full_interval_when_clearing_is_slow(monkeypatch
         return real(pidfd, ranges, advice)
 
     monkeypatch.setattr(pte_ops_mod, "process_madvise_ranges", slow)
+    sampled: list[npt.NDArray[np.uint64]] = []
+    hits: list[npt.NDArray[np.int64]] = []
+    real_check, real_update = pte_ops_mod.PteOps.check_accesses, pte_ops_mod.update_regions_access_rate
+
+    def check(self: Any, ctx: Any, nr_samples: int = 1) -> int:
+        pt = self._pt.get(0)
+        sampled.append(pt.addrs.copy() if pt is not None and pt.addrs is not None else np.zeros(0, np.uint64))
+        return real_check(self, ctx, nr_samples)
+
+    def update(t: Any, h: Any, nr: int, attrs: Any) -> int:
+        hits.append(np.asarray(h).copy())
+        return real_update(t, h, nr, attrs)
+
+    # what each check read, sample by sample
+    monkeypatch.setattr(pte_ops_mod.PteOps, "check_accesses", check)
+    monkeypatch.setattr(pte_ops_mod, "update_regions_access_rate", update)
     with Toucher(64, 8) as w:
-        _, reason, snaps, stats = run_pte([w.pid], 3.0, clear="madvise", cpu_budget=0.0)
-        lo, hi, end = w.addr, w.hot_end, w.addr + w.size
-    assert reason == StopReason.REQUESTED and len(snaps) >= 5
-    recall, precision = accessed_cover(snaps[-1], lo, hi, lo, end)
-    assert recall >= 0.9, (f"with a clear slower than the sampling interval only {recall:.0%} of the hot range is "
-                           "seen accessed: the check ran right after the clear")
+        _, reason, snaps, stats = run_pte([w.pid], 4.0, clear="madvise", cpu_budget=0.0)
+        lo, hi = w.addr, w.hot_end
+    assert reason == StopReason.REQUESTED and snaps
+    assert len(sampled) == len(hits)
+    # the samples at hot addresses (the toucher touches most of its hot pages within an interval), after warm-up
+    pairs = [(a, h) for a, h in zip(sampled[len(sampled) // 4:], hits[len(hits) // 4:]) if a.size == h.size]
+    hot = np.concatenate([h[(a >= np.uint64(lo)) & (a < np.uint64(hi))] for a, h in pairs])
+    assert hot.size >= 20, f"only {hot.size} samples fell in the hot range"
+    frac = float(np.count_nonzero(hot)) / hot.size
+    assert frac >= 0.7, (f"with a clear slower than the sampling interval only {frac:.0%} of {hot.size} samples at hot "
+                         "addresses read accessed: the checks ran right after the clears")
