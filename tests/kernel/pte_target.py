@@ -18,6 +18,8 @@ Usage:
   pte_target.py exit-mm MIB    maps and writes MIB MiB; prints "<start> <size>"; once it reads a line on its
                                standard input calls _exit(0) at once, so the kernel tears the whole address
                                space down in exit_mm() (exit_mmap() of MIB MiB) before the exit is visible
+  pte_target.py read MIB       maps MIB MiB and only reads every page (each then maps the shared zero page);
+                               prints "<start> <size>"; then sleeps
 """
 
 import ctypes
@@ -127,6 +129,14 @@ def main() -> None:
         print(addr, size, flush=True)
         sys.stdin.readline()
         os._exit(0)
+    elif mode == "read":
+        size = int(sys.argv[2]) * MiB
+        addr = _mmap(size)
+        a = _array(addr, size)
+        assert int(a[::PAGE].sum()) == 0  # read faults: the zero page
+        print(addr, size, flush=True)
+        while True:
+            time.sleep(3600)
     elif mode in ("exec", "exit"):
         m, addr, _ = _anon(32 * MiB)
         print(addr, 32 * MiB, flush=True)
