@@ -17,7 +17,7 @@ update, 10..1000 regions) for every source:
     ``kernel.bpf_stats_enabled`` (turned on and restored by the source itself).
 (c) **BPF ns per event**: the source's ``bpf_ns_per_event`` over the window (program run time / program runs,
     i.e. per fault of any process, as the program filters by pid itself), against the prototype's 161 ns
-    (docs/architecture.md: 1000 regions, ``exceptions:page_fault_user``).
+    (the design prototype: 1000 regions, ``exceptions:page_fault_user``).
 (d) **The perf way vs damon-bpf's in-kernel aggregation** (goal: 10x less CPU per event). The same event source
     (page faults) and workload (``tests/kernel/toucher.py 64 8 - 1 churn``: it keeps dropping and re-touching
     8 MiB of its own memory, so page faults keep coming) are collected for T seconds each way:

@@ -1,7 +1,7 @@
 """Several access sources on one target, side by side: the library behind ``damon-bpf compare``.
 
 Kernel DAMON has one access check (page-table accessed bits); damon-bpf has several sources, and they see
-different things (``architecture.md``, "Access sources and how they re-arm"). A :class:`Comparison` runs each
+different things (README, "How it works": re-arming; ``docs/pte.md``). A :class:`Comparison` runs each
 chosen source with its own engine (a :class:`~damon_bpf.monitor.Monitor`, whose kdamond runs in its own
 thread) on the same processes with identical monitoring attributes, and scores the results with
 :mod:`damon_bpf.scoring`:

@@ -1,11 +1,11 @@
 """DAMOS schemes from damo's words: the ``--damos_*`` command-line options and damo's JSON scheme shape.
 
 The library side of damo's ``_damon_args.damos_options_to_schemes()`` and ``_damon.Damos.from_kvpairs()`` /
-``to_kvpairs()`` (damo.md sections 1.2-1.4). It builds :class:`~damon_bpf.engine.damos.Scheme` objects in the
+``to_kvpairs()`` (damo's ``_damon.py``). It builds :class:`~damon_bpf.engine.damos.Scheme` objects in the
 kernel's units and converts back; it prints nothing and raises :class:`~damon_bpf.errors.InvalidParamsError`
 with the offending option or JSON field in the message.
 
-Units. DAMON itself only knows raw units (damon-kernel.md 4.1): ``nr_accesses`` in sampling intervals per
+Units. DAMON itself only knows raw units (its sysfs files): ``nr_accesses`` in sampling intervals per
 aggregation interval (``0..aggr/sample``) and ages in aggregation intervals. damo's human forms are converted
 with the monitoring :class:`~damon_bpf.engine.Attrs`, as damo does:
 
@@ -645,7 +645,7 @@ def _minmax(d: Mapping[str, Any], key: str, where: str) -> tuple[Any, Any]:
 
 
 def scheme_from_json(d: Mapping[str, Any], attrs: Attrs, where: str = "scheme") -> Scheme:
-    """One scheme from damo's JSON shape (damo.md 1.4); fields left out take damo's defaults, unknown fields
+    """One scheme from damo's JSON shape (``damo args damon``); fields left out take damo's defaults, unknown fields
     and output-only ones (``stats``, ``effective_sz_bytes``) are ignored.
 
     :param attrs: the monitoring attributes the percentages and ages are converted with

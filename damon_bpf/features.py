@@ -693,7 +693,7 @@ def _first_cpu(pmu: Path) -> int:
 
 
 def _perf_open_reason(err: OSError, what: str) -> DamonBpfError:
-    # errno of a trial perf_event_open -> error with a precise reason (sampling.md 1.6).
+    # errno of a trial perf_event_open -> error with a precise reason (perf_event_open(2) ERRORS).
     e = err.errno or 0
     name = _errname(e)
     if e in (errno.EACCES, errno.EPERM):

@@ -1,6 +1,6 @@
 """DAMOS: data access monitoring-based operation schemes.
 
-Mirrors the DAMOS half of ``mm/damon/core.c`` (v7.2/7.3, see damon-kernel.md section 4): access patterns,
+Mirrors the DAMOS half of ``mm/damon/core.c`` (v7.2/7.3): access patterns,
 apply intervals, quotas with the effective size quota (time quota converted through the measured throughput,
 goal-driven feedback with the ``consist`` and ``temporal`` tuners, fail-charge ratio), prioritisation through the
 score histogram, resumption where the previous quota window stopped, split-to-fit, core-layer filters with

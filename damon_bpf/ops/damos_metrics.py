@@ -1,7 +1,7 @@
 """DAMOS quota-goal and watermark metrics measured from user space: the ops side of ``ctx.damos_metric``.
 
 Mirrors ``damos_set_quota_goal_current_value()`` and ``damos_wmark_metric_value()`` of ``mm/damon/core.c``
-(damon-kernel.md sections 4.6 and 4.7). The engine does no I/O: it calls ``ctx.damos_metric(goal_or_wmarks,
+(quota goals and watermarks). The engine does no I/O: it calls ``ctx.damos_metric(goal_or_wmarks,
 scheme) -> int``, and :class:`DamosMetrics` is that callable. Where each value comes from:
 
 ==========================  =====================================================================================

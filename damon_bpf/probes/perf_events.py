@@ -96,7 +96,7 @@ FN_WRITE = "on_sample_write"
 #: Event kinds (:attr:`EventSpec.kind`).
 KINDS = ("software", "pebs", "ibs", "spe", "raw")
 
-# Default periods are primes so that sampling does not lock onto loop strides (sampling.md 0, 1.4).
+# Default periods are primes so that sampling does not lock onto loop strides.
 #: Software page faults: every fault.
 DEFAULT_SOFTWARE_PERIOD = 1
 #: Intel PEBS mem-loads/mem-stores: one sample per 10007 qualifying loads/stores.

@@ -230,7 +230,7 @@ def test_words_must_start_with_an_option() -> None:
 
 # -------------------------------------------------------------------------------- JSON
 
-#: damo.md 1.4: `damo args damon --damos_action pageout --damos_access_rate 0% 0% --damos_age 30s max
+#: damo's own example: `damo args damon --damos_action pageout --damos_access_rate 0% 0% --damos_age 30s max
 #: --damos_sz_region 4KiB max --damos_quotas 10ms 128MiB 1s --damos_filter reject anon --format json`
 DAMO_OUTPUT = """{"kdamonds": [{"refresh_ms": 0, "contexts": [{
    "ops": "paddr", "addr_unit": "1 B",

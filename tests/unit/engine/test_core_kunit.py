@@ -297,7 +297,7 @@ def test_damon_test_rand() -> None:
         assert 0 <= core.damon_rand(c, 0, 10) <= 9
 
 
-# -- vectors beyond core-kunit.h, from the formulas in damon-kernel.md -------------------------------------
+# -- vectors beyond core-kunit.h, from the formulas of mm/damon/core.c -------------------------------------
 
 def test_merge_age_rules() -> None:
     # 6.18+: age resets when nr_accesses moves beyond the threshold or flips between zero and non-zero.

@@ -1,5 +1,5 @@
 """DAMOS core: ports of the DAMOS cases of core-kunit.h, and the per-apply-interval algorithm of
-damon-kernel.md section 4 on small explicit vectors."""
+mm/damon/core.c's DAMOS functions on small explicit vectors."""
 
 from __future__ import annotations
 
