@@ -212,9 +212,9 @@ class PteOps(VaddrOps):
         super().check_supported()
         from damon_bpf.probes.pte import PagingLayout, PteOffsets
 
-        PagingLayout.detect(self.proc_root)
         if os.geteuid() != 0:
             raise PermissionDeniedError("the pte source loads a BPF program and reads page tables: run as root")
+        PagingLayout.detect(self.proc_root)
         PteOffsets.from_btf()
         from damon_bpf.probes._bcc import load_bcc
 
