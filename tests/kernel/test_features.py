@@ -72,7 +72,9 @@ def test_pte_walk_matches_pagemap(all_features: dict[str, features.Feature]) -> 
     assert match, detail
     assert int(match[1]) == int(match[2]) == 512
     cleared, set_again = re.search(r"cleared (\d+)/512, set again (\d+)/512", detail).groups()  # type: ignore[union-attr]
-    assert int(cleared) >= 460 and int(set_again) == 512
+    # clear_refs does not flush the TLB (as the kernel's own mkold), so a touch through a cached translation may
+    # leave a bit clear; the system's paddr kdamond also clears random bits
+    assert int(cleared) >= 460 and int(set_again) >= 460
 
 
 @pytest.mark.skipif(
