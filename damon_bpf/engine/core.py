@@ -1,8 +1,9 @@
 """The DAMON monitoring core: region split/merge, ages, access-rate bookkeeping and interval tuning.
 
-Mirrors ``mm/damon/core.c`` as of Linux v7.3-rc1 (with the v7.2 ``nr_accesses_bp`` moving sum kept, since
-record consumers still read it). Every function names the kernel function it ports. Integer arithmetic follows
-C truncating division on non-negative values; ``mult_frac()`` is reproduced exactly.
+Every function names the kernel function it ports; the release followed is stated once, in
+:mod:`damon_bpf.engine` (``KERNEL_RELEASE``), with the deliberate differences. Integer arithmetic follows C
+truncating division on non-negative values; ``mult_frac()`` is reproduced exactly. Each rule has one
+implementation: the array form the loop runs is also what the tests call.
 
 No module-level mutable state: the kernel's ``static last_nr_regions`` and split rotation live on the
 :class:`~damon_bpf.engine.model.Ctx`, and randomness comes from ``ctx.rng``.
@@ -10,7 +11,7 @@ No module-level mutable state: the kernel's ``static last_nr_regions`` and split
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -24,12 +25,7 @@ __all__ = (
     "mult_frac",
     "align_down",
     "align_up",
-    "damon_rand",
-    "new_region",
-    "add_region",
-    "destroy_region",
     "split_region_at",
-    "merge_two_regions",
     "merge_regions_of",
     "merge_regions",
     "split_regions_of",
@@ -38,17 +34,17 @@ __all__ = (
     "set_regions",
     "region_sz_limit",
     "apply_min_nr_regions",
-    "moving_sum",
     "mvsum",
     "nr_accesses_mvsum",
-    "update_region_access_rate",
+    "region_nr_accesses_mvsum",
+    "target_nr_accesses_mvsum",
     "update_regions_access_rate",
     "reset_aggregated",
     "feed_loop_next_input",
     "intervals_score",
     "intervals_adaptation_bp",
     "tune_intervals",
-    "update_monitoring_result",
+    "update_monitoring_results",
     "set_attrs",
     "init_ctx",
     "next_boundary_sis",
@@ -57,8 +53,12 @@ __all__ = (
 ULONG_MAX = 2**64 - 1
 
 
-def mult_frac(x: int, n: int, d: int) -> int:
-    """``mult_frac(x, n, d)`` of ``include/linux/math.h``: x * n / d without intermediate overflow."""
+Num = TypeVar("Num", int, npt.NDArray[np.int64])
+
+
+def mult_frac(x: Num, n: int, d: int) -> Num:
+    """``mult_frac(x, n, d)`` of ``include/linux/math.h``: x * n / d without intermediate overflow; *x* may be
+    an ``int64`` array."""
     q, r = divmod(x, d)
     return q * n + r * n // d
 
@@ -73,28 +73,6 @@ def align_up(x: int, a: int) -> int:
     return -(-x // a) * a
 
 
-def damon_rand(ctx: Ctx, lo: int, hi: int) -> int:
-    """``damon_rand(ctx, l, r)``: uniform in ``[lo, hi)``; ``lo`` when the range is empty."""
-    if hi <= lo:
-        return lo
-    return ctx.rng.randrange(lo, hi)
-
-
-def new_region(start: int, end: int) -> Region:
-    """``damon_new_region()``: every counter starts at 0."""
-    return Region(start, end)
-
-
-def add_region(t: Target, r: Region) -> None:
-    """``damon_add_region()``: append at the tail."""
-    t.ra.insert(len(t.ra), (r.start, r.end, r.nr_accesses, r.nr_accesses_bp, r.age, r.last_nr_accesses))
-
-
-def destroy_region(t: Target, idx: int) -> None:
-    """``damon_destroy_region()``: remove region number *idx*."""
-    t.ra.delete(idx)
-
-
 def split_region_at(t: Target, idx: int, sz_r: int) -> None:
     """``damon_split_region_at()``: split region *idx* into ``[start, start+sz_r)`` and the rest; the new
     right-hand region (``idx + 1``) inherits ``age``, ``nr_accesses``, ``nr_accesses_bp`` and
@@ -104,21 +82,6 @@ def split_region_at(t: Target, idx: int, sz_r: int) -> None:
     row[0] += sz_r
     ra.end[idx] = row[0]
     ra.insert(idx + 1, row)
-
-
-def merge_two_regions(t: Target, idx: int) -> None:
-    """``damon_merge_two_regions()``: merge region *idx + 1* into region *idx* with size-weighted averages of
-    ``nr_accesses`` and ``age``; ``last_nr_accesses`` of *idx* is kept as it is."""
-    ra = t.ra
-    l_, r_ = idx, idx + 1
-    sz_l = int(ra.end[l_] - ra.start[l_])
-    sz_r = int(ra.end[r_] - ra.start[r_])
-    total = sz_l + sz_r
-    ra.nr_accesses[l_] = (int(ra.nr_accesses[l_]) * sz_l + int(ra.nr_accesses[r_]) * sz_r) // total
-    ra.nr_accesses_bp[l_] = ra.nr_accesses[l_] * 10000
-    ra.age[l_] = (int(ra.age[l_]) * sz_l + int(ra.age[r_]) * sz_r) // total
-    ra.end[l_] = ra.end[r_]
-    ra.delete(r_)
 
 
 def merge_regions_of(t: Target, thres: int, sz_limit: int, count_age: bool = True) -> None:
@@ -182,15 +145,11 @@ def merge_regions_of(t: Target, thres: int, sz_limit: int, count_age: bool = Tru
     bp = ra.nr_accesses_bp.copy()
     if merged:
         m = np.array(merged, dtype=np.int64)
-        bp[m] = new_nr_for(m, NR)
+        # damon_merge_two_regions() sets nr_accesses_bp to nr_accesses * 10000
+        bp[m] = np.array(NR, dtype=np.int64)[m] * 10000
     new.nr_accesses_bp = bp[k]
     new.last_nr_accesses = ra.last_nr_accesses[k]
     ra.assign(new)
-
-
-def new_nr_for(idx: npt.NDArray[np.int64], nr: list[int]) -> npt.NDArray[np.int64]:
-    # nr_accesses_bp of merged regions: damon_merge_two_regions() sets it to nr_accesses * 10000
-    return np.array(nr, dtype=np.int64)[idx] * 10000
 
 
 def merge_regions(ctx: Ctx, threshold: int, sz_limit: int) -> None:
@@ -306,7 +265,16 @@ def set_regions(t: Target, ranges: Sequence[AddrRange], min_region_sz: int = DAM
     Regions intersecting no range are removed; for each range, the first and last intersecting regions are
     stretched to the range's aligned edges and holes between them are filled with new regions; a range no
     region intersects gets one new region. Surviving regions keep their counters and age.
+
+    :raises InvalidParamsError: an empty range, or ranges out of order or overlapping (the kernel's
+        ``-EINVAL``); the target is left unchanged
     """
+    for i, a in enumerate(ranges):
+        if a.start >= a.end:
+            raise InvalidParamsError(f"address range {i} [{a.start:#x}, {a.end:#x}) is empty")
+        if i and ranges[i - 1].end > a.start:
+            raise InvalidParamsError(f"address range {i} [{a.start:#x}, {a.end:#x}) overlaps or precedes "
+                                     f"range {i - 1} [{ranges[i - 1].start:#x}, {ranges[i - 1].end:#x})")
     regions = [r for r in t.regions if any(_intersect(r, a) for a in ranges)]  # copies, edited in place
     i = 0
     for rng_ in ranges:
@@ -369,44 +337,45 @@ def apply_min_nr_regions(ctx: Ctx) -> int:
     return max_region_sz
 
 
-def moving_sum(mvsum_: int, nomvsum: int, len_window: int, new_value: int) -> int:
-    """``damon_moving_sum()`` (<= 7.2): the pseudo moving sum used for ``nr_accesses_bp``."""
-    return mvsum_ - nomvsum // len_window + new_value
-
-
-def mvsum(current: int, last: int, left_window_bp: int) -> int:
-    """``damon_mvsum()`` (7.3): ``current + last * left_window_bp / 10000``."""
+def mvsum(current: Num, last: Num, left_window_bp: int) -> Num:
+    """``damon_mvsum()``: ``current + last * left_window_bp / 10000``, for ints or ``int64`` arrays."""
     return current + mult_frac(last, left_window_bp, 10000)
 
 
-def nr_accesses_mvsum(r: Region, ctx: Ctx) -> int:
-    """``damon_nr_accesses_mvsum()`` (7.3): a moving sum of ``nr_accesses`` over the last aggregation
-    window's length, computed on demand. DAMOS uses it to judge regions between aggregation boundaries."""
+def nr_accesses_mvsum(ctx: Ctx, nr_accesses: Num, last_nr_accesses: Num) -> Num:
+    """``damon_nr_accesses_mvsum()``: a moving sum of ``nr_accesses`` over one aggregation window's length,
+    computed on demand from this window's count and the last window's. DAMOS matches patterns and scores
+    regions with it between aggregation boundaries.
+
+    When the whole window is still ahead (exactly 10000 bp left), ``nr_accesses`` may not be reset yet, so the
+    last window's count is the answer on its own. Works on ints and on ``int64`` arrays alike.
+    """
     window_len = ctx.attrs.max_nr_accesses
-    passed = ctx.passed_sample_intervals
-    nas = ctx.next_aggregation_sis
-    if passed >= nas:
-        return r.nr_accesses
-    left = nas - passed
-    if left >= window_len:
-        # a whole window is left: nr_accesses belongs to the window that just ended and is not reset yet
-        return r.last_nr_accesses
-    return mvsum(r.nr_accesses, r.last_nr_accesses, mult_frac(left, 10000, window_len))
+    passed, nas = ctx.passed_sample_intervals, ctx.next_aggregation_sis
+    left = nas - passed if passed < nas else 0
+    left_bp = mult_frac(left, 10000, window_len)
+    if left_bp == 10000:
+        return last_nr_accesses
+    return mvsum(nr_accesses, last_nr_accesses, left_bp)
 
 
-def update_region_access_rate(r: Region, accessed: bool, attrs: Attrs) -> None:
-    """``damon_update_region_access_rate()``: one sampling interval's result for *r*."""
-    len_window = attrs.max_nr_accesses if attrs.sample_interval_us else 1
-    r.nr_accesses_bp = r.nr_accesses_bp - (r.last_nr_accesses * 10000) // len_window + (10000 if accessed else 0)
-    if accessed:
-        r.nr_accesses += 1
+def region_nr_accesses_mvsum(ctx: Ctx, r: Region) -> int:
+    """:func:`nr_accesses_mvsum` of one region."""
+    return int(nr_accesses_mvsum(ctx, r.nr_accesses, r.last_nr_accesses))
+
+
+def target_nr_accesses_mvsum(ctx: Ctx, t: Target) -> npt.NDArray[np.int64]:
+    """:func:`nr_accesses_mvsum` of every region of *t* (a new array)."""
+    ra = t.ra
+    return np.array(nr_accesses_mvsum(ctx, ra.nr_accesses, ra.last_nr_accesses), dtype=np.int64)
 
 
 def update_regions_access_rate(t: Target, hits: npt.ArrayLike, nr_samples: int, attrs: Attrs) -> int:
-    """Batch form of :func:`update_region_access_rate` for every region of *t*: ``hits[i]`` of the last
-    *nr_samples* sampling intervals saw an access to region ``i``. Exactly equal to *nr_samples* single updates
-    (the moving-sum decrement is constant within an aggregation window). Returns the maximum
-    ``nr_accesses`` afterwards."""
+    """``damon_update_region_access_rate()`` for every region of *t* over *nr_samples* sampling intervals:
+    ``hits[i]`` of them saw an access to region ``i``. ``nr_accesses`` grows by the hits; the <= 7.2 pseudo
+    moving sum ``nr_accesses_bp`` (kept for record consumers) gains ``10000`` per hit and loses
+    ``last_nr_accesses * 10000 / window`` per sample, which is constant within a window, so one batch equals
+    *nr_samples* single updates. Returns the maximum ``nr_accesses`` afterwards."""
     ra = t.ra
     h = np.asarray(hits, dtype=np.int64)
     if h.size != len(ra):
@@ -501,41 +470,32 @@ def tune_intervals(ctx: Ctx) -> bool:
     return True
 
 
-def _nr_accesses_for_new_attrs(nr: int, old: Attrs, new: Attrs) -> int:
+def _nr_accesses_for_new_attrs(nr: Num, old: Attrs, new: Attrs) -> Num:
+    # damon_nr_accesses_for_new_attrs(): through the access ratio in bp
     bp = mult_frac(nr, 10000, old.max_nr_accesses)
     return bp * new.max_nr_accesses // 10000
 
 
-def update_monitoring_result(r: Region, old: Attrs, new: Attrs, aggregating: bool) -> None:
-    """``damon_update_monitoring_result()``: rescale a region's counters to new intervals. In the middle of
-    an aggregation window the window so far is dropped, as if ``kdamond_reset_aggregated()`` had run."""
-    if not aggregating:
-        r.nr_accesses = _nr_accesses_for_new_attrs(r.nr_accesses, old, new)
-        r.nr_accesses_bp = r.nr_accesses * 10000
-    else:
-        r.last_nr_accesses = _nr_accesses_for_new_attrs(r.last_nr_accesses, old, new)
-        r.nr_accesses_bp = r.last_nr_accesses * 10000
-        r.nr_accesses = 0
-    r.age = r.age * old.aggr_interval_us // new.aggr_interval_us
+def update_monitoring_results(ctx: Ctx, new: Attrs, aggregating: bool) -> None:
+    """``damon_update_monitoring_results()``: rescale every region's counters from ``ctx.attrs`` to *new*.
 
-
-def _np_nr_accesses_for_new_attrs(nr: npt.NDArray[np.int64], old: Attrs, new: Attrs) -> npt.NDArray[np.int64]:
-    d = old.max_nr_accesses
-    bp = nr // d * 10000 + (nr % d) * 10000 // d
-    return bp * new.max_nr_accesses // 10000
-
-
-def _update_monitoring_results_of(t: Target, old: Attrs, new: Attrs, aggregating: bool) -> None:
-    # vectorised damon_update_monitoring_result() over every region of t
-    ra = t.ra
-    if not aggregating:
-        ra.nr_accesses = _np_nr_accesses_for_new_attrs(ra.nr_accesses, old, new)
-        ra.nr_accesses_bp = ra.nr_accesses * 10000
-    else:
-        ra.last_nr_accesses = _np_nr_accesses_for_new_attrs(ra.last_nr_accesses, old, new)
-        ra.nr_accesses_bp = ra.last_nr_accesses * 10000
-        ra.nr_accesses = np.zeros_like(ra.nr_accesses)
-    ra.age = ra.age * old.aggr_interval_us // new.aggr_interval_us
+    ``last_nr_accesses`` is always rescaled (the moving sum reads it between aggregations); ``nr_accesses``
+    is rescaled at an aggregation boundary and dropped in the middle of a window, as if
+    ``kdamond_reset_aggregated()`` had run; ``age`` is scaled by the aggregation intervals. Nothing changes
+    when any interval is zero."""
+    old = ctx.attrs
+    if not (old.sample_interval_us and old.aggr_interval_us and new.sample_interval_us and new.aggr_interval_us):
+        return
+    for t in ctx.targets:
+        ra = t.ra
+        ra.last_nr_accesses = _nr_accesses_for_new_attrs(ra.last_nr_accesses, old, new)
+        if aggregating:
+            ra.nr_accesses = np.zeros_like(ra.nr_accesses)
+            ra.nr_accesses_bp = ra.last_nr_accesses * 10000
+        else:
+            ra.nr_accesses = _nr_accesses_for_new_attrs(ra.nr_accesses, old, new)
+            ra.nr_accesses_bp = ra.nr_accesses * 10000
+        ra.age = ra.age * old.aggr_interval_us // new.aggr_interval_us
 
 
 def set_attrs(ctx: Ctx, attrs: Attrs) -> None:
@@ -550,10 +510,7 @@ def set_attrs(ctx: Ctx, attrs: Attrs) -> None:
         attrs.aggr_samples = attrs.aggr_interval_us // si
     ctx.next_aggregation_sis = ctx.passed_sample_intervals + attrs.aggr_interval_us // si
     ctx.next_ops_update_sis = ctx.passed_sample_intervals + attrs.ops_update_interval_us // si
-    old = ctx.attrs
-    if old.sample_interval_us and old.aggr_interval_us and attrs.sample_interval_us and attrs.aggr_interval_us:
-        for t in ctx.targets:
-            _update_monitoring_results_of(t, old, attrs, aggregating)
+    update_monitoring_results(ctx, attrs, aggregating)
     ctx.attrs = attrs
     for s in ctx.schemes:
         set_next_apply = getattr(s, "set_next_apply_sis", None)

@@ -7,8 +7,8 @@ score histogram, resumption where the previous quota window stopped, split-to-fi
 the kernel's allow/reject defaults, watermarks, and the statistics and tried regions.
 
 Units, as the kernel's: sizes in bytes, ``nr_accesses`` in sampling intervals per aggregation window
-(``0..aggr/sample``), ages in aggregation intervals. Conversions from damo's human forms (``%``, times) are in
-:func:`access_pattern_from_damo`.
+(``0..aggr/sample``), ages in aggregation intervals. damo's human forms (``%``, times) are converted by
+:mod:`damon_bpf.damos_config`.
 
 The engine does no I/O: metrics for quota goals and watermarks come from ``Ctx.damos_metric`` (the ops layer
 provides it), actions are applied by ``ops.apply_scheme``, and time from ``Ctx.clock_ns``.
@@ -18,18 +18,22 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from damon_bpf.engine.core import ULONG_MAX, align_down, feed_loop_next_input, mult_frac, region_sz_limit
-from damon_bpf.engine.model import Attrs, Ctx, Region, Target
-from damon_bpf.engine.regions import COLUMNS
+from damon_bpf.engine.core import (
+    ULONG_MAX,
+    align_down,
+    feed_loop_next_input,
+    mult_frac,
+    region_sz_limit,
+    split_region_at,
+    target_nr_accesses_mvsum,
+)
+from damon_bpf.engine.model import Ctx, Region, Target
 from damon_bpf.errors import InvalidParamsError
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = (
     "UINT_MAX",
@@ -56,8 +60,7 @@ __all__ = (
     "wmark_wait_us",
     "wait_activation_us",
     "set_filters_default_reject",
-    "nr_accesses_mvsum_of",
-    "access_pattern_from_damo",
+    "core_filter_out",
 )
 
 UINT_MAX = 2**32 - 1
@@ -136,16 +139,17 @@ class AccessPattern:
                 or self.min_age_region > self.max_age_region:
             raise InvalidParamsError("access pattern: a minimum is larger than its maximum")
 
-    def matches(self, sz: int, nr_accesses: int, age: int) -> bool:
-        return (self.min_sz_bytes <= sz <= self.max_sz_bytes
-                and self.min_nr_accesses <= nr_accesses <= self.max_nr_accesses
-                and self.min_age_region <= age <= self.max_age_region)
-
     def matches_arrays(self, sz: npt.NDArray[np.int64], nr: npt.NDArray[np.int64],
                        age: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+        """``__damos_valid_target()``'s pattern check of every region at once (bounds inclusive)."""
         return ((sz >= self.min_sz_bytes) & (sz <= min(self.max_sz_bytes, 2**63 - 1))
                 & (nr >= self.min_nr_accesses) & (nr <= self.max_nr_accesses)
                 & (age >= self.min_age_region) & (age <= self.max_age_region))
+
+    def matches(self, sz: int, nr_accesses: int, age: int) -> bool:
+        """:meth:`matches_arrays` of one region."""
+        one = np.array([sz, nr_accesses, age], dtype=np.int64)
+        return bool(self.matches_arrays(one[0:1], one[1:2], one[2:3])[0])
 
     def to_dict(self) -> dict[str, Any]:
         return {"sz_bytes": {"min": self.min_sz_bytes, "max": self.max_sz_bytes},
@@ -309,6 +313,8 @@ class Scheme:
     next_apply_sis: int = field(default=0, repr=False)
     core_filters_default_reject: bool = field(default=False, repr=False)
     ops_filters_default_reject: bool = field(default=False, repr=False)
+    #: the core filters allowed the region being applied: the ops layer then passes all of it
+    core_filters_allowed: bool = field(default=False, repr=False)
     tried_regions: list[TriedRegion] = field(default_factory=list, repr=False)
     _tried_next: list[TriedRegion] = field(default_factory=list, repr=False)
 
@@ -367,10 +373,10 @@ def _core_filter_match(ctx: Ctx, ti: int, t: Target, i: int, f: Filter) -> bool:
         elif re_ <= start or end <= rs:
             matched = False
         elif rs < start:  # starts before the range: the left piece is outside
-            _split_at(t, i, start - rs)
+            split_region_at(t, i, start - rs)
             matched = False
         else:  # starts inside: the left piece is inside
-            _split_at(t, i, end - rs)
+            split_region_at(t, i, end - rs)
             matched = True
     return matched == f.matching
 
@@ -378,19 +384,12 @@ def _core_filter_match(ctx: Ctx, ti: int, t: Target, i: int, f: Filter) -> bool:
 def core_filter_out(ctx: Ctx, ti: int, t: Target, i: int, s: Scheme) -> bool:
     """``damos_core_filter_out()``: True when the core filters reject region *i*; the first matching filter
     decides, and an allowing core filter lets the ops layer pass everything."""
-    s_core_allowed = False
+    s.core_filters_allowed = False
     for f in s.core_filters:
         if _core_filter_match(ctx, ti, t, i, f):
-            s_core_allowed = f.allow
-            _set_core_allowed(s, s_core_allowed)
+            s.core_filters_allowed = f.allow
             return not f.allow
-    _set_core_allowed(s, False)
     return s.core_filters_default_reject
-
-
-def _set_core_allowed(s: Scheme, allowed: bool) -> None:
-    # s->core_filters_allowed: the ops layer passes everything when a core filter allowed the region
-    object.__setattr__(s, "core_filters_allowed", allowed)
 
 
 # -- quotas ----------------------------------------------------------------------------------------------------
@@ -446,24 +445,11 @@ def set_effective_quota(ctx: Ctx, s: Scheme) -> None:
         else:
             throughput = PAGE_SIZE * 1024
         esz = min(throughput * q.ms, esz)
+        # at least one region's worth: a measured throughput this low must not stop the scheme for good
+        esz = max(ctx.min_region_sz, esz)
     if q.sz and q.sz < esz:
         esz = q.sz
     q.esz = esz
-
-
-def nr_accesses_mvsum_of(ctx: Ctx, t: Target) -> npt.NDArray[np.int64]:
-    """``damon_nr_accesses_mvsum()`` of every region of *t*: what DAMOS compares with the access pattern."""
-    ra = t.ra
-    window_len = ctx.attrs.max_nr_accesses
-    passed, nas = ctx.passed_sample_intervals, ctx.next_aggregation_sis
-    if passed >= nas:
-        return ra.nr_accesses.copy()
-    left = nas - passed
-    if left >= window_len:
-        return ra.last_nr_accesses.copy()
-    left_bp = mult_frac(left, 10000, window_len)
-    last = ra.last_nr_accesses
-    return ra.nr_accesses + (last // 10000 * left_bp + (last % 10000) * left_bp // 10000)
 
 
 def _scores(ctx: Ctx, t: Target, s: Scheme) -> npt.NDArray[np.int64]:
@@ -496,16 +482,35 @@ def adjust_quota(ctx: Ctx, s: Scheme, now_ms: int) -> None:
         return
     hist = np.zeros(100, dtype=np.int64)
     mx = 0
-    for t in ctx.targets:
+    for ti, t in enumerate(ctx.targets):
         if not len(t.ra):
             continue
         sz = t.ra.end - t.ra.start
-        ok = s.pattern.matches_arrays(sz, nr_accesses_mvsum_of(ctx, t), t.ra.age)
+        na = target_nr_accesses_mvsum(ctx, t)
+        ok = s.pattern.matches_arrays(sz, na, t.ra.age)
         if not ok.any():
             continue
-        sc = np.clip(_scores(ctx, t, s)[ok], 0, 99)
-        np.add.at(hist, sc, sz[ok])
-        mx = max(mx, int(sc.max()))
+        scores = np.clip(_scores(ctx, t, s), 0, 99)
+        if s.core_filters:
+            # regions the core filters reject are not counted (7.1); an addr filter may split a region, and
+            # the walk visits the tail next, as the kernel's non-safe region walk does
+            i = offset = 0
+            while i < len(t.ra):
+                orig = i - offset
+                ra = t.ra
+                if s.pattern.matches(int(ra.end[i] - ra.start[i]), int(na[orig]), int(ra.age[i])):
+                    n_before = len(ra)
+                    rejected = core_filter_out(ctx, ti, t, i, s)
+                    offset += len(t.ra) - n_before
+                    if not rejected:
+                        sc = int(scores[orig])
+                        hist[sc] += int(t.ra.end[i] - t.ra.start[i])
+                        mx = max(mx, sc)
+                i += 1
+            continue
+        sc_ok = scores[ok]
+        np.add.at(hist, sc_ok, sz[ok])
+        mx = max(mx, int(sc_ok.max()))
     cum = 0
     score = mx
     while True:
@@ -544,14 +549,6 @@ def wait_activation_us(ctx: Ctx) -> int:
 
 # -- applying --------------------------------------------------------------------------------------------------
 
-def _split_at(t: Target, i: int, sz: int) -> None:
-    ra = t.ra
-    row = [int(getattr(ra, c)[i]) for c in COLUMNS]
-    row[0] += sz
-    ra.end[i] = row[0]
-    ra.insert(i + 1, row)
-
-
 def _skip_charged_region(ctx: Ctx, ti: int, t: Target, i: int, s: Scheme) -> bool:
     # damos_skip_charged_region() (7.1+: a split tail is visited next)
     q = s.quota
@@ -572,7 +569,7 @@ def _skip_charged_region(ctx: Ctx, ti: int, t: Target, i: int, s: Scheme) -> boo
             if re_ - rs <= ctx.min_region_sz:
                 return True
             k = ctx.min_region_sz
-        _split_at(t, i, k)
+        split_region_at(t, i, k)
         return True
     q.charge_target_from = None
     q.charge_addr_from = 0
@@ -612,10 +609,11 @@ def _apply_one(ctx: Ctx, ti: int, t: Target, i: int, s: Scheme, na: int) -> None
         if sz == 0:
             _update_stat(s, sz, 0, 0)
             return
-        _split_at(t, i, sz)
+        split_region_at(t, i, sz)
     if core_filter_out(ctx, ti, t, i, s):
         return
-    sz = int(ra.end[i] - ra.start[i])
+    # an addr filter may have split the region: the ops get the piece, but the quota charge and sz_tried
+    # use the size from before that split, as damos_apply_scheme() does
     region = _region(t, i)
     t0 = ctx.clock_ns()
     res = ops.apply_scheme(ctx, t, region, s)
@@ -661,7 +659,7 @@ def apply_schemes(ctx: Ctx) -> None:
         if ops is not None and not ops.target_valid(t):
             continue
         # patterns are matched against the moving sum, computed once per target (splits copy the counters)
-        na_all = nr_accesses_mvsum_of(ctx, t)
+        na_all = target_nr_accesses_mvsum(ctx, t)
         na_list = na_all.tolist()
         # regions no due scheme can want are skipped without Python work (a quota resume still needs a
         # visit, so those schemes force the walk)
@@ -673,8 +671,6 @@ def apply_schemes(ctx: Ctx) -> None:
                 break
             want |= s.pattern.matches_arrays(ra.end - ra.start, na_all, ra.age) | (
                 np.arange(len(ra)) == len(ra) - 1)
-        if not want.any():
-            continue
         i = 0
         offset = 0  # regions inserted by splits before the original index i - offset
         visit = want.tolist()
@@ -738,34 +734,3 @@ def _merge_back(t: Target, max_region_sz: int) -> None:
     new.end = np.array(new_end, dtype=np.int64)[k]
     new.nr_accesses_bp = new.nr_accesses * 10000
     ra.assign(new)
-
-
-# -- damo's forms ----------------------------------------------------------------------------------------------
-
-def access_pattern_from_damo(d: dict[str, Any], attrs: Attrs,
-                             to_bytes: Callable[[Any], int], to_us: Callable[[Any], int],
-                             to_percent: Callable[[Any], float]) -> AccessPattern:
-    """An access pattern from damo's JSON form: ``nr_accesses`` bounds as ``"N %"`` (of the maximum) or
-    ``"N samples"``, ``age`` bounds as times or ``"N aggr_intervals"``. The converters are damo's value
-    parsers (``damon_bpf.units``)."""
-
-    def nr(v: Any) -> int:
-        if isinstance(v, str) and v.strip().endswith("samples"):
-            return int(v.split()[0].replace(",", ""))
-        if isinstance(v, str) and v.strip() == "max":
-            return UINT_MAX
-        pct = to_percent(v)
-        return int(pct * attrs.max_nr_accesses // 100)
-
-    def age(v: Any) -> int:
-        if isinstance(v, str) and v.strip().endswith("aggr_intervals"):
-            return int(v.split()[0].replace(",", ""))
-        if isinstance(v, str) and v.strip() == "max":
-            return UINT_MAX
-        return to_us(v) // max(attrs.aggr_interval_us, 1)
-
-    szd, nrd, aged = d.get("sz_bytes", {}), d.get("nr_accesses", {}), d.get("age", {})
-    return AccessPattern(
-        min_sz_bytes=to_bytes(szd.get("min", 0)), max_sz_bytes=to_bytes(szd.get("max", "max")),
-        min_nr_accesses=nr(nrd.get("min", "0 samples")), max_nr_accesses=nr(nrd.get("max", "max")),
-        min_age_region=age(aged.get("min", "0 aggr_intervals")), max_age_region=age(aged.get("max", "max")))

@@ -314,4 +314,3 @@ class Kdamond:
         if ctx.passed_sample_intervals >= nus:
             ctx.next_ops_update_sis = nus + ctx.attrs.ops_update_interval_us // si
             ops.update(ctx)
-            self._sz_limit = apply_min_nr_regions(ctx)

@@ -8,7 +8,7 @@ Mirrors ``struct damon_operations`` (``include/linux/damon.h``) and the ops regi
 - ``prepare_access_checks(ctx)``: every sample, before the sleep; chooses ``sampling_addr`` and clears the
   accessed state (pull sources), or marks the start of a collection window (push sources).
 - ``check_accesses(ctx, nr_samples)``: after the sleep; updates ``nr_accesses`` of each region through
-  :func:`damon_bpf.engine.core.update_region_access_rate` or its batch form and returns the maximum
+  :func:`damon_bpf.engine.core.update_regions_access_rate` and returns the maximum
   ``nr_accesses``. ``nr_samples`` is the number of sampling intervals since ``prepare_access_checks``: always 1
   unless the ops set declares ``batched = True``, in which case the core sleeps straight to the next boundary
   (aggregation, DAMOS apply, ops update, tuning) and the ops account every sampling interval in between at

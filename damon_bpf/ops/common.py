@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from damon_bpf.engine.core import nr_accesses_mvsum
+from damon_bpf.engine.core import region_nr_accesses_mvsum, target_nr_accesses_mvsum
 from damon_bpf.engine.model import Attrs, Ctx, Region, Target
 from damon_bpf.engine.ops import DAMOS_MAX_SCORE
 
@@ -122,7 +122,7 @@ def region_hot_score(ctx: Ctx, region: Region, scheme: Any) -> int:
     """``damon_hot_score(c, r, s)`` for a region of *ctx*: feeds 7.3's moving sum
     (``damon_nr_accesses_mvsum()``) and the scheme's quota weights to :func:`hot_score`."""
     w_freq, w_age = quota_weights(scheme)
-    return hot_score(nr_accesses_mvsum(region, ctx), region.age, ctx.attrs, w_freq, w_age)
+    return hot_score(region_nr_accesses_mvsum(ctx, region), region.age, ctx.attrs, w_freq, w_age)
 
 
 def region_cold_score(ctx: Ctx, region: Region, scheme: Any) -> int:
@@ -168,25 +168,10 @@ def cold_scores(nr_accesses: npt.ArrayLike, age: npt.ArrayLike, attrs: Attrs, we
     return DAMOS_MAX_SCORE - hot_scores(nr_accesses, age, attrs, weight_nr_accesses, weight_age)
 
 
-def _nr_accesses_mvsums(ctx: Ctx, target: Target) -> npt.NDArray[np.int64]:
-    # damon_nr_accesses_mvsum() of every region of target, as engine.core.nr_accesses_mvsum() computes it
-    ra = target.ra
-    window_len = ctx.attrs.max_nr_accesses
-    passed, nas = ctx.passed_sample_intervals, ctx.next_aggregation_sis
-    if passed >= nas:
-        return np.asarray(ra.nr_accesses, dtype=np.int64)
-    left = nas - passed
-    if left >= window_len:
-        return np.asarray(ra.last_nr_accesses, dtype=np.int64)
-    left_bp = left // window_len * 10000 + left % window_len * 10000 // window_len  # mult_frac()
-    last = np.asarray(ra.last_nr_accesses, dtype=np.int64)
-    return np.asarray(ra.nr_accesses, dtype=np.int64) + (last // 10000 * left_bp + last % 10000 * left_bp // 10000)
-
-
 def target_hot_scores(ctx: Ctx, target: Target, scheme: Any) -> npt.NDArray[np.int64]:
     """:func:`region_hot_score` of every region of *target* (in ``target.ra`` order), at once."""
     w_freq, w_age = quota_weights(scheme)
-    return hot_scores(_nr_accesses_mvsums(ctx, target), target.ra.age, ctx.attrs, w_freq, w_age)
+    return hot_scores(target_nr_accesses_mvsum(ctx, target), target.ra.age, ctx.attrs, w_freq, w_age)
 
 
 def target_cold_scores(ctx: Ctx, target: Target, scheme: Any) -> npt.NDArray[np.int64]:

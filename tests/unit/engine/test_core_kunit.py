@@ -1,17 +1,23 @@
 """Ports of mm/damon/tests/core-kunit.h, one test per kunit case, keeping the kernel's names and vectors.
 
-Kunit cases about kernel-only machinery (ops registration locks, damos_walk obsolete control, commit of
-quota goals/filters/dests) are ported where damon-bpf has the equivalent; DAMOS ones live with the DAMOS
-tests. min_region_sz is 1 unless the kernel test sets it, as the kernel's DAMON_MIN_REGION is 1 under kunit.
+Every port calls the engine's own code (the array forms the kdamond runs), never a copy kept for tests.
+Kunit cases about kernel-only machinery are left out, with the reason: damos_walk() (damon_test_walk_control_
+obsolete; damon-bpf has no walk requests) and the damon_commit_*() family (damos_test_commit_*,
+damon_test_commit_target_regions; damon-bpf never updates a running context's parameters in place: a new
+configuration means a new context, so a commit path would be code only its tests call). DAMOS cases live with
+the DAMOS tests. min_region_sz is 1 unless the kernel test sets it, as the kernel's DAMON_MIN_REGION is 1 under
+kunit.
 """
 
 from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from damon_bpf.engine import core, ops as ops_mod
+from damon_bpf.engine.damos import Action, Scheme, apply_schemes
 from damon_bpf.engine.model import AddrRange, Attrs, Ctx, Region, Target
 from damon_bpf.errors import InvalidParamsError
 
@@ -21,31 +27,32 @@ def new_ctx(**kw: object) -> Ctx:
 
 
 def target_of(pairs: list[tuple[int, int]]) -> Target:
-    t = Target()
-    for s, e in pairs:
-        core.add_region(t, core.new_region(s, e))
-    return t
+    return Target(regions=[Region(s, e) for s, e in pairs])
 
 
 def test_damon_test_regions() -> None:
-    r = core.new_region(1, 2)
-    assert (r.start, r.end, r.nr_accesses) == (1, 2, 0)
+    r = Region(1, 2)
+    assert (r.start, r.end, r.nr_accesses, r.nr_accesses_bp, r.age, r.last_nr_accesses) == (1, 2, 0, 0, 0, 0)
     t = Target()
     assert t.nr_regions == 0
-    core.add_region(t, r)
-    assert t.nr_regions == 1
-    core.destroy_region(t, 0)
+    t.regions = [r]
+    assert t.nr_regions == 1 and t.regions[0].to_dict() == r.to_dict()
+    t.ra.delete(0)
     assert t.nr_regions == 0
 
 
 def test_damon_test_target() -> None:
+    # damon_add_target()/damon_destroy_target(): what the core derives from the target list follows it
     c = new_ctx()
-    t = Target()
-    assert len(c.targets) == 0
-    c.targets.append(t)
-    assert len(c.targets) == 1
-    c.targets.remove(t)
-    assert len(c.targets) == 0
+    c.attrs.min_nr_regions = 4
+    assert c.nr_regions == 0 and core.region_sz_limit(c) == 1
+    t1, t2 = target_of([(0, 100)]), target_of([(1000, 1300), (2000, 2100)])
+    c.targets.append(t1)
+    assert c.nr_regions == 1 and core.region_sz_limit(c) == 100 // 4
+    c.targets.append(t2)
+    assert c.nr_regions == 3 and core.region_sz_limit(c) == 500 // 4
+    c.targets.remove(t1)
+    assert c.nr_regions == 2 and core.region_sz_limit(c) == 400 // 4
 
 
 def test_damon_test_aggregate() -> None:
@@ -54,53 +61,39 @@ def test_damon_test_aggregate() -> None:
     eaddr = [[15, 27, 40], [31, 45, 55], [23, 44, 66]]
     accesses = [[42, 95, 84], [10, 20, 30], [0, 1, 2]]
     for it in range(3):
-        t = Target()
-        for ir in range(3):
-            r = core.new_region(saddr[it][ir], eaddr[it][ir])
-            r.nr_accesses = accesses[it][ir]
-            r.nr_accesses_bp = r.nr_accesses * 10000
-            core.add_region(t, r)
-        ctx.targets.append(t)
-    core.reset_aggregated(ctx)
+        ctx.targets.append(Target(regions=[Region(saddr[it][ir], eaddr[it][ir], nr_accesses=accesses[it][ir],
+                                                  nr_accesses_bp=accesses[it][ir] * 10000) for ir in range(3)]))
+    assert core.reset_aggregated(ctx) == 0  # no moving sum needed repair
     assert len(ctx.targets) == 3
     for it, t in enumerate(ctx.targets):
         assert t.nr_regions == 3
         for ir, r in enumerate(t.regions):
             assert r.nr_accesses == 0
             assert r.last_nr_accesses == accesses[it][ir]
+            assert (r.start, r.end) == (saddr[it][ir], eaddr[it][ir])
 
 
 def test_damon_test_split_at() -> None:
-    t = Target()
-    r = core.new_region(0, 100)
-    r.nr_accesses = 42
-    r.last_nr_accesses = 15
-    r.age = 10
-    core.add_region(t, r)
+    t = Target(regions=[Region(0, 100, nr_accesses=42, last_nr_accesses=15, age=10)])
     core.split_region_at(t, 0, 25)
+    assert t.nr_regions == 2
     r, r_new = t.regions
     assert (r.start, r.end) == (0, 25)
     assert (r_new.start, r_new.end) == (25, 100)
-    assert r.nr_accesses == r_new.nr_accesses
-    assert r.last_nr_accesses == r_new.last_nr_accesses
-    assert r.age == r_new.age
+    assert r.nr_accesses == r_new.nr_accesses == 42
+    assert r.last_nr_accesses == r_new.last_nr_accesses == 15
+    assert r.age == r_new.age == 10
 
 
 def test_damon_test_merge_two() -> None:
-    t = Target()
-    r = core.new_region(0, 100)
-    r.nr_accesses = 10
-    r.age = 9
-    core.add_region(t, r)
-    r2 = core.new_region(100, 300)
-    r2.nr_accesses = 20
-    r2.age = 21
-    core.add_region(t, r2)
-    core.merge_two_regions(t, 0)
+    # damon_merge_two_regions() as damon_merge_regions_of() performs it (ages left alone: count_age=False)
+    t = Target(regions=[Region(0, 100, nr_accesses=10, age=9), Region(100, 300, nr_accesses=20, age=21)])
+    core.merge_regions_of(t, 10, 300, False)
     assert t.nr_regions == 1
     r = t.regions[0]
     assert (r.start, r.end) == (0, 300)
     assert r.nr_accesses == 16
+    assert r.nr_accesses_bp == 160000
     assert r.age == 17
 
 
@@ -120,17 +113,21 @@ def test_damon_test_split_regions_of() -> None:
     c = new_ctx()
     t = target_of([(0, 22)])
     core.split_regions_of(c, t, 2, 1)
-    assert t.nr_regions <= 2
+    assert 1 <= t.nr_regions <= 2
 
     t = target_of([(0, 220)])
     core.split_regions_of(c, t, 4, 1)
-    assert t.nr_regions <= 4
+    assert 1 <= t.nr_regions <= 4
 
     t = target_of([(0, 220), (300, 400), (500, 700)])
     core.split_regions_of(c, t, 4, 5)
-    assert t.nr_regions <= 12
+    assert 3 <= t.nr_regions <= 12
     for r in t.regions:
-        assert r.sz % 5 >= 0
+        assert r.sz % 5 == 0
+    # the pieces still tile the original ranges exactly
+    covered = [(r.start, r.end) for r in t.regions]
+    assert covered[0][0] == 0 and covered[-1][1] == 700
+    assert sum(e - s for s, e in covered) == 220 + 100 + 200
 
 
 def test_damon_test_split_above_half_progresses() -> None:
@@ -190,19 +187,40 @@ def test_damon_test_set_regions(old: list[tuple[int, int]], new: list[tuple[int,
     core.set_regions(t, [AddrRange(s, e) for s, e in new], min_region_sz)
     assert [(r.start, r.end) for r in t.regions] == expect
 
+@pytest.mark.parametrize("ranges", [
+    [(10, 10)],  # empty
+    [(20, 10)],  # inverted
+    [(0, 20), (10, 30)],  # overlapping
+    [(30, 40), (0, 10)],  # out of order
+])
+def test_set_regions_rejects_invalid_ranges(ranges: list[tuple[int, int]]) -> None:
+    t = target_of([(0, 8)])
+    with pytest.raises(InvalidParamsError):
+        core.set_regions(t, [AddrRange(s, e) for s, e in ranges], 1)
+    assert [(r.start, r.end) for r in t.regions] == [(0, 8)]
+
 
 def test_damon_test_update_monitoring_result() -> None:
     old = Attrs(sample_interval_us=10, aggr_interval_us=1000)
-    r = core.new_region(3, 7)
-    r.nr_accesses = 15
-    r.age = 20
+    c = new_ctx()
+    c.targets.append(Target(regions=[Region(3, 7, nr_accesses=15, last_nr_accesses=15, age=20)]))
 
-    core.update_monitoring_result(r, old, Attrs(sample_interval_us=100, aggr_interval_us=10000), False)
+    def update(new: Attrs, aggregating: bool = False) -> Region:
+        c.attrs = old
+        core.update_monitoring_results(c, new, aggregating)
+        return c.targets[0].regions[0]
+
+    r = update(Attrs(sample_interval_us=100, aggr_interval_us=10000))
     assert (r.nr_accesses, r.age) == (15, 2)
-    core.update_monitoring_result(r, old, Attrs(sample_interval_us=1, aggr_interval_us=1000), False)
+    r = update(Attrs(sample_interval_us=1, aggr_interval_us=1000))
     assert (r.nr_accesses, r.age) == (150, 2)
-    core.update_monitoring_result(r, old, Attrs(sample_interval_us=1, aggr_interval_us=100), False)
+    r = update(Attrs(sample_interval_us=1, aggr_interval_us=100))
     assert (r.nr_accesses, r.age) == (150, 20)
+    # 7.3 ("always update ->last_nr_accesses for intervals change"): the last window is rescaled too
+    assert r.last_nr_accesses == 150
+    # in the middle of a window the count so far is dropped, as kdamond_reset_aggregated() would
+    r = update(Attrs(sample_interval_us=10, aggr_interval_us=2000), aggregating=True)
+    assert (r.nr_accesses, r.last_nr_accesses, r.nr_accesses_bp, r.age) == (0, 300, 3000000, 10)
 
 
 def test_damon_test_set_attrs() -> None:
@@ -212,16 +230,26 @@ def test_damon_test_set_attrs() -> None:
     for change in ({"min_nr_regions": 1}, {"max_nr_regions": 9}, {"aggr_interval_us": 4999}):
         with pytest.raises(InvalidParamsError):
             core.set_attrs(c, Attrs(**{**valid, **change}))  # type: ignore[arg-type]
+    # a valid change re-bases the deadlines and rescales the regions through the same path
+    c.targets.append(Target(regions=[Region(0, 4096, nr_accesses=10, last_nr_accesses=8, age=6)]))
+    c.passed_sample_intervals = c.next_aggregation_sis = 40
+    core.set_attrs(c, Attrs(**{**valid, "aggr_interval_us": 200000}))  # type: ignore[arg-type]
+    r = c.targets[0].regions[0]
+    assert (r.nr_accesses, r.last_nr_accesses, r.age) == (20, 16, 3)
+    assert (c.next_aggregation_sis, c.next_ops_update_sis) == (40 + 40, 40 + 12000)
 
 
 def test_damon_test_moving_sum() -> None:
-    # From the <= 7.2 core-kunit.h, before nr_accesses_bp was replaced by the on-demand mvsum.
-    mvsum, nomvsum, len_window = 50000, 50000, 10
+    # The <= 7.2 kunit vector of damon_moving_sum(), on the pseudo moving sum the engine still keeps in
+    # nr_accesses_bp (record consumers read it): nomvsum = last_nr_accesses * 10000 = 50000, window of 10.
+    attrs = Attrs(sample_interval_us=10, aggr_interval_us=100)
+    t = Target(regions=[Region(0, 4096, nr_accesses_bp=50000, last_nr_accesses=5)])
     new_values = [10000, 0, 10000, 0, 0, 0, 10000, 0, 0, 0]
     expects = [55000, 50000, 55000, 50000, 45000, 40000, 45000, 40000, 35000, 30000]
     for v, e in zip(new_values, expects):
-        mvsum = core.moving_sum(mvsum, nomvsum, len_window, v)
-        assert mvsum == e
+        core.update_regions_access_rate(t, [v // 10000], 1, attrs)
+        assert int(t.ra.nr_accesses_bp[0]) == e
+    assert int(t.ra.nr_accesses[0]) == 3
 
 
 @pytest.mark.parametrize("current, last, left_bp, expect", [
@@ -229,6 +257,9 @@ def test_damon_test_moving_sum() -> None:
 ])
 def test_damon_test_mvsum(current: int, last: int, left_bp: int, expect: int) -> None:
     assert core.mvsum(current, last, left_bp) == expect
+    arr = core.mvsum(np.array([current, current], dtype=np.int64), np.array([last, last], dtype=np.int64),
+                     left_bp)
+    assert arr.tolist() == [expect, expect]
 
 
 @pytest.mark.parametrize("passed, next_aggr, nr, last, expect", [
@@ -237,27 +268,30 @@ def test_damon_test_mvsum(current: int, last: int, left_bp: int, expect: int) ->
     (5, 10, 3, 10, 8),  # half window left
     (8, 10, 3, 10, 5),  # 20% window left
     (10, 10, 42, 49, 42),  # no window left
+    (0, 15, 2, 10, 17),  # more than a window left (intervals changed): no shortcut, 2 + 10 * 1.5
+    (12, 10, 4, 9, 4),  # past the boundary, not reset yet
 ])
 def test_damon_test_nr_accesses_mvsum(passed: int, next_aggr: int, nr: int, last: int, expect: int) -> None:
     c = new_ctx()
     c.attrs.sample_interval_us = 1
     c.attrs.aggr_interval_us = 10
-    r = core.new_region(0, 4096)
     c.passed_sample_intervals = passed
     c.next_aggregation_sis = next_aggr
-    r.nr_accesses = nr
-    r.last_nr_accesses = last
-    assert core.nr_accesses_mvsum(r, c) == expect
+    r = Region(0, 4096, nr_accesses=nr, last_nr_accesses=last)
+    assert core.region_nr_accesses_mvsum(c, r) == expect
+    t = Target(regions=[r, Region(4096, 8192, nr_accesses=nr, last_nr_accesses=last)])
+    assert core.target_nr_accesses_mvsum(c, t).tolist() == [expect, expect]
 
 
 def test_damon_test_commit_ctx_min_region_sz() -> None:
-    # damon_test_commit_ctx: only a power of two min_region_sz is allowed.
+    # damon_test_commit_ctx: only a power of two min_region_sz is allowed (checked here when a context starts)
     c = new_ctx()
     c.min_region_sz = 4096
     c.validate()
-    c.min_region_sz = 4095
-    with pytest.raises(InvalidParamsError):
-        c.validate()
+    for bad in (4095, 0, -4096):
+        c.min_region_sz = bad
+        with pytest.raises(InvalidParamsError):
+            c.validate()
 
 
 def test_damon_test_feed_loop_next_input() -> None:
@@ -265,6 +299,12 @@ def test_damon_test_feed_loop_next_input() -> None:
     assert core.feed_loop_next_input(last_input, 200) > last_input
     assert core.feed_loop_next_input(last_input, 250000000) < last_input
     assert core.feed_loop_next_input(last_input, 200) > core.feed_loop_next_input(last_input, 2000)
+    # the exact values of the formula: last * (goal - score) / goal added or subtracted, at least 10000
+    assert core.feed_loop_next_input(last_input, 200) == 900000 + 900000 * 9800 // 10000
+    assert core.feed_loop_next_input(last_input, 15000) == 900000 - 900000 * 5000 // 10000
+    assert core.feed_loop_next_input(last_input, 10000) == last_input
+    assert core.feed_loop_next_input(last_input, 20000) == 10000
+    assert core.feed_loop_next_input(10001, 19999) == 10000
 
 
 @pytest.mark.parametrize("sz, min_region_sz, min_nr_regions, max_sz_expect, nr_expect", [
@@ -284,17 +324,36 @@ def test_damon_test_apply_min_nr_regions(sz: int, min_region_sz: int, min_nr_reg
 
 
 def test_damon_test_is_last_region() -> None:
-    t = Target()
-    for i in range(4):
-        r = core.new_region(i * 2, (i + 1) * 2)
-        core.add_region(t, r)
-        assert (t.regions[-1].start, t.regions[-1].end) == (r.start, r.end)
+    # damon_is_last_region() decides when a DAMOS snapshot of a target is complete: once per target per
+    # apply interval, at its last region, whichever regions the scheme applied to
+    c = new_ctx()
+    c.targets = [Target(regions=[Region(i * 2, (i + 1) * 2) for i in range(4)]), target_of([(100, 104)])]
+    s = Scheme(action=Action.STAT)
+    c.schemes = [s]
+    c.ops = ops_mod.BaseOperations()
+    apply_schemes(c)
+    assert s.stat.nr_snapshots == 2 and s.stat.nr_tried == 5
+    s.next_apply_sis = 0
+    apply_schemes(c)
+    assert s.stat.nr_snapshots == 4
 
 
 def test_damon_test_rand() -> None:
-    c = new_ctx()
-    for _ in range(10000):
-        assert 0 <= core.damon_rand(c, 0, 10) <= 9
+    # damon_rand(1, 10) picks the split point of damon_split_regions_of(): every 10%..90% point occurs, no
+    # other, and the context's seeded generator makes the choice reproducible
+    def cuts(seed: int) -> list[int]:
+        c = Ctx(min_region_sz=1, rng=random.Random(seed))
+        out = []
+        for _ in range(400):
+            t = target_of([(0, 1000)])
+            core.split_regions_of(c, t, 2, 1)
+            assert t.nr_regions == 2
+            out.append(t.regions[0].end)
+        return out
+
+    first = cuts(7)
+    assert set(first) == {100 * k for k in range(1, 10)}
+    assert cuts(7) == first and cuts(8) != first
 
 
 # -- vectors beyond core-kunit.h, from the formulas of mm/damon/core.c -------------------------------------
@@ -332,17 +391,25 @@ def test_split_three_way_cuts_left_piece() -> None:
     assert b.end - a.start == rest.start
 
 
-def test_update_regions_access_rate_batch_equals_single() -> None:
+def test_update_regions_access_rate_batch_equals_single_samples() -> None:
+    # a batch of nr_samples equals that many one-sample updates (the moving-sum decrement is constant within
+    # a window), which is what lets batched ops sleep to the next boundary
     attrs = Attrs(sample_interval_us=5000, aggr_interval_us=100000)
-    rs1 = [Region(0, 10, last_nr_accesses=7, nr_accesses_bp=70000) for _ in range(3)]
-    t2 = Target(regions=[Region(i * 10, i * 10 + 10, last_nr_accesses=7, nr_accesses_bp=70000) for i in range(3)])
     pattern = [[True, False, True, True], [False] * 4, [True] * 4]
-    for r, p in zip(rs1, pattern):
-        for acc in p:
-            core.update_region_access_rate(r, acc, attrs)
-    core.update_regions_access_rate(t2, [sum(p) for p in pattern], 4, attrs)
-    assert [(r.nr_accesses, r.nr_accesses_bp) for r in rs1] == [(r.nr_accesses, r.nr_accesses_bp)
-                                                                 for r in t2.regions]
+
+    def fresh() -> Target:
+        return Target(regions=[Region(i * 10, i * 10 + 10, last_nr_accesses=7, nr_accesses_bp=70000)
+                               for i in range(3)])
+
+    one_by_one, batched = fresh(), fresh()
+    for k in range(4):
+        core.update_regions_access_rate(one_by_one, [int(p[k]) for p in pattern], 1, attrs)
+    assert core.update_regions_access_rate(batched, [sum(p) for p in pattern], 4, attrs) == 4
+    assert [(r.nr_accesses, r.nr_accesses_bp) for r in one_by_one.regions] == [
+        (r.nr_accesses, r.nr_accesses_bp) for r in batched.regions] == [
+        (3, 70000 + 3 * 10000 - 4 * 3500), (0, 70000 - 4 * 3500), (4, 70000 + 4 * 10000 - 4 * 3500)]
+    with pytest.raises(InvalidParamsError):
+        core.update_regions_access_rate(batched, [5, 0, 0], 4, attrs)
 
 
 def test_tune_intervals_directions() -> None:

@@ -114,15 +114,30 @@ def test_damon_test_set_filters_default_reject() -> None:
     assert (s.core_filters_default_reject, s.ops_filters_default_reject) == (False, True)
 
 
-def test_damos_test_new_filter_and_scheme_dict_shape() -> None:
+def test_damos_test_new_filter() -> None:
+    # damos_new_filter() + damos_add_filter(): a filter starts as given, and damos_filter_for_ops() puts addr
+    # and target filters in the core layer and every other type in the ops layer, each list in insertion order
     f = Filter(FilterType.ANON, True, False)
     assert (f.type, f.matching, f.allow) == (FilterType.ANON, True, False)
+    core_types = {FilterType.ADDR, FilterType.TARGET}
+    assert damos.CORE_FILTER_TYPES == core_types
+    fs = [Filter(t, matching=bool(i % 2)) for i, t in enumerate(FilterType)]
+    s = Scheme(filters=fs)
+    assert s.core_filters == [x for x in fs if x.type in core_types]
+    assert s.ops_filters == [x for x in fs if x.type not in core_types]
+    assert all(x.core == (x.type in core_types) for x in fs)
+
+
+def test_scheme_dict_shape() -> None:
     s = Scheme(pattern=AccessPattern(1, 2, 3, 4, 5, 6), action=Action.PAGEOUT, apply_interval_us=1000000,
                wmarks=Watermarks(WmarkMetric.FREE_MEM_RATE, 900, 100, 50, 10))
     d = s.to_dict()
     assert d["action"] == "pageout" and d["apply_interval_us"] == 1000000
-    assert d["access_pattern"]["nr_accesses"] == {"min": "3 samples", "max": "4 samples"}
-    assert d["watermarks"]["metric"] == "free_mem_rate"
+    assert d["access_pattern"] == {"sz_bytes": {"min": 1, "max": 2},
+                                   "nr_accesses": {"min": "3 samples", "max": "4 samples"},
+                                   "age": {"min": "5 aggr_intervals", "max": "6 aggr_intervals"}}
+    assert d["watermarks"] == {"metric": "free_mem_rate", "interval_us": 900, "high_permil": 100,
+                               "mid_permil": 50, "low_permil": 10}
 
 
 def test_pattern_bounds_are_inclusive_and_validated() -> None:
@@ -351,3 +366,92 @@ def test_quota_adherence_over_many_windows(seed: int) -> None:
     q.total_charged_sz, q.total_charged_ns = 1 << 20, 4_000_000  # 1 MiB in 4 ms: 256 KiB/ms
     damos.set_effective_quota(ctx, s2)
     assert q.esz == (1 << 20) * 1_000_000 // 4_000_000
+
+
+# -- kernel rules the audit found missing (issue #9), each against the kernel function named ---------------
+
+def test_time_quota_floor_keeps_a_slow_scheme_alive() -> None:
+    # damos_set_effective_quota(): after the time quota, esz is at least min_region_sz; otherwise a measured
+    # throughput below one region per quota ms leaves esz < min_region_sz, the quota is "full" from the start,
+    # nothing is ever charged again and the throughput can never recover
+    q = Quota(ms=1, reset_interval_ms=100)
+    s = Scheme(action=Action.PAGEOUT, quota=q)
+    ctx = make_ctx([(0, 8192, 0, 1)], schemes=[s])
+    ctx.min_region_sz = 4096
+    q.total_charged_sz, q.total_charged_ns = 4096, 10**9  # 4 KiB in 1 s: 4 bytes per ms
+    q.charged_from_ms = 0  # a past charge window
+    damos.set_effective_quota(ctx, s)
+    assert q.esz == 4096
+    assert not damos.quota_is_full(q, ctx.min_region_sz)
+    damos.apply_schemes(ctx)
+    assert ctx.ops.applied == [(0, 4096, "pageout")]  # type: ignore[attr-defined]
+
+
+def test_quota_histogram_skips_core_filtered_regions() -> None:
+    # damos_adjust_quota() (7.1): regions the core filters reject are not counted; counting a rejected oldest
+    # region would set min_score to its score and nothing else could apply
+    q = Quota(sz=100, reset_interval_ms=1000)
+    s = Scheme(action=Action.PAGEOUT, quota=q,
+               filters=[Filter(FilterType.ADDR, matching=True, allow=False, addr_start=100, addr_end=200)])
+    ops = RecordingOps()  # score = age
+    ctx = make_ctx([(0, 100, 0, 10), (100, 200, 0, 90), (200, 300, 0, 5)], ops=ops, schemes=[s])
+    damos.apply_schemes(ctx)
+    assert q.min_score == 10
+    assert ops.applied == [(0, 100, "pageout")]
+
+
+def test_quota_histogram_filter_split_counts_only_allowed_part() -> None:
+    # an addr filter splits a region straddling its edge in the histogram walk too; only the allowed part
+    # counts, so the quota needs the next bucket
+    q = Quota(sz=100, reset_interval_ms=1000)
+    s = Scheme(action=Action.PAGEOUT, quota=q,
+               filters=[Filter(FilterType.ADDR, matching=True, allow=False, addr_start=0, addr_end=50)])
+    ops = RecordingOps()
+    ctx = make_ctx([(0, 100, 0, 30), (100, 200, 0, 20)], ops=ops, schemes=[s])
+    damos.apply_schemes(ctx)
+    assert q.min_score == 20  # 50 bytes at score 30 are not enough for the 100-byte quota
+    assert ops.applied == [(50, 100, "pageout"), (100, 150, "pageout")]
+
+
+def test_sz_tried_uses_size_before_the_filter_split() -> None:
+    # damos_apply_scheme(): sz is taken before damos_core_filter_out() may split the region, and it is what
+    # sz_tried counts and the quota is charged; the ops get the allowed piece only
+    s = Scheme(action=Action.PAGEOUT,
+               filters=[Filter(FilterType.ADDR, matching=True, allow=True, addr_start=0, addr_end=4096)])
+    ops = RecordingOps(score=50)
+    ctx = make_ctx([(0, 8192, 0, 1)], ops=ops, schemes=[s])
+    damos.apply_schemes(ctx)
+    assert ops.applied == [(0, 4096, "pageout")]
+    assert (s.stat.nr_tried, s.stat.sz_tried, s.stat.sz_applied) == (1, 8192, 4096)
+    # with a quota, the histogram walk of damos_adjust_quota() has split the region at the filter's edge
+    # already, so the apply sees the piece and charges its size
+    q = Quota(sz=10**6, reset_interval_ms=1000)
+    s2 = Scheme(action=Action.PAGEOUT, quota=q, filters=list(s.filters))
+    ops2 = RecordingOps(score=50)
+    ctx2 = make_ctx([(0, 8192, 0, 1)], ops=ops2, schemes=[s2])
+    damos.apply_schemes(ctx2)
+    assert ops2.applied == [(0, 4096, "pageout")]
+    assert (s2.stat.sz_tried, q.charged_sz) == (4096, 4096)
+
+
+def test_merge_back_runs_when_nothing_matches() -> None:
+    # the merge-back of kdamond_apply_schemes() walks every region of a valid target, whatever the schemes
+    # wanted: split neighbours with equal counters join again even when no region matched any pattern
+    s = Scheme(pattern=AccessPattern(min_nr_accesses=50), action=Action.PAGEOUT)
+    ctx = make_ctx([(0, 100, 0, 4), (100, 200, 0, 4), (200, 300, 0, 4)], schemes=[s])
+    ctx.attrs.min_nr_regions = 3
+    ctx.targets[0].regions = [Region(0, 50, age=4), Region(50, 100, age=4), Region(100, 300, age=4)]
+    damos.apply_schemes(ctx)
+    assert ctx.ops.applied == []  # type: ignore[attr-defined]
+    assert [(r.start, r.end) for r in ctx.targets[0].regions] == [(0, 100), (100, 300)]
+
+
+def test_pattern_matches_uses_the_mvsum_of_the_region() -> None:
+    s = Scheme(pattern=AccessPattern(min_nr_accesses=3, max_nr_accesses=3), action=Action.STAT)
+    ctx = make_ctx([(0, 100, 9, 1)], schemes=[s])
+    ctx.targets[0].regions = [Region(0, 100, nr_accesses=9, last_nr_accesses=3, age=1)]
+    ctx.passed_sample_intervals = 0
+    ctx.next_aggregation_sis = 20  # a whole window left: nr_accesses is not reset yet, the last window counts
+    s.next_apply_sis = 0
+    damos.apply_schemes(ctx)
+    assert s.stat.nr_tried == 1 and s.tried_regions[0].nr_accesses == 3

@@ -218,3 +218,63 @@ def test_invariants_hold_every_aggregation(seed: int, nr_ranges: int, hot: list[
 
     ctx.after_aggregation.append(check)
     run_fake(ctx, 8)
+
+
+class FixedCountsOps(BaseOperations):
+    """Per-sample ops that see region i accessed in the first ``counts[i]`` samples of every window."""
+
+    name = "fixed"
+
+    def __init__(self, counts: list[int], update_to: list[tuple[int, int]] | None = None) -> None:
+        self.counts = counts
+        self.update_to = update_to
+        self.nr_updates = 0
+
+    def check_accesses(self, ctx: Ctx, nr_samples: int = 1) -> int:
+        window_pos = ctx.attrs.max_nr_accesses - (ctx.next_aggregation_sis - ctx.passed_sample_intervals) - 1
+        t = ctx.targets[0]
+        mids = (t.ra.start + t.ra.end) // 2
+        bounds = np.cumsum([0] + [MiB] * len(self.counts))
+        owner = np.clip(np.searchsorted(bounds, mids, side="right") - 1, 0, len(self.counts) - 1)
+        hits = (np.asarray(self.counts)[owner] > window_pos).astype(np.int64)
+        t.ra.nr_accesses = t.ra.nr_accesses + hits
+        return int(t.ra.nr_accesses.max())
+
+    def update(self, ctx: Ctx) -> None:
+        self.nr_updates += 1
+        if self.update_to is not None:
+            set_regions(ctx.targets[0], [AddrRange(s, e) for s, e in self.update_to], ctx.min_region_sz)
+
+
+def test_merge_threshold_is_a_tenth_of_the_max() -> None:
+    # kdamond_merge_regions(c, max_nr_accesses / 10, sz_limit): with max 20 the threshold is 2, so regions
+    # seen in 20 and 14 of 20 samples stay apart (a threshold of max/2 would average them to 17)
+    ops = FixedCountsOps([20, 14])
+    ctx = make_ctx(ops, [(0, 2 * MiB)], sample_interval_us=5000, aggr_interval_us=100000, min_nr_regions=3)
+    _, snaps = run_fake(ctx, 6)
+    last = snaps[-1].targets[0]
+    assert set(last.nr_accesses.tolist()) == {20, 14}
+    assert int((last.end - last.start)[last.nr_accesses == 20].sum()) >= MiB // 2
+
+
+def test_no_min_nr_regions_split_after_ops_update() -> None:
+    # kdamond_fn(): ops.update() is the last step of an iteration; min_nr_regions is applied after the next
+    # merge, not right after the update
+    ops = FixedCountsOps([0], update_to=[(0, MiB)])
+    ctx = make_ctx(ops, [(0, MiB)], sample_interval_us=1000, aggr_interval_us=10000,
+                   ops_update_interval_us=15000, min_nr_regions=10)
+    clk = FakeClock()
+    k = Kdamond(ctx, clock_ns=clk.clock_ns, sleep=clk.sleep)
+    k.init()
+    assert ctx.targets[0].nr_regions == 10
+    while ops.nr_updates == 0:
+        k.step()
+    assert ctx.passed_sample_intervals == 15
+    # set_regions() kept the ten regions inside the range; a range with no region would get one
+    ops.update_to = [(2 * MiB, 3 * MiB)]
+    while ops.nr_updates == 1:
+        k.step()
+    assert [(r.start, r.end) for r in ctx.targets[0].regions] == [(2 * MiB, 3 * MiB)]
+    while ctx.passed_sample_intervals < 40:
+        k.step()
+    assert ctx.targets[0].nr_regions >= 10
