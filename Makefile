@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test bench lint mutants clean
 
 setup:
 	@scripts/setup.sh
@@ -16,6 +16,10 @@ test: setup
 
 bench: setup
 	$(PY) bench/engine.py
+
+# every deliberate engine/DAMOS bug in scripts/mutants.py must make the unit suite fail
+mutants: setup
+	$(PY) scripts/mutants.py
 
 lint: setup
 	$(PY) -m mypy

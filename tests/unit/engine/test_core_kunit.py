@@ -391,6 +391,25 @@ def test_split_three_way_cuts_left_piece() -> None:
     assert b.end - a.start == rest.start
 
 
+def test_split_in_two_when_the_count_changed() -> None:
+    # kdamond_split_regions(): three pieces only when the region count did not change since the last split;
+    # otherwise two, and the count is remembered for the next call
+    c = new_ctx()
+    t = target_of([(0, 1000)])
+    c.targets.append(t)
+    c.last_nr_regions = 5
+    core.split_regions(c)
+    assert t.nr_regions == 2 and c.last_nr_regions == 1
+    c.last_nr_regions = 2
+    core.split_regions(c)
+    assert t.nr_regions in (3, 4, 5, 6) and c.last_nr_regions == 2
+    c.attrs.max_nr_regions = 5  # at or above max/3 (and max/2): split in two, never three
+    t.regions = [Region(i * 100, i * 100 + 100) for i in range(2)]
+    c.last_nr_regions = 2
+    core.split_regions(c)
+    assert t.nr_regions <= 4
+
+
 def test_update_regions_access_rate_batch_equals_single_samples() -> None:
     # a batch of nr_samples equals that many one-sample updates (the moving-sum decrement is constant within
     # a window), which is what lets batched ops sleep to the next boundary

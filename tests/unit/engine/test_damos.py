@@ -455,3 +455,32 @@ def test_pattern_matches_uses_the_mvsum_of_the_region() -> None:
     s.next_apply_sis = 0
     damos.apply_schemes(ctx)
     assert s.stat.nr_tried == 1 and s.tried_regions[0].nr_accesses == 3
+
+
+def test_quota_full_when_less_than_a_region_is_left() -> None:
+    # damos_quota_is_full() (7.2): a remainder below min_region_sz counts as full, so no zero-sized
+    # split-to-fit attempt is "tried" after it
+    q = Quota(sz=2 * 4096 + 1808, reset_interval_ms=1000)
+    s = Scheme(action=Action.PAGEOUT, quota=q)
+    ops = RecordingOps(score=50)
+    ctx = make_ctx([(i * 4096, (i + 1) * 4096, 0, 5) for i in range(4)], ops=ops, schemes=[s])
+    ctx.min_region_sz = 4096
+    damos.apply_schemes(ctx)
+    assert ops.applied == [(0, 4096, "pageout"), (4096, 8192, "pageout")]
+    assert q.charged_sz == 8192 and damos.quota_is_full(q, 4096) and not damos.quota_is_full(q, 1024)
+    assert s.stat.nr_tried == 2
+
+
+def test_deactivated_watermarks_wait_at_exactly_mid() -> None:
+    # damos_wmark_wait_us(): an inactive scheme stays off while mid <= metric <= high, both ends included
+    s = Scheme(wmarks=Watermarks(WmarkMetric.FREE_MEM_RATE, interval_us=7000, high=800, mid=500, low=100))
+    ctx = make_ctx([(0, 4096, 0, 1)], schemes=[s])
+    value = {"v": 900}
+    ctx.damos_metric = lambda w, sc: value["v"]
+    assert damos.wmark_wait_us(ctx, s) == 7000 and not s.wmarks.activated
+    for v, wait in ((800, 7000), (500, 7000), (499, 0)):
+        value["v"] = v
+        assert damos.wmark_wait_us(ctx, s) == wait, v
+    assert s.wmarks.activated
+    value["v"] = 100  # exactly low: still active
+    assert damos.wmark_wait_us(ctx, s) == 0
