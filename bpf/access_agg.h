@@ -6,8 +6,8 @@
  *
  * BCC C dialect. bcc rewrites map accesses (map.lookup()) only in the main source file,
  * so the including file declares the maps and these accessors before including this
- * header: agg_pcpu_get(), agg_target_of(tgid), agg_config_get(),
- * agg_nr_at(key), agg_region_at(slot), agg_counter_at(slot), agg_ip_add(key).
+ * header: agg_pcpu_get(cpu), agg_target_of(tgid), agg_config_get(),
+ * agg_span_at(key), agg_region_at(slot), agg_counter_at(cpu, slot), agg_ip_add(key).
  */
 #ifndef ACCESS_AGG_H
 #define ACCESS_AGG_H
@@ -46,12 +46,15 @@ static __always_inline int agg_account(u64 addr, u64 ip, int is_write)
 	u64 now, gs, interval;
 	struct agg_span *span;
 	struct agg_pcpu *pc;
-	u32 gen, base, off, lo = 0, hi, key, i, w;
+	u32 gen, base, off, lo = 0, hi, key, i, w, cpu;
 	int k;
 
 	if (!tidx || *tidx >= MAX_TARGETS)
 		return 0;
-	pc = agg_pcpu_get();
+	cpu = bpf_get_smp_processor_id();
+	if (cpu >= MAX_CPUS)
+		return 0;
+	pc = agg_pcpu_get(cpu);
 	if (!pc)
 		return 0;
 	pc->stats[AGG_EVENTS]++;
@@ -109,7 +112,7 @@ static __always_inline int agg_account(u64 addr, u64 ip, int is_write)
 		pc->stats[AGG_NO_REGION]++;
 		return 0;
 	}
-	c = agg_counter_at(i);
+	c = agg_counter_at(cpu, i);
 	if (!c)
 		return 0;
 	gs &= ~1ULL;
@@ -124,7 +127,6 @@ static __always_inline int agg_account(u64 addr, u64 ip, int is_write)
 	/* BITMAP_WORDS is a power of two: the mask gives the verifier the bound */
 	w = (interval / 64) & (BITMAP_WORDS - 1);
 	c->bits[w] |= 1ULL << (interval % 64);
-	pc->stats[AGG_COUNTED]++;
 #if IP_ENTRIES > 0
 	{
 		struct agg_ip_key ik = { .slot = i, .pad = 0, .ip = ip };
@@ -133,6 +135,11 @@ static __always_inline int agg_account(u64 addr, u64 ip, int is_write)
 			pc->stats[AGG_IP_FULL]++;
 	}
 #endif
+	/*
+	 * Counted after the attribution entry is in: user space skips draining agg_ips
+	 * while AGG_COUNTED has not moved since the last drain began.
+	 */
+	pc->stats[AGG_COUNTED]++;
 	return 0;
 }
 

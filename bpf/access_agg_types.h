@@ -5,16 +5,18 @@
  * BCC C dialect. Shared by pagefault.bpf.c and perf_sample.bpf.c, which declare the maps
  * (bcc rewrites map accesses only in the main source file).
  *
- * Map layout:
+ * Map layout (the arrays are BPF_F_MMAPABLE: user space reads and writes them in place,
+ * with no system call; "per CPU" arrays are plain arrays with one block of slots per CPU,
+ * key cpu * slots + slot, so each CPU writes only its own block, as with a per-CPU map):
  *   agg_config    ARRAY[1]        struct agg_config: window start | generation, sample ns
  *   agg_targets   HASH[T]         u32 tgid -> u32 target index (all threads of a process)
  *   agg_regions   ARRAY[2*R]      struct agg_region {start, end}: the region tables of all
  *                                 targets, slot gen * R + span.off + i, sorted per target
  *   agg_spans     ARRAY[2*T]      struct agg_span {off, nr} of (gen * T + target)
- *   agg_counters  PERCPU_ARRAY[2*R]  struct agg_counter, same slots as agg_regions:
+ *   agg_counters  ARRAY[C*2*R]    per CPU, struct agg_counter, same slots as agg_regions:
  *                                 events, writes, bitmap of sampling intervals hit
- *   agg_pcpu      PERCPU_ARRAY[1] struct agg_pcpu: u64 counters (enum agg_stat) and the token
- *                                 bucket of the rate limit, in one entry (one lookup per event)
+ *   agg_pcpu      ARRAY[C]        per CPU, struct agg_pcpu: u64 counters (enum agg_stat) and
+ *                                 the token bucket of the rate limit (one lookup per event)
  *   agg_ips       HASH[IP_ENTRIES] struct agg_ip_key {slot, ip} -> u64 events
  *
  * User space (damon_bpf.probes.access) writes the next region table into the idle
@@ -24,6 +26,7 @@
  *
  * Parameters (-D, set by damon_bpf.probes): MAX_TARGETS (T), MAX_REGIONS (R: regions of
  * all targets together, a power of two), SEARCH_STEPS (log2(R) + 1), BITMAP_WORDS (u64 words of interval bits, a power of two),
+ * MAX_CPUS (C: possible CPUs, bpf_get_smp_processor_id() < C),
  * IP_ENTRIES (0: no attribution), RATE_LIMIT (events per second per CPU, 0: none),
  * RATE_BURST (events).
  */
@@ -42,6 +45,9 @@
 #ifndef BITMAP_WORDS
 #error "BITMAP_WORDS must be set by damon_bpf.probes"
 #endif
+#ifndef MAX_CPUS
+#error "MAX_CPUS must be set by damon_bpf.probes"
+#endif
 #ifndef IP_ENTRIES
 #error "IP_ENTRIES must be set by damon_bpf.probes"
 #endif
@@ -53,6 +59,8 @@
 #endif
 
 #define AGG_SLOTS (2 * MAX_REGIONS)
+/* BPF_F_MMAPABLE (include/uapi/linux/bpf.h) */
+#define AGG_MMAPABLE (1U << 10)
 #define AGG_BITS (BITMAP_WORDS * 64)
 #define NSEC_PER_SEC 1000000000ULL
 

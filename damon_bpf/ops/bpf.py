@@ -65,6 +65,11 @@ def density_nr_accesses(nr_events: npt.ArrayLike, period: int, sz_bytes: npt.Arr
     return out
 
 
+def _low_bits(n: int, words: int) -> npt.NDArray[np.uint64]:
+    # bits 0..n-1 of a bitmap of *words* u64 words (bit i: word i // 64, bit i % 64), as a row to AND with
+    return np.array([(1 << max(0, min(64, n - 64 * w))) - 1 for w in range(words)], dtype=np.uint64)
+
+
 class BpfAccessOps(VaddrOps):
     """:class:`~damon_bpf.ops.vaddr.VaddrOps` whose accesses come from an aggregation BPF program.
 
@@ -95,7 +100,9 @@ class BpfAccessOps(VaddrOps):
         self._window_first_sis = 0
         self._last_nr_samples = 0
         self._tables: list[tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]] = []
-        self._carry: npt.NDArray[np.bool_] | None = None
+        self._carry: npt.NDArray[np.uint64] | None = None  # late events moved into the window, packed bits
+        self._ips_counted = -1  # the program's "counted" when agg_ips was last drained
+        self._masks: dict[tuple[int, int], npt.NDArray[np.uint64]] = {}
         self._registered: dict[int, int] = {}
         self._max_nr = 0
         self._stats_prev: tuple[float, dict[str, int], tuple[int, int] | None] | None = None
@@ -184,31 +191,36 @@ class BpfAccessOps(VaddrOps):
                 tables.append((t.ra.start.astype(np.uint64), t.ra.end.astype(np.uint64)))
         old_tables = self._tables
         old_gen = self.probe.gen
-        had_old = bool(old_tables)
         sample_ns = max(ctx.attrs.sample_interval_us, 1) * 1000
         self.probe.publish(tables, ctx.window_start_ns, sample_ns)
         self._tables = tables
-        nr_new = sum(s.size for s, _ in tables)
-        carry = np.zeros((nr_new, self.probe.config.bitmap_words * 64), dtype=bool)
-        if had_old:
+        self._carry = None
+        if old_tables:
             late = self.probe.read(old_gen, zero=True)
-            self._carry_late(late.bits, old_tables, tables, carry)
-        self._carry = carry
+            self._carry = self._carry_late(late.bits, old_tables, tables)
         self._window_first_sis = ctx.passed_sample_intervals
 
-    def _carry_late(self, bits: npt.NDArray[np.uint64], old_tables: list[Any], new_tables: list[Any],
-                    carry: npt.NDArray[np.bool_]) -> None:
+    def _carry_late(self, bits: npt.NDArray[np.uint64], old_tables: list[Any],
+                    new_tables: list[Any]) -> npt.NDArray[np.uint64] | None:
+        # Bits n_old.. of the old generation: events after the window's boundary check, before this publish.
+        # Bit n_old + j becomes bit j of the new window, in every new region overlapping the old one
+        # (packed like the counters' bitmaps; None when there are none, the usual case for an idle target).
         n_old = self._last_nr_samples
         if bits.size == 0:
-            return
-        unpacked = np.unpackbits(bits.view(np.uint8).reshape(bits.shape[0], -1), axis=1, bitorder="little")
-        late = unpacked[:, n_old:].astype(bool)
-        rows = np.nonzero(late.any(axis=1))[0]
+            return None
+        words = bits.shape[1]
+        late = bits & ~self._low_bits(n_old, words)
+        rows = np.flatnonzero(late.any(axis=1))
         if rows.size == 0:
-            return
+            return None
+        unpacked = np.unpackbits(late[rows].view(np.uint8).reshape(rows.size, -1), axis=1, bitorder="little")
+        shifted = np.zeros_like(unpacked)
+        shifted[:, :unpacked.shape[1] - n_old] = unpacked[:, n_old:]
+        moved = np.packbits(shifted, axis=1, bitorder="little").view(np.uint64).reshape(rows.size, words)
+        carry = np.zeros((sum(s.size for s, _ in new_tables), words), dtype=np.uint64)
         old_off = np.cumsum([0] + [s.size for s, _ in old_tables])
         new_off = np.cumsum([0] + [s.size for s, _ in new_tables])
-        for row in rows.tolist():
+        for k, row in enumerate(rows.tolist()):
             ti = int(np.searchsorted(old_off, row, side="right") - 1)
             if ti >= len(new_tables):
                 continue
@@ -217,8 +229,14 @@ class BpfAccessOps(VaddrOps):
             a = int(np.searchsorted(ne, os_, side="right"))
             b = int(np.searchsorted(ns, oe, side="left"))
             if b > a:
-                w = min(late.shape[1], carry.shape[1])
-                carry[new_off[ti] + a:new_off[ti] + b, :w] |= late[row, :w]
+                carry[new_off[ti] + a:new_off[ti] + b] |= moved[k]
+        return carry
+
+    def _low_bits(self, n: int, words: int) -> npt.NDArray[np.uint64]:
+        m = self._masks.get((n, words))
+        if m is None:
+            m = self._masks[(n, words)] = _low_bits(n, words)
+        return m
 
     def prepare_access_checks(self, ctx: Ctx) -> None:
         if self._pending_publish:
@@ -227,15 +245,13 @@ class BpfAccessOps(VaddrOps):
 
     def nr_accesses_of(self, ctx: Ctx, drained: Any, nr_samples: int) -> npt.NDArray[np.int64]:
         """Per region (all targets' tables concatenated), the sampling intervals with an access."""
-        words = drained.bits.shape[1] if drained.bits.ndim == 2 else 0
-        if drained.bits.shape[0] == 0:
+        bits = drained.bits
+        if bits.shape[0] == 0:
             return np.zeros(0, dtype=np.int64)
-        unpacked = np.unpackbits(drained.bits.view(np.uint8).reshape(drained.bits.shape[0], -1), axis=1,
-                                 bitorder="little").astype(bool)
-        if self._carry is not None and self._carry.shape == unpacked.shape:
-            unpacked |= self._carry
-        del words
-        hits: npt.NDArray[np.int64] = unpacked[:, :nr_samples].sum(axis=1, dtype=np.int64)
+        if self._carry is not None and self._carry.shape == bits.shape:
+            bits = bits | self._carry
+        hits: npt.NDArray[np.int64] = np.bitwise_count(bits & self._low_bits(nr_samples, bits.shape[1])).sum(
+            axis=1, dtype=np.int64)
         return hits
 
     def check_accesses(self, ctx: Ctx, nr_samples: int = 1) -> int:
@@ -267,8 +283,17 @@ class BpfAccessOps(VaddrOps):
         return mx
 
     def _collect_ips(self) -> None:
-        slots, ips, counts = self.probe.drain_ips()
         per_target: list[list[tuple[int, int, int, int]]] = [[] for _ in self._tables]
+        self.last_ips = per_target
+        if not self.probe.config.ip_entries:
+            return
+        # The program counts an event after its attribution entry is in: while the counter has not moved
+        # since the last drain began, the map holds nothing new and is not drained (an idle target's case).
+        counted = self.probe.nr_counted()
+        if counted == self._ips_counted:
+            return
+        self._ips_counted = counted
+        slots, ips, counts = self.probe.drain_ips()
         if slots.size:
             r = self.probe.config.regions_pow2
             gen_of = slots // r
@@ -280,7 +305,6 @@ class BpfAccessOps(VaddrOps):
                 if 0 <= ti < len(self._tables) and sl - off[ti] < self._tables[ti][0].size:
                     s_, e_ = self._tables[ti]
                     per_target[ti].append((int(s_[sl - off[ti]]), int(e_[sl - off[ti]]), ip, c))
-        self.last_ips = per_target
 
     def raw_counts(self, target_idx: int, starts: npt.ArrayLike, ends: npt.ArrayLike) -> tuple[
             npt.NDArray[np.int64], npt.NDArray[np.int64]]:

@@ -32,6 +32,7 @@ __all__ = (
     "ProcStat",
     "parse_maps",
     "read_maps",
+    "read_maps_text",
     "parse_stat",
     "read_stat",
     "classify",
@@ -142,6 +143,15 @@ def _read_proc_file(pid: int, what: str, proc_root: str) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
+def read_maps_text(pid: int, proc_root: str = "/proc") -> str:
+    """The text of ``/proc/<pid>/maps``, unparsed (to compare with an earlier read before parsing it).
+
+    :raises TargetGoneError: the process does not exist or exited while being read
+    :raises PermissionDeniedError: the caller may not read the process's maps
+    """
+    return _read_proc_file(pid, "maps", proc_root)
+
+
 def read_maps(pid: int, proc_root: str = "/proc") -> list[Vma]:
     """Read and parse ``/proc/<pid>/maps``.
 
@@ -150,7 +160,7 @@ def read_maps(pid: int, proc_root: str = "/proc") -> list[Vma]:
     :raises TargetGoneError: the process does not exist or exited while being read
     :raises PermissionDeniedError: the caller may not read the process's maps
     """
-    return parse_maps(_read_proc_file(pid, "maps", proc_root))
+    return parse_maps(read_maps_text(pid, proc_root))
 
 
 @dataclass(frozen=True, slots=True)

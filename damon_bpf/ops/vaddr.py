@@ -98,7 +98,7 @@ from damon_bpf.ops.common import (
     target_cold_scores,
     target_hot_scores,
 )
-from damon_bpf.ops.procmaps import Vma, read_maps, read_stat, real_vmas
+from damon_bpf.ops.procmaps import Vma, parse_maps, read_maps, read_maps_text, read_stat, real_vmas
 
 __all__ = (
     "VaddrOps",
@@ -348,6 +348,25 @@ def _pidfd_exited(pidfd: int) -> bool:
     return bool(p.poll(0))
 
 
+def _tile_exactly(target: Target, ranges: Sequence[AddrRange], min_region_sz: int) -> bool:
+    # Whether the target's regions already cover exactly the aligned *ranges*, each range by a run of touching
+    # regions (the usual case at an ops update: the three regions did not move). set_regions() would then
+    # change nothing, so it is skipped; it costs O(regions) Python objects.
+    ra = target.ra
+    if not len(ra) or not ranges:
+        return False
+    if any(r.start % min_region_sz or r.end % min_region_sz or r.start >= r.end for r in ranges):
+        return False
+    s, e = ra.start, ra.end
+    if int(s[0]) != ranges[0].start or int(e[-1]) != ranges[-1].end:
+        return False
+    gaps = np.flatnonzero(s[1:] != e[:-1])
+    if gaps.size != len(ranges) - 1:
+        return False
+    return (e[gaps].tolist() == [r.end for r in ranges[:-1]]
+            and s[gaps + 1].tolist() == [r.start for r in ranges[1:]])
+
+
 @dataclass(eq=False)
 class VaddrTargetData:
     """Per-target state of the vaddr ops, kept in ``Target.ops_data`` (the kernel's ``struct pid`` reference).
@@ -366,6 +385,9 @@ class VaddrTargetData:
     vmas: list[Vma] = field(default_factory=list, repr=False)
     gone: bool = False
     damos: _DamosTargetState | None = field(default=None, repr=False)
+    # the last maps text ops.update() parsed, its VMAs, the min_region_sz and the three regions it gave: an
+    # unchanged text is neither parsed nor searched for its gaps again
+    _maps_seen: tuple[str, list[Vma], int, list[AddrRange] | None] | None = field(default=None, repr=False)
 
 
 @dataclass(eq=False)
@@ -510,7 +532,7 @@ class VaddrOps(BaseOperations):
             if t.pid is None or not self.target_valid(t):
                 continue
             try:
-                vmas = read_maps(t.pid, self.proc_root)
+                text = read_maps_text(t.pid, self.proc_root)
             except (TargetGoneError, PermissionDeniedError) as err:
                 log.debug("update: skipping target %d (pid %d): %s", ti, t.pid, err)
                 continue
@@ -518,9 +540,18 @@ class VaddrOps(BaseOperations):
             # the process is reaped, and the pidfd tells whether it exited).
             if not self.target_valid(t):
                 continue
-            if isinstance(t.ops_data, VaddrTargetData):
-                t.ops_data.vmas = vmas
-            self._apply_three_regions(ctx, ti, t, vmas)
+            data = t.ops_data
+            seen = data._maps_seen if isinstance(data, VaddrTargetData) else None
+            if seen is not None and seen[0] == text and seen[2] == ctx.min_region_sz:
+                vmas, ranges = seen[1], seen[3]
+            else:
+                vmas = parse_maps(text)
+                ranges = three_regions(real_vmas(vmas), ctx.min_region_sz)
+                if isinstance(data, VaddrTargetData):
+                    data._maps_seen = (text, vmas, ctx.min_region_sz, ranges)
+            if isinstance(data, VaddrTargetData):
+                data.vmas = vmas
+            self._set_three_regions(ctx, ti, t, ranges)
 
     def check_accesses(self, ctx: Ctx, nr_samples: int = 1) -> int:
         """Account the reports queued in ``ctx.reports`` to the *nr_samples* sampling intervals that started at
@@ -704,12 +735,15 @@ class VaddrOps(BaseOperations):
         return data
 
     def _apply_three_regions(self, ctx: Ctx, target_idx: int, target: Target, vmas: list[Vma]) -> bool:
-        ranges = three_regions(real_vmas(vmas), ctx.min_region_sz)
+        return self._set_three_regions(ctx, target_idx, target, three_regions(real_vmas(vmas), ctx.min_region_sz))
+
+    def _set_three_regions(self, ctx: Ctx, target_idx: int, target: Target, ranges: list[AddrRange] | None) -> bool:
         if ranges is None:
             # the kernel's pr_debug("Failed to get three regions of %dth target")
             log.debug("failed to get three regions of target %d (pid %s)", target_idx, target.pid)
             return False
-        set_regions(target, ranges, ctx.min_region_sz)
+        if not _tile_exactly(target, ranges, ctx.min_region_sz):
+            set_regions(target, ranges, ctx.min_region_sz)
         return True
 
     # -- DAMOS helpers ---------------------------------------------------------------------------------

@@ -60,6 +60,7 @@ __all__ = (
     "load_bcc",
     "load_program",
     "MappedArray",
+    "nr_possible_cpus",
     "map_clear",
     "map_fd",
     "mmap_array",
@@ -497,8 +498,24 @@ class MappedArray:
             self._mm = None
 
 
+def nr_possible_cpus(sys_root: str = "/sys") -> int:
+    """``nr_cpu_ids``: one more than the highest possible CPU (``/sys/devices/system/cpu/possible``, e.g.
+    ``0-3``), the bound of ``bpf_get_smp_processor_id()`` and the number of copies a per-CPU map holds."""
+    try:
+        with open(f"{sys_root}/devices/system/cpu/possible") as f:
+            text = f.read().strip()
+    except OSError:
+        return os.cpu_count() or 1
+    last = 0
+    for part in text.split(","):
+        if part:
+            last = max(last, int(part.rpartition("-")[2]))
+    return last + 1
+
+
 def mmap_array(fd: int, nr_entries: int) -> MappedArray:
-    """Map the ``BPF_F_MMAPABLE`` array map *fd* of *nr_entries* ``u64`` values (see :class:`MappedArray`).
+    """Map the ``BPF_F_MMAPABLE`` array map *fd* of *nr_entries* ``u64`` values (see :class:`MappedArray`); for
+    a map of larger values (structs of ``u64``), *nr_entries* counts their words.
 
     :raises ProbeLoadError: the map cannot be mapped (not created mmap-able)
     """

@@ -1,8 +1,11 @@
 """Loader and drain of the in-kernel access aggregation (``bpf/pagefault.bpf.c``, ``bpf/perf_sample.bpf.c``).
 
 The BPF side is described in ``bpf/access_agg_types.h``. This module publishes region tables, switches
-generations, and drains per-region counters with batch map operations: two ``bpf()`` calls per generation
-switch whatever the event rate, and numpy arrays back (never bcc ``Table`` objects).
+generations, and drains per-region counters. The arrays are ``BPF_F_MMAPABLE`` and mapped into this process,
+so publishing a table, reading a generation's counters and resetting them are numpy operations on the maps'
+memory, with no system call (the per-CPU counters are blocks of one plain array, one block per CPU); only the
+attribution hash map (``agg_ips``) is drained with a batch operation, and only when events were counted since
+its last drain. Whatever the event rate, numpy arrays come back (never bcc ``Table`` objects).
 
 Timeline of one aggregation window (``damon_bpf.ops.bpf`` drives it)::
 
@@ -55,6 +58,7 @@ class AccessProbeConfig:
     :ivar ip_entries: capacity of the (region, instruction pointer) attribution map; 0 disables attribution
     :ivar rate_limit: events per second per CPU that are counted; 0: no limit
     :ivar rate_burst: events a CPU may count at once above the rate
+    :ivar nr_cpus: CPUs the per-CPU counters have room for; 0: this machine's possible CPUs
     """
 
     family: str = "pagefault"
@@ -64,6 +68,12 @@ class AccessProbeConfig:
     ip_entries: int = 4096
     rate_limit: int = 200_000
     rate_burst: int = 20_000
+    nr_cpus: int = 0
+
+    @property
+    def cpus(self) -> int:
+        """The per-CPU blocks of the counters (``MAX_CPUS``)."""
+        return self.nr_cpus or _bcc.nr_possible_cpus()
 
     @property
     def regions_pow2(self) -> int:
@@ -85,6 +95,10 @@ class AccessProbeConfig:
             raise InvalidParamsError("a window can hold at most 4096 sampling intervals")
         if self.rate_limit < 0 or self.rate_burst < 1 or self.ip_entries < 0:
             raise InvalidParamsError("rate limit, burst and attribution size must be positive")
+        if not 0 <= self.nr_cpus <= 1 << 16:
+            raise InvalidParamsError("nr_cpus must be within 0..65536")
+        if self.cpus * 2 * self.regions_pow2 >= 1 << 32:
+            raise InvalidParamsError("CPUs x regions exceed the 32-bit keys of the counters")
 
     def cflags(self) -> list[str]:
         r = self.regions_pow2
@@ -94,6 +108,7 @@ class AccessProbeConfig:
             f"-DMAX_REGIONS={r}",
             f"-DSEARCH_STEPS={r.bit_length()}",
             f"-DBITMAP_WORDS={self.bitmap_words}",
+            f"-DMAX_CPUS={self.cpus}",
             f"-DIP_ENTRIES={self.ip_entries}",
             f"-DRATE_LIMIT={self.rate_limit}",
             f"-DRATE_BURST={self.rate_burst}",
@@ -154,25 +169,62 @@ class AccessProbe:
         self.gen = 0
         self.attached: list[str] = []
         self._prog_fds: list[int] = []
-        self._ncpus = 0
         self._lib: Any = None
         self._published: list[int] = [0, 0]  # regions in each generation
         self._map_fds: dict[str, int] = {}
+        self._mapped: list[_bcc.MappedArray] = []
+        # views of the mapped maps (see bpf/access_agg_types.h), set by open()
+        self._config: _U64 = np.zeros(0, np.uint64)  # [gen_start, sample_ns]
+        self._regions: _U64 = np.zeros((0, 2), np.uint64)  # (2R, 2): start, end
+        self._spans: npt.NDArray[np.uint32] = np.zeros((0, 2), np.uint32)  # (2T, 2): off, nr
+        self._counters: _U64 = np.zeros((0, 0, 0), np.uint64)  # (cpus, 2R, 2 + words)
+        self._pcpu: _U64 = np.zeros((0, 0), np.uint64)  # (cpus, stats + 2)
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
     def open(self) -> AccessProbe:
         if self.bpf is None:
             self.bpf = _bcc.compile_bpf(self.config.family, self.config.cflags())
-            bcc = _bcc.load_bcc()
-            from bcc import libbcc, utils  # noqa: PLC0415  (bcc is imported in damon_bpf.probes only)
+            try:
+                _bcc.load_bcc()
+                from bcc import libbcc  # noqa: PLC0415  (bcc is imported in damon_bpf.probes only)
 
-            self._lib = libbcc.lib
-            self._ncpus = len(utils.get_possible_cpus())
-            del bcc
+                self._lib = libbcc.lib
+                self._map_all()
+            except BaseException:
+                self.close()
+                raise
         return self
 
+    def _map_all(self) -> None:
+        cfg = self.config
+        slots = 2 * cfg.regions_pow2
+        cpus = cfg.cpus
+
+        def mapped(name: str, nr_words: int) -> _U64:
+            m = _bcc.mmap_array(self._fd(name), nr_words)
+            self._mapped.append(m)
+            return m.array
+
+        self._config = mapped("agg_config", 2)
+        self._regions = mapped("agg_regions", slots * 2).reshape(slots, 2)
+        self._spans = mapped("agg_spans", 2 * cfg.max_targets).view(np.uint32).reshape(2 * cfg.max_targets, 2)
+        words = 2 + cfg.bitmap_words
+        self._counters = mapped("agg_counters", cpus * slots * words).reshape(cpus, slots, words)
+        self._pcpu = mapped("agg_pcpu", cpus * (len(STATS) + 2)).reshape(cpus, len(STATS) + 2)
+
+    def _unmap_all(self) -> None:
+        self._config = np.zeros(0, np.uint64)
+        self._regions = np.zeros((0, 2), np.uint64)
+        self._spans = np.zeros((0, 2), np.uint32)
+        self._counters = np.zeros((0, 0, 0), np.uint64)
+        self._pcpu = np.zeros((0, 0), np.uint64)
+        for m in self._mapped:
+            m.close()
+        self._mapped.clear()
+
     def close(self) -> None:
+        self._unmap_all()
         if self.bpf is not None:
             _bcc.close_bpf(self.bpf)
             self.bpf = None
@@ -246,13 +298,6 @@ class AccessProbe:
             fd = self._map_fds[name] = _bcc.map_fd(self.bpf, name)
         return fd
 
-    def _update(self, name: str, key: int, value: bytes) -> None:
-        k = ctypes.c_uint32(key)
-        buf = ctypes.create_string_buffer(value, len(value))
-        if self._lib.bpf_update_elem(self._fd(name), ctypes.byref(k), buf, 0) != 0:
-            err = ctypes.get_errno()
-            raise ProbeLoadError(f"updating map {name}: {os.strerror(err) if err else 'failed'}")
-
     def set_target(self, tgid: int, target_idx: int) -> None:
         """Count the events of process *tgid* (all its threads) as target number *target_idx*."""
         if not 0 <= target_idx < self.config.max_targets:
@@ -266,37 +311,34 @@ class AccessProbe:
         k = ctypes.c_uint32(tgid)
         self._lib.bpf_delete_elem(self._fd("agg_targets"), ctypes.byref(k))
 
-    def _update_batch(self, name: str, first_key: int, values: np.ndarray) -> None:
-        _bcc.array_update_batch(self._fd(name), first_key, values)
-
-    def _lookup_batch(self, name: str, first_key: int, n: int, value_words: int) -> _U64:
-        return _bcc.array_lookup_batch(self._fd(name), first_key, n, value_words)
-
     def publish(self, tables: Sequence[tuple[npt.ArrayLike, npt.ArrayLike]], window_start_ns: int,
                 sample_ns: int) -> int:
         """Write the region tables (one ``(starts, ends)`` per target index, sorted) into the idle generation
         and make it the active one, with the window starting at *window_start_ns*. Returns the new
         generation; its slots are numbered in table order (target 0's regions first)."""
         r = self.config.regions_pow2
+        nt = self.config.max_targets
         new = self.gen ^ 1
-        spans = np.zeros((self.config.max_targets, 2), dtype=np.uint32)
-        rows = []
-        off = 0
-        for ti, (starts, ends) in enumerate(tables):
-            s = np.asarray(starts, dtype=np.uint64)
-            e = np.asarray(ends, dtype=np.uint64)
-            spans[ti] = (off, s.size)
-            rows.append(np.stack([s, e], axis=1))
-            off += s.size
+        if len(tables) > nt:
+            raise InvalidParamsError(f"{len(tables)} targets exceed the probe's {nt}")
+        sizes = [np.shape(starts)[0] for starts, _ in tables]
+        off = sum(sizes)
         if off > r:
             raise InvalidParamsError(f"{off} regions exceed the probe's table of {r}")
-        if len(tables) > self.config.max_targets:
-            raise InvalidParamsError(f"{len(tables)} targets exceed the probe's {self.config.max_targets}")
-        if rows:
-            self._update_batch("agg_regions", new * r, np.concatenate(rows).astype(np.uint64))
-        self._update_batch("agg_spans", new * self.config.max_targets, spans)
-        gen_start = (int(window_start_ns) & ~1) | new
-        self._update("agg_config", 0, np.array([gen_start, int(sample_ns)], dtype=np.uint64).tobytes())
+        # the idle generation's table and spans: no program reads them until the flip below
+        spans = np.zeros((nt, 2), dtype=np.uint32)
+        first = new * r
+        for ti, ((starts, ends), k) in enumerate(zip(tables, sizes)):
+            spans[ti] = (first - new * r, k)
+            if k:
+                self._regions[first:first + k, 0] = starts
+                self._regions[first:first + k, 1] = ends
+            first += k
+        self._spans[new * nt:(new + 1) * nt] = spans
+        # The flip: one aligned 8-byte store of gen_start, after the table (x86-64 keeps stores in order; a
+        # program reads gen_start once per event, then that generation's table and counters).
+        self._config[1] = sample_ns
+        self._config[0] = (int(window_start_ns) & ~1) | new
         self.gen = new
         self._published[new] = off
         return new
@@ -306,21 +348,22 @@ class AccessProbe:
         *zero*, reset them afterwards (do this only for the idle generation)."""
         g = self.gen if gen is None else gen
         n = self._published[g]
-        words = 2 + self.config.bitmap_words
-        raw = self._lookup_batch("agg_counters", g * self.config.regions_pow2, n, self._ncpus * words)
-        v = raw.reshape(n, self._ncpus, words)
-        d = Drained(nr_events=v[:, :, 0].sum(axis=1), nr_writes=v[:, :, 1].sum(axis=1),
-                    bits=np.bitwise_or.reduce(v[:, :, 2:], axis=1) if n else np.zeros((0, words - 2), np.uint64))
+        first = g * self.config.regions_pow2
+        v = self._counters[:, first:first + n]  # (cpus, n, 2 + words), the maps' memory
+        ew = v[:, :, :2].sum(axis=0)
+        d = Drained(nr_events=ew[:, 0], nr_writes=ew[:, 1], bits=np.bitwise_or.reduce(v[:, :, 2:], axis=0))
         if zero and n:
-            self._update_batch("agg_counters", g * self.config.regions_pow2,
-                               np.zeros((n, self._ncpus * words), dtype=np.uint64))
+            v[...] = 0
         return d
 
     def stats(self) -> dict[str, int]:
         """Cumulative event counters (``enum agg_stat``), summed over CPUs."""
-        words = len(STATS) + 2  # struct agg_pcpu: the stats, then the token bucket
-        raw = self._lookup_batch("agg_pcpu", 0, 1, self._ncpus * words).reshape(self._ncpus, words)
-        return {name: int(raw[:, i].sum()) for i, name in enumerate(STATS)}
+        tot = self._pcpu[:, :len(STATS)].sum(axis=0).tolist()
+        return dict(zip(STATS, tot))
+
+    def nr_counted(self) -> int:
+        """The ``counted`` counter of :meth:`stats` alone (cheaper)."""
+        return int(self._pcpu[:, 1].sum())
 
     def drain_ips(self) -> tuple[npt.NDArray[np.uint32], _U64, _U64]:
         """Take the (slot, instruction pointer) -> events attribution counts, emptying the map."""

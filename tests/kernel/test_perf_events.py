@@ -2,8 +2,8 @@
 perf events attached to ``bpf/perf_sample.bpf.c`` that count the test's own page faults.
 
 Counting relies on the program's first steps (bpf/access_agg.h ``agg_account()``): an event of a tgid registered in
-``agg_targets`` increments ``agg_pcpu.stats[AGG_EVENTS]`` (index 0, per-CPU) before anything else, so no region table
-is needed.
+``agg_targets`` increments ``agg_pcpu.stats[AGG_EVENTS]`` (index 0, one entry per CPU) before anything else, so no
+region table is needed.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def _cflags() -> list[str]:
         "-DMAX_REGIONS=64",
         "-DSEARCH_STEPS=7",
         "-DBITMAP_WORDS=1",
+        f"-DMAX_CPUS={_bcc.nr_possible_cpus()}",
         "-DIP_ENTRIES=0",
         "-DRATE_LIMIT=0",
         "-DRATE_BURST=1",
@@ -55,9 +56,9 @@ def bpf() -> Iterator[Any]:
 
 
 def _events(prog: Any) -> int:
-    # agg_pcpu is a per-CPU array of one struct whose first words are the enum agg_stat counters:
+    # agg_pcpu holds one struct per CPU (key: the CPU) whose first words are the enum agg_stat counters:
     # sum stats[AGG_EVENTS] over the CPUs.
-    return sum(int(v.stats[_AGG_EVENTS]) for v in prog[b"agg_pcpu"][ctypes.c_int(0)])
+    return sum(int(v.stats[_AGG_EVENTS]) for v in prog[b"agg_pcpu"].values())
 
 
 def _touch_fresh_pages(nr_pages: int = _NR_PAGES) -> None:

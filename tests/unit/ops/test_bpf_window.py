@@ -38,12 +38,42 @@ def test_late_bits_move_to_overlapping_new_regions() -> None:
     bits[1, 0] = (1 << 4) | (1 << 5) | (1 << 1)  # bit 1 is inside the old window: not carried
     # new table: old region 1 was split in two, old 0 and 2 merged with neighbours differently
     new = [(np.array([0, 150, 180], np.uint64), np.array([150, 180, 300], np.uint64))]
-    carry = np.zeros((3, 64), dtype=bool)
-    ops._carry_late(bits, old, new, carry)
-    assert carry[:, 0].tolist() == [True, True, True]  # interval 4 of the old window = 0 of the new one
-    assert carry[:, 1].tolist() == [True, True, True]
-    assert not carry[:, 2:].any()
+    carry = ops._carry_late(bits, old, new)
+    assert carry is not None
+    # interval 4 of the old window = 0 of the new one, 5 = 1
+    assert carry[:, 0].tolist() == [0b11, 0b11, 0b11]
     # a late bit of a region that no new region overlaps is dropped
-    carry2 = np.zeros((1, 64), dtype=bool)
-    ops._carry_late(bits, old, [(np.array([400], np.uint64), np.array([500], np.uint64))], carry2)
-    assert not carry2.any()
+    carry2 = ops._carry_late(bits, old, [(np.array([400], np.uint64), np.array([500], np.uint64))])
+    assert carry2 is not None and not carry2.any()
+    # no late bits at all: nothing to carry
+    bits[1, 0] = 1 << 3
+    assert ops._carry_late(bits, old, new) is None
+
+
+def test_late_bits_across_words() -> None:
+    ops = BpfAccessOps()
+    ops._last_nr_samples = 60
+    old = [(np.array([0], np.uint64), np.array([100], np.uint64))]
+    bits = np.zeros((1, 2), dtype=np.uint64)
+    bits[0, 0] = (1 << 59) | (1 << 61)  # 59: in the window; 61: late, new interval 1
+    bits[0, 1] = 1 << 6  # interval 70: late, new interval 10
+    carry = ops._carry_late(bits, old, old)
+    assert carry is not None
+    assert carry.tolist() == [[(1 << 1) | (1 << 10), 0]]
+
+
+def test_nr_accesses_counts_interval_bits_and_carry() -> None:
+    from damon_bpf.probes.access import Drained
+
+    ops = BpfAccessOps()
+    bits = np.zeros((3, 2), dtype=np.uint64)
+    bits[0] = [0b1011, 0]
+    bits[1] = [np.uint64(1) << np.uint64(63), 0b111]  # interval 63, 64, 65, 66
+    bits[2] = [0, np.uint64(1) << np.uint64(40)]  # interval 104: past a 70-interval window
+    d = Drained(nr_events=np.zeros(3, np.uint64), nr_writes=np.zeros(3, np.uint64), bits=bits)
+    assert ops.nr_accesses_of(None, d, 70).tolist() == [3, 4, 0]  # type: ignore[arg-type]
+    assert ops.nr_accesses_of(None, d, 64).tolist() == [3, 1, 0]  # type: ignore[arg-type]
+    ops._carry = np.array([[0b100, 0], [1, 0], [1, 0]], dtype=np.uint64)
+    assert ops.nr_accesses_of(None, d, 70).tolist() == [4, 5, 1]  # type: ignore[arg-type]
+    empty = Drained(np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros((0, 2), np.uint64))
+    assert ops.nr_accesses_of(None, empty, 70).tolist() == []  # type: ignore[arg-type]

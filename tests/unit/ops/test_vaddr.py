@@ -298,3 +298,41 @@ def test_apply_scheme_madvises_own_memory() -> None:
         ops.cleanup(ctx)
         del start
     assert ops.apply_scheme(ctx, t, Region(0, 4096), SimpleNamespace(action="cold")) == 0  # pidfd closed
+
+
+def test_update_with_unchanged_maps_keeps_the_regions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An unchanged maps text is not parsed again, and set_regions() is skipped while the regions still tile
+    # the three regions exactly (it would change nothing); a moved edge or a changed text applies it again.
+    import damon_bpf.ops.vaddr as vaddr_mod
+    from damon_bpf.engine.core import split_region_at
+
+    pid = 4245
+    write_fake_proc(tmp_path, pid, MAPS1, fake_stat(pid, starttime=99))
+    ops = VaddrOps(proc_root=str(tmp_path), use_pidfd=False)
+    t = Target(pid=pid)
+    ctx = _ctx(ops, t)
+    ops.init(ctx)
+    split_region_at(t, 0, 0x100000)
+    before = [(r.start, r.end) for r in t.regions]
+    calls: list[int] = []
+    parsed: list[int] = []
+    real_set, real_parse = vaddr_mod.set_regions, vaddr_mod.parse_maps
+    monkeypatch.setattr(vaddr_mod, "set_regions", lambda *a, **k: (calls.append(1), real_set(*a, **k))[1])
+    monkeypatch.setattr(vaddr_mod, "parse_maps", lambda *a, **k: (parsed.append(1), real_parse(*a, **k))[1])
+    ops.update(ctx)
+    ops.update(ctx)
+    assert [(r.start, r.end) for r in t.regions] == before
+    assert calls == [] and len(parsed) == 1
+    # the regions no longer tile the ranges (a region edge moved): applied again
+    ra = t.ra
+    ra.end[-1] -= 4096
+    ops.update(ctx)
+    assert calls == [1] and len(parsed) == 1
+    assert t.regions[-1].end == 0x7FFE00021000
+    # a changed text is parsed and applied
+    write_fake_proc(tmp_path, pid, MAPS2, fake_stat(pid, starttime=99))
+    ops.update(ctx)
+    assert len(parsed) == 2 and calls == [1, 1]
+    assert [(r.start, r.end) for r in t.regions][0] == (0x400000, 0x500000)
+    assert t.regions[1].end == 0x800000
+    ops.cleanup(ctx)
