@@ -176,6 +176,12 @@ def _np_rng(ctx: Ctx) -> np.random.Generator:
     return gen
 
 
+def _split_points(gen: np.random.Generator, sz: npt.NDArray[np.int64], mrs: int) -> npt.NDArray[np.int64]:
+    # the size of the left piece of each region: damon_rand(1, 10) * sz / 10, aligned down to min_region_sz
+    sub = gen.integers(1, 10, size=sz.size, dtype=np.int64) * sz // 10
+    return sub - sub % mrs
+
+
 def _cut(ra: RegionArray, cuts: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]]) -> RegionArray:
     """Cut each region at the valid points of *cuts* (per region, increasing along the list)."""
     n = len(ra)
@@ -204,10 +210,8 @@ def split_regions_of(ctx: Ctx, t: Target, nr_subs: int, min_region_sz: int | Non
     sz = ra.end - ra.start
     cuts: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]] = []
     for _ in range(nr_subs - 1):
-        eligible = sz > 2 * mrs
-        sub = gen.integers(1, 10, size=n, dtype=np.int64) * sz // 10
-        sub -= sub % mrs
-        valid = eligible & (sub > 0) & (sub < sz)
+        sub = _split_points(gen, sz, mrs)
+        valid = (sz > 2 * mrs) & (sub > 0) & (sub < sz)
         cuts.append((ra.start + sub, valid))
         sz = np.where(valid, sub, sz)
     # each later cut lies left of the earlier ones: order the points by address
@@ -231,8 +235,7 @@ def split_some_regions(ctx: Ctx, step: int) -> None:
         if n:
             sz = ra.end - ra.start
             chosen = ((np.arange(base, base + n) % step) == offset) & (sz >= 2 * mrs)
-            sub = gen.integers(1, 10, size=n, dtype=np.int64) * sz // 10
-            sub -= sub % mrs
+            sub = _split_points(gen, sz, mrs)
             valid = chosen & (sub > 0) & (sub < sz)
             if valid.any():
                 ra.assign(_cut(ra, [(ra.start + sub, valid)]))

@@ -1,10 +1,10 @@
 """DAMOS: data access monitoring-based operation schemes.
 
-Mirrors the DAMOS half of ``mm/damon/core.c`` (v7.2/7.3): access patterns,
-apply intervals, quotas with the effective size quota (time quota converted through the measured throughput,
-goal-driven feedback with the ``consist`` and ``temporal`` tuners, fail-charge ratio), prioritisation through the
-score histogram, resumption where the previous quota window stopped, split-to-fit, core-layer filters with
-the kernel's allow/reject defaults, watermarks, and the statistics and tried regions.
+Mirrors the DAMOS half of ``mm/damon/core.c`` (the release: :data:`damon_bpf.engine.KERNEL_RELEASE`): access
+patterns, apply intervals, quotas with the effective size quota (time quota converted through the measured
+throughput, goal-driven feedback with the ``consist`` and ``temporal`` tuners, fail-charge ratio),
+prioritisation through the score histogram, resumption where the previous quota window stopped, split-to-fit,
+core-layer filters with the kernel's allow/reject defaults, watermarks, and the statistics and tried regions.
 
 Units, as the kernel's: sizes in bytes, ``nr_accesses`` in sampling intervals per aggregation window
 (``0..aggr/sample``), ages in aggregation intervals. damo's human forms (``%``, times) are converted by

@@ -278,3 +278,29 @@ def test_no_min_nr_regions_split_after_ops_update() -> None:
     while ctx.passed_sample_intervals < 40:
         k.step()
     assert ctx.targets[0].nr_regions >= 10
+
+
+def test_fell_behind_restarts_the_window_instead_of_replaying() -> None:
+    # deliberate difference: after a stall longer than an aggregation interval the next sampling window starts
+    # now (nr_resyncs counts it), rather than with a deadline in the past that would make the loop spin
+    clk = FakeClock()
+    ops = FixedCountsOps([0])
+    ctx = make_ctx(ops, [(0, MiB)], sample_interval_us=1000, aggr_interval_us=10000)
+    k = Kdamond(ctx, clock_ns=clk.clock_ns, sleep=clk.sleep)
+    k.init()
+    k.step()
+    assert k.nr_resyncs == 0
+    stall = ops.check_accesses
+
+    def stalled(c: Ctx, n: int = 1) -> int:
+        clk.now += 50_000_000  # 50 ms inside one check: five aggregation intervals
+        return stall(c, n)
+
+    ops.check_accesses = stalled  # type: ignore[method-assign]
+    k.step()
+    assert k.nr_resyncs == 1
+    ops.check_accesses = stall  # type: ignore[method-assign]
+    before = clk.now
+    k.step()
+    assert clk.now - before == 1_000_000  # a full sampling interval slept, not a catch-up
+    assert k.nr_resyncs == 1
