@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from damon_bpf.engine.core import region_nr_accesses_mvsum, target_nr_accesses_mvsum
+from damon_bpf.engine.core import mult_frac, region_nr_accesses_mvsum, target_nr_accesses_mvsum
 from damon_bpf.engine.model import Attrs, Ctx, Region, Target
 from damon_bpf.engine.ops import DAMOS_MAX_SCORE
 
@@ -152,7 +152,7 @@ def hot_scores(nr_accesses: npt.ArrayLike, age: npt.ArrayLike, attrs: Attrs, wei
     ag = np.asarray(age, dtype=np.int64)
     freq = np.minimum(nr * DAMON_MAX_SUBSCORE // attrs.max_nr_accesses, DAMON_MAX_SUBSCORE)
     aggr = attrs.aggr_interval_us
-    age_in_sec = (ag // 1_000_000) * aggr + (ag % 1_000_000) * aggr // 1_000_000
+    age_in_sec = mult_frac(ag, aggr, 1_000_000)
     age_in_log = np.searchsorted(_POW2, age_in_sec, side="right").astype(np.int64)
     age_in_log = np.where(freq == 0, -age_in_log, age_in_log) + DAMON_MAX_AGE_IN_LOG
     age_sub = age_in_log * DAMON_MAX_SUBSCORE // DAMON_MAX_AGE_IN_LOG // 2
