@@ -139,15 +139,32 @@ def test_unsupported_action_applies_nothing(ops_ctx: tuple[str, Operations, Ctx]
     assert "no-such-action" not in ops.supported_actions
 
 
-@pytest.mark.parametrize("action", ["pageout", "cold", "willneed", "hugepage", "lru_prio", "lru_deprio",
-                                    "migrate_hot", "migrate_cold", "stat"])
-def test_scheme_score_range(ops_ctx: tuple[str, Operations, Ctx], action: str) -> None:
+def test_scheme_scores_order_regions_by_hotness(ops_ctx: tuple[str, Operations, Ctx]) -> None:
+    # damon_hot_score()/damon_cold_score() on regions with known counters: a region accessed in every sample
+    # is hotter than one half-accessed, which is hotter than an old idle one; cold = 99 - hot; actions without
+    # a priority get DAMOS_MAX_SCORE
     ops_id, ops, ctx = ops_ctx
+    mx = ctx.attrs.max_nr_accesses
+    ctx.passed_sample_intervals = ctx.next_aggregation_sis  # at a boundary: the moving sum is nr_accesses
+    aged = 10_000_000 // ctx.attrs.aggr_interval_us  # 10 s old
+    regions = [Region(0, 4096, nr_accesses=mx, age=aged), Region(4096, 8192, nr_accesses=mx // 2, age=aged),
+               Region(8192, 12288, nr_accesses=0, age=aged)]
     t = ctx.targets[0]
     quota = SimpleNamespace(weight_sz=0, weight_nr_accesses=1, weight_age=1)
-    for r in t.regions:
-        score = ops.get_scheme_score(ctx, t, r, SimpleNamespace(action=action, quota=quota))
-        assert isinstance(score, int) and 0 <= score <= 99
+
+    def scores(action: str) -> list[int]:
+        out = [ops.get_scheme_score(ctx, t, r, SimpleNamespace(action=action, quota=quota)) for r in regions]
+        assert all(isinstance(x, int) and 0 <= x <= 99 for x in out)
+        return out
+
+    hot = scores("migrate_hot")
+    assert hot[0] > hot[1] > hot[2]
+    # frequency 100 and 50 with a 10 s age (subscore (4 + 32) * 100 / 64 = 56); idle: (-4 + 32) * 100 / 64 = 43
+    assert hot == [(100 + 56) // 2 * 99 // 100, (50 + 56) // 2 * 99 // 100, (0 + 43) // 2 * 99 // 100]
+    for action in ("pageout", "migrate_cold"):
+        assert scores(action) == [99 - h for h in hot], action
+    for action in ("willneed", "hugepage", "lru_prio", "stat"):
+        assert scores(action) == [99, 99, 99], action
 
 
 @pytest.mark.parametrize("ops_id", [o for o in OPS_IDS if o != "replay"])  # replays outlive their processes
