@@ -220,16 +220,21 @@ class BpfAccessOps(VaddrOps):
         carry = np.zeros((sum(s.size for s, _ in new_tables), words), dtype=np.uint64)
         old_off = np.cumsum([0] + [s.size for s, _ in old_tables])
         new_off = np.cumsum([0] + [s.size for s, _ in new_tables])
-        for k, row in enumerate(rows.tolist()):
-            ti = int(np.searchsorted(old_off, row, side="right") - 1)
-            if ti >= len(new_tables):
+        for ti in range(min(len(old_tables), len(new_tables))):
+            lo, hi = np.searchsorted(rows, old_off[ti:ti + 2])
+            if lo == hi:
                 continue
-            os_, oe = old_tables[ti][0][row - old_off[ti]], old_tables[ti][1][row - old_off[ti]]
+            sel = rows[lo:hi] - old_off[ti]
             ns, ne = new_tables[ti]
-            a = int(np.searchsorted(ne, os_, side="right"))
-            b = int(np.searchsorted(ns, oe, side="left"))
-            if b > a:
-                carry[new_off[ti] + a:new_off[ti] + b] |= moved[k]
+            # the new regions [a, b) overlapping each old region with late bits
+            a = np.searchsorted(ne, old_tables[ti][0][sel], side="right")
+            b = np.searchsorted(ns, old_tables[ti][1][sel], side="left")
+            nr = np.maximum(b - a, 0)
+            if not nr.any():
+                continue
+            src = np.repeat(np.arange(lo, hi), nr)
+            dst = new_off[ti] + np.repeat(a, nr) + (np.arange(src.size) - np.repeat(np.cumsum(nr) - nr, nr))
+            np.bitwise_or.at(carry, dst, moved[src])
         return carry
 
     def _low_bits(self, n: int, words: int) -> npt.NDArray[np.uint64]:
@@ -294,17 +299,23 @@ class BpfAccessOps(VaddrOps):
             return
         self._ips_counted = counted
         slots, ips, counts = self.probe.drain_ips()
-        if slots.size:
-            r = self.probe.config.regions_pow2
-            gen_of = slots // r
-            idx = (slots % r).astype(np.int64)
-            cur = gen_of == self.probe.gen
-            off = np.cumsum([0] + [s.size for s, _ in self._tables])
-            for sl, ip, c in zip(idx[cur].tolist(), ips[cur].tolist(), counts[cur].tolist()):
-                ti = int(np.searchsorted(off, sl, side="right") - 1)
-                if 0 <= ti < len(self._tables) and sl - off[ti] < self._tables[ti][0].size:
-                    s_, e_ = self._tables[ti]
-                    per_target[ti].append((int(s_[sl - off[ti]]), int(e_[sl - off[ti]]), ip, c))
+        if not slots.size:
+            return
+        r = self.probe.config.regions_pow2
+        idx = (slots % r).astype(np.int64)
+        off = np.cumsum([0] + [s.size for s, _ in self._tables])
+        keep = (slots // r == self.probe.gen) & (idx < off[-1])
+        idx, ips, counts = idx[keep], ips[keep], counts[keep]
+        if not idx.size:
+            return
+        starts = np.concatenate([s for s, _ in self._tables])[idx].tolist()
+        ends = np.concatenate([e for _, e in self._tables])[idx].tolist()
+        if len(self._tables) == 1:
+            per_target[0] = list(zip(starts, ends, ips.tolist(), counts.tolist()))
+            return
+        tis = (np.searchsorted(off, idx, side="right") - 1).tolist()
+        for ti, row in zip(tis, zip(starts, ends, ips.tolist(), counts.tolist())):
+            per_target[ti].append(row)
 
     def raw_counts(self, target_idx: int, starts: npt.ArrayLike, ends: npt.ArrayLike) -> tuple[
             npt.NDArray[np.int64], npt.NDArray[np.int64]]:

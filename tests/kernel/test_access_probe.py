@@ -56,6 +56,15 @@ def test_regions_intervals_and_generations(probe: AccessProbe) -> None:
     assert probe.read(g).nr_events.sum() == 0
     st = probe.stats()
     assert st["counted"] >= 328 and st["no_region"] >= 8
+    assert probe.nr_counted() == st["counted"]  # nothing else faults in our regions meanwhile
+    # the counters and the tables are the maps' memory, mapped: what bcc's own lookup sees
+    ncpu = probe.config.cpus
+    r = probe.config.regions_pow2
+    table = probe.bpf[b"agg_regions"]
+    assert table[ctypes.c_uint32(g2 * r)].start == int(starts[0])
+    assert table[ctypes.c_uint32(g2 * r + 3)].end == int(ends[3])
+    counters = probe.bpf[b"agg_counters"]
+    assert sum(counters[ctypes.c_uint32(c * 2 * r + g2 * r + 2)].nr_events for c in range(ncpu)) == 8
     slots, ips, counts = probe.drain_ips()
     assert counts.sum() >= 328 and (ips > 0).all()
     assert probe.drain_ips()[0].size == 0  # drained

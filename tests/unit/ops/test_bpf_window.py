@@ -77,3 +77,57 @@ def test_nr_accesses_counts_interval_bits_and_carry() -> None:
     assert ops.nr_accesses_of(None, d, 70).tolist() == [4, 5, 1]  # type: ignore[arg-type]
     empty = Drained(np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros((0, 2), np.uint64))
     assert ops.nr_accesses_of(None, empty, 70).tolist() == []  # type: ignore[arg-type]
+
+
+def test_late_bits_of_merged_regions_and_several_targets() -> None:
+    ops = BpfAccessOps()
+    ops._last_nr_samples = 2
+    # target 0: old regions 0 and 1 were merged into one new region; target 1: its only region was split
+    old = [(np.array([0, 100], np.uint64), np.array([100, 200], np.uint64)),
+           (np.array([1000], np.uint64), np.array([2000], np.uint64))]
+    new = [(np.array([0], np.uint64), np.array([200], np.uint64)),
+           (np.array([1000, 1500], np.uint64), np.array([1500, 2000], np.uint64))]
+    bits = np.array([[1 << 2], [1 << 3], [(1 << 4) | 1]], dtype=np.uint64)
+    carry = ops._carry_late(bits, old, new)
+    assert carry is not None
+    assert carry[:, 0].tolist() == [0b11, 1 << 2, 1 << 2]
+
+
+class _FakeProbe:
+    def __init__(self, slots: list[int], ips: list[int], counts: list[int], gen: int, ip_entries: int = 16) -> None:
+        from types import SimpleNamespace
+
+        self.config = SimpleNamespace(ip_entries=ip_entries, regions_pow2=16)
+        self.gen = gen
+        self._drain = (np.array(slots, np.uint32), np.array(ips, np.uint64), np.array(counts, np.uint64))
+        self.counted = 1
+        self.drains = 0
+
+    def nr_counted(self) -> int:
+        return self.counted
+
+    def drain_ips(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self.drains += 1
+        out, self._drain = self._drain, (np.zeros(0, np.uint32), np.zeros(0, np.uint64), np.zeros(0, np.uint64))
+        return out
+
+
+def test_ip_attribution_per_target_and_generation() -> None:
+    ops = BpfAccessOps()
+    ops._tables = [(np.array([0, 100], np.uint64), np.array([100, 200], np.uint64)),
+                   (np.array([1000], np.uint64), np.array([2000], np.uint64))]
+    # generation 1: slots 16 + i; slot 16 + 3 is past the tables, slot 2 is the other generation's
+    ops.probe = _FakeProbe([16 + 1, 16 + 2, 2, 16 + 0, 16 + 3], [11, 22, 33, 44, 55], [1, 2, 3, 4, 5], gen=1)
+    ops._collect_ips()
+    assert ops.last_ips == [[(100, 200, 11, 1), (0, 100, 44, 4)], [(1000, 2000, 22, 2)]]
+    # the program counted nothing since: the map is not drained again
+    ops._collect_ips()
+    assert ops.probe.drains == 1 and ops.last_ips == [[], []]
+    ops.probe.counted = 2
+    ops._collect_ips()
+    assert ops.probe.drains == 2
+    # one target
+    ops._tables = ops._tables[:1]
+    ops.probe = _FakeProbe([17, 16], [7, 8], [9, 10], gen=1)
+    ops._collect_ips()
+    assert ops.last_ips == [[(100, 200, 7, 9), (0, 100, 8, 10)]]
