@@ -30,8 +30,8 @@ from tests.conftest import kernel_required
 MiB = 1 << 20
 
 # Maps 64 MiB, prints its address, waits for a line on stdin (perf's events are enabled by then), touches all of
-# it once (and says so), then keeps dropping (MADV_DONTNEED) and re-touching random pages of the first 8 MiB: a continuous fault
-# signal in the hot part, none in the rest after the first touch.
+# it once (and says so), then keeps dropping (MADV_DONTNEED) and re-touching random pages of the first 8 MiB: a
+# continuous fault signal in the hot part, none in the rest after the first touch.
 #
 # Faults are at least GAP apart (a busy wait, the child never sleeps). In frequency mode the kernel re-estimates a
 # software event's period at each overflow from the events of the last period and the time they took, and only
