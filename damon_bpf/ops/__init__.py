@@ -1,9 +1,10 @@
 """The operations sets (access sources) of damon-bpf: the user-space ``mm/damon/{vaddr,paddr}.c`` and friends.
 
-Backends are listed here by name and import path (C3), and registered into the engine's registry
-(:func:`damon_bpf.engine.ops.register_ops`, the kernel's ``damon_register_ops()`` from each ops file's
-initcall) when this package is imported. A backend module is imported only when its id is selected
-(:func:`damon_bpf.engine.ops.select_ops`), so probe code and bcc load only for the backends that use them.
+Backends are listed here by name and import path (see "Operations sets" in ``docs/design.md``), and
+registered into the engine's registry (:func:`damon_bpf.engine.ops.register_ops`, the kernel's
+``damon_register_ops()`` from each ops file's initcall) when this package is imported. A backend module is
+imported only when its id is selected (:func:`damon_bpf.engine.ops.select_ops`), so probe code and bcc load
+only for the backends that use them.
 
 To add a backend, add its ``"name": "damon_bpf.ops.<module>:<Class>"`` entry to :data:`BUILTIN_OPS`.
 """
