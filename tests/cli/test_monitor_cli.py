@@ -102,7 +102,8 @@ def test_demo_runs_and_scores() -> None:
     line = next(ln for ln in r.stderr.splitlines() if "precision" in ln)
     prec = float(line.split("precision ")[1].split(",")[0])
     rec = float(line.split("recall ")[1].split()[0])
-    assert prec >= 0.5 and rec >= 0.9, line
+    # the synthetic source replays the workload's own truth: the hot set plus region edges (0.88-0.94 here)
+    assert prec >= 0.8 and rec >= 0.95, line
 
 
 def test_monitor_sigterm_stops_cleanly() -> None:

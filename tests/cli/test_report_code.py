@@ -186,8 +186,6 @@ def test_symbolizer_without_bcc_falls_back_to_hex() -> None:
     assert any("bcc is not installed" in n for n in s.notes)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("damon_bpf.cli.report") is None,
-                    reason="damon_bpf.cli.report (the report table) is not in this tree yet")
 def test_through_damon_bpf_report_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from damon_bpf.cli import main
 

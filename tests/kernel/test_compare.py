@@ -57,15 +57,17 @@ def test_bpf_sources_report_their_cost(result: ComparisonResult) -> None:
 
 def test_pageout_probing_finds_the_hot_set(result: ComparisonResult) -> None:
     s = result.source("fault+pageout")
-    assert s.recall is not None and s.recall >= 0.7, (s.recall, s.precision)
-    assert s.precision is not None and s.precision >= 0.5, s.precision
+    # every sampling interval pages out a page of each region, so the hot 16 MiB keeps faulting: recall and
+    # precision were 0.99-1.0 in runs here
+    assert s.recall is not None and s.recall >= 0.9, (s.recall, s.precision)
+    assert s.precision is not None and s.precision >= 0.9, s.precision
     assert result.truth_hot_bytes == 16 << 20
 
 
 def test_synthetic_agrees_with_the_truth(result: ComparisonResult) -> None:
     s = result.source("synthetic")
     assert s.recall is not None and s.recall >= 0.9, s.recall
-    assert s.precision is not None and s.precision >= 0.8, s.precision
+    assert s.precision is not None and s.precision >= 0.9, s.precision
     # and with the probing source that sees the same hot set
     pair = result.pair("synthetic", "fault+pageout")
     assert pair is not None and pair.overlap is not None and pair.overlap >= 0.6, pair
@@ -81,30 +83,20 @@ def test_result_is_valid_json(result: ComparisonResult) -> None:
 
 
 def test_heatmap_png(result: ComparisonResult, tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
     out = tmp_path / "compare.png"
     write_heatmap(result, str(out))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_cli_json_and_png(tmp_path: Path) -> None:
-    png = tmp_path / "cli.png"
-    try:
-        import matplotlib  # noqa: F401
-        have_mpl = True
-    except ImportError:
-        have_mpl = False
-    args = ["compare", "--workload", "hotcold", "--sources", "synthetic", "--duration", "2s", "--settle", "0.5s",
-            "--json"]
-    if have_mpl:
-        args += ["--png", str(png)]
-    r = cli(*args)
+    png = tmp_path / "cli.png"  # matplotlib is a test dependency (the [test] extra)
+    r = cli("compare", "--workload", "hotcold", "--sources", "synthetic", "--duration", "2s", "--settle", "0.5s",
+            "--json", "--png", str(png))
     assert r.returncode == 0, r.stderr
     obj = json.loads(r.stdout)  # one JSON object, nothing else on stdout
     (src,) = obj["sources"]
     assert src["name"] == "synthetic" and src["status"] == "ok" and src["recall"] >= 0.9
-    if have_mpl:
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.nokernel

@@ -54,8 +54,9 @@ def test_fault_pageout_probe_finds_hot_file_memory() -> None:
     last = snaps[-1]
     # a region counts as hot from a quarter of the maximum: the toucher may be starved of CPU on a busy machine
     inside, outside = hot_cover(last, w.addr, w.hot_end, 0.25)
-    assert inside >= 0.7 * 16 * MiB, (inside, outside)
-    assert outside <= 8 * MiB, (inside, outside)
+    # the hot 16 MiB, and beyond it at most the regions across its ends (under 1 MiB in runs here)
+    assert inside >= 0.85 * 16 * MiB, (inside, outside)
+    assert outside <= 2 * MiB, (inside, outside)
     for r in last.targets[0].regions:  # memory that is never touched reads as idle
         if cold_lo <= r.start and r.end <= cold_hi:
             assert r.nr_accesses <= 2, r
@@ -69,8 +70,9 @@ def test_natural_faults_follow_a_churning_range(source: str) -> None:
         snaps, mon = run_monitor(w.pid, source, 3.0)
     last = snaps[-1]
     inside, outside = hot_cover(last, w.addr, w.hot_end, 0.3)
-    assert inside >= 0.6 * 8 * MiB, (inside, outside)
-    assert outside <= 8 * MiB
+    # the churned 8 MiB, and beyond it at most the regions across its ends (under 1 MiB in runs here)
+    assert inside >= 0.85 * 8 * MiB, (inside, outside)
+    assert outside <= 2 * MiB, (inside, outside)
     for r in last.targets[0].regions:
         if w.addr + 16 * MiB <= r.start and r.end <= w.addr + w.size:
             assert r.nr_accesses == 0, r

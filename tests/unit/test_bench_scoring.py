@@ -84,7 +84,7 @@ def test_regions_at_least_merges_adjacent_hot_regions() -> None:
 
 
 def test_regions_at_least_takes_numpy_arrays() -> None:
-    np = pytest.importorskip("numpy")
+    import numpy as np
     s = np.array([0, 4096], dtype=np.uint64)
     e = np.array([4096, 8192], dtype=np.uint64)
     assert C.regions_at_least(s, e, np.array([0, 3]), 1) == [(4096, 8192)]
