@@ -236,42 +236,14 @@ def regions_from_records(records: Iterable[Any]) -> list[RecordRegions]:
 
 
 def load_record(path: str) -> list[RecordRegions]:
-    """The targets' regions of a record file: damo's JSON (zlib-compressed or plain), else whatever
-    ``damon_bpf.records.read_records`` reads (when that module is installed).
+    """The targets' regions of a record file, read by :func:`damon_bpf.records.read_records` (damo's and
+    damon-bpf's formats).
 
-    :raises InvalidParamsError: no such file
-    :raises DamonBpfError: the file is not a record this can read
+    :raises InvalidParamsError: missing, unreadable or not a record file (one-line message)
     """
-    import zlib
+    from damon_bpf.records import read_records
 
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError as err:
-        raise InvalidParamsError(f"{path}: no such file") from err
-    data: Any = None
-    for decode in (lambda b: zlib.decompress(b), lambda b: b):
-        try:
-            data = json.loads(decode(raw))
-            break
-        except (zlib.error, ValueError):
-            continue
-    if isinstance(data, dict) and "damo_records" in data:
-        data = data["damo_records"]
-    if isinstance(data, list):
-        return regions_from_records(data)
-    try:
-        from damon_bpf import records as _records
-        records: Any = _records
-    except ImportError:
-        records = None
-    if records is not None and hasattr(records, "read_records"):
-        try:
-            recs = records.read_records(path)
-        except Exception as err:
-            raise DamonBpfError(f"{path}: not a record file ({err})") from err
-        return regions_from_records(recs)
-    raise DamonBpfError(f"{path}: not a damo record file (zlib JSON)")
+    return regions_from_records(read_records(path))
 
 
 # -- ranking ---------------------------------------------------------------------------------------------
