@@ -102,7 +102,7 @@ class BpfAccessOps(VaddrOps):
         self._tables: list[tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]] = []
         self._carry: npt.NDArray[np.uint64] | None = None  # late events moved into the window, packed bits
         self._ips_counted = -1  # the program's "counted" when agg_ips was last drained
-        self._masks: dict[tuple[int, int], npt.NDArray[np.uint64]] = {}
+        self._masks: dict[tuple[int, int, bool], npt.NDArray[np.uint64]] = {}
         self._registered: dict[int, int] = {}
         self._max_nr = 0
         self._stats_prev: tuple[float, dict[str, int], tuple[int, int] | None] | None = None
@@ -196,8 +196,7 @@ class BpfAccessOps(VaddrOps):
         self._tables = tables
         self._carry = None
         if old_tables:
-            late = self.probe.read(old_gen, zero=True)
-            self._carry = self._carry_late(late.bits, old_tables, tables)
+            self._carry = self._carry_late(self.probe.take_bits(old_gen), old_tables, tables)
         self._window_first_sis = ctx.passed_sample_intervals
 
     def _carry_late(self, bits: npt.NDArray[np.uint64], old_tables: list[Any],
@@ -209,10 +208,10 @@ class BpfAccessOps(VaddrOps):
         if bits.size == 0:
             return None
         words = bits.shape[1]
-        late = bits & ~self._low_bits(n_old, words)
-        rows = np.flatnonzero(late.any(axis=1))
-        if rows.size == 0:
+        late = bits & self._low_bits(n_old, words, invert=True)
+        if not late.any():
             return None
+        rows = np.flatnonzero(late.any(axis=1))
         unpacked = np.unpackbits(late[rows].view(np.uint8).reshape(rows.size, -1), axis=1, bitorder="little")
         shifted = np.zeros_like(unpacked)
         shifted[:, :unpacked.shape[1] - n_old] = unpacked[:, n_old:]
@@ -237,10 +236,12 @@ class BpfAccessOps(VaddrOps):
             np.bitwise_or.at(carry, dst, moved[src])
         return carry
 
-    def _low_bits(self, n: int, words: int) -> npt.NDArray[np.uint64]:
-        m = self._masks.get((n, words))
+    def _low_bits(self, n: int, words: int, invert: bool = False) -> npt.NDArray[np.uint64]:
+        # _low_bits(), or the bits from n on with *invert*, kept per (n, words, invert)
+        m = self._masks.get((n, words, invert))
         if m is None:
-            m = self._masks[(n, words)] = _low_bits(n, words)
+            m = _low_bits(n, words)
+            m = self._masks[(n, words, invert)] = ~m if invert else m
         return m
 
     def prepare_access_checks(self, ctx: Ctx) -> None:
@@ -249,7 +250,8 @@ class BpfAccessOps(VaddrOps):
             self._pending_publish = False
 
     def nr_accesses_of(self, ctx: Ctx, drained: Any, nr_samples: int) -> npt.NDArray[np.int64]:
-        """Per region (all targets' tables concatenated), the sampling intervals with an access."""
+        """Per region (all targets' tables concatenated), the sampling intervals with an access: at most
+        *nr_samples* each."""
         bits = drained.bits
         if bits.shape[0] == 0:
             return np.zeros(0, dtype=np.int64)
@@ -264,7 +266,7 @@ class BpfAccessOps(VaddrOps):
             return self._max_nr
         n = max(1, ctx.passed_sample_intervals - self._window_first_sis)
         d = self.probe.read()
-        hits = np.minimum(self.nr_accesses_of(ctx, d, n), n)
+        hits = self.nr_accesses_of(ctx, d, n)  # at most n each (both rules count at most n intervals)
         off = 0
         mx = 0
         self.last_events, self.last_writes = [], []

@@ -103,6 +103,8 @@ class _PteTarget:
     anon_mthp: bool = False
     file_starts: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     file_ends: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    # (the VMA list they come from, starts, ends): see PteOps._vma_bounds
+    vma_bounds: tuple[list[Any], npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
 
     def close(self) -> None:
         for fd in (self.mem_fd, self.refs_fd):
@@ -391,10 +393,8 @@ class PteOps(VaddrOps):
             starts[small], lengths[small] = fs, fl
         # A folio that sticks out of its VMA (mapped only in part) would be advised in part, which splits it:
         # leave such samples uncleared (counted; they read as accessed until cleared by clear_refs)
-        vmas = [v for v in (data.vmas if isinstance(data, VaddrTargetData) else []) if v.end < 2**63]
-        if vmas:
-            vs = np.array([v.start for v in vmas], dtype=np.int64)
-            ve = np.array([v.end for v in vmas], dtype=np.int64)
+        vs, ve = self._vma_bounds(pt, data.vmas if isinstance(data, VaddrTargetData) else [])
+        if vs.size:
             j = np.maximum(np.searchsorted(vs, starts, side="right") - 1, 0)
             inside = (starts >= vs[j]) & (starts + lengths <= ve[j])
             pt.nr_partial_folios += int(np.count_nonzero(~inside))
@@ -411,6 +411,15 @@ class PteOps(VaddrOps):
         pt.madvise_ns = per if not pt.madvise_measured else (1 - _EWMA) * pt.madvise_ns + _EWMA * per
         pt.madvise_measured = True
         pt.nr_cleared += int(starts.size)
+
+    def _vma_bounds(self, pt: _PteTarget, vmas: list[Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        # the starts and ends of the target's VMAs (not [vsyscall], above 2^63), as arrays: built again only
+        # when the VMA list is another one (ops updates replace it), not every sampling interval
+        if pt.vma_bounds is None or pt.vma_bounds[0] is not vmas:
+            kept = [(v.start, v.end) for v in vmas if v.end < 2**63]
+            arr = np.array(kept, dtype=np.int64).reshape(-1, 2)
+            pt.vma_bounds = (vmas, arr[:, 0].copy(), arr[:, 1].copy())
+        return pt.vma_bounds[1], pt.vma_bounds[2]
 
     def _read_kpageflags(self, first_pfn: int, n: int) -> npt.NDArray[np.uint64]:
         try:

@@ -326,15 +326,14 @@ class AccessProbe:
         if off > r:
             raise InvalidParamsError(f"{off} regions exceed the probe's table of {r}")
         # the idle generation's table and spans: no program reads them until the flip below
-        spans = np.zeros((nt, 2), dtype=np.uint32)
         first = new * r
         for ti, ((starts, ends), k) in enumerate(zip(tables, sizes)):
-            spans[ti] = (first - new * r, k)
+            self._spans[new * nt + ti] = (first - new * r, k)
             if k:
                 self._regions[first:first + k, 0] = starts
                 self._regions[first:first + k, 1] = ends
             first += k
-        self._spans[new * nt:(new + 1) * nt] = spans
+        self._spans[new * nt + len(tables):(new + 1) * nt] = 0
         # The flip: one aligned 8-byte store of gen_start, after the table (x86-64 keeps stores in order; a
         # program reads gen_start once per event, then that generation's table and counters).
         self._config[1] = sample_ns
@@ -355,6 +354,17 @@ class AccessProbe:
         if zero and n:
             v[...] = 0
         return d
+
+    def take_bits(self, gen: int) -> _U64:
+        """The interval bitmaps of :meth:`read` alone (``(nr_regions, words)``, OR over CPUs), and reset all the
+        counters of generation *gen* (only for the idle generation)."""
+        n = self._published[gen]
+        first = gen * self.config.regions_pow2
+        v = self._counters[:, first:first + n]
+        bits: _U64 = np.bitwise_or.reduce(v[:, :, 2:], axis=0)
+        if n:
+            v[...] = 0
+        return bits
 
     def stats(self) -> dict[str, int]:
         """Cumulative event counters (``enum agg_stat``), summed over CPUs."""

@@ -68,6 +68,10 @@ def test_regions_intervals_and_generations(probe: AccessProbe) -> None:
     slots, ips, counts = probe.drain_ips()
     assert counts.sum() >= 328 and (ips > 0).all()
     assert probe.drain_ips()[0].size == 0  # drained
+    # the bitmaps alone, and the reset (as for the idle generation at a publish)
+    bits = probe.take_bits(g2)
+    assert bits.shape == (4, probe.config.bitmap_words) and bits[2].any() and not bits[[0, 1, 3]].any()
+    assert probe.read(g2).nr_events.sum() == 0 and not probe.take_bits(g2).any()
 
 
 def test_other_processes_are_not_counted(probe: AccessProbe) -> None:
