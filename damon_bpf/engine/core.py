@@ -516,9 +516,7 @@ def set_attrs(ctx: Ctx, attrs: Attrs) -> None:
     update_monitoring_results(ctx, attrs, aggregating)
     ctx.attrs = attrs
     for s in ctx.schemes:
-        set_next_apply = getattr(s, "set_next_apply_sis", None)
-        if set_next_apply is not None:
-            set_next_apply(ctx)
+        s.set_next_apply_sis(ctx)
 
 
 def next_boundary_sis(ctx: Ctx) -> int:
@@ -526,9 +524,7 @@ def next_boundary_sis(ctx: Ctx) -> int:
     update or a scheme's apply interval. Batched checks sleep straight to it."""
     b = min(ctx.next_aggregation_sis, ctx.next_ops_update_sis)
     for s in ctx.schemes:
-        nxt = getattr(s, "next_apply_sis", None)
-        if nxt is not None:
-            b = min(b, nxt)
+        b = min(b, s.next_apply_sis)
     return b
 
 
@@ -543,6 +539,4 @@ def init_ctx(ctx: Ctx) -> None:
     ctx.next_ops_update_sis = a.ops_update_interval_us // si
     ctx.next_intervals_tune_sis = ctx.next_aggregation_sis * a.intervals_goal.aggrs
     for s in ctx.schemes:
-        set_next_apply = getattr(s, "set_next_apply_sis", None)
-        if set_next_apply is not None:
-            set_next_apply(ctx)
+        s.set_next_apply_sis(ctx)

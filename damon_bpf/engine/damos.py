@@ -453,12 +453,8 @@ def set_effective_quota(ctx: Ctx, s: Scheme) -> None:
 
 
 def _scores(ctx: Ctx, t: Target, s: Scheme) -> npt.NDArray[np.int64]:
-    ops = ctx.ops
-    vec = getattr(ops, "get_scheme_scores", None)
-    if callable(vec):
-        return np.asarray(vec(ctx, t, s), dtype=np.int64)
-    assert ops is not None
-    return np.array([ops.get_scheme_score(ctx, t, r, s) for r in t.regions], dtype=np.int64)
+    assert ctx.ops is not None
+    return np.asarray(ctx.ops.get_scheme_scores(ctx, t, s), dtype=np.int64)
 
 
 def adjust_quota(ctx: Ctx, s: Scheme, now_ms: int) -> None:
@@ -478,7 +474,7 @@ def adjust_quota(ctx: Ctx, s: Scheme, now_ms: int) -> None:
         q.charged_from_ms = now_ms
         q.charged_sz = 0
         set_effective_quota(ctx, s)
-    if ctx.ops is None or getattr(ctx.ops, "has_scheme_score", True) is False:
+    if ctx.ops is None or not ctx.ops.has_scheme_score:
         return
     hist = np.zeros(100, dtype=np.int64)
     mx = 0
@@ -583,7 +579,7 @@ def _valid_target(ctx: Ctx, ti: int, t: Target, i: int, s: Scheme, na: int) -> b
         return False
     if not quota_is_set(s.quota) or ctx.ops is None:
         return True
-    if getattr(ctx.ops, "has_scheme_score", True) is False:
+    if not ctx.ops.has_scheme_score:
         return True
     score = ctx.ops.get_scheme_score(ctx, t, _region(t, i), s)
     return score >= s.quota.min_score

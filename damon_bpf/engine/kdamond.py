@@ -142,6 +142,7 @@ class Kdamond:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._initialized = False
+        self._closed = False
         self._sz_limit = 0
         self.start_ns = 0
         self._window_start_ns = 0
@@ -163,15 +164,9 @@ class Kdamond:
         ctx.clock_ns = self.clock_ns
         for s in ctx.schemes:
             s.validate()
-            action = s.action.value
-            if action not in ctx.ops.supported_actions:
-                why = getattr(ctx.ops, "action_unsupported_reason", None)
-                reason = why(action) if callable(why) else None
-                raise NotSupportedError(reason or f"the {ctx.ops.name} operations set cannot apply DAMOS action "
-                                                  f"{action!r}")
-            check_scheme = getattr(ctx.ops, "check_scheme", None)
-            if callable(check_scheme):
-                check_scheme(s)  # filters or goals the ops cannot honour are refused here, with the reason
+            if s.action.value not in ctx.ops.supported_actions:
+                raise NotSupportedError(ctx.ops.action_unsupported_reason(s.action.value))
+            ctx.ops.check_scheme(s, ctx)  # filters or goals the ops cannot honour are refused here, with the reason
         ctx.ops.check_supported()
         ctx.ops.init(ctx)
         init_ctx(ctx)
@@ -202,9 +197,7 @@ class Kdamond:
 
     def run(self, max_aggregations: int | None = None) -> StopReason:
         """Run in the calling thread until stopped, every target is gone, or *max_aggregations* aggregation
-        intervals have passed. ``ops.cleanup()`` always runs."""
-        ops = self.ctx.ops
-        assert ops is not None
+        intervals have passed. :meth:`close` (``ops.cleanup()``) always runs."""
         try:
             if not self._initialized:
                 self.init()
@@ -217,8 +210,17 @@ class Kdamond:
             self.stop_reason = StopReason.ERROR
             raise
         finally:
-            ops.cleanup(self.ctx)
+            self.close()
         return self.stop_reason
+
+    def close(self) -> None:
+        """``ops.cleanup()``, once (``kdamond_fn``'s ``done:`` path): after :meth:`run`, or instead of it when
+        the loop never ran. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        assert self.ctx.ops is not None
+        self.ctx.ops.cleanup(self.ctx)
 
     def start(self, max_aggregations: int | None = None) -> None:
         """Run in a background thread; :meth:`join` waits and re-raises its error, if any."""

@@ -17,6 +17,7 @@ from damon_bpf.engine.regions import RegionArray
 from damon_bpf.errors import InvalidParamsError
 
 if TYPE_CHECKING:
+    from damon_bpf.engine.damos import Scheme
     from damon_bpf.engine.ops import Operations
     from damon_bpf.engine.reports import AccessReports
 
@@ -241,7 +242,7 @@ class Ctx:
     next_ops_update_sis: int = 0
     next_intervals_tune_sis: int = 0
     #: DAMOS schemes (``damon_bpf.engine.damos``); the monitoring core only calls :attr:`damos_hook`.
-    schemes: list[Any] = field(default_factory=list)
+    schemes: list[Scheme] = field(default_factory=list)
     #: Called at each kdamond iteration where DAMOS runs in the kernel (``kdamond_apply_schemes``).
     damos_hook: Callable[[Ctx], None] | None = field(default=None, repr=False)
     #: Called after every aggregation with the merged, not yet reset regions (``after_aggregation``).

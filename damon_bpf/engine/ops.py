@@ -18,15 +18,24 @@ Mirrors ``struct damon_operations`` (``include/linux/damon.h``) and the ops regi
 - ``apply_scheme(ctx, target, region, scheme) -> bytes applied``: apply a DAMOS action (or a tuple of the
   bytes applied and the bytes that passed the ops-layer filters, the kernel's ``sz_filter_passed``).
 - ``target_valid(target)``: false once the target is gone; the kdamond stops when no target is valid.
-- ``cleanup(ctx)``: always called when the kdamond ends (``kdamond_fn``'s ``done:`` path).
+- ``cleanup(ctx)``: once, when the kdamond ends (``kdamond_fn``'s ``done:`` path, :meth:`Kdamond.close`).
+
+Beyond the kernel's: ``add_target`` (processes found while running), ``get_scheme_scores`` (a target's scores
+at once, for the histogram), ``check_scheme`` and ``action_unsupported_reason`` (refuse a scheme at start-up,
+with the reason), and what a source tells about itself (``attach_point``, ``notes``, ``stats``,
+``raw_counts``, ``last_ips``). Every hook is a member of :class:`Operations`; :class:`BaseOperations` gives
+each its default, so callers call hooks directly and "not supported" is explicit.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_checkable
 
-from damon_bpf.errors import InvalidParamsError
+import numpy as np
+import numpy.typing as npt
+
+from damon_bpf.errors import InvalidParamsError, NotSupportedError
 
 if TYPE_CHECKING:
     from damon_bpf.engine.model import Ctx, Region, Target
@@ -48,30 +57,63 @@ DAMOS_MAX_SCORE = 99
 
 @runtime_checkable
 class Operations(Protocol):
-    """``struct damon_operations``; see the module docstring for when each hook runs."""
+    """``struct damon_operations``: every hook an operations set has, all of them members. See the module
+    docstring for when each runs; :class:`BaseOperations` gives each its "not supported" default."""
 
     name: str
     batched: bool
     supported_actions: frozenset[str]
+    has_scheme_score: bool
+    can_add_targets: bool
+    attach_point: str
+    notes: Sequence[str]
+    last_ips: list[list[tuple[int, int, int, int]]] | None
 
+    # monitoring (the kernel's hooks)
     def check_supported(self) -> None: ...
     def init(self, ctx: Ctx) -> None: ...
     def update(self, ctx: Ctx) -> None: ...
     def prepare_access_checks(self, ctx: Ctx) -> None: ...
     def check_accesses(self, ctx: Ctx, nr_samples: int = 1) -> int: ...
-    def get_scheme_score(self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int: ...
-    def apply_scheme(self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int | tuple[int, int]: ...
     def target_valid(self, target: Target) -> bool: ...
     def cleanup(self, ctx: Ctx) -> None: ...
+    def add_target(self, ctx: Ctx, pid: int) -> Target: ...
+    # DAMOS
+    def get_scheme_score(self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int: ...
+    def get_scheme_scores(self, ctx: Ctx, target: Target, scheme: Any) -> npt.NDArray[np.int64]: ...
+    def apply_scheme(self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int | tuple[int, int]: ...
+    def check_scheme(self, scheme: Any, ctx: Ctx | None = None) -> None: ...
+    def action_unsupported_reason(self, action: Any) -> str: ...
+    # what the source tells about itself
+    def stats(self) -> dict[str, Any]: ...
+    def raw_counts(self, target_idx: int, starts: npt.ArrayLike, ends: npt.ArrayLike) -> Any: ...
 
 
 class BaseOperations:
-    """No-op defaults for every hook, so backends override only what they implement (the kernel's NULL
-    callbacks). ``apply_scheme`` returns 0 for every action, as vaddr does for actions it does not support."""
+    """Every hook with its default, so backends override only what they implement; a default is the kernel's
+    NULL callback or an explicit "not supported".
+
+    - ``apply_scheme`` returns 0 for every action (as vaddr does for actions it does not support);
+    - ``get_scheme_score`` gives every region ``DAMOS_MAX_SCORE`` and ``get_scheme_scores`` maps it over a
+      target; ``has_scheme_score = False`` makes DAMOS skip prioritisation, as a NULL ``get_scheme_score`` does;
+    - ``add_target`` raises :class:`~damon_bpf.errors.NotSupportedError` unless ``can_add_targets``;
+    - ``stats``, ``notes``, ``last_ips`` and ``raw_counts`` report nothing (empty, None).
+    """
 
     name: str = "base"
     batched: bool = False
     supported_actions: frozenset[str] = frozenset()
+    #: the scores mean something: DAMOS builds its quota histogram from them
+    has_scheme_score: bool = True
+    #: ``add_target()`` works while the kdamond runs (``--follow-children``)
+    can_add_targets: bool = False
+    #: where the source attaches (a tracepoint, perf events), for the start-up line; "" when it does not
+    attach_point: str = ""
+    #: lines worth telling the user at start-up (what the source cannot see, settings it changed); a backend
+    #: that has some assigns its own list
+    notes: Sequence[str] = ()
+    #: per target, ``(ip, ...)`` rows of the last window's events; None: the source records no IPs
+    last_ips: list[list[tuple[int, int, int, int]]] | None = None
 
     def check_supported(self) -> None:
         """Raise :class:`~damon_bpf.errors.NotSupportedError` when this machine cannot run the backend."""
@@ -88,18 +130,46 @@ class BaseOperations:
     def check_accesses(self, ctx: Ctx, nr_samples: int = 1) -> int:
         return max((int(t.ra.nr_accesses.max()) for t in ctx.targets if len(t.ra)), default=0)
 
-    def get_scheme_score(self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int:
-        return DAMOS_MAX_SCORE
-
-    def apply_scheme(self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int | tuple[int, int]:
-        """Bytes applied, or ``(bytes applied, bytes that passed the ops-layer filters)``."""
-        return 0
-
     def target_valid(self, target: Target) -> bool:
         return True
 
     def cleanup(self, ctx: Ctx) -> None:
         pass
+
+    def add_target(self, ctx: Ctx, pid: int) -> Target:
+        """Monitor one more process while running; appends it to ``ctx.targets`` and returns it."""
+        raise NotSupportedError(f"the {self.name} source cannot add processes while running")
+
+    def get_scheme_score(self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int:
+        return DAMOS_MAX_SCORE
+
+    def get_scheme_scores(self, ctx: Ctx, target: Target, scheme: Any) -> npt.NDArray[np.int64]:
+        """:meth:`get_scheme_score` of every region of *target*, in ``target.ra`` order."""
+        return np.array([self.get_scheme_score(ctx, target, r, scheme) for r in target.regions], dtype=np.int64)
+
+    def apply_scheme(self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int | tuple[int, int]:
+        """Bytes applied, or ``(bytes applied, bytes that passed the ops-layer filters)``."""
+        return 0
+
+    def check_scheme(self, scheme: Any, ctx: Ctx | None = None) -> None:
+        """Refuse, before the kdamond starts, a scheme this set cannot apply as asked (raise
+        :class:`~damon_bpf.errors.NotSupportedError` with the reason); the default accepts every scheme whose
+        action is in :attr:`supported_actions`."""
+        action = getattr(getattr(scheme, "action", None), "value", getattr(scheme, "action", None))
+        if action not in self.supported_actions:
+            raise NotSupportedError(self.action_unsupported_reason(action))
+
+    def action_unsupported_reason(self, action: Any) -> str:
+        """One line saying why DAMOS *action* is not in :attr:`supported_actions`."""
+        return f"the {self.name} operations set cannot apply DAMOS action {getattr(action, 'value', action)!r}"
+
+    def stats(self) -> dict[str, Any]:
+        """The source's counters (events, drops, costs); empty when it keeps none."""
+        return {}
+
+    def raw_counts(self, target_idx: int, starts: npt.ArrayLike, ends: npt.ArrayLike) -> Any:
+        """Per region, the source's raw evidence of the last window (events, writes); None: not kept."""
+        return None
 
 
 OpsFactory = Callable[..., Operations]
