@@ -640,14 +640,11 @@ def run_session(pid: int, case: SourceCase, duration_s: float, *, seed: int = 1,
     state: dict[str, Any] = {}
     mon: Monitor
 
-    def bpf_run() -> tuple[int, int] | None:
-        probe = getattr(mon.ctx.ops, "probe", None) if mon.ctx is not None else None
-        if probe is None:
+    def bpf_run(st: dict[str, Any]) -> tuple[int, int] | None:
+        # the BPF programs' cumulative (run_time_ns, run_cnt), from the source's stats
+        if "bpf_run_ns" not in st:
             return None
-        try:
-            return probe.prog_run_stats()
-        except Exception:
-            return None
+        return int(st["bpf_run_ns"]), int(st["bpf_run_cnt"])
 
     def stats_on() -> bool:
         try:
@@ -658,16 +655,16 @@ def run_session(pid: int, case: SourceCase, duration_s: float, *, seed: int = 1,
     def consumer(snap: Any) -> None:
         t = snap.time_ns / 1e9
         if "t0" not in state:
-            state.update(t0=t, cpu0=time.process_time(), run0=bpf_run(), stats_on0=stats_on())
-            state["stats0"] = mon.source_stats()  # also the baseline of the source's rates
+            st0 = mon.source_stats()  # also the baseline of the source's rates
+            state.update(t0=t, cpu0=time.process_time(), run0=bpf_run(st0), stats_on0=stats_on(), stats0=st0)
             if keep_snapshots:
                 snaps.append(snap)
             return
         if keep_snapshots:
             snaps.append(snap)
         if t >= state["t0"] + duration_s and "t1" not in state:
-            state.update(t1=t, cpu1=time.process_time(), run1=bpf_run(), stats=mon.source_stats(),
-                         stats_on1=stats_on())
+            st1 = mon.source_stats()
+            state.update(t1=t, cpu1=time.process_time(), run1=bpf_run(st1), stats=st1, stats_on1=stats_on())
             mon.stop()
 
     mon = Monitor(spec, [consumer])

@@ -93,13 +93,6 @@ _TARGET_SHIFT = 48
 MIN_RECALL_SEEN = 0.5
 #: How long to wait for a source's thread to end once asked to (its cleanup detaches BPF programs).
 _JOIN_TIMEOUT_S = 120.0
-#: bcc must not be called from two threads at once: ``damon_bpf.probes`` redirects fds 1 and 2 process-wide
-#: while bcc compiles or closes a program (to capture its C++ diagnostics), and bcc's own teardown is not
-#: thread-safe. Sources are opened from the calling thread one at a time; their cleanups, which run in their
-#: kdamond threads (when stopped, or when the target exits), take this lock.
-_BCC_LOCK = threading.Lock()
-
-
 @dataclass(frozen=True)
 class SourceSpec:
     """One source of a comparison: its display name, the ops id and the ops constructor's options."""
@@ -369,17 +362,11 @@ class _Run:
                 mon.close()
             self.res.status, self.res.reason = "not run", _one_line(err)
             return
+        # bcc's compile and teardown are serialised inside damon_bpf.probes, so the sources' cleanups may run in
+        # their own kdamond threads (when stopped, or when the target exits)
         ops = mon.ctx.ops if mon.ctx else None
-        if ops is not None:
-            cleanup = ops.cleanup
-
-            def locked_cleanup(ctx: Any) -> None:
-                with _BCC_LOCK:
-                    cleanup(ctx)
-
-            ops.cleanup = locked_cleanup  # type: ignore[method-assign]
-        self.res.attach = str(getattr(ops, "attach_point", "") or "")
-        self.res.notes = [str(n) for n in getattr(ops, "notes", [])]
+        self.res.attach = ops.attach_point if ops is not None else ""
+        self.res.notes = [str(n) for n in ops.notes] if ops is not None else []
         self.mon = mon
 
     def start(self) -> None:
@@ -487,13 +474,8 @@ def _counters(mon: Monitor | None) -> dict[str, Any]:
         out["dropped"] = int(st["dropped_rate_limit"])
     if "probed_pages" in st:
         out["probed_pages"] = int(st["probed_pages"])
-    probe = getattr(mon.ctx.ops if mon.ctx else None, "probe", None)
-    run_stats = getattr(probe, "prog_run_stats", None)
-    if callable(run_stats):
-        try:
-            out["run"] = run_stats()
-        except Exception:
-            log.debug("reading BPF run stats failed", exc_info=True)
+    if "bpf_run_ns" in st and "bpf_run_cnt" in st:
+        out["run"] = (int(st["bpf_run_ns"]), int(st["bpf_run_cnt"]))
     return out
 
 

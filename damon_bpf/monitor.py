@@ -1,25 +1,29 @@
 """Monitoring sessions: processes (given or spawned), an access source, the kdamond, and snapshot consumers.
 
-This is the library behind ``damon-bpf monitor`` (and later ``record`` and ``compare``): it owns the
-lifetime of everything it starts. A spawned command is terminated when the session ends; the operations
-set's ``cleanup`` (BPF programs detached, sysctls restored) always runs, through the kdamond's ``finally``.
+A :class:`Monitor` is the library behind ``monitor``, ``record`` and ``compare``, and the one owner of every
+lifetime it starts: the spawned command, the access source (its ``cleanup`` detaches BPF programs and restores
+sysctls), the DAMOS metrics provider, the child follower, and, in :meth:`Monitor.stopping_on_signals`, the
+signal handlers. :meth:`Monitor.close` (or leaving the ``with`` block) ends them all, once, whether the loop ran
+or not.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import signal
+import random
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import damon_bpf.ops  # noqa: F401  (registers the built-in access sources)
 from damon_bpf.engine import Attrs, Ctx, Kdamond, Snapshot, StopReason, Target, select_ops
 from damon_bpf.errors import DamonBpfError, InvalidParamsError, TargetGoneError
+from damon_bpf.linux.process import on_signals, terminate
 
 __all__ = ("MonitorSpec", "Monitor", "DEFAULT_ATTRS", "synthetic_pattern_for_workload")
 
@@ -92,6 +96,9 @@ class Monitor:
         self.follower: Any = None
         #: processes that could not be added while following children, with the reason
         self.follow_errors: list[str] = []
+        self.metrics: Any = None  # the DAMOS metrics provider, when a scheme needs one
+        self._stop_requested = False
+        self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -108,41 +115,41 @@ class Monitor:
             except OSError as err:
                 raise InvalidParamsError(f"cannot run {self.spec.command[0]!r}: {err.strerror}") from err
             pids.append(self.child.pid)
-        options = dict(self.spec.source_options)
-        if self.spec.follow_children and self.spec.source in ("fault", "perf"):
-            options.setdefault("extra_targets", 32)
-        ops = select_ops(self.spec.source, **options)
-        if self.spec.dry_run:
-            _make_dry_run(ops)
-        import random
-
-        ctx = Ctx(attrs=self.spec.attrs, ops=ops,
-                  rng=random.Random(self.spec.seed) if self.spec.seed is not None else random.Random())
-        ctx.targets = [Target(pid=pid) for pid in pids]
-        ctx.schemes = list(self.spec.schemes)
-        if any(s.quota.goals or s.wmarks.metric.value != "none" for s in ctx.schemes):
-            # quota goals and watermarks read system metrics (/proc/meminfo, PSI, taskstats); the ops'
-            # cleanup closes the provider (and restores kernel.task_delayacct if it turned it on)
-            from damon_bpf.ops.damos_metrics import install
-
-            install(ctx)
-        ctx.after_aggregation.extend(self.consumers)
-        self.ctx = ctx
-        self.kdamond = Kdamond(ctx)
         try:
+            options = dict(self.spec.source_options)
+            if self.spec.follow_children and self.spec.source in ("fault", "perf"):
+                options.setdefault("extra_targets", 32)
+            ops = select_ops(self.spec.source, **options)
+            if self.spec.dry_run:
+                from damon_bpf.ops.dryrun import DryRunOps
+
+                ops = DryRunOps(ops)
+            ctx = Ctx(attrs=self.spec.attrs, ops=ops,
+                      rng=random.Random(self.spec.seed) if self.spec.seed is not None else random.Random())
+            ctx.targets = [Target(pid=pid) for pid in pids]
+            ctx.schemes = list(self.spec.schemes)
+            ctx.after_aggregation.extend(self.consumers)
+            self.ctx = ctx
+            self.kdamond = Kdamond(ctx)
+            if any(s.quota.goals or s.wmarks.metric.value != "none" for s in ctx.schemes):
+                # quota goals and watermarks read system metrics (/proc/meminfo, PSI, taskstats)
+                from damon_bpf.ops.damos_metrics import install
+
+                self.metrics = install(ctx)
             self.kdamond.init()
             if self.spec.follow_children:
                 self._start_following(pids)
         except BaseException:
-            ops.cleanup(ctx)
-            if self.follower is not None:
-                self.follower.stop()
+            self.close()
             raise
+        if self._stop_requested:  # a signal came while the source was starting
+            self.kdamond.stop()
 
     def _start_following(self, pids: list[int]) -> None:
         from damon_bpf.ops.proc_events import ChildFollower
 
-        if not hasattr(self.ctx.ops if self.ctx else None, "add_target"):
+        assert self.ctx is not None and self.ctx.ops is not None
+        if not self.ctx.ops.can_add_targets:
             raise InvalidParamsError(f"the {self.spec.source} source cannot add processes while running")
         self.follower = ChildFollower(pids)
         self.follower.start()
@@ -156,7 +163,7 @@ class Monitor:
         if any(t.pid == pid for t in self.ctx.targets):
             return
         try:
-            self.ctx.ops.add_target(self.ctx, pid)  # type: ignore[attr-defined]
+            self.ctx.ops.add_target(self.ctx, pid)
             log.info("following child process %d", pid)
         except TargetGoneError:
             pass  # a short-lived child: gone before we could open it
@@ -185,27 +192,41 @@ class Monitor:
                 self._timer.cancel()
 
     def stop(self) -> None:
-        """Ask the session to end; safe from a signal handler or another thread."""
+        """Ask the session to end; safe from a signal handler or another thread, also before :meth:`open`
+        finished (the loop then ends at once)."""
+        self._stop_requested = True
         if self.kdamond is not None:
             self.kdamond.stop()
 
+    @contextlib.contextmanager
+    def stopping_on_signals(self) -> Iterator[Monitor]:
+        """While the block runs, SIGINT, SIGTERM and SIGHUP end the session cleanly (:meth:`stop`)."""
+        with on_signals(lambda signum: self.stop()):
+            yield self
+
     def close(self) -> None:
-        """Stop following children and terminate the spawned command, if it still runs."""
-        if self.follower is not None:
-            self.follower.stop()
-            self.follower = None
-        child = self.child
-        if child is None:
+        """End everything the session started, once: the duration timer, the child follower, the access source
+        (``ops.cleanup()``: BPF programs detached, sysctls restored), the DAMOS metrics provider, and the
+        spawned command (SIGTERM, then SIGKILL)."""
+        if self._closed:
             return
-        if child.poll() is None:
+        self._closed = True
+        try:
+            if self._timer is not None:
+                self._timer.cancel()
+            if self.follower is not None:
+                self.follower.stop()
+                self.follower = None
+            if self.kdamond is not None:
+                self.kdamond.close()
+        finally:
             try:
-                child.send_signal(signal.SIGTERM)
-                child.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-            except ProcessLookupError:
-                pass
+                if self.metrics is not None:
+                    self.metrics.close()
+                    self.metrics = None
+            finally:
+                if self.child is not None:
+                    terminate(self.child, timeout_s=3)
 
     def __enter__(self) -> Monitor:
         self.open()
@@ -224,83 +245,13 @@ class Monitor:
         """Counters of the access source (events, drops, ...), if it keeps any."""
         if self.ctx is None or self.ctx.ops is None:
             return {}
-        stats: dict[str, Any] = {}
-        getter = getattr(self.ctx.ops, "stats", None)
-        if callable(getter):
-            stats.update(getter())
+        stats: dict[str, Any] = dict(self.ctx.ops.stats())
         if self.ctx.reports is not None:
             s = self.ctx.reports.stats
             stats.setdefault("reports", s.nr_reported)
             stats.setdefault("reports_accounted", s.nr_accounted)
             stats.setdefault("reports_stale", s.nr_stale)
         return stats
-
-
-def _make_dry_run(ops: Any) -> None:
-    """``--dry-run``: replace the instance's ``apply_scheme`` by one that answers what the vaddr family would
-    apply, without calling the kernel.
-
-    - ``stat`` changes nothing, so the real ``apply_scheme`` runs (with its ops-filter accounting);
-    - an action the source does not support, or a target without a process, applies nothing (0);
-    - any other action: the bytes of the page-aligned region that lie in the target's VMAs (holes skipped, as
-      the vaddr family skips them; ``/proc/<pid>/maps`` is read once per apply pass); with ops-layer filters
-      (``anon``, ``memcg``, ``hugepage_size``, ``unmapped``), the bytes that pass them, as
-      ``(bytes applied, bytes passed)``. Approximations: ``hugepage_size`` filters see every page as a base page
-      (no ``PAGEMAP_SCAN`` in a dry run), and when the ops-filter evaluator is not available the filters are
-      not subtracted. Migrations count every byte, also pages already on the destination node.
-    """
-    from damon_bpf.engine.core import align_down, align_up
-    from damon_bpf.ops.procmaps import mappings_in, read_maps
-
-    page_sz = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-    supported = frozenset(getattr(ops, "supported_actions", frozenset()))
-    real_apply = ops.apply_scheme
-    maps_cache: dict[int, tuple[int, list[Any]]] = {}
-
-    def vmas_of(ctx: Ctx, pid: int) -> list[Any]:
-        hit = maps_cache.get(pid)
-        if hit is not None and hit[0] == ctx.passed_sample_intervals:
-            return hit[1]
-        try:
-            vmas = read_maps(pid)
-        except DamonBpfError:
-            vmas = []
-        maps_cache[pid] = (ctx.passed_sample_intervals, vmas)
-        return vmas
-
-    def apply_scheme(ctx: Ctx, target: Target, region: Any, scheme: Any) -> Any:
-        action = getattr(getattr(scheme, "action", None), "value", None)
-        if action == "stat":
-            return real_apply(ctx, target, region, scheme)
-        if action is None or action not in supported or target.pid is None:
-            return 0
-        start, end = align_down(region.start, page_sz), align_up(region.end, page_sz)
-        vmas = vmas_of(ctx, target.pid)
-        in_vmas = sum(min(end, v.end) - max(start, v.start) for v in mappings_in(vmas, start, end))
-        if not any(not getattr(f, "core", True) for f in getattr(scheme, "filters", [])):
-            return in_vmas
-        passed = _dry_run_ops_filter_passed(scheme, target.pid, start, end, vmas)
-        if passed is None:
-            return in_vmas
-        return passed, passed
-
-    ops.apply_scheme = apply_scheme
-    ops.dry_run = True
-
-
-def _dry_run_ops_filter_passed(scheme: Any, pid: int, start: int, end: int, vmas: list[Any]) -> int | None:
-    # bytes of [start, end) that pass the scheme's ops-layer filters; None when they cannot be evaluated here
-    try:
-        from damon_bpf.ops import damos_filters
-
-        pieces = damos_filters.split_at_vmas(start, end, vmas)
-        memcg = None
-        if any(getattr(f.type, "value", "") == "memcg" for f in scheme.filters):
-            memcg = damos_filters.read_memcg_path(pid)
-        return sum(p.sz for p, ok in damos_filters.evaluate(scheme, pieces, memcg) if ok)
-    except (ImportError, AttributeError, DamonBpfError) as err:
-        log.debug("dry run: ops filters not evaluated: %s", err)
-        return None
 
 
 def synthetic_pattern_for_workload(start: Any, config: Any, p_hot: float = 0.3) -> dict[str, Any]:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import threading
-import types
 from typing import Any, Callable, TextIO
 
 from damon_bpf.cli._args import (
@@ -236,9 +234,9 @@ class LiveView:
         with self._lock:
             if self.as_json:
                 ops = self.monitor.ctx.ops if self.monitor.ctx else None
-                raw = None
-                if ops is not None and hasattr(ops, "raw_counts"):
-                    raw = [ops.raw_counts(i, t.start, t.end) for i, t in enumerate(snap.targets)]
+                raw = [ops.raw_counts(i, t.start, t.end) for i, t in enumerate(snap.targets)] if ops else None
+                if raw is not None and all(r is None for r in raw):
+                    raw = None
                 self.out.write(snapshot_to_json(snap, stats, self.source, raw, schemes=schemes,
                                                 dry_run=dry_run) + "\n")
             else:
@@ -266,28 +264,23 @@ def run_session(spec: MonitorSpec, args: argparse.Namespace, out: TextIO = sys.s
     mon = Monitor(spec)
     view = LiveView(mon, out, as_json=args.json, every=args.every, rows=args.rows, source=spec.source)
     mon.consumers.append(view)
-
-    def on_signal(signum: int, frame: types.FrameType | None) -> None:
-        mon.stop()
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        mon.open()
-        if not args.json:
-            what = " ".join(str(p) for p in mon.pids)
-            via = getattr(mon.ctx.ops if mon.ctx else None, "attach_point", "")
-            print(f"damon-bpf: monitoring pid {what} with source {spec.source}"
-                  f"{' (' + via + ')' if via else ''}; Ctrl-C to stop", file=sys.stderr)
-            for note in getattr(mon.ctx.ops if mon.ctx else None, "notes", []):
-                print(f"damon-bpf: note: {note}", file=sys.stderr)
-        view.warning = blind_to_resident(spec.source, spec.source_options)
-        if view.warning:
-            print(f"damon-bpf: warning: {view.warning}", file=sys.stderr)
-        reason = mon.run()
-    finally:
-        mon.close()
-        for s, h in old.items():
-            signal.signal(s, h)
+    with mon.stopping_on_signals():
+        try:
+            mon.open()
+            ops = mon.ctx.ops if mon.ctx else None
+            if not args.json and ops is not None:
+                what = " ".join(str(p) for p in mon.pids)
+                via = ops.attach_point
+                print(f"damon-bpf: monitoring pid {what} with source {spec.source}"
+                      f"{' (' + via + ')' if via else ''}; Ctrl-C to stop", file=sys.stderr)
+                for note in ops.notes:
+                    print(f"damon-bpf: note: {note}", file=sys.stderr)
+            view.warning = blind_to_resident(spec.source, spec.source_options)
+            if view.warning:
+                print(f"damon-bpf: warning: {view.warning}", file=sys.stderr)
+            reason = mon.run()
+        finally:
+            mon.close()
     if reason is StopReason.TARGETS_GONE and not args.json:
         print("damon-bpf: every target exited", file=sys.stderr)
     return 0, mon, view

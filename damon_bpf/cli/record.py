@@ -9,11 +9,10 @@ targets exit, on Ctrl-C or SIGTERM; after a SIGKILL it holds the state of the la
 from __future__ import annotations
 
 import argparse
-import signal
+import os
 import sys
 import threading
 import time
-import types
 from typing import Any, Callable
 
 from damon_bpf.cli import monitor as monitor_cli
@@ -101,62 +100,40 @@ def run(args: argparse.Namespace) -> int:
         view = monitor_cli.LiveView(mon, sys.stdout, as_json=args.json, every=args.every, rows=args.rows,
                                     source=spec.source)
 
-    stop_requested = threading.Event()
-
-    def on_signal(signum: int, frame: types.FrameType | None) -> None:
-        stop_requested.set()
-        mon.stop()
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     writer: RecordWriter | None = None
     progress: _Progress | None = None
     reason = StopReason.ERROR
-    opened = running = False
-    try:
-        mon.open()
-        opened = True
-        ops = mon.ctx.ops if mon.ctx else None
-        ips = (lambda: getattr(ops, "last_ips", None)) if hasattr(ops, "last_ips") else None
-        writer = RecordWriter(args.out, attrs=spec.attrs, ips=ips, rewrite_interval_s=flush_s,
-                              keep_journal=args.keep_journal)
-        progress = _Progress(writer, enabled=not live and sys.stderr.isatty())
-        assert mon.ctx is not None
-        # the session is open (consumers given to Monitor() were wired then): add ours to the kdamond directly
-        consumers: list[Callable[[Any], None]] = [writer, progress]
-        if view is not None:
-            consumers.append(view)
-        mon.ctx.after_aggregation.extend(consumers)
-        what = " ".join(str(p) for p in mon.pids)
-        via = getattr(ops, "attach_point", "")
-        print(f"damon-bpf: recording pid {what} with source {spec.source}{' (' + via + ')' if via else ''} "
-              f"to {args.out}; Ctrl-C to stop", file=sys.stderr)
-        for note in getattr(ops, "notes", []):
-            print(f"damon-bpf: note: {note}", file=sys.stderr)
-        if stop_requested.is_set():  # interrupted while the source was starting: stop at once
-            mon.stop()
-        running = True
-        reason = mon.run()
-    finally:
-        if opened and not running:
-            # the kdamond's run() is what calls ops.cleanup() (BPF programs detached, sysctls restored)
-            mon.stop()
-            try:
-                mon.run()
-            except Exception:  # the error being raised already says what went wrong
-                pass
-        mon.close()
-        if progress is not None:
-            progress.end()
-        if writer is not None:
-            writer.close()
-        for s, h in old.items():
-            signal.signal(s, h)
+    with mon.stopping_on_signals():
+        try:
+            mon.open()
+            assert mon.ctx is not None and mon.ctx.ops is not None
+            ops = mon.ctx.ops
+            ips = (lambda: ops.last_ips) if ops.last_ips is not None else None
+            writer = RecordWriter(args.out, attrs=spec.attrs, ips=ips, rewrite_interval_s=flush_s,
+                                  keep_journal=args.keep_journal)
+            progress = _Progress(writer, enabled=not live and sys.stderr.isatty())
+            # the session is open (consumers given to Monitor() were wired then): add ours to the kdamond directly
+            consumers: list[Callable[[Any], None]] = [writer, progress]
+            if view is not None:
+                consumers.append(view)
+            mon.ctx.after_aggregation.extend(consumers)
+            what = " ".join(str(p) for p in mon.pids)
+            via = ops.attach_point
+            print(f"damon-bpf: recording pid {what} with source {spec.source}{' (' + via + ')' if via else ''} "
+                  f"to {args.out}; Ctrl-C to stop", file=sys.stderr)
+            for note in ops.notes:
+                print(f"damon-bpf: note: {note}", file=sys.stderr)
+            reason = mon.run()
+        finally:
+            mon.close()  # the source's cleanup (BPF programs detached, sysctls restored), also if it never ran
+            if progress is not None:
+                progress.end()
+            if writer is not None:
+                writer.close()
     assert writer is not None
     if reason is StopReason.TARGETS_GONE:
         print("damon-bpf: every target exited", file=sys.stderr)
     try:
-        import os
-
         size = format_bytes(os.path.getsize(args.out))
     except OSError:
         size = "?"

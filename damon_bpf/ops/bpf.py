@@ -368,6 +368,8 @@ class BpfAccessOps(VaddrOps):
             "outside_regions": st["no_region"],
             "ip_map_full": st["ip_map_full"],
         }
+        if run is not None:  # cumulative (run_time_ns, run_cnt) of the attached programs
+            out["bpf_run_ns"], out["bpf_run_cnt"] = run
         if self._stats_prev is not None:
             t0, st0, run0 = self._stats_prev
             dt = max(now - t0, 1e-6)

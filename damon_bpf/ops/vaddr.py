@@ -423,6 +423,7 @@ class VaddrOps(BaseOperations):
     batched = True
     #: The DAMOS actions this machine can apply (an instance attribute: ``migrate_*`` need two memory nodes).
     supported_actions: frozenset[str] = _BASE_ACTIONS
+    can_add_targets = True
     #: Whether init/update set the three regions (False for fvaddr: ``init = update = NULL``).
     manages_regions = True
 
@@ -643,27 +644,21 @@ class VaddrOps(BaseOperations):
         return alive
 
     def cleanup(self, ctx: Ctx) -> None:
-        """Close the pidfds (the kernel's ``put_pid()`` in ``cleanup_target``), the DAMOS per-target state, and
-        the DAMOS metrics provider installed in *ctx* (:class:`~.damos_metrics.DamosMetrics`, which restores
-        ``kernel.task_delayacct``)."""
-        try:
-            for t in ctx.targets:
-                data = t.ops_data
-                if not isinstance(data, VaddrTargetData):
-                    continue
-                if data.damos is not None:
-                    data.damos.close()
-                    data.damos = None
-                if data.pidfd is not None:
-                    fd, data.pidfd = data.pidfd, None
-                    try:
-                        os.close(fd)
-                    except OSError:
-                        pass
-        finally:
-            metrics = getattr(ctx, "damos_metric", None)
-            if isinstance(metrics, damos_metrics.DamosMetrics):
-                metrics.close()
+        """Close the pidfds (the kernel's ``put_pid()`` in ``cleanup_target``) and the DAMOS per-target state.
+        (The DAMOS metrics provider belongs to whoever installed it: the :class:`~damon_bpf.monitor.Monitor`.)"""
+        for t in ctx.targets:
+            data = t.ops_data
+            if not isinstance(data, VaddrTargetData):
+                continue
+            if data.damos is not None:
+                data.damos.close()
+                data.damos = None
+            if data.pidfd is not None:
+                fd, data.pidfd = data.pidfd, None
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
     def add_target(self, ctx: Ctx, pid: int) -> Target:
         """Monitor one more process while running (``--follow-children``): open it, give it its three
