@@ -25,10 +25,10 @@
  * reads the generation once per event and uses that table and that counter set.
  *
  * Parameters (-D, set by damon_bpf.probes): MAX_TARGETS (T), MAX_REGIONS (R: regions of
- * all targets together, a power of two), SEARCH_STEPS (log2(R) + 1), BITMAP_WORDS (u64 words of interval bits, a power of two),
- * MAX_CPUS (C: possible CPUs, bpf_get_smp_processor_id() < C),
- * IP_ENTRIES (0: no attribution), RATE_LIMIT (events per second per CPU, 0: none),
- * RATE_BURST (events).
+ * all targets together, a power of two), SEARCH_STEPS (log2(R) + 1), BITMAP_WORDS (u64
+ * words of interval bits, a power of two), MAX_CPUS (C: possible CPUs,
+ * bpf_get_smp_processor_id() < C), IP_ENTRIES (0: no attribution), RATE_LIMIT (events per
+ * second per CPU, 0: none), RATE_BURST (events).
  */
 #ifndef ACCESS_AGG_TYPES_H
 #define ACCESS_AGG_TYPES_H

@@ -13,7 +13,7 @@ Timeline of one aggregation window (``damon_bpf.ops.bpf`` drives it)::
     ... events count into the new generation, bit i = sampling interval i of the window ...
     read(gen)                        counters of the window, OR-ed / summed over CPUs (no reset)
     publish(next tables)             flip again; late events of the old generation are read by
-    read(old gen) + zero(old gen)    the caller (bits past the window) and the old counters reset
+    take_bits(old gen)               the caller (bits past the window) and the old counters reset
 """
 
 from __future__ import annotations
