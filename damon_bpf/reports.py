@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from damon_bpf.errors import InvalidParamsError, MissingDependencyError
 from damon_bpf.records import Record, RecordSnapshot
+from damon_bpf.units import format_bytes
 
 __all__ = (
     "Block",
@@ -44,19 +45,6 @@ __all__ = (
 U64_MAX = 2**64 - 1
 
 # -- damo's number formats (src/_damo_fmt_str.py), reproduced exactly for damo-identical text --------------
-
-
-def fmt_sz(sz: float, raw: bool = False) -> str:
-    """damo's ``format_sz``: ``64.000 MiB``; sizes are compared with ``>``, so 1024 prints ``1024 B``."""
-    if raw:
-        return "%d" % sz
-    sz = float(sz)
-    if sz == float(U64_MAX):
-        return "max"
-    for shift, unit in ((60, "EiB"), (50, "PiB"), (40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB")):
-        if sz > 1 << shift:
-            return "%.3f %s" % (sz / (1 << shift), unit)
-    return "%d B" % sz
 
 
 def fmt_sz_accurate(sz: float, raw: bool = False) -> str:
@@ -434,14 +422,14 @@ def format_heatmap(hm: Heatmap, *, base_ns: int = 0, colorset: str | None = "gra
     a_last, u_last, n_last = hm.columns[-1]
     space = hm.space
     lines.append(f"# x-axis: space [{fmt_sz_accurate(a0)}, {fmt_sz_accurate(a_last + u_last * n_last)}) "
-                 f"({fmt_sz(space)})")
+                 f"({format_bytes(space)})")
     if len(hm.ranges) > 1:
         lines.append("# x-axis gaps skipped: " + ", ".join(
             f"[{fmt_sz_accurate(e)}, {fmt_sz_accurate(s)})" for (_, e), (s, _) in zip(hm.ranges, hm.ranges[1:])))
     t0, t1 = hm.time_range
     lines.append(f"# y-axis: time [{fmt_time_ns(t0 - base_ns)}, {fmt_time_ns(t1 - base_ns)}) "
                  f"({fmt_time_ns(t1 - t0)})")
-    lines.append(f"# resolution: {cols}x{rows} ({fmt_sz(space / cols)} and {fmt_time_ns((t1 - t0) / rows)} for "
+    lines.append(f"# resolution: {cols}x{rows} ({format_bytes(space / cols)} and {fmt_time_ns((t1 - t0) / rows)} for "
                  "each character)")
     return lines
 
@@ -490,16 +478,16 @@ def format_dists(name: str, d: Sequence[int], percentiles: Iterable[int], *, all
     if not d:
         lines.append("# no snapshot")
         return lines
-    lines.append(f"# avr:\t{fmt_sz(sum(d) / len(d), raw)}")
+    lines.append(f"# avr:\t{format_bytes(sum(d) / len(d), raw)}")
     if all_values:
-        lines.extend(f"{i} {fmt_sz(v, raw)}" for i, v in enumerate(d))
+        lines.extend(f"{i} {format_bytes(v, raw)}" for i, v in enumerate(d))
         return lines
     pcts = list(percentiles)
     max_val = max((_percentile_value(d, p) for p in pcts), default=0)
     per_col = max_val / nr_cols_bar if nr_cols_bar > 0 and max_val > 0 else 1
     for p in pcts:
         v = _percentile_value(d, p)
-        line = "%3d %15s" % (p, fmt_sz(v, raw))
+        line = "%3d %15s" % (p, format_bytes(v, raw))
         if nr_cols_bar > 0:
             n = int(v / per_col)
             line += " |%s%s|" % ("*" * n, " " * (nr_cols_bar - n))
@@ -565,7 +553,7 @@ def format_access(records: Sequence[Record], *, target_id: int | None = None, sn
                 digits, mn, mx, colsz = _access_line(snap, rec)
                 unit = "hz" if iv else "samples"
                 lines.append(f"heatmap: {digits}")
-                lines.append(f"# min/max access rates: {mn:.3f}, {mx:.3f} {unit}, column size: {fmt_sz(colsz)}")
+                lines.append(f"# min/max access rates: {mn:.3f}, {mx:.3f} {unit}, column size: {format_bytes(colsz)}")
             lines.append("# %10s %12s  %12s  %18s %16s" % ("start_addr", "end_addr", "length", "nr_accesses",
                                                            "age"))
             mxn = iv[1] / iv[0] if iv else None
@@ -576,9 +564,9 @@ def format_access(records: Sequence[Record], *, target_id: int | None = None, sn
                     age = "%5d %10s" % (a, fmt_time_ns(a * iv[1] * 1000))
                 else:
                     acc, age = "%18d" % n, "%16d" % a
-                lines.append("%012x-%012x (%12s) %18s %16s" % (s, e, fmt_sz(e - s, raw), acc, age))
+                lines.append("%012x-%012x (%12s) %18s %16s" % (s, e, format_bytes(e - s, raw), acc, age))
             wss = int(snap.sizes[snap.nr_accesses > 0].sum())
-            lines.append(f"total size: {fmt_sz(snap.total_bytes, raw)}, accessed: {fmt_sz(wss, raw)}")
+            lines.append(f"total size: {format_bytes(snap.total_bytes, raw)}, accessed: {format_bytes(wss, raw)}")
             lines.append("")
     if lines and lines[-1] == "":
         lines.pop()
@@ -609,7 +597,7 @@ def format_raw(records: Sequence[Record], *, raw: bool = False) -> list[str]:
             lines.append("# %10s %12s  %12s  %11s %5s" % ("start_addr", "end_addr", "length", "nr_accesses", "age"))
             for s, e, n, a in zip(snap.start.tolist(), snap.end.tolist(), snap.nr_accesses.tolist(),
                                   snap.age.tolist()):
-                lines.append("%012x-%012x (%12s) %11d %5d" % (s, e, fmt_sz(e - s, raw), n, a))
+                lines.append("%012x-%012x (%12s) %11d %5d" % (s, e, format_bytes(e - s, raw), n, a))
             lines.append("")
     return lines
 
@@ -624,7 +612,7 @@ def format_record_info(records: Sequence[Record], *, base_ns: int | None = None,
                      f"({fmt_time_ns(g.end_time - g.start_time, raw)})")
         for i, b in enumerate(g.blocks):
             lines.append("region\t%2d: [%s, %s) (%s)" % (i, fmt_sz_accurate(b.start, raw),
-                                                         fmt_sz_accurate(b.end, raw), fmt_sz(b.size, raw)))
+                                                         fmt_sz_accurate(b.end, raw), format_bytes(b.size, raw)))
     return lines
 
 

@@ -178,15 +178,22 @@ def text_to_bool(text: str | bool) -> bool:
     raise InvalidParamsError(f"invalid boolean value: {text!r}")
 
 
-def format_bytes(nr_bytes: int | float) -> str:
-    """Format a size the way damo does (``4.000 KiB``, ``1.625 GiB``)."""
+def format_bytes(nr_bytes: int | float, raw: bool = False) -> str:
+    """damo's ``format_sz``: ``4.000 KiB``, ``1.625 GiB``; a unit is used only for sizes *above* it, so 1024
+    bytes print as ``1024 B`` and 1 MiB as ``1024.000 KiB``, exactly as damo prints them. *raw* gives the plain
+    number (damo's ``--raw``); negative sizes (differences) get a sign."""
+    if raw:
+        return "%d" % nr_bytes
     if nr_bytes == U64_MAX:
         return "max"
+    if nr_bytes < 0:
+        return "-" + format_bytes(-nr_bytes)
+    sz = float(nr_bytes)
     for unit, size in (("EiB", 1 << 60), ("PiB", 1 << 50), ("TiB", 1 << 40), ("GiB", 1 << 30),
                        ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if abs(nr_bytes) >= size:
-            return f"{nr_bytes / size:.3f} {unit}"
-    return f"{int(nr_bytes)} B"
+        if sz > size:
+            return f"{sz / size:.3f} {unit}"
+    return "%d B" % sz
 
 
 def format_time_us(us: int | float) -> str:

@@ -20,6 +20,7 @@ import pytest
 from damon_bpf import reports
 from damon_bpf.engine import Snapshot, TargetSnapshot
 from damon_bpf.errors import InvalidParamsError
+from damon_bpf.units import format_bytes
 from damon_bpf.records import (
     Intervals,
     Record,
@@ -373,7 +374,9 @@ def test_wss_and_dists() -> None:
     assert lines == ["# <percentile> <wss>", "# avr:\t5.000 MiB", "  0       2.000 MiB |**      |",
                      " 25       4.000 MiB |****    |", " 50       6.000 MiB |******  |", " 75       8.000 MiB |********|",
                      "100       8.000 MiB |********|"]
-    assert reports.fmt_sz(MiB) == "1024.000 KiB"  # damo compares with '>'; kept for identical output
+    assert format_bytes(MiB) == "1024.000 KiB"  # damo compares with '>'; kept for identical output
+    assert format_bytes(1024) == "1024 B" and format_bytes(1025) == "1.001 KiB"
+    assert format_bytes(MiB, raw=True) == "1048576"
 
 
 def test_access_and_raw_text() -> None:
