@@ -182,7 +182,24 @@ def _split_points(gen: np.random.Generator, sz: npt.NDArray[np.int64], mrs: int)
     return sub - sub % mrs
 
 
-def _cut(ra: RegionArray, cuts: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]]) -> RegionArray:
+def _cut(ra: RegionArray, sub: npt.NDArray[np.int64], valid: npt.NDArray[np.bool_]) -> RegionArray:
+    """Cut region ``i`` in two at ``start + sub[i]`` where ``valid[i]``; every piece inherits its origin's
+    counters and age (``damon_split_region_at()``)."""
+    counts = valid + 1
+    first = np.cumsum(counts) - counts  # index of each region's first piece
+    second = first[valid] + 1
+    n_out = len(ra) + len(second)
+    cut = ra.start + sub
+    starts = np.empty(n_out, dtype=np.int64)
+    ends = np.empty(n_out, dtype=np.int64)
+    starts[first] = ra.start
+    starts[second] = cut[valid]
+    ends[first] = np.where(valid, cut, ra.end)
+    ends[second] = ra.end[valid]
+    return ra.repeat_counters(counts, starts, ends)
+
+
+def _cut_many(ra: RegionArray, cuts: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]]) -> RegionArray:
     """Cut each region at the valid points of *cuts* (per region, increasing along the list)."""
     n = len(ra)
     pts = np.stack([ra.start] + [c for c, _ in cuts], axis=1)
@@ -203,20 +220,23 @@ def split_regions_of(ctx: Ctx, t: Target, nr_subs: int, min_region_sz: int | Non
     ``2 * min_region_sz`` are left alone."""
     mrs = ctx.min_region_sz if min_region_sz is None else min_region_sz
     ra = t.ra
-    n = len(ra)
-    if n == 0 or nr_subs < 2:
+    if len(ra) == 0 or nr_subs < 2:
         return
     gen = _np_rng(ctx)
     sz = ra.end - ra.start
     cuts: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]] = []
     for _ in range(nr_subs - 1):
         sub = _split_points(gen, sz, mrs)
-        valid = (sz > 2 * mrs) & (sub > 0) & (sub < sz)
-        cuts.append((ra.start + sub, valid))
+        valid = (sz > 2 * mrs) & (sub > 0)  # sub <= 0.9 * sz: never the whole region
+        cuts.append((sub, valid))
         sz = np.where(valid, sub, sz)
+    if len(cuts) == 1:
+        sub, valid = cuts[0]
+        if valid.any():
+            ra.assign(_cut(ra, sub, valid))
+        return
     # each later cut lies left of the earlier ones: order the points by address
-    ra_new = _cut(ra, list(reversed(cuts)))
-    ra.assign(ra_new)
+    ra.assign(_cut_many(ra, [(ra.start + sub, valid) for sub, valid in reversed(cuts)]))
 
 
 def split_some_regions(ctx: Ctx, step: int) -> None:
@@ -236,9 +256,9 @@ def split_some_regions(ctx: Ctx, step: int) -> None:
             sz = ra.end - ra.start
             chosen = ((np.arange(base, base + n) % step) == offset) & (sz >= 2 * mrs)
             sub = _split_points(gen, sz, mrs)
-            valid = chosen & (sub > 0) & (sub < sz)
+            valid = chosen & (sub > 0)
             if valid.any():
-                ra.assign(_cut(ra, [(ra.start + sub, valid)]))
+                ra.assign(_cut(ra, sub, valid))
         base += n
 
 
