@@ -4,10 +4,10 @@
  * logic shared by pagefault.bpf.c and perf_sample.bpf.c. Maps and parameters are
  * described in access_agg_types.h.
  *
- * BCC C dialect. bcc rewrites map accesses (map.lookup()) only in the main source file,
- * so the including file declares the maps and these accessors before including this
- * header: agg_pcpu_get(cpu), agg_target_of(tgid), agg_config_get(),
- * agg_span_at(key), agg_region_at(slot), agg_counter_at(cpu, slot), agg_ip_add(key).
+ * BCC C dialect. This header uses the maps through the accessors of access_agg_maps.bpf.h
+ * (bcc rewrites map accesses only in the main source file, where the loader splices that
+ * header): agg_pcpu_get(cpu), agg_target_of(tgid), agg_config_get(), agg_span_at(key),
+ * agg_region_at(slot), agg_counter_at(cpu, slot), agg_ip_add(key).
  */
 #ifndef ACCESS_AGG_H
 #define ACCESS_AGG_H

@@ -2,8 +2,9 @@
 /*
  * access_agg_types.h - structs and parameters of the in-kernel aggregation (access_agg.h).
  *
- * BCC C dialect. Shared by pagefault.bpf.c and perf_sample.bpf.c, which declare the maps
- * (bcc rewrites map accesses only in the main source file).
+ * BCC C dialect. Shared by pagefault.bpf.c and perf_sample.bpf.c; the maps are declared in
+ * access_agg_maps.bpf.h. damon_bpf.probes.access mirrors each struct with ctypes
+ * (tests/unit/test_bpf_sources.py compares the two).
  *
  * Map layout (the arrays are BPF_F_MMAPABLE: user space reads and writes them in place,
  * with no system call; "per CPU" arrays are plain arrays with one block of slots per CPU,

@@ -9,47 +9,14 @@
  * Faults cover first touches, swap-ins and COW, NUMA hinting faults (kernel.numa_balancing)
  * and refaults of pages made non-present on purpose (MADV_PAGEOUT probing).
  *
- * Maps and parameters: see access_agg_types.h; the shared logic: access_agg.h.
+ * Maps and parameters: see access_agg_types.h; the maps: access_agg_maps.bpf.h; the shared
+ * logic: access_agg.h.
  */
 #include <uapi/linux/bpf_perf_event.h>
 #include <uapi/linux/ptrace.h>
 
 #include "access_agg_types.h"
-
-/* The maps of access_agg_types.h and their accessors (bcc rewrites map accesses only here). */
-BPF_F_TABLE("array", u32, struct agg_config, agg_config, 1, AGG_MMAPABLE);
-BPF_HASH(agg_targets, u32, u32, MAX_TARGETS);
-BPF_F_TABLE("array", u32, struct agg_region, agg_regions, AGG_SLOTS, AGG_MMAPABLE);
-BPF_F_TABLE("array", u32, struct agg_span, agg_spans, 2 * MAX_TARGETS, AGG_MMAPABLE);
-BPF_F_TABLE("array", u32, struct agg_counter, agg_counters, MAX_CPUS * AGG_SLOTS, AGG_MMAPABLE);
-BPF_F_TABLE("array", u32, struct agg_pcpu, agg_pcpu, MAX_CPUS, AGG_MMAPABLE);
-#if IP_ENTRIES > 0
-BPF_HASH(agg_ips, struct agg_ip_key, u64, IP_ENTRIES);
-#endif
-
-static __always_inline struct agg_pcpu *agg_pcpu_get(u32 cpu) { return agg_pcpu.lookup(&cpu); }
-static __always_inline u32 *agg_target_of(u32 tgid) { return agg_targets.lookup(&tgid); }
-static __always_inline struct agg_config *agg_config_get(void) { u32 z = 0; return agg_config.lookup(&z); }
-static __always_inline struct agg_span *agg_span_at(u32 key) { return agg_spans.lookup(&key); }
-static __always_inline struct agg_region *agg_region_at(u32 slot) { return agg_regions.lookup(&slot); }
-static __always_inline struct agg_counter *agg_counter_at(u32 cpu, u32 slot)
-{
-	u32 key = cpu * AGG_SLOTS + slot;
-
-	return agg_counters.lookup(&key);
-}
-#if IP_ENTRIES > 0
-static __always_inline int agg_ip_add(struct agg_ip_key *k)
-{
-	u64 zero = 0, *v = agg_ips.lookup_or_try_init(k, &zero);
-
-	if (!v)
-		return 1;
-	(*v)++;
-	return 0;
-}
-#endif
-
+#include "access_agg_maps.bpf.h"	/* spliced in by the loader: see that header */
 #include "access_agg.h"
 
 /* X86_PF_WRITE in the page fault error code (arch/x86/include/asm/trap_pf.h) */

@@ -21,6 +21,7 @@ import importlib.util
 import logging
 import mmap
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -43,6 +44,7 @@ from damon_bpf.errors import (
 
 __all__ = (
     "BccBPF",
+    "BpfSourceText",
     "KernelHeaders",
     "ProgType",
     "attach_perf_event",
@@ -51,6 +53,7 @@ __all__ = (
     "array_update_batch",
     "attach_tracepoint",
     "bpf_source_path",
+    "bpf_source_text",
     "close_bpf",
     "compile_bpf",
     "detach_perf_event",
@@ -137,6 +140,75 @@ def bpf_source_path(name: str) -> Path:
         if path.is_absolute() and path.is_file():
             return path
     raise ProbeLoadError(f"BPF source {filename} not found in package {_BPF_PACKAGE} or {_REPO_BPF_DIR}")
+
+
+# A line ``#include "<name>.bpf.h"`` of a program: such a header is spliced into the program's text.
+_SPLICED_INCLUDE = re.compile(r'[ \t]*#[ \t]*include[ \t]+"([A-Za-z0-9_.-]+\.bpf\.h)"')
+# Where bcc's diagnostics place the main source file (bcc compiles it as this in-memory file).
+_BCC_MAIN = re.compile(r"/virtual/main\.c(?::(\d+))?")
+
+
+@dataclass(frozen=True)
+class BpfSourceText:
+    """The text BCC compiles for one program (:func:`bpf_source_text`) and where each of its lines comes from."""
+
+    text: str
+    #: the pieces of :attr:`text` in order: ``(its first line in text, the file, that line's number there)``
+    pieces: tuple[tuple[int, Path, int], ...]
+
+    def origin(self, line: int) -> tuple[Path, int]:
+        """The file and line that line *line* (from 1) of :attr:`text` comes from."""
+        start, path, first = self.pieces[0]
+        for piece in self.pieces:
+            if piece[0] > line:
+                break
+            start, path, first = piece
+        return path, first + line - start
+
+    def locate(self, message: str) -> str:
+        """*message* (a bcc diagnostic) with each ``/virtual/main.c:LINE`` replaced by the real file and line."""
+
+        def real(m: re.Match[str]) -> str:
+            if m.group(1) is None:
+                return str(self.pieces[0][1])
+            path, line = self.origin(int(m.group(1)))
+            return f"{path}:{line}"
+
+        return _BCC_MAIN.sub(real, message)
+
+
+def bpf_source_text(source: Path) -> BpfSourceText:
+    """The text of the program *source* with each line ``#include "<name>.bpf.h"`` replaced by that header (from
+    the program's folder; recursively). Other includes stay: the compiler resolves them.
+
+    bcc rewrites map accesses (``map.lookup()``, ``map.lookup_or_try_init()``) only in the main source file: a
+    header that declares maps shared by several programs together with their accessors (``bpf/*.bpf.h``) must
+    become part of it.
+
+    :raises ProbeLoadError: a spliced header is missing or includes itself.
+    """
+    out: list[str] = []
+    pieces: list[tuple[int, Path, int]] = []
+
+    def splice(path: Path, stack: tuple[Path, ...]) -> None:
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as err:
+            raise ProbeLoadError(f"BPF source {path}: {err.strerror}") from err
+        pieces.append((len(out) + 1, path, 1))
+        for nr, line in enumerate(lines, 1):
+            m = _SPLICED_INCLUDE.match(line)
+            if m is None:
+                out.append(line)
+                continue
+            header = path.parent / m.group(1)
+            if header in stack:
+                raise ProbeLoadError(f"BPF source {path}:{nr}: {header.name} includes itself")
+            splice(header, (*stack, header))
+            pieces.append((len(out) + 1, path, nr + 1))
+
+    splice(source, (source,))
+    return BpfSourceText("\n".join(out) + "\n", tuple(pieces))
 
 
 @dataclass(frozen=True)
@@ -232,11 +304,11 @@ def _redirected(out: list[str]) -> Iterator[None]:
                 logger.debug("bcc output:\n%s", out[-1].rstrip())
 
 
-def _first_error_line(text: str, source: Path | None) -> str:
+def _first_error_line(text: str, source: BpfSourceText | None) -> str:
     # The first "error:" diagnostic is the one that matters (later ones cascade); without one, the last line.
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if source is not None:
-        lines = [line.replace("/virtual/main.c", str(source)) for line in lines]
+        lines = [source.locate(line) for line in lines]
     for line in lines:
         if "error:" in line:
             return line
@@ -253,6 +325,10 @@ def _is_permission_problem(text: str) -> bool:
 def compile_bpf(name: str, cflags: Sequence[str] = ()) -> BccBPF:
     """Compile ``bpf/<name>.bpf.c`` with BCC and create its maps.
 
+    BCC gets the program's text with its ``*.bpf.h`` headers spliced in (:func:`bpf_source_text`) and ``-I`` of
+    the program's folder first: bcc compiles the text as ``/virtual/main.c``, so the program's other
+    ``#include "..."`` lines resolve through that flag. Diagnostics name the real file and line.
+
     Functions whose names start with bcc's auto-attach prefixes (``tracepoint__``, ``kprobe__``...) are attached
     by bcc right here; damon-bpf programs avoid those prefixes and attach explicitly.
 
@@ -266,13 +342,15 @@ def compile_bpf(name: str, cflags: Sequence[str] = ()) -> BccBPF:
     """
     bcc = load_bcc()
     source = bpf_source_path(name)
+    program = bpf_source_text(source)
+    flags = [f"-I{source.parent}", *(str(f) for f in cflags)]
     out: list[str] = []
     try:
         with _captured_output(out):
-            bpf = bcc.BPF(src_file=str(source).encode(), cflags=[str(f) for f in cflags])
+            bpf = bcc.BPF(text=program.text.encode(), cflags=flags)
     except Exception as err:  # bcc raises bare Exception
         text = out[0] if out else ""
-        detail = _first_error_line(text, source)
+        detail = _first_error_line(text, program)
         if _is_permission_problem(text):
             raise PermissionDeniedError(f"{_ROOT_HINT}: {detail or err}") from err
         if "Unable to find kernel headers" in text or find_kernel_headers() is None:
