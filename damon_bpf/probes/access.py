@@ -19,6 +19,7 @@ Timeline of one aggregation window (``damon_bpf.ops.bpf`` drives it)::
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 from dataclasses import dataclass
@@ -38,6 +39,57 @@ log = logging.getLogger(__name__)
 STATS = ("events", "counted", "dropped_rate_limit", "no_region", "ip_map_full", "late")
 
 _U64 = npt.NDArray[np.uint64]
+
+
+# ctypes mirrors of the structs of bpf/access_agg_types.h, field for field (tests/unit/test_bpf_sources.py and
+# tests/kernel/test_bpf_layout.py compare them with the header); the views of the mapped maps take their shapes
+# from these.
+class _AggConfig(ctypes.Structure):
+    _fields_ = (("gen_start", ctypes.c_uint64), ("sample_ns", ctypes.c_uint64))
+
+
+class _AggRegion(ctypes.Structure):
+    _fields_ = (("start", ctypes.c_uint64), ("end", ctypes.c_uint64))
+
+
+class _AggSpan(ctypes.Structure):
+    _fields_ = (("off", ctypes.c_uint32), ("nr", ctypes.c_uint32))
+
+
+class _AggIpKey(ctypes.Structure):
+    _fields_ = (("slot", ctypes.c_uint32), ("pad", ctypes.c_uint32), ("ip", ctypes.c_uint64))
+
+
+class _AggPcpu(ctypes.Structure):
+    _fields_ = (("stats", ctypes.c_uint64 * len(STATS)), ("tokens", ctypes.c_uint64), ("last_ns", ctypes.c_uint64))
+
+
+@functools.lru_cache(maxsize=None)
+def _agg_counter(bitmap_words: int) -> type[ctypes.Structure]:
+    """``struct agg_counter`` of a program compiled with ``-DBITMAP_WORDS=bitmap_words``."""
+    fields = (("nr_events", ctypes.c_uint64), ("nr_writes", ctypes.c_uint64), ("bits", ctypes.c_uint64 * bitmap_words))
+    return type("_AggCounter", (ctypes.Structure,), {"_fields_": fields})
+
+
+def _agg_structs(bitmap_words: int) -> dict[str, type[ctypes.Structure]]:
+    """The mirrors by C struct name, for a program compiled with ``-DBITMAP_WORDS=bitmap_words``."""
+    return {
+        "agg_config": _AggConfig,
+        "agg_region": _AggRegion,
+        "agg_span": _AggSpan,
+        "agg_counter": _agg_counter(bitmap_words),
+        "agg_ip_key": _AggIpKey,
+        "agg_pcpu": _AggPcpu,
+    }
+
+
+def _words(struct: type[ctypes.Structure]) -> int:
+    return ctypes.sizeof(struct) // 8
+
+
+# u64 word indexes within the structs, as the numpy views of the maps see them
+_BITS = _agg_counter(1).bits.offset // 8  # type: ignore[attr-defined]
+_COUNTED = STATS.index("counted")
 
 
 def _pow2_at_least(n: int) -> int:
@@ -206,12 +258,13 @@ class AccessProbe:
             self._mapped.append(m)
             return m.array
 
-        self._config = mapped("agg_config", 2)
-        self._regions = mapped("agg_regions", slots * 2).reshape(slots, 2)
-        self._spans = mapped("agg_spans", 2 * cfg.max_targets).view(np.uint32).reshape(2 * cfg.max_targets, 2)
-        words = 2 + cfg.bitmap_words
-        self._counters = mapped("agg_counters", cpus * slots * words).reshape(cpus, slots, words)
-        self._pcpu = mapped("agg_pcpu", cpus * (len(STATS) + 2)).reshape(cpus, len(STATS) + 2)
+        spans = 2 * cfg.max_targets
+        region, counter, pcpu = _words(_AggRegion), _words(_agg_counter(cfg.bitmap_words)), _words(_AggPcpu)
+        self._config = mapped("agg_config", _words(_AggConfig))
+        self._regions = mapped("agg_regions", slots * region).reshape(slots, region)
+        self._spans = mapped("agg_spans", spans * _words(_AggSpan)).view(np.uint32).reshape(spans, -1)
+        self._counters = mapped("agg_counters", cpus * slots * counter).reshape(cpus, slots, counter)
+        self._pcpu = mapped("agg_pcpu", cpus * pcpu).reshape(cpus, pcpu)
 
     def _unmap_all(self) -> None:
         self._config = np.zeros(0, np.uint64)
@@ -349,8 +402,8 @@ class AccessProbe:
         n = self._published[g]
         first = g * self.config.regions_pow2
         v = self._counters[:, first:first + n]  # (cpus, n, 2 + words), the maps' memory
-        ew = v[:, :, :2].sum(axis=0)
-        d = Drained(nr_events=ew[:, 0], nr_writes=ew[:, 1], bits=np.bitwise_or.reduce(v[:, :, 2:], axis=0))
+        ew = v[:, :, :_BITS].sum(axis=0)
+        d = Drained(nr_events=ew[:, 0], nr_writes=ew[:, 1], bits=np.bitwise_or.reduce(v[:, :, _BITS:], axis=0))
         if zero and n:
             v[...] = 0
         return d
@@ -361,7 +414,7 @@ class AccessProbe:
         n = self._published[gen]
         first = gen * self.config.regions_pow2
         v = self._counters[:, first:first + n]
-        bits: _U64 = np.bitwise_or.reduce(v[:, :, 2:], axis=0)
+        bits: _U64 = np.bitwise_or.reduce(v[:, :, _BITS:], axis=0)
         if n:
             v[...] = 0
         return bits
@@ -373,14 +426,14 @@ class AccessProbe:
 
     def nr_counted(self) -> int:
         """The ``counted`` counter of :meth:`stats` alone (cheaper)."""
-        return int(self._pcpu[:, 1].sum())
+        return int(self._pcpu[:, _COUNTED].sum())
 
     def drain_ips(self) -> tuple[npt.NDArray[np.uint32], _U64, _U64]:
         """Take the (slot, instruction pointer) -> events attribution counts, emptying the map."""
         if not self.config.ip_entries:
             return np.zeros(0, np.uint32), np.zeros(0, np.uint64), np.zeros(0, np.uint64)
         n = self.config.ip_entries
-        keys = np.zeros((n, 2), dtype=np.uint64)
+        keys = np.zeros((n, _words(_AggIpKey)), dtype=np.uint64)
         vals = np.zeros(n, dtype=np.uint64)
         total = 0
         token = ctypes.c_uint32(0)
