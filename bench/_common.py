@@ -1,15 +1,18 @@
-"""Shared helpers of ``bench/accuracy.py`` and ``bench/overhead.py``.
+"""Shared helpers of ``bench/accuracy.py``, ``bench/overhead.py`` and ``bench/pte_cost.py``.
 
 Two halves:
 
-- **Pure scoring functions** (no I/O, unit-tested in ``tests/unit/test_bench_scoring.py``): half-open address
-  interval sets (normalise, intersect, clip to a scope), precision and recall of a detected hot set by bytes,
-  working-set-size error, the delay until a phase change shows, workload throughput from ground-truth phase
-  records, slowdown, summaries ("once settled" medians) and the text table.
+- **Bench statistics** (no I/O, unit-tested in ``tests/unit/test_bench_scoring.py``): workload throughput from
+  ground-truth phase records, slowdown, CPU per event, summaries ("once settled" medians), goals and the text
+  table. Scoring the monitor's output against the truth (interval sets, hot sets, precision and recall by
+  bytes, working-set-size error, phase-change delays) is :mod:`damon_bpf.scoring`, as in ``damon-bpf compare``.
 - **Process plumbing**: starting the bundled workload (or ``tests/kernel/toucher.py``) and waiting for it,
   running one :class:`~damon_bpf.monitor.Monitor` session for a measured window (CPU time, source stats, BPF
-  program run time, snapshots), killing every child on the way out, and a guard that puts back any sysctl
-  found changed at the end (the library restores its own; the guard is the bench's belt and braces).
+  program run time, snapshots) with a source named as ``damon-bpf compare`` names it
+  (:func:`damon_bpf.compare.source_spec`), ending every child on the way out
+  (:func:`damon_bpf.linux.process.terminate`), and a guard that puts back any sysctl found changed at the end
+  (the library restores its own overrides, :class:`damon_bpf.sysctl.SysctlOverride`; the guard is the bench's
+  belt and braces).
 
 The bench scripts are not a package: they import this file with ``sys.path`` set to ``bench/``.
 """
@@ -39,143 +42,15 @@ MiB = 1 << 20
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-Interval = tuple[int, int]
+from damon_bpf import scoring as S  # noqa: E402
+from damon_bpf.compare import SourceSpec, parse_sources, source_spec  # noqa: E402
+from damon_bpf.errors import NotSupportedError  # noqa: E402
+from damon_bpf.linux.process import on_signals, terminate  # noqa: E402
+from damon_bpf.sysctl import STATE_DIR, read_sysctl  # noqa: E402
 
-# ================================================================================================ scoring
-
-#: Hot-set rule of the accuracy bench: a region is hot when ``nr_accesses >= max(1, ceil(HOT_FRACTION *
-#: max_nr_accesses))``, i.e. when an access was seen in at least 10% of the window's sampling intervals
-#: (and in at least one). With 5 ms / 100 ms that is >= 2 of 20 intervals.
-HOT_FRACTION = 0.1
-
-
-def normalize(intervals: Iterable[Sequence[int]]) -> list[Interval]:
-    """Sort half-open ``[start, end)`` intervals, drop empty ones and merge overlapping or touching ones."""
-    out: list[Interval] = []
-    for s, e in sorted((int(a), int(b)) for a, b in intervals if int(b) > int(a)):
-        if out and s <= out[-1][1]:
-            if e > out[-1][1]:
-                out[-1] = (out[-1][0], e)
-        else:
-            out.append((s, e))
-    return out
-
-
-def total_bytes(intervals: Iterable[Sequence[int]]) -> int:
-    """Bytes covered by an interval set (overlaps counted once)."""
-    return sum(e - s for s, e in normalize(intervals))
-
-
-def intersect(a: Iterable[Sequence[int]], b: Iterable[Sequence[int]]) -> list[Interval]:
-    """The intersection of two interval sets, normalised."""
-    x, y = normalize(a), normalize(b)
-    out: list[Interval] = []
-    i = j = 0
-    while i < len(x) and j < len(y):
-        s = max(x[i][0], y[j][0])
-        e = min(x[i][1], y[j][1])
-        if e > s:
-            out.append((s, e))
-        if x[i][1] < y[j][1]:
-            i += 1
-        else:
-            j += 1
-    return out
-
-
-def overlap_bytes(a: Iterable[Sequence[int]], b: Iterable[Sequence[int]]) -> int:
-    """Bytes in both interval sets."""
-    return total_bytes(intersect(a, b))
-
-
-def clip(intervals: Iterable[Sequence[int]], scope: Iterable[Sequence[int]] | None) -> list[Interval]:
-    """The part of *intervals* inside *scope* (``None``: no clipping, just normalised)."""
-    return normalize(intervals) if scope is None else intersect(intervals, scope)
-
-
-def hot_threshold(max_nr_accesses: int, fraction: float = HOT_FRACTION) -> int:
-    """The smallest ``nr_accesses`` that counts as hot: ``max(1, ceil(fraction * max_nr_accesses))``
-    (``fraction`` 0 gives 1: any access)."""
-    if fraction < 0:
-        raise ValueError("fraction must not be negative")
-    return max(1, math.ceil(fraction * max_nr_accesses - 1e-9))
-
-
-def regions_at_least(starts: Sequence[int], ends: Sequence[int], nr_accesses: Sequence[int],
-                     threshold: int) -> list[Interval]:
-    """The ``[start, end)`` of the regions with ``nr_accesses >= threshold``, normalised."""
-    return normalize((int(s), int(e)) for s, e, n in zip(starts, ends, nr_accesses) if int(n) >= threshold)
-
-
-@dataclass(frozen=True)
-class Score:
-    """Precision and recall by bytes of one detected hot set against the truth, both clipped to a scope.
-
-    ``precision`` is ``None`` when nothing was detected (undefined), ``recall`` when the truth is empty."""
-
-    precision: float | None
-    recall: float | None
-    detected_bytes: int
-    truth_bytes: int
-    overlap_bytes: int
-
-
-def precision_recall(detected: Iterable[Sequence[int]], truth: Iterable[Sequence[int]],
-                     scope: Iterable[Sequence[int]] | None = None) -> Score:
-    """Score a detected hot set against the true one, by bytes, counting only bytes inside *scope*."""
-    scope_n = None if scope is None else normalize(scope)
-    d = clip(detected, scope_n)
-    t = clip(truth, scope_n)
-    db, tb = total_bytes(d), total_bytes(t)
-    ob = overlap_bytes(d, t)
-    return Score(precision=ob / db if db else None, recall=ob / tb if tb else None,
-                 detected_bytes=db, truth_bytes=tb, overlap_bytes=ob)
-
-
-def wss_error(monitor_bytes: int, truth_bytes: int) -> float | None:
-    """Relative working-set-size error ``(monitor - truth) / truth`` (signed; ``None`` for an empty truth)."""
-    if truth_bytes <= 0:
-        return None
-    return (monitor_bytes - truth_bytes) / truth_bytes
-
-
-def phase_delay(phase_start: float, phase_end: float, hot: Iterable[Sequence[int]],
-                samples: Sequence[tuple[float, Sequence[Interval]]], min_recall: float = 0.5,
-                scope: Iterable[Sequence[int]] | None = None) -> float | None:
-    """Seconds from *phase_start* until the first sample (``(time, detected hot intervals)``, in time order)
-    taken after the onset and no later than *phase_end* whose detected set covers at least *min_recall* of the
-    phase's *hot* ranges by bytes; ``None`` if no such sample (the change was not seen during the phase)."""
-    hot_n = normalize(hot)
-    for t, detected in samples:
-        if t <= phase_start:
-            continue
-        if t > phase_end:
-            break
-        r = precision_recall(detected, hot_n, scope).recall
-        if r is not None and r >= min_recall:
-            return t - phase_start
-    return None
-
-
-def phase_delay_stable(phase_start: float, phase_end: float, hot: Iterable[Sequence[int]],
-                       samples: Sequence[tuple[float, Sequence[Interval]]], min_recall: float = 0.5,
-                       scope: Iterable[Sequence[int]] | None = None) -> float | None:
-    """Like :func:`phase_delay`, but until the recall reaches *min_recall* and stays there for the rest of the
-    phase (every later sample within the phase too); ``None`` if the phase's last sample is below it."""
-    hot_n = normalize(hot)
-    first: float | None = None
-    for t, detected in samples:
-        if t <= phase_start:
-            continue
-        if t > phase_end:
-            break
-        r = precision_recall(detected, hot_n, scope).recall
-        if r is not None and r >= min_recall:
-            if first is None:
-                first = t
-        else:
-            first = None
-    return None if first is None else first - phase_start
+# ================================================================================================ statistics
+# Scoring of monitoring results (interval sets, hot sets, precision/recall, WSS error, phase-change delays) is
+# damon_bpf.scoring; what follows are the benches' own figures.
 
 
 def throughput(phases: Iterable[Any], t0: float, t1: float) -> tuple[float | None, float, float]:
@@ -291,19 +166,10 @@ def spawn(cmd: Sequence[str], **kw: Any) -> subprocess.Popen[Any]:
     return proc
 
 
-def stop_child(proc: subprocess.Popen[Any], timeout: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL after *timeout*; always reaps."""
-    if proc.poll() is None:
-        try:
-            proc.terminate()
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        except ProcessLookupError:
-            pass
-    else:
-        proc.wait()
+def stop_child(proc: subprocess.Popen[Any], timeout_s: float = 5.0) -> None:
+    """End a child started with :func:`spawn` (:func:`damon_bpf.linux.process.terminate`: SIGTERM, then SIGKILL
+    after *timeout_s*; always reaps) and forget it."""
+    terminate(proc, timeout_s)
     with _children_lock:
         if proc in _children:
             _children.remove(proc)
@@ -318,21 +184,17 @@ def kill_children() -> None:
 
 
 class Terminated(BaseException):
-    """Raised in the main thread by SIGTERM/SIGHUP (see :func:`install_signal_handlers`)."""
+    """Raised in the main thread by SIGTERM/SIGHUP while :func:`run_main` runs a bench."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(f"signal {signum}")
         self.signum = signum
 
 
-def install_signal_handlers() -> None:
-    """SIGTERM/SIGHUP end the bench like Ctrl-C does: with an exception, so every ``finally`` runs (the
-    monitor detaches and restores its sysctls, children are killed)."""
-    def handler(signum: int, frame: Any) -> None:
-        raise Terminated(signum)
-
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, handler)
+def _raise_terminated(signum: int) -> None:
+    # SIGTERM/SIGHUP end the bench like Ctrl-C does: with an exception, so every ``finally`` runs (the monitor
+    # detaches and restores its sysctls, children are killed)
+    raise Terminated(signum)
 
 
 #: sysctls a run may touch (the library's overrides, and perf's)
@@ -343,14 +205,15 @@ GUARDED_SYSCTLS = ("kernel.numa_balancing", "kernel.bpf_stats_enabled", "kernel.
 class SysctlGuard:
     """Checks that a run leaves the guarded sysctls as it found them.
 
-    The library restores its own overrides; this guard is the backstop. On exit it (1) puts back any override
-    this process recorded in ``/run/damon-bpf`` and did not restore, and (2) writes back a guarded sysctl that
-    differs from its value on entry, unless another live damon-bpf session had it overridden on entry or has it
-    overridden now (other sessions on the same machine turn ``kernel.numa_balancing`` or
-    ``kernel.bpf_stats_enabled`` on and off themselves; their values are neither a baseline nor ours to
-    change). Those are reported in ``left_to_others``."""
+    Not a second :class:`damon_bpf.sysctl.SysctlOverride`: the library changes and restores its own overrides
+    (recorded in :data:`damon_bpf.sysctl.STATE_DIR`); this guard changes nothing itself and is the backstop. On
+    exit it (1) puts back any override this process recorded there and did not restore, and (2) writes back a
+    guarded sysctl that differs from its value on entry, unless another live damon-bpf session had it
+    overridden on entry or has it overridden now (other sessions on the same machine turn
+    ``kernel.numa_balancing`` or ``kernel.bpf_stats_enabled`` on and off themselves; their values are neither a
+    baseline nor ours to change). Those are reported in ``left_to_others``."""
 
-    def __init__(self, names: Sequence[str] = GUARDED_SYSCTLS, state_dir: Path = Path("/run/damon-bpf")) -> None:
+    def __init__(self, names: Sequence[str] = GUARDED_SYSCTLS, state_dir: Path = STATE_DIR) -> None:
         self.names = list(names)
         self.state_dir = state_dir
         self.before: dict[str, str] = {}
@@ -359,8 +222,11 @@ class SysctlGuard:
         self.left_to_others: list[str] = []
 
     @staticmethod
-    def _path(name: str) -> Path:
-        return Path("/proc/sys") / name.replace(".", "/")
+    def _read(name: str) -> str | None:
+        try:
+            return read_sysctl(name)
+        except (OSError, NotSupportedError):
+            return None
 
     def owned_by_other_session(self, name: str) -> int | None:
         """The pid of another live damon-bpf session that has *name* overridden (it restores it itself)."""
@@ -375,10 +241,10 @@ class SysctlGuard:
 
     def __enter__(self) -> SysctlGuard:
         for n in self.names:
-            try:
-                self.before[n] = self._path(n).read_text().strip()
-            except OSError:
+            v = self._read(n)
+            if v is None:
                 continue
+            self.before[n] = v
             owner = self.owned_by_other_session(n)
             if owner is not None:
                 self.foreign_at_entry[n] = owner
@@ -388,17 +254,14 @@ class SysctlGuard:
         """Sysctls whose value is not what it was on entry: name -> (before, now)."""
         out = {}
         for n, v in self.before.items():
-            try:
-                now = self._path(n).read_text().strip()
-            except OSError:
-                continue
-            if now != v:
+            now = self._read(n)
+            if now is not None and now != v:
                 out[n] = (v, now)
         return out
 
     def _write(self, name: str, value: str, was: str) -> None:
         try:
-            self._path(name).write_text(value + "\n")
+            (Path("/proc/sys") / name.replace(".", "/")).write_text(value + "\n")
             self.restored.append(name)
             print(f"bench: restored {name}={value} (was left at {was})", file=sys.stderr)
         except OSError as err:
@@ -516,9 +379,9 @@ class BundledWorkload:
             pat["start_ns"] = int(done[-1].end * 1e9)
         return {"pattern": pat, "seed": seed}
 
-    def scope(self) -> list[Interval]:
+    def scope(self) -> S.Intervals:
         """The workload's own regions: the address ranges that scoring counts."""
-        return normalize((r.start, r.end) for r in self.start.regions)
+        return S.normalize([(r.start, r.end) for r in self.start.regions])
 
     def stop(self) -> None:
         """End the workload (it writes the record of the phase it was in); the truth file stays readable."""
@@ -566,15 +429,20 @@ class Toucher:
         self.close()
 
 
-# A source as the benches name it: (label, MonitorSpec source, source options, attrs tuple or None for the
-# default 5 ms / 100 ms, needs a file-backed workload)
 @dataclass(frozen=True)
 class SourceCase:
+    """A source as a bench runs it.
+
+    *source* is a source name of ``damon-bpf compare`` (``pte``, ``fault+pageout``, ``perf:page-faults``, ...):
+    its ops id and options come from :func:`damon_bpf.compare.source_spec`; *overrides* are the bench's own
+    options on top (``rate_limit=0``, ``cpu_budget=0.0``). *label* names the case in tables and results."""
+
     label: str
     source: str
-    options: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
     sample_us: int = 5_000
     aggr_us: int = 100_000
+    #: needs a file-backed workload
     file_backed: bool = False
     note: str = ""
     #: tune the intervals with damo's recommended goal (4% 3 5ms 10s), starting from sample_us/aggr_us
@@ -582,6 +450,17 @@ class SourceCase:
     #: at least this long a measured window (auto-tuned intervals grow to seconds), and this long to settle
     min_window_s: float = 0.0
     settle_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if parse_sources(self.source) != [self.source]:  # raises for an unknown name
+            raise ValueError(f"{self.label}: {self.source!r} is not one source name")
+
+    def spec(self, workload: BundledWorkload | None = None) -> SourceSpec:
+        """The ops id and options to run: ``source_spec(source)`` with *overrides* on top; the ``synthetic``
+        source follows *workload*'s phases as they run now (:meth:`BundledWorkload.synthetic_options`)."""
+        syn = workload.synthetic_options() if workload is not None and self.source == "synthetic" else {}
+        base = source_spec(self.source, synthetic_pattern=syn.get("pattern"), seed=syn.get("seed"))
+        return SourceSpec(self.label, base.ops_id, {**base.options, **self.overrides})
 
 
 def make_attrs(sample_us: int = 5_000, aggr_us: int = 100_000, max_nr_regions: int = 1000,
@@ -623,9 +502,11 @@ class Session:
         return self.t_last - self.t_first
 
 
-def run_session(pid: int, case: SourceCase, duration_s: float, *, seed: int = 1, max_nr_regions: int = 1000,
-                on_open: Callable[[], None] | None = None, keep_snapshots: bool = True) -> Session:
-    """Monitor *pid* with *case*'s source for *duration_s* seconds of measured window, in this thread.
+def run_session(pid: int, case: SourceCase, duration_s: float, *, spec: SourceSpec | None = None, seed: int = 1,
+                max_nr_regions: int = 1000, on_open: Callable[[], None] | None = None,
+                keep_snapshots: bool = True) -> Session:
+    """Monitor *pid* with *case*'s source (*spec*, default ``case.spec()``) for *duration_s* seconds of measured
+    window, in this thread.
 
     The window runs from the first snapshot (after one aggregation interval, so setup is not in it) until the
     first snapshot at least *duration_s* later; CPU time, the source's stats and the BPF program run time are
@@ -633,9 +514,10 @@ def run_session(pid: int, case: SourceCase, duration_s: float, *, seed: int = 1,
     """
     from damon_bpf.monitor import Monitor, MonitorSpec
 
-    spec = MonitorSpec(pids=[pid], source=case.source, source_options=dict(case.options),
-                       attrs=make_attrs(case.sample_us, case.aggr_us, max_nr_regions, case.autotune),
-                       duration_s=None, seed=seed)
+    src = spec if spec is not None else case.spec()
+    mspec = MonitorSpec(pids=[pid], source=src.ops_id, source_options=dict(src.options),
+                        attrs=make_attrs(case.sample_us, case.aggr_us, max_nr_regions, case.autotune),
+                        duration_s=None, seed=seed)
     snaps: list[Any] = []
     state: dict[str, Any] = {}
     mon: Monitor
@@ -667,7 +549,7 @@ def run_session(pid: int, case: SourceCase, duration_s: float, *, seed: int = 1,
             state.update(t1=t, cpu1=time.process_time(), run1=bpf_run(st1), stats=st1, stats_on1=stats_on())
             mon.stop()
 
-    mon = Monitor(spec, [consumer])
+    mon = Monitor(mspec, [consumer])
     t_open = time.monotonic()
     mon.open()
     setup_s = time.monotonic() - t_open
@@ -753,10 +635,12 @@ def _json_default(o: Any) -> Any:
 
 
 def run_main(name: str, main: Callable[[], int]) -> int:
-    """Run a bench's ``main``; an interrupt or a termination signal ends it with one line (the children were
-    ended and the sysctls left as found by the cleanup handlers)."""
+    """Run a bench's ``main``; an interrupt or a termination signal (SIGTERM, SIGHUP: an exception in the main
+    thread, see :func:`damon_bpf.linux.process.on_signals`) ends it with one line (the children were ended and
+    the sysctls left as found by the cleanup handlers)."""
     try:
-        return main()
+        with on_signals(_raise_terminated, (signal.SIGTERM, signal.SIGHUP)):
+            return main()
     except KeyboardInterrupt:
         print(f"{name}: interrupted; children ended, sysctls left as found", file=sys.stderr)
         return 130

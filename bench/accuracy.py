@@ -18,7 +18,7 @@ perf            software ``page-faults`` perf event: natural faults only        
 synthetic       reference: generated accesses that follow the truth's phases          5 ms / 100 ms
 =============== ===================================================================== ===============
 
-**Scoring** (pure functions in ``bench/_common.py``), per snapshot (one per aggregation interval):
+**Scoring** (:mod:`damon_bpf.scoring`, as ``damon-bpf compare`` scores), per snapshot (one per aggregation interval):
 
 - *Scope*: only bytes inside the workload's own regions (the address ranges of the truth's ``start`` record)
   are scored. The workload process also holds the Python interpreter, numpy and thread stacks; their accesses
@@ -60,26 +60,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
 
+from damon_bpf import scoring as S  # noqa: E402
+from damon_bpf.compare import MIN_RECALL_SEEN, SourceSpec  # noqa: E402
+
 PR_GOAL = 0.9
 DELAY_GOAL_AGGR = 3.0
-MIN_RECALL_SEEN = 0.5
 
 _NOT_REARMED = ("natural faults come only from first touches and COW; the workload wrote all its memory before "
                 "it started, so resident memory never faults again (no re-arming)")
 CASES = {
-    "pte": C.SourceCase("pte", "pte", {}, autotune=True, min_window_s=60.0, settle_s=30.0,
+    "pte": C.SourceCase("pte", "pte", autotune=True, min_window_s=60.0, settle_s=30.0,
                         note="default settings: intervals auto-tuning, sampling interval kept long enough for the "
                              "monitor to stay within 1% of a core"),
     "pte@5ms": C.SourceCase("pte@5ms", "pte", {"cpu_budget": 0.0},
                             note="fixed 5 ms / 100 ms, no CPU bound (the cost shows in bench/overhead.py)"),
-    "fault+pageout": C.SourceCase("fault+pageout", "fault", {"probe": "pageout"}, file_backed=True),
+    "fault+pageout": C.SourceCase("fault+pageout", "fault+pageout", file_backed=True),
     "fault+numa": C.SourceCase(
-        "fault+numa", "fault", {"numa_hint_faults": True}, 100_000, 2_000_000,
+        "fault+numa", "fault+numa", {}, 100_000, 2_000_000,
         note="hint faults come at the NUMA scanner's pace (scan period >= 1 s, growing while nothing migrates on "
              "one node), so few pages per window fault and regions mix hot and cold"),
-    "fault": C.SourceCase("fault", "fault", {}, note=_NOT_REARMED),
-    "perf": C.SourceCase("perf", "perf", {"events": "page-faults"}, note=_NOT_REARMED),
-    "synthetic": C.SourceCase("synthetic", "synthetic", {},
+    "fault": C.SourceCase("fault", "fault", note=_NOT_REARMED),
+    "perf": C.SourceCase("perf", "perf:page-faults", note=_NOT_REARMED),
+    "synthetic": C.SourceCase("synthetic", "synthetic",
                               note="reference: generated accesses, p=0.3 per page per sampling interval"),
 }
 
@@ -93,7 +95,7 @@ PHASE_NOTES = {
 }
 
 
-def score_session(sess: C.Session, truth: Any, scope: list[C.Interval], aggr_s: float,
+def score_session(sess: C.Session, truth: Any, scope: S.Intervals, aggr_s: float,
                   min_settle_s: float = 0.0) -> dict[str, Any]:
     """Per-snapshot scores and their settled summaries, and the phase-change delays."""
     from damon_bpf.workload import phase_at
@@ -102,36 +104,32 @@ def score_session(sess: C.Session, truth: Any, scope: list[C.Interval], aggr_s: 
     settle_s = max(2.0, 2 * aggr_s, min_settle_s)
     rows = []
     aggr_at: list[tuple[float, float]] = []
-    hot_samples: list[tuple[float, list[C.Interval]]] = []
+    hot_samples: list[tuple[float, S.Intervals]] = []
     for snap in sess.snapshots:
         t = snap.time_ns / 1e9
         tg = snap.targets[0]
         aggr_at.append((t, snap.aggr_interval_us / 1e6))
-        thr = C.hot_threshold(snap.max_nr_accesses)
-        detected = C.clip(C.regions_at_least(tg.start, tg.end, tg.nr_accesses, thr), scope)
+        detected = S.clip(S.hot_set(tg, snap.max_nr_accesses), scope)
         hot_samples.append((t, detected))
         ph = phase_at(truth, t)
         if ph is None:
             continue
-        sc = C.precision_recall(detected, ph.hot_ranges, scope)
-        wss = C.total_bytes(C.clip(C.regions_at_least(tg.start, tg.end, tg.nr_accesses, 1), scope))
-        err = C.wss_error(wss, sc.truth_bytes)
+        sc = S.precision_recall(detected, ph.hot_ranges, scope)
+        wss = S.wss_bytes(tg, scope)
+        err = S.wss_error(wss, sc.truth_bytes)
         rows.append({"t": round(t - t_mon_start, 3), "phase": ph.name, "precision": sc.precision,
                      "recall": sc.recall, "hot_bytes": sc.detected_bytes, "truth_bytes": sc.truth_bytes,
                      "wss_bytes": wss, "wss_error": err, "nr_regions": int(len(tg.start))})
     st = [r for r in rows if r["t"] >= settle_s]
     delays = []
-    prev = None
-    for ph in truth.phases:
-        changed = prev is not None and ph.hot_ranges != prev.hot_ranges
-        prev = ph
-        if not changed or ph.start <= t_mon_start or ph.end > sess.t_last:
+    for ch, ph in _changes(truth.phases):
+        if ch.start <= t_mon_start or ch.end > sess.t_last:
             continue
-        d = C.phase_delay(ph.start, ph.end, ph.hot_ranges, hot_samples, MIN_RECALL_SEEN, scope)
-        ds = C.phase_delay_stable(ph.start, ph.end, ph.hot_ranges, hot_samples, MIN_RECALL_SEEN, scope)
+        d = S.phase_change_delay(ch, hot_samples, MIN_RECALL_SEEN, scope)
+        ds = S.phase_change_stable_delay(ch, hot_samples, MIN_RECALL_SEEN, scope)
         # in aggregation intervals as they were at the phase's start (auto-tuning changes them)
-        a_s = next((a for t, a in aggr_at if t >= ph.start), aggr_s)
-        delays.append({"phase": ph.name, "start": round(ph.start - t_mon_start, 3), "delay_s": d,
+        a_s = next((a for t, a in aggr_at if t >= ch.start), aggr_s)
+        delays.append({"phase": ph.name, "start": round(ch.start - t_mon_start, 3), "delay_s": d,
                        "delay_aggr": None if d is None else d / a_s, "stable_delay_s": ds,
                        "stable_delay_aggr": None if ds is None else ds / a_s})
     return {
@@ -155,6 +153,12 @@ def score_session(sess: C.Session, truth: Any, scope: list[C.Interval], aggr_s: 
     }
 
 
+def _changes(phases: list[Any]) -> list[tuple[S.PhaseChange, Any]]:
+    # the phases that change the hot set (scoring.phase_changes), each with its truth record (for its name)
+    by_start = {float(p.start): p for p in phases}
+    return [(ch, by_start[ch.start]) for ch in S.phase_changes(phases)]
+
+
 def run_pattern(pattern: str, cases: list[C.SourceCase], window_s: float, threads: int) -> list[dict[str, Any]]:
     out = []
     by_backing: dict[bool, list[C.SourceCase]] = {}
@@ -162,24 +166,21 @@ def run_pattern(pattern: str, cases: list[C.SourceCase], window_s: float, thread
         by_backing.setdefault(c.file_backed, []).append(c)
     for file_backed, group in by_backing.items():
         with C.BundledWorkload(pattern, threads, file_backed=file_backed) as wl:
-            sessions = []
+            sessions: list[tuple[C.SourceCase, SourceSpec, C.Session]] = []
             for case in group:
-                if case.source == "synthetic":
-                    case = C.SourceCase(case.label, case.source, wl.synthetic_options(), case.sample_us,
-                                        case.aggr_us, case.file_backed, case.note, case.autotune,
-                                        case.min_window_s, case.settle_s)
+                spec = case.spec(wl)
                 print(f"accuracy: {pattern:8s} {case.label:14s} ({'file-backed' if file_backed else 'anonymous'}, "
                       f"{case.sample_us / 1000:g} ms / {case.aggr_us / 1000:g} ms, {window_s:g} s) ...",
                       file=sys.stderr, flush=True)
-                sess = C.run_session(wl.pid, case, max(window_s, case.min_window_s))
-                sessions.append((case, sess))
+                sess = C.run_session(wl.pid, case, max(window_s, case.min_window_s), spec=spec)
+                sessions.append((case, spec, sess))
             wl.stop()  # the cut-short phase gets its record
             truth = wl.truth()
             scope = wl.scope()
-        for case, sess in sessions:
+        for case, spec, sess in sessions:
             res = score_session(sess, truth, scope, case.aggr_us / 1e6, case.settle_s)
-            out.append({"pattern": pattern, "source": case.label, "ops": case.source, "options": {
-                k: v for k, v in case.options.items() if k != "pattern"},
+            out.append({"pattern": pattern, "source": case.label, "ops": spec.ops_id, "options": {
+                k: v for k, v in spec.options.items() if k != "pattern"},
                 "sample_ms": case.sample_us / 1000, "aggr_ms": case.aggr_us / 1000, "file_backed": file_backed,
                 "window_s": round(sess.wall_s, 2), "setup_s": round(sess.setup_s, 2), "error": sess.error,
                 "source_stats": sess.stats, "source_notes": sess.notes, "note": case.note, **res})
@@ -261,7 +262,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.patterns is not None:
         patterns = C.name_list(args.patterns)
     C.check_names(ap, sources, CASES, "source")
-    C.install_signal_handlers()
     t0 = time.monotonic()
     load0 = os.getloadavg()
     results: list[dict[str, Any]] = []
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     out = {"bench": "accuracy", "mode": "quick" if args.quick else "full",
            "env": {**C.environment(), "loadavg_at_start": load0},
            "elapsed_s": round(time.monotonic() - t0, 1), "threads": args.threads,
-           "scoring": {"hot_fraction": C.HOT_FRACTION, "pr_goal": PR_GOAL, "delay_goal_aggr": DELAY_GOAL_AGGR,
+           "scoring": {"hot_fraction": S.HOT_FRACTION, "pr_goal": PR_GOAL, "delay_goal_aggr": DELAY_GOAL_AGGR,
                        "min_recall_seen": MIN_RECALL_SEEN,
                        "scope": "bytes within the workload's own regions (truth start record) only"},
            "sysctls_restored_by_bench": guard.restored,

@@ -57,7 +57,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -71,8 +70,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from damon_bpf.compare import source_spec  # noqa: E402
 from damon_bpf.damos_config import schemes_from_cli_words  # noqa: E402
 from damon_bpf.engine import Attrs  # noqa: E402
+from damon_bpf.linux.process import terminate  # noqa: E402
 from damon_bpf.monitor import Monitor, MonitorSpec  # noqa: E402
 from damon_bpf.units import format_bytes, text_to_sec, text_to_us  # noqa: E402
 from damon_bpf.workload import load_truth  # noqa: E402
@@ -91,17 +92,18 @@ class SourceCfg:
     threads: int
     sample: str
     aggr: str
-    options: dict[str, Any]
+    #: a source name of ``damon-bpf compare``: its ops id and options come from ``compare.source_spec``
+    source: str
     note: str
 
 
 SOURCES = {
-    "probe": SourceCfg("probe", 1, "5ms", "100ms", {"probe": "pageout"},
+    "probe": SourceCfg("probe", 1, "5ms", "100ms", "fault+pageout",
                        "fault source, pageout probing, 1 workload thread, 5 ms / 100 ms"),
-    "probe-slow": SourceCfg("probe-slow", 1, "50ms", "1s", {"probe": "pageout"},
+    "probe-slow": SourceCfg("probe-slow", 1, "50ms", "1s", "fault+pageout",
                             "fault source, pageout probing every 50 ms (10x fewer probes), 1 workload thread, "
                             "50 ms / 1 s"),
-    "numa": SourceCfg("numa", 2, "100ms", "1s", {"numa_hint_faults": True},
+    "numa": SourceCfg("numa", 2, "100ms", "1s", "fault+numa",
                       "fault source, NUMA hint faults, 2 workload threads, 100 ms / 1 s"),
 }
 
@@ -206,16 +208,6 @@ def _wait_truth(proc: subprocess.Popen[bytes], truth: Path, timeout_s: float = 6
     raise RuntimeError("workload did not start")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def _cpu_s() -> float:
     t = os.times()
     return t.user + t.system
@@ -260,8 +252,9 @@ def one_run(src: SourceCfg, variant: str, rep: int, run_s: float, min_age: str, 
                                               "--damos_age", min_age, "max"], attrs)
         mon = None
         if variant != "off":
-            mon = Monitor(MonitorSpec(pids=[pid], source="fault", source_options=dict(src.options), attrs=attrs,
-                                      duration_s=run_s, schemes=schemes))
+            spec = source_spec(src.source)
+            mon = Monitor(MonitorSpec(pids=[pid], source=spec.ops_id, source_options=dict(spec.options),
+                                      attrs=attrs, duration_s=run_s, schemes=schemes))
             mon.open()  # compiles and attaches the BPF program before the window starts
         sampler = _RssSampler(pid)
         cpu0 = _cpu_s()
@@ -282,7 +275,7 @@ def one_run(src: SourceCfg, variant: str, rep: int, run_s: float, min_age: str, 
         cached = _fincore_bytes(cold_file)
         source_stats = mon.source_stats() if mon is not None else {}
     finally:
-        _stop(proc)
+        terminate(proc, 15.0)
     truth = load_truth(truth_path)
     phases = [p for p in truth.phases if p.start >= t0 and p.end <= t1]
     touches = sum(r.nr_touches for p in phases for r in p.regions)
@@ -487,7 +480,7 @@ def main() -> int:
                              else ""), flush=True)
     finally:
         for p in procs:
-            _stop(p)
+            terminate(p, 15.0)
         shutil.rmtree(workdir, ignore_errors=True)
     summary = {s.name: summarize(results, s.name) for s in srcs}
     print_table(summary, args.min_age, args.run_s, args.reps)

@@ -62,13 +62,13 @@ RATIO_GOAL = 10.0
 CASES = {
     # default settings: intervals auto-tuning with the 1% CPU bound; on both workloads, so it runs side by side
     # with fault+pageout (file-backed) too
-    "pte": C.SourceCase("pte", "pte", {}, autotune=True, min_window_s=15.0),
-    "pte+file": C.SourceCase("pte (file)", "pte", {}, autotune=True, file_backed=True, min_window_s=15.0),
-    "fault": C.SourceCase("fault", "fault", {}),
-    "fault+pageout": C.SourceCase("fault+pageout", "fault", {"probe": "pageout"}, file_backed=True),
-    "fault+numa": C.SourceCase("fault+numa", "fault", {"numa_hint_faults": True}),
-    "perf": C.SourceCase("perf", "perf", {"events": "page-faults"}),
-    "synthetic": C.SourceCase("synthetic", "synthetic", {}),
+    "pte": C.SourceCase("pte", "pte", autotune=True, min_window_s=15.0),
+    "pte+file": C.SourceCase("pte (file)", "pte", autotune=True, file_backed=True, min_window_s=15.0),
+    "fault": C.SourceCase("fault", "fault"),
+    "fault+pageout": C.SourceCase("fault+pageout", "fault+pageout", file_backed=True),
+    "fault+numa": C.SourceCase("fault+numa", "fault+numa"),
+    "perf": C.SourceCase("perf", "perf:page-faults"),
+    "synthetic": C.SourceCase("synthetic", "synthetic"),
 }
 
 
@@ -81,14 +81,14 @@ def _off_window(seconds: float) -> dict[str, Any]:
 
 
 def _on_window(wl: C.BundledWorkload, case: C.SourceCase, seconds: float) -> dict[str, Any]:
-    if case.source == "synthetic":
-        case = C.SourceCase(case.label, case.source, wl.synthetic_options(), case.sample_us, case.aggr_us,
-                            case.file_backed, case.note, case.autotune, case.min_window_s, case.settle_s)
-    s = C.run_session(wl.pid, case, seconds, keep_snapshots=False)
+    spec = case.spec(wl)
+    s = C.run_session(wl.pid, case, seconds, spec=spec, keep_snapshots=False)
     events = s.delta("events")
     wall = s.wall_s
     return {
-        "kind": "on", "source": case.label, "t0": s.t_first, "t1": s.t_last, "setup_s": round(s.setup_s, 2),
+        "kind": "on", "source": case.label, "ops": spec.ops_id,
+        "options": {k: v for k, v in spec.options.items() if k != "pattern"},
+        "t0": s.t_first, "t1": s.t_last, "setup_s": round(s.setup_s, 2),
         "cpu_s": s.cpu_s, "cpu_share": s.cpu_s / wall if wall > 0 else None,
         "bpf_run_ns": s.bpf_run_ns, "bpf_run_cnt": s.bpf_run_cnt,
         "bpf_cpu_share": (s.bpf_run_ns / 1e9 / wall) if s.bpf_run_ns is not None and wall > 0 else None,
@@ -129,7 +129,7 @@ def run_sources(sources: list[str], window_s: float, threads: int, warmup_s: flo
             off = sum(offs) / len(offs) if offs else None
             noise = (abs(offs[0] - offs[1]) / off) if len(offs) == 2 and off else None
             out.append({
-                "source": case.label, "ops": case.source, "options": dict(case.options),
+                "source": case.label, "ops": on["ops"], "options": on["options"],
                 "file_backed": file_backed, "sample_ms": case.sample_us / 1000, "aggr_ms": case.aggr_us / 1000,
                 "workload_threads": threads, "throughput_off": off, "throughput_on": on["touches_per_s"],
                 "slowdown": C.slowdown(off, on["touches_per_s"]), "off_windows_differ": noise,
@@ -202,7 +202,8 @@ def damon_way(pid: int, case: C.SourceCase, seconds: float) -> dict[str, Any]:
 def run_perf_compare(seconds: float, include_fault: bool) -> dict[str, Any]:
     if shutil.which("perf") is None:
         return {"error": "perf is not installed"}
-    cases = [C.SourceCase("damon-bpf perf", "perf", {"events": "page-faults", "rate_limit": 0})]
+    # the rate limit off, so every event is counted
+    cases = [C.SourceCase("damon-bpf perf", "perf:page-faults", {"rate_limit": 0})]
     if include_fault:
         cases.append(C.SourceCase("damon-bpf fault", "fault", {"rate_limit": 0}))
     out: dict[str, Any] = {"seconds": seconds, "workload": "tests/kernel/toucher.py 64 8 - 1 churn"}
@@ -354,7 +355,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.sources is not None:
         sources = C.name_list(args.sources)
     C.check_names(ap, sources, CASES, "source")
-    C.install_signal_handlers()
     t0 = time.monotonic()
     load0 = os.getloadavg()
     guard = C.SysctlGuard()

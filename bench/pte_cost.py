@@ -510,7 +510,6 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--reps must be at least 20 (medians of >= 20)")
     e2e_s = args.e2e_s or (12.0 if args.quick else 15.0)
     sample_s = args.sample_ms / 1e3
-    C.install_signal_handlers()
     t0 = time.monotonic()
     load0 = os.getloadavg()
     out: dict[str, Any] = {"bench": "pte_cost", "mode": "quick" if args.quick else "full",

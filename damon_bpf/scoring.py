@@ -22,7 +22,9 @@ taken at different times compare by how often each byte was hot (:func:`frequenc
 **Phase-change delay.** For every ground-truth phase whose hot set differs from the phase before it and that
 starts while the source is monitoring, the seconds from the phase's start to the first snapshot (taken after
 the start, no later than the phase's end) whose hot set covers at least ``min_recall`` of the new phase's hot
-bytes; ``None`` when no snapshot did (the change was missed).
+bytes; ``None`` when no snapshot did (the change was missed). The *stable* delay is the time until that
+coverage is reached and kept by every later snapshot within the phase: it shows relapses that the first
+sighting hides.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ __all__ = (
     "regions_at_least",
     "hot_set",
     "wss_bytes",
+    "wss_error",
     "Score",
     "precision_recall",
     "Agreement",
@@ -59,6 +62,7 @@ __all__ = (
     "phase_changes",
     "dominant_phase",
     "phase_change_delay",
+    "phase_change_stable_delay",
     "phase_change_delays",
     "median",
 )
@@ -205,6 +209,13 @@ def hot_set(target: Any, max_nr_accesses: int, fraction: float = HOT_FRACTION) -
 def wss_bytes(target: Any, scope: Iterable[Sequence[int]] | npt.ArrayLike | None = None) -> int:
     """Working-set size of one target of a snapshot: bytes of the regions with any access, within *scope*."""
     return total_bytes(clip(regions_at_least(target.start, target.end, target.nr_accesses, 1), scope))
+
+
+def wss_error(monitor_bytes: int, truth_bytes: int) -> float | None:
+    """Relative working-set-size error ``(monitor - truth) / truth`` (signed; ``None`` for an empty truth)."""
+    if truth_bytes <= 0:
+        return None
+    return (monitor_bytes - truth_bytes) / truth_bytes
 
 
 @dataclass(frozen=True)
@@ -363,20 +374,38 @@ def dominant_phase(phases: Sequence[Any], t0: float, t1: float) -> int | None:
     return best
 
 
-def phase_change_delay(change: PhaseChange, samples: Sequence[tuple[float, Intervals]], min_recall: float = 0.5,
-                       scope: Iterable[Sequence[int]] | npt.ArrayLike | None = None) -> float | None:
-    """Seconds from *change*'s start to the first sample (``(time, detected hot set)``, in time order) taken
-    after it and no later than the phase's end whose hot set covers at least *min_recall* of the phase's hot
-    bytes (within *scope*); ``None`` when none did."""
+def _seen_in_phase(change: PhaseChange, samples: Sequence[tuple[float, Intervals]], min_recall: float,
+                   scope: Iterable[Sequence[int]] | npt.ArrayLike | None) -> Iterable[tuple[float, bool]]:
+    # (time, recall >= min_recall) of the samples taken after the change's start, up to the phase's end
     for t, detected in samples:
         if t <= change.start:
             continue
         if t > change.end:
             break
         r = precision_recall(detected, change.hot, scope).recall
-        if r is not None and r >= min_recall:
-            return t - change.start
-    return None
+        yield t, r is not None and r >= min_recall
+
+
+def phase_change_delay(change: PhaseChange, samples: Sequence[tuple[float, Intervals]], min_recall: float = 0.5,
+                       scope: Iterable[Sequence[int]] | npt.ArrayLike | None = None) -> float | None:
+    """Seconds from *change*'s start to the first sample (``(time, detected hot set)``, in time order) taken
+    after it and no later than the phase's end whose hot set covers at least *min_recall* of the phase's hot
+    bytes (within *scope*); ``None`` when none did."""
+    return next((t - change.start for t, seen in _seen_in_phase(change, samples, min_recall, scope) if seen), None)
+
+
+def phase_change_stable_delay(change: PhaseChange, samples: Sequence[tuple[float, Intervals]],
+                              min_recall: float = 0.5, scope: Iterable[Sequence[int]] | npt.ArrayLike | None = None
+                              ) -> float | None:
+    """Like :func:`phase_change_delay`, but until the recall reaches *min_recall* and stays there for the rest
+    of the phase (every later sample within the phase too); ``None`` when the phase's last sample is below it."""
+    first: float | None = None
+    for t, seen in _seen_in_phase(change, samples, min_recall, scope):
+        if not seen:
+            first = None
+        elif first is None:
+            first = t
+    return None if first is None else first - change.start
 
 
 def phase_change_delays(changes: Sequence[PhaseChange], samples: Sequence[tuple[float, Intervals]],

@@ -148,6 +148,20 @@ def test_hot_set_and_wss_of_a_snapshot() -> None:
         S.regions_at_least([0, 1], [1], [1], 1)
 
 
+def test_regions_at_least_takes_uint64_snapshot_arrays() -> None:
+    s = np.array([0, 4096], dtype=np.uint64)
+    e = np.array([4096, 8192], dtype=np.uint64)
+    assert rows(S.regions_at_least(s, e, np.array([0, 3]), 1)) == [(4096, 8192)]
+
+
+def test_wss_error() -> None:
+    mib = 1 << 20
+    assert S.wss_error(20 * mib, 16 * mib) == pytest.approx(0.25)
+    assert S.wss_error(8 * mib, 16 * mib) == pytest.approx(-0.5)
+    assert S.wss_error(0, 16 * mib) == -1.0
+    assert S.wss_error(5, 0) is None
+
+
 # -- precision / recall / agreement ----------------------------------------------------------------------------------
 
 
@@ -224,6 +238,21 @@ def test_phase_change_delay() -> None:
     assert S.phase_change_delay(change, [(10.5, S.normalize([(0, 10)]))], scope=[(0, 10)]) == pytest.approx(0.5)
     # an empty new hot set has no recall: never "seen"
     assert S.phase_change_delay(S.PhaseChange(0, 1, S.normalize([])), [(0.5, S.normalize([]))]) is None
+
+
+def test_phase_change_stable_delay_waits_for_the_last_relapse() -> None:
+    hot = S.normalize([(100, 200)])
+    change = S.PhaseChange(10.0, 12.0, hot)
+    none = S.normalize([])
+    samples = [(10.1, hot), (10.2, none), (10.3, none), (10.4, hot), (10.5, hot), (12.1, none)]
+    assert S.phase_change_delay(change, samples) == pytest.approx(0.1)
+    assert S.phase_change_stable_delay(change, samples) == pytest.approx(0.4)  # the sample after the end: ignored
+    assert S.phase_change_stable_delay(change, samples[:3]) is None  # below at the phase's last sample
+    assert S.phase_change_stable_delay(change, []) is None
+    # min_recall and scope as for phase_change_delay: 100..140 of 100..150 in scope is 80%
+    part = [(10.5, S.normalize([(100, 140)]))]
+    assert S.phase_change_stable_delay(change, part, 0.75, scope=[(0, 150)]) == pytest.approx(0.5)
+    assert S.phase_change_stable_delay(change, part, 0.9, scope=[(0, 150)]) is None
 
 
 def test_phase_change_delays_skip_changes_before_monitoring() -> None:
