@@ -607,14 +607,20 @@ def busy_warning(load_at_start: tuple[float, float, float]) -> str | None:
     return None
 
 
-def write_results(name: str, obj: Any) -> Path:
-    """Write ``bench/results/<name>.json``; returns the path."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
-    with open(path, "w") as f:
+def with_busy_note(text: str, load_at_start: tuple[float, float, float]) -> str:
+    """*text* with :func:`busy_warning`'s line after it, when there is one."""
+    warn = busy_warning(load_at_start)
+    return text + "\n\n" + warn if warn else text
+
+
+def write_results(name: str, obj: Any, path: str | os.PathLike[str] | None = None) -> Path:
+    """Write the results as JSON to *path* (default ``bench/results/<name>.json``); returns the path."""
+    out = Path(path) if path is not None else RESULTS_DIR / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=False, default=_json_default)
         f.write("\n")
-    return path
+    return out
 
 
 def _json_default(o: Any) -> Any:

@@ -277,10 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     # keep the source order of the table stable: pattern, then the order given
     order = {s: i for i, s in enumerate(sources)}
     results.sort(key=lambda r: (patterns.index(r["pattern"]), order.get(r["source"], 99)))
-    text = report(results)
-    warn = C.busy_warning(load0)
-    if warn:
-        text += "\n\n" + warn
+    text = C.with_busy_note(report(results), load0)
     print(text)
     out = {"bench": "accuracy", "mode": "quick" if args.quick else "full",
            "env": {**C.environment(), "loadavg_at_start": load0},
@@ -290,18 +287,9 @@ def main(argv: list[str] | None = None) -> int:
                        "scope": "bytes within the workload's own regions (truth start record) only"},
            "sysctls_restored_by_bench": guard.restored,
            "sysctls_left_to_other_sessions": guard.left_to_others, "results": results, "table": text}
-    path = C.write_results("accuracy", out) if not args.json else _write(args.json, out)
+    path = C.write_results("accuracy", out, args.json)
     print(f"\naccuracy: {len(results)} runs in {out['elapsed_s']} s; results in {path}", file=sys.stderr)
     return 0
-
-
-def _write(path: str, obj: Any) -> str:
-    import json
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(obj, f, indent=2, default=C._json_default)
-    return path
 
 
 if __name__ == "__main__":

@@ -370,10 +370,7 @@ def main(argv: list[str] | None = None) -> int:
         C.kill_children()
     order = {s: i for i, s in enumerate(sources)}
     res.sort(key=lambda r: order.get(r["source"], 99))
-    text = report(res, cmp, window_s, args.threads)
-    warn = C.busy_warning(load0)
-    if warn:
-        text += "\n\n" + warn
+    text = C.with_busy_note(report(res, cmp, window_s, args.threads), load0)
     print(text)
     out = {"bench": "overhead", "mode": "quick" if args.quick else "full",
            "env": {**C.environment(), "loadavg_at_start": load0},
@@ -383,15 +380,7 @@ def main(argv: list[str] | None = None) -> int:
                      "perf_ratio": RATIO_GOAL},
            "sysctls_restored_by_bench": guard.restored,
            "sysctls_left_to_other_sessions": guard.left_to_others, "sources": res, "perf_compare": cmp, "table": text}
-    if args.json:
-        import json
-
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2, default=C._json_default)
-        path: Any = args.json
-    else:
-        path = C.write_results("overhead", out)
+    path = C.write_results("overhead", out, args.json)
     print(f"\noverhead: done in {out['elapsed_s']} s; results in {path}", file=sys.stderr)
     return 0
 

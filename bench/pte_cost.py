@@ -48,7 +48,6 @@ Writes bench/results/pte_cost.json (or --json FILE). Needs root.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -522,12 +521,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def save() -> Any:
         out["elapsed_s"] = round(time.monotonic() - t0, 1)
-        if args.json:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            with open(args.json, "w") as f:
-                json.dump(out, f, indent=2, default=C._json_default)
-            return args.json
-        return C.write_results("pte_cost", out)
+        return C.write_results("pte_cost", out, args.json)
 
     texts: list[str] = []
     guard = C.SysctlGuard()
