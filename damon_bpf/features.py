@@ -11,8 +11,8 @@ with the exception text as reason). :func:`require` turns a missing feature into
 The file system roots (:data:`PROC_ROOT`, :data:`SYS_ROOT`, :data:`MODULES_ROOT`) are module constants read at
 call time, so tests can point them at a fake tree.
 
-This module also holds the ``perf_event_open`` ctypes helpers (:class:`PerfEventAttr`, :func:`perf_event_open`)
-until they get a module of their own.
+The syscalls themselves (``bpf``, ``perf_event_open``, ``pidfd_open``, ``process_madvise``) are
+:mod:`damon_bpf.linux.syscalls`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from damon_bpf import probes
+from damon_bpf.linux import syscalls
+from damon_bpf.linux.syscalls import (
+    MADV_COLD,
+    PERF_COUNT_SW_PAGE_FAULTS,
+    PERF_SAMPLE_ADDR,
+    PERF_TYPE_SOFTWARE,
+    PerfEventAttr,
+    errname,
+)
+from damon_bpf.linux.sysfs import parse_list, place_pmu_format
 from damon_bpf.errors import (
     DamonBpfError,
     InvalidParamsError,
@@ -46,11 +56,9 @@ __all__ = (
     "PROC_ROOT",
     "SYS_ROOT",
     "Feature",
-    "PerfEventAttr",
     "check",
     "check_all",
     "names",
-    "perf_event_open",
     "require",
 )
 
@@ -86,121 +94,8 @@ class Feature:
         return {"name": self.name, "supported": self.supported, "reason": self.reason, "detail": self.detail}
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Syscalls through ctypes
-# ---------------------------------------------------------------------------------------------------------------
-
-# Syscall numbers that differ between architectures (arch/x86/entry/syscalls/syscall_64.tbl,
-# include/uapi/asm-generic/unistd.h for arm64/riscv/loongarch). pidfd_open (434) and process_madvise (440) are the
-# same everywhere since the syscall tables were unified at 424.
-_SYSCALLS: dict[str, dict[str, int]] = {
-    "x86_64": {"bpf": 321, "perf_event_open": 298},
-    "aarch64": {"bpf": 280, "perf_event_open": 241},
-    "riscv64": {"bpf": 280, "perf_event_open": 241},
-    "loongarch64": {"bpf": 280, "perf_event_open": 241},
-}
-_NR_PIDFD_OPEN = 434
-_NR_PROCESS_MADVISE = 440
-
 _BPF_MAP_CREATE = 0  # enum bpf_cmd, include/uapi/linux/bpf.h
 _BPF_MAP_TYPE_ARRAY = 2  # enum bpf_map_type
-_MADV_COLD = 20  # include/uapi/asm-generic/mman-common.h
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
-
-def _syscall_nr(name: str) -> int:
-    machine = platform.machine()
-    try:
-        return _SYSCALLS[machine][name]
-    except KeyError:
-        raise NotSupportedError(f"syscall number of {name}() on {machine} is unknown to damon-bpf") from None
-
-
-def _syscall(nr: int, *args: int | ctypes.c_void_p) -> int:
-    # Raises OSError with the errno of a failed call.
-    c_args = [a if isinstance(a, ctypes.c_void_p) else ctypes.c_long(a) for a in args]
-    ret = int(_libc.syscall(ctypes.c_long(nr), *c_args))
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    return ret
-
-
-# struct perf_event_attr, include/uapi/linux/perf_event.h, up to PERF_ATTR_SIZE_VER6 (120 bytes).
-PERF_TYPE_HARDWARE = 0
-PERF_TYPE_SOFTWARE = 1
-PERF_TYPE_RAW = 4
-PERF_COUNT_SW_PAGE_FAULTS = 2
-PERF_SAMPLE_TID = 1 << 1
-PERF_SAMPLE_ADDR = 1 << 3
-PERF_FLAG_FD_CLOEXEC = 1 << 3
-
-
-class PerfEventAttr(ctypes.Structure):
-    """``struct perf_event_attr`` (include/uapi/linux/perf_event.h), ``PERF_ATTR_SIZE_VER6`` layout.
-
-    ``sample_period`` shares a union with ``sample_freq`` (set ``freq=1`` to use it as a frequency), and
-    ``wakeup_events`` with ``wakeup_watermark``.
-    """
-
-    _fields_ = [
-        ("type", ctypes.c_uint32),
-        ("size", ctypes.c_uint32),
-        ("config", ctypes.c_uint64),
-        ("sample_period", ctypes.c_uint64),
-        ("sample_type", ctypes.c_uint64),
-        ("read_format", ctypes.c_uint64),
-        ("disabled", ctypes.c_uint64, 1),
-        ("inherit", ctypes.c_uint64, 1),
-        ("pinned", ctypes.c_uint64, 1),
-        ("exclusive", ctypes.c_uint64, 1),
-        ("exclude_user", ctypes.c_uint64, 1),
-        ("exclude_kernel", ctypes.c_uint64, 1),
-        ("exclude_hv", ctypes.c_uint64, 1),
-        ("exclude_idle", ctypes.c_uint64, 1),
-        ("mmap", ctypes.c_uint64, 1),
-        ("comm", ctypes.c_uint64, 1),
-        ("freq", ctypes.c_uint64, 1),
-        ("inherit_stat", ctypes.c_uint64, 1),
-        ("enable_on_exec", ctypes.c_uint64, 1),
-        ("task", ctypes.c_uint64, 1),
-        ("watermark", ctypes.c_uint64, 1),
-        ("precise_ip", ctypes.c_uint64, 2),
-        ("_flags_rest", ctypes.c_uint64, 47),
-        ("wakeup_events", ctypes.c_uint32),
-        ("bp_type", ctypes.c_uint32),
-        ("config1", ctypes.c_uint64),
-        ("config2", ctypes.c_uint64),
-        ("branch_sample_type", ctypes.c_uint64),
-        ("sample_regs_user", ctypes.c_uint64),
-        ("sample_stack_user", ctypes.c_uint32),
-        ("clockid", ctypes.c_int32),
-        ("sample_regs_intr", ctypes.c_uint64),
-        ("aux_watermark", ctypes.c_uint32),
-        ("sample_max_stack", ctypes.c_uint16),
-        ("_reserved_2", ctypes.c_uint16),
-        ("aux_sample_size", ctypes.c_uint32),
-        ("_reserved_3", ctypes.c_uint32),
-    ]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.size = ctypes.sizeof(self)
-
-
-def perf_event_open(
-    attr: PerfEventAttr, pid: int = -1, cpu: int = 0, group_fd: int = -1, flags: int = PERF_FLAG_FD_CLOEXEC
-) -> int:
-    """``perf_event_open(2)``.
-
-    :return: the event fd (close it with :func:`os.close`).
-    :raises OSError: the kernel refused; ``errno`` says why (see :func:`_perf_open_reason`).
-    :raises NotSupportedError: the syscall number for this architecture is unknown.
-    """
-    ptr = ctypes.c_void_p(ctypes.addressof(attr))
-    return _syscall(_syscall_nr("perf_event_open"), ptr, pid, cpu, group_fd, flags)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -346,24 +241,18 @@ def _sysctl(name: str) -> str | None:
         return None
 
 
-def _errname(err: int) -> str:
-    if err == errno.EOPNOTSUPP:  # == ENOTSUP on Linux; the kernel source says EOPNOTSUPP
-        return "EOPNOTSUPP"
-    return errno.errorcode.get(err, str(err))
-
-
 def _bpf_map_create() -> None:
     # BPF_MAP_CREATE of a 1-entry array map. union bpf_attr starts with map_type, key_size, value_size,
     # max_entries, map_flags (u32 each); the kernel zero-fills the attr beyond the size we pass.
     attr = (ctypes.c_uint32 * 5)(_BPF_MAP_TYPE_ARRAY, 4, 8, 1, 0)
     try:
-        fd = _syscall(_syscall_nr("bpf"), _BPF_MAP_CREATE, ctypes.c_void_p(ctypes.addressof(attr)), ctypes.sizeof(attr))
+        fd = syscalls.bpf(_BPF_MAP_CREATE, attr)
+    except PermissionDeniedError as err:
+        raise PermissionDeniedError(f"needs root or CAP_BPF (bpf() returned {errname(err.errno or 0)})") from err
     except OSError as err:
-        if err.errno in (errno.EPERM, errno.EACCES):
-            raise PermissionDeniedError("needs root or CAP_BPF (bpf() returned EPERM)") from err
         if err.errno == errno.ENOSYS:
             raise NotSupportedError("no bpf() syscall (kernel built without CONFIG_BPF_SYSCALL)") from err
-        raise NotSupportedError(f"bpf(BPF_MAP_CREATE) failed: {err.strerror} ({_errname(err.errno or 0)})") from err
+        raise NotSupportedError(f"bpf(BPF_MAP_CREATE) failed: {err.strerror} ({errname(err.errno or 0)})") from err
     os.close(fd)
 
 
@@ -652,35 +541,16 @@ def _no_core_pmu_reason(what: str = "cpu PMU") -> str | None:
     return None
 
 
-def _parse_bits(spec: str) -> tuple[str, list[tuple[int, int]]]:
-    # "config1:0-15" -> ("config1", [(0, 15)]); "config:0-7,32-35" -> ("config", [(0, 7), (32, 35)])
-    target, _, ranges = spec.strip().partition(":")
-    bits = []
-    for r in ranges.split(","):
-        lo, _, hi = r.partition("-")
-        bits.append((int(lo), int(hi or lo)))
-    return target, bits
-
-
-def _apply_format(attr: PerfEventAttr, spec: str, value: int) -> None:
-    # Spread *value* over the bit ranges of a sysfs format spec, low bits first (as perf's pmu_format_value()).
-    target, bits = _parse_bits(spec)
-    word = getattr(attr, target)
-    for lo, hi in bits:
-        width = hi - lo + 1
-        word |= (value & ((1 << width) - 1)) << lo
-        value >>= width
-    setattr(attr, target, word)
-
-
 def _pmu_event_attr(pmu: Path, event: str) -> tuple[PerfEventAttr, str]:
     # Build the attr for sysfs event alias <pmu>/events/<event> ("event=0xcd,umask=0x1,ldlat=3").
     text = _read(pmu / "events" / event)
     attr = PerfEventAttr()
     attr.type = int(_read(pmu / "type"))
+    words = {"config": 0, "config1": 0, "config2": 0}
     for term in text.split(","):
         key, _, val = term.strip().partition("=")
-        _apply_format(attr, _read(pmu / "format" / key), int(val or "1", 0))
+        place_pmu_format(words, _read(pmu / "format" / key), int(val or "1", 0), f"{pmu.name}/format/{key}")
+    attr.config, attr.config1, attr.config2 = words["config"], words["config1"], words["config2"]
     return attr, text
 
 
@@ -688,14 +558,16 @@ def _first_cpu(pmu: Path) -> int:
     # cpu_core/cpu_atom only count on their own CPUs ("cpus" file, e.g. "0-15"); others on any CPU.
     for name in ("cpus", "cpumask"):
         with contextlib.suppress(OSError, ValueError):
-            return int(_read(pmu / name).split(",")[0].split("-")[0])
+            cpus = parse_list(_read(pmu / name))
+            if cpus:
+                return cpus[0]
     return 0
 
 
 def _perf_open_reason(err: OSError, what: str) -> DamonBpfError:
     # errno of a trial perf_event_open -> error with a precise reason (perf_event_open(2) ERRORS).
     e = err.errno or 0
-    name = _errname(e)
+    name = errname(e)
     if e in (errno.EACCES, errno.EPERM):
         paranoid = _sysctl("kernel.perf_event_paranoid")
         return PermissionDeniedError(
@@ -716,7 +588,7 @@ def _perf_open_reason(err: OSError, what: str) -> DamonBpfError:
 
 def _trial_open(attr: PerfEventAttr, cpu: int, what: str) -> None:
     try:
-        fd = perf_event_open(attr, pid=-1, cpu=cpu)
+        fd = syscalls.perf_event_open(attr, pid=-1, cpu=cpu)
     except OSError as err:
         raise _perf_open_reason(err, what) from err
     os.close(fd)
@@ -842,36 +714,30 @@ def _check_swap(run: _Run) -> str:
     return f"{len(areas)} area(s), {total_mib:.0f} MiB: " + ", ".join(f"{a[0]} ({a[1]})" for a in areas)
 
 
-class _IoVec(ctypes.Structure):
-    # struct iovec, include/uapi/linux/uio.h
-    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
-
-
 @_feature("mm/process_madvise")
 def _check_process_madvise(run: _Run) -> str:
     try:
-        pidfd = _syscall(_NR_PIDFD_OPEN, os.getpid(), 0)
+        pidfd = syscalls.pidfd_open(os.getpid())
     except OSError as err:
         if err.errno == errno.ENOSYS:
             raise NotSupportedError("no pidfd_open() syscall (ENOSYS): process_madvise() needs a pidfd") from err
-        raise NotSupportedError(f"pidfd_open() failed: {err.strerror} ({_errname(err.errno or 0)})") from err
+        raise NotSupportedError(f"pidfd_open() failed: {err.strerror or err} ({errname(err.errno or 0)})") from err
     try:
         with _fresh_pages(4) as (start, end, touch):
             touch()
-            iov = _IoVec(start, end - start)
             try:
-                done = _syscall(_NR_PROCESS_MADVISE, pidfd, ctypes.c_void_p(ctypes.addressof(iov)), 1, _MADV_COLD, 0)
+                done = syscalls.process_madvise(pidfd, [(start, end - start)], MADV_COLD)
+            except PermissionDeniedError as err:
+                raise PermissionDeniedError(
+                    "process_madvise() needs CAP_SYS_NICE and ptrace access to the target (EPERM)"
+                ) from err
             except OSError as err:
                 e = err.errno or 0
                 if e == errno.ENOSYS:
                     raise NotSupportedError("no process_madvise() syscall (ENOSYS)") from err
-                if e == errno.EPERM:
-                    raise PermissionDeniedError(
-                        "process_madvise() needs CAP_SYS_NICE and ptrace access to the target (EPERM)"
-                    ) from err
                 if e == errno.EINVAL:
                     raise NotSupportedError("process_madvise() rejected MADV_COLD (EINVAL)") from err
-                raise NotSupportedError(f"process_madvise() failed: {err.strerror} ({_errname(e)})") from err
+                raise NotSupportedError(f"process_madvise() failed: {os.strerror(e)} ({errname(e)})") from err
     finally:
         os.close(pidfd)
     return f"MADV_COLD via own pidfd: {done} bytes advised"

@@ -22,7 +22,6 @@ Read or write comes from the fault's error code (``X86_PF_WRITE``). Measured cos
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import time
@@ -32,19 +31,17 @@ import numpy as np
 
 from damon_bpf.engine.model import Ctx
 from damon_bpf.errors import InvalidParamsError
+from damon_bpf.linux.syscalls import MADV_PAGEOUT, process_madvise
 from damon_bpf.ops.bpf import BpfAccessOps
 from damon_bpf.ops.procmaps import read_maps
 from damon_bpf.ops.vaddr import VaddrTargetData
 from damon_bpf.sysctl import SysctlOverride, read_sysctl
 
-__all__ = ("FaultOps", "PROBES", "swap_active", "process_madvise_ranges")
+__all__ = ("FaultOps", "PROBES", "swap_active")
 
 log = logging.getLogger(__name__)
 
 PROBES = ("pageout",)
-MADV_PAGEOUT = 21
-_NR_PROCESS_MADVISE = 440
-_IOV_MAX = 1024
 _CHUNK = 2 << 20
 _LARGE_FOLIO_REFRESH_S = 0.25
 # /proc/kpageflags bits (include/uapi/linux/kernel-page-flags.h)
@@ -52,31 +49,6 @@ _KPF_COMPOUND_HEAD = 1 << 15
 _KPF_COMPOUND_TAIL = 1 << 16
 _PM_PRESENT = 1 << 63
 _PM_PFN = (1 << 55) - 1
-
-
-class _Iovec(ctypes.Structure):
-    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
-
-def process_madvise_ranges(pidfd: int, starts: np.ndarray, lengths: np.ndarray, advice: int) -> int:
-    """``process_madvise()`` of many ranges in chunks of ``IOV_MAX``; returns the bytes advised. A failing
-    chunk (the process exited, a range was unmapped meanwhile) ends the call quietly."""
-    done = 0
-    for i in range(0, starts.size, _IOV_MAX):
-        chunk = starts[i:i + _IOV_MAX]
-        lens = lengths[i:i + _IOV_MAX]
-        iov = (_Iovec * chunk.size)(*[_Iovec(a, n) for a, n in zip(chunk.tolist(), lens.tolist())])
-        rc = int(_libc.syscall(ctypes.c_long(_NR_PROCESS_MADVISE), ctypes.c_int(pidfd), iov,
-                               ctypes.c_size_t(chunk.size), ctypes.c_int(advice), ctypes.c_uint(0)))
-        if rc < 0:
-            log.debug("process_madvise: %s", os.strerror(ctypes.get_errno()))
-            break
-        done += rc
-    return done
 
 
 def swap_active(proc_root: str = "/proc") -> bool:
@@ -202,7 +174,12 @@ class FaultOps(BpfAccessOps):
                     ce = np.minimum(cstart + _CHUNK, vmas[iv, 1])
                     starts = np.where(big, cs, addr)
                     lengths = np.where(big, ce - cs, lengths)
-            self.nr_probed += process_madvise_ranges(data.pidfd, starts, lengths, MADV_PAGEOUT) // 4096
+            try:
+                # ends at the first range refused (the process exited, a range was unmapped meanwhile)
+                self.nr_probed += process_madvise(data.pidfd, np.column_stack((starts, lengths)),
+                                                  MADV_PAGEOUT) // 4096
+            except OSError as err:  # also TargetGoneError (ESRCH) and PermissionDeniedError: probing ends quietly
+                log.debug("process_madvise: %s", err)
 
     def stats(self) -> dict[str, Any]:
         out = super().stats()

@@ -54,7 +54,8 @@ import numpy.typing as npt
 from damon_bpf.engine.core import update_regions_access_rate
 from damon_bpf.engine.model import Ctx, Target
 from damon_bpf.errors import InvalidParamsError, NotSupportedError, PermissionDeniedError, TargetGoneError
-from damon_bpf.ops.vaddr import MADV_COLD, VaddrOps, VaddrTargetData, process_madvise_ranges
+from damon_bpf.linux.syscalls import MADV_COLD, process_madvise
+from damon_bpf.ops.vaddr import VaddrOps, VaddrTargetData
 
 __all__ = ("PteOps", "CLEAR_METHODS", "folio_ranges")
 
@@ -66,7 +67,6 @@ CLEAR_METHODS = ("auto", "madvise", "clear_refs")
 PAGE_SZ = 4096
 _PMD_SZ = 2 << 20
 _PUD_SZ = 1 << 30
-_UIO_MAXIOV = 1024
 # /proc/kpageflags bits (include/uapi/linux/kernel-page-flags.h)
 _KPF_COMPOUND_HEAD = 1 << 15
 _KPF_COMPOUND_TAIL = 1 << 16
@@ -432,20 +432,21 @@ class PteOps(VaddrOps):
                      lengths: npt.NDArray[np.int64]) -> None:
         # The kernel stops a vector at the first range it refuses (hugetlb VMAs, a range unmapped since the
         # walk) and returns the bytes of the ranges before it: skip that one and go on with the rest.
+        iov = np.column_stack((starts, lengths))  # (start, length) rows: the iovecs
+        ends = np.cumsum(lengths)
         i, n = 0, starts.size
         while i < n:
-            j = min(n, i + _UIO_MAXIOV)
-            ranges = list(zip(starts[i:j].tolist(), (starts[i:j] + lengths[i:j]).tolist()))
             try:
-                done = process_madvise_ranges(pidfd, ranges, MADV_COLD)
-            except OSError as err:
-                if err.errno == errno.ESRCH:
-                    pt.dead = True
-                    return
+                done = process_madvise(pidfd, iov[i:], MADV_COLD)
+            except TargetGoneError:
+                pt.dead = True
+                return
+            except OSError:
                 i += 1
                 continue
-            k = int(np.searchsorted(np.cumsum(lengths[i:j]), done, side="right"))
-            i = j if k >= j - i else i + k + 1
+            before = int(ends[i - 1]) if i else 0
+            k = int(np.searchsorted(ends[i:], before + done, side="right"))
+            i += k + 1
 
     def check_accesses(self, ctx: Ctx, nr_samples: int = 1) -> int:
         from damon_bpf.probes.pte import R_ACCESSED, WalkStatus

@@ -71,12 +71,10 @@ reclaim, so a quota should spend itself on the coldest regions first. Everything
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import functools
 import logging
 import os
-import platform
 import select
 import time
 from dataclasses import dataclass, field
@@ -90,6 +88,16 @@ from damon_bpf.engine.model import AddrRange, Ctx, Region, Target
 from damon_bpf.engine.ops import DAMOS_MAX_SCORE, BaseOperations
 from damon_bpf.engine.reports import account_reports
 from damon_bpf.errors import InvalidParamsError, NotSupportedError, PermissionDeniedError, TargetGoneError
+from damon_bpf.linux.syscalls import (
+    MADV_COLD,
+    MADV_COLLAPSE,
+    MADV_PAGEOUT,
+    MADV_WILLNEED,
+    move_pages,
+    pidfd_open,
+    process_madvise,
+)
+from damon_bpf.linux.sysfs import parse_list
 from damon_bpf.ops import damos_filters, damos_metrics
 from damon_bpf.ops.common import (
     region_cold_score,
@@ -105,10 +113,6 @@ __all__ = (
     "FvaddrOps",
     "VaddrTargetData",
     "three_regions",
-    "process_madvise",
-    "process_madvise_ranges",
-    "move_pages",
-    "parse_node_list",
     "memory_nodes",
     "MADV_WILLNEED",
     "MADV_COLD",
@@ -118,13 +122,8 @@ __all__ = (
 
 log = logging.getLogger(__name__)
 
-#: ``MADV_*`` values (``include/uapi/asm-generic/mman-common.h``) that ``process_madvise(2)`` accepts
-#: (``process_madvise_behavior_valid()`` in ``mm/madvise.c``). ``MADV_HUGEPAGE``/``MADV_NOHUGEPAGE`` are not
-#: among them, so the ``hugepage``/``nohugepage`` actions cannot be applied to another process.
-MADV_WILLNEED = 3
-MADV_COLD = 20
-MADV_PAGEOUT = 21
-MADV_COLLAPSE = 25
+# MADV_* values that process_madvise(2) accepts: damon_bpf.linux.syscalls. MADV_HUGEPAGE/MADV_NOHUGEPAGE are not
+# among them, so the hugepage/nohugepage actions cannot be applied to another process.
 
 #: DAMOS action -> advice, as ``damon_va_apply_scheme()`` maps them (``lru_deprio``: deactivation, which is what
 #: ``MADV_COLD`` does to the pages of the range).
@@ -152,23 +151,12 @@ _REFUSED_ACTIONS = {
 _COLD_SCORED = frozenset({"pageout", "migrate_cold", "cold", "lru_deprio"})
 _HOT_SCORED = frozenset({"migrate_hot"})
 
-#: ``UIO_MAXIOV`` (``include/uapi/linux/uio.h``): iovecs per ``process_madvise(2)`` call.
-_UIO_MAXIOV = 1024
 #: Pages per ``move_pages(2)`` call.
 _MOVE_PAGES_BATCH = 16384
-#: ``MPOL_MF_MOVE`` (``include/uapi/linux/mempolicy.h``): move pages mapped by this process only.
-_MPOL_MF_MOVE = 1 << 1
-#: ``__NR_move_pages`` by architecture (not unified in the generic table).
-_NR_MOVE_PAGES = {"x86_64": 279, "aarch64": 239, "riscv64": 239, "loongarch64": 239, "ppc64le": 301,
-                  "ppc64": 301, "s390x": 310}
 #: The VMA list is re-read at most this often within one apply pass, and always when older than
 #: :data:`_VMAS_MAX_AGE_NS`.
 _VMAS_MIN_AGE_NS = 20_000_000
 _VMAS_MAX_AGE_NS = 1_000_000_000
-
-#: ``__NR_process_madvise`` (``include/uapi/asm-generic/unistd.h``; the same number in
-#: ``arch/x86/entry/syscalls/syscall_64.tbl``), since Linux 5.10.
-_NR_PROCESS_MADVISE = 440
 
 
 class _HasRange(Protocol):
@@ -236,89 +224,6 @@ def three_regions(vmas: Iterable[_HasRange], min_region_sz: int) -> list[AddrRan
     ]
 
 
-@functools.lru_cache(maxsize=1)
-def _libc() -> Any:
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    return libc
-
-
-class _Iovec(ctypes.Structure):
-    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
-
-
-def process_madvise(pidfd: int, start: int, length: int, advice: int) -> int:
-    """``process_madvise(pidfd, [{start, length}], 1, advice, 0)``.
-
-    :return: the number of bytes advised
-    :raises OSError: the system call failed (``EPERM`` without ``CAP_SYS_NICE``, ``ESRCH`` after the process
-        exited, ``EINVAL`` for an advice the kernel does not accept remotely, ``ENOMEM`` for unmapped holes)
-    """
-    iov = _Iovec(start, length)
-    rc = int(_libc().syscall(ctypes.c_long(_NR_PROCESS_MADVISE), ctypes.c_int(pidfd), ctypes.byref(iov),
-                             ctypes.c_size_t(1), ctypes.c_int(advice), ctypes.c_uint(0)))
-    if rc < 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
-    return rc
-
-
-def process_madvise_ranges(pidfd: int, ranges: Sequence[tuple[int, int]], advice: int) -> int:
-    """``process_madvise(pidfd, iov, len(ranges), advice, 0)`` with one iovec per ``(start, end)`` range (at most
-    ``UIO_MAXIOV``).
-
-    The kernel applies the iovecs in order and stops at the first that fails; it returns the bytes of the
-    iovecs it completed, or the error when it completed none (``vector_madvise()`` in ``mm/madvise.c``).
-
-    :return: the number of bytes advised
-    :raises OSError: the first iovec failed
-    """
-    n = len(ranges)
-    iov = (_Iovec * n)(*[_Iovec(s, e - s) for s, e in ranges])
-    rc = int(_libc().syscall(ctypes.c_long(_NR_PROCESS_MADVISE), ctypes.c_int(pidfd), iov, ctypes.c_size_t(n),
-                             ctypes.c_int(advice), ctypes.c_uint(0)))
-    if rc < 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
-    return rc
-
-
-def move_pages(pid: int, addrs: Sequence[int], nodes: Sequence[int] | None) -> list[int]:
-    """``move_pages(pid, count, pages, nodes, status, MPOL_MF_MOVE)``: move each page to its node, or with
-    *nodes* None only report the node of each page.
-
-    :return: per page, the node it is on, or a negative errno (``-ENOENT``: not present, ``-EFAULT``: unmapped,
-        ``-EBUSY``, ``-EACCES``: shared with other processes...)
-    :raises OSError: the call failed as a whole (``ESRCH``, ``EPERM``, ``ENODEV``...)
-    :raises NotSupportedError: no syscall number known for this architecture
-    """
-    nr = _NR_MOVE_PAGES.get(platform.machine())
-    if nr is None:
-        raise NotSupportedError(f"move_pages(2): unknown syscall number on {platform.machine()}")
-    count = len(addrs)
-    pages = (ctypes.c_void_p * count)(*addrs)
-    status = (ctypes.c_int * count)()
-    nodes_arr = (ctypes.c_int * count)(*nodes) if nodes is not None else None
-    rc = int(_libc().syscall(ctypes.c_long(nr), ctypes.c_int(pid), ctypes.c_ulong(count), pages,
-                             nodes_arr, status, ctypes.c_int(_MPOL_MF_MOVE)))
-    if rc < 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
-    return list(status)
-
-
-def parse_node_list(text: str) -> list[int]:
-    """A sysfs node list (``"0"``, ``"0-3,5"``, empty) as sorted node ids."""
-    out: set[int] = set()
-    for part in text.strip().split(","):
-        part = part.strip()
-        if not part:
-            continue
-        lo, sep, hi = part.partition("-")
-        out.update(range(int(lo), int(hi) + 1) if sep else (int(lo),))
-    return sorted(out)
-
-
 def memory_nodes(sys_root: str = "/sys") -> list[int]:
     """The NUMA nodes with memory (``/sys/devices/system/node/has_memory``, else ``online``); ``[0]`` on a
     kernel without NUMA sysfs (one node)."""
@@ -326,7 +231,7 @@ def memory_nodes(sys_root: str = "/sys") -> list[int]:
     for name in ("has_memory", "online"):
         try:
             with open(os.path.join(base, name)) as f:
-                return parse_node_list(f.read())
+                return list(parse_list(f.read()))
         except (OSError, ValueError):
             continue
     return [0]
@@ -430,7 +335,7 @@ class VaddrOps(BaseOperations):
     def __init__(self, *, proc_root: str = "/proc", use_pidfd: bool = True, sys_root: str = "/sys") -> None:
         self.proc_root = proc_root
         self.sys_root = sys_root
-        self.use_pidfd = use_pidfd and hasattr(os, "pidfd_open")
+        self.use_pidfd = use_pidfd
         self._refresh_supported_actions()
 
     def _own_actions(self) -> bool:
@@ -703,9 +608,9 @@ class VaddrOps(BaseOperations):
         pidfd: int | None = None
         if self.use_pidfd:
             try:
-                pidfd = os.pidfd_open(pid)
-            except ProcessLookupError as err:
-                raise TargetGoneError(pid) from err
+                pidfd = pidfd_open(pid)
+            except TargetGoneError:
+                raise
             except OSError as err:
                 if err.errno not in (errno.ENOSYS, errno.EPERM):  # no pidfd_open (< Linux 5.3) or seccomp
                     raise
@@ -802,41 +707,39 @@ class VaddrOps(BaseOperations):
 
     def _madvise(self, target: Target, data: VaddrTargetData, state: _DamosTargetState,
                  ranges: list[tuple[int, int]], advice: int) -> int:
-        # process_madvise() the ranges, up to UIO_MAXIOV at a time; a range the kernel refuses is skipped (the
-        # next call starts after it) and the others are still applied. ENOMEM means the maps changed since they
-        # were read: the kernel advised the mapped parts of that range, which are not counted, and the maps are
-        # re-read at the next call.
+        # process_madvise() the (start, end) ranges; a range the kernel refuses is skipped (the next call starts
+        # after it) and the others are still applied. ENOMEM means the maps changed since they were read: the
+        # kernel advised the mapped parts of that range, which are not counted, and the maps are re-read at the
+        # next call.
         assert data.pidfd is not None and target.pid is not None
+        iov = np.array(ranges, dtype=np.uint64).reshape(-1, 2)
+        iov[:, 1] -= iov[:, 0]  # (start, length): the iovecs
+        ends = np.cumsum(iov[:, 1])  # bytes up to the end of each range
         applied = 0
-        i = 0
-        while i < len(ranges):
-            batch = ranges[i:i + _UIO_MAXIOV]
+        i, n = 0, iov.shape[0]
+        while i < n:
             try:
-                done = process_madvise_ranges(data.pidfd, batch, advice)
+                done = process_madvise(data.pidfd, iov[i:], advice)
+            except TargetGoneError:
+                data.gone = True
+                break
+            except PermissionDeniedError as err:
+                self._warn_once(state, f"eperm{advice}", "DAMOS: process_madvise(pid %d, advice %d) is not "
+                                "permitted (CAP_SYS_NICE and ptrace access are needed): %s", target.pid,
+                                advice, err)
+                break
             except OSError as err:
-                e = err.errno
-                if e == errno.ESRCH:
-                    data.gone = True
-                    break
-                if e == errno.EPERM:
-                    self._warn_once(state, f"eperm{advice}", "DAMOS: process_madvise(pid %d, advice %d) is not "
-                                    "permitted (CAP_SYS_NICE and ptrace access are needed): %s", target.pid,
-                                    advice, err)
-                    break
-                if e == errno.ENOMEM:
+                if err.errno == errno.ENOMEM:
                     state.vmas_ns = -(1 << 62)  # stale
-                log.debug("process_madvise(pid %d, %#x-%#x, advice %d): %s", target.pid, batch[0][0],
-                          batch[0][1], advice, err)
-                i += 1  # the first range of the batch failed
+                log.debug("process_madvise(pid %d, %#x-%#x, advice %d): %s", target.pid, ranges[i][0],
+                          ranges[i][1], advice, err)
+                i += 1  # the first range failed
                 continue
             applied += done
             # skip the ranges the call completed; the one after them (if any) failed and is retried alone
             # next, which reports its error
-            k = 0
-            acc = 0
-            while k < len(batch) and acc + (batch[k][1] - batch[k][0]) <= done:
-                acc += batch[k][1] - batch[k][0]
-                k += 1
+            before = int(ends[i - 1]) if i else 0
+            k = int(np.searchsorted(ends[i:], before + done, side="right"))
             i += k if k else 1
         return applied
 
@@ -855,26 +758,27 @@ class VaddrOps(BaseOperations):
             if _pidfd_exited(data.pidfd):
                 data.gone = True
                 break
+            pages = np.arange(addrs.start, addrs.stop, addrs.step, dtype=np.uint64)
             try:
-                where = move_pages(pid, addrs, None)
-                todo = [a for a, n in zip(addrs, where) if n >= 0 and n != nid]
-                if not todo:
+                where = np.asarray(move_pages(pid, pages, None))
+                todo = pages[(where >= 0) & (where != nid)]
+                if not todo.size:
                     continue
                 if _pidfd_exited(data.pidfd):
                     data.gone = True
                     break
-                status = move_pages(pid, todo, [nid] * len(todo))
+                status = move_pages(pid, todo, np.full(todo.size, nid, dtype=np.int32))
+            except TargetGoneError:
+                data.gone = True
+                break
             except OSError as err:
-                if err.errno == errno.ESRCH:
-                    data.gone = True
-                    break
                 self._warn_once(state, f"move{err.errno}", "DAMOS: move_pages(pid %d, node %d) failed: %s", pid,
                                 nid, err)
                 break
             if _pidfd_exited(data.pidfd):
                 data.gone = True
                 break
-            applied += sum(page_sz for n in status if n == nid)
+            applied += page_sz * int(np.count_nonzero(np.asarray(status) == nid))
         return applied
 
     def _warn_once(self, state: _DamosTargetState, key: str, msg: str, *args: Any) -> None:

@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from damon_bpf import features
 from damon_bpf.errors import (
     DamonBpfError,
     InvalidParamsError,
@@ -46,6 +45,23 @@ from damon_bpf.errors import (
     PermissionDeniedError,
     ProbeAttachError,
 )
+from damon_bpf.linux import syscalls
+from damon_bpf.linux.syscalls import (
+    PERF_COUNT_SW_PAGE_FAULTS,
+    PERF_COUNT_SW_PAGE_FAULTS_MAJ,
+    PERF_COUNT_SW_PAGE_FAULTS_MIN,
+    PERF_SAMPLE_ADDR,
+    PERF_SAMPLE_IP,
+    PERF_SAMPLE_TID,
+    PERF_TYPE_BREAKPOINT,
+    PERF_TYPE_HARDWARE,
+    PERF_TYPE_HW_CACHE,
+    PERF_TYPE_RAW,
+    PERF_TYPE_SOFTWARE,
+    PERF_TYPE_TRACEPOINT,
+    errname,
+)
+from damon_bpf.linux.sysfs import format_list, parse_list, place_pmu_format
 from damon_bpf.probes import _bcc
 
 __all__ = (
@@ -71,18 +87,6 @@ __all__ = (
 logger = logging.getLogger(__name__)
 
 # include/uapi/linux/perf_event.h
-PERF_TYPE_HARDWARE = 0
-PERF_TYPE_SOFTWARE = 1
-PERF_TYPE_TRACEPOINT = 2
-PERF_TYPE_HW_CACHE = 3
-PERF_TYPE_RAW = 4
-PERF_TYPE_BREAKPOINT = 5
-PERF_COUNT_SW_PAGE_FAULTS = 2
-PERF_COUNT_SW_PAGE_FAULTS_MIN = 5
-PERF_COUNT_SW_PAGE_FAULTS_MAJ = 6
-PERF_SAMPLE_IP = 1 << 0
-PERF_SAMPLE_TID = 1 << 1
-PERF_SAMPLE_ADDR = 1 << 3
 
 #: ``sample_type`` of every event: ``PERF_SAMPLE_ADDR`` makes PEBS/IBS fill ``ctx->addr`` (the software page-fault
 #: event fills it anyway); IP and TID are cheap and keep the samples meaningful to a perf reader. No DATA_SRC:
@@ -136,7 +140,6 @@ _RE_RAW = re.compile(r"r(?P<config>[0-9a-fA-F]+)(?::(?P<mods>[A-Za-z]*))?")
 _RE_NUMERIC = re.compile(r"(?P<type>[0-9]+):(?P<config>0[xX][0-9a-fA-F]+|[0-9]+)(?::(?P<mods>[A-Za-z]*))?")
 _RE_NAMED = re.compile(r"(?P<name>[A-Za-z][A-Za-z0-9_.-]*)(?::(?P<mods>[A-Za-z]*))?")
 _RE_TERM = re.compile(r"(?P<key>[A-Za-z_][A-Za-z0-9_.-]*)(?:=(?P<value>[^=]*))?")
-_RE_FORMAT = re.compile(r"(?P<word>config[12]?):(?P<bits>[0-9]+(?:-[0-9]+)?(?:,[0-9]+(?:-[0-9]+)?)*)")
 
 
 @dataclass(frozen=True)
@@ -218,7 +221,7 @@ class EventSpec:
         elif self.exclude_user and not self.exclude_kernel:
             parts.append("kernel only")
         if self.cpus is not None:
-            parts.append(f"CPUs {_format_cpu_list(self.cpus)}")
+            parts.append(f"CPUs {format_list(self.cpus)}")
         return ", ".join(parts)
 
 
@@ -255,28 +258,6 @@ class AttachedEvents:
 # ---------------------------------------------------------------------------------------------------------------
 # sysfs: /sys/bus/event_source/devices/<pmu>/{type,cpus,events/*,format/*,caps/*}
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def _parse_cpu_list(text: str) -> tuple[int, ...]:
-    # "0-3,8,10-11" -> (0, 1, 2, 3, 8, 10, 11), the kernel's cpulist format.
-    cpus: list[int] = []
-    for part in text.strip().split(","):
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        cpus.extend(range(int(lo), int(hi or lo) + 1))
-    return tuple(cpus)
-
-
-def _format_cpu_list(cpus: tuple[int, ...]) -> str:
-    # (0, 1, 2, 3, 8) -> "0-3,8"
-    runs: list[list[int]] = []
-    for cpu in sorted(set(cpus)):
-        if runs and runs[-1][1] == cpu - 1:
-            runs[-1][1] = cpu
-        else:
-            runs.append([cpu, cpu])
-    return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in runs)
 
 
 class _Pmus:
@@ -340,7 +321,7 @@ class _Pmus:
         if not text:
             return None
         try:
-            return _parse_cpu_list(text)
+            return parse_list(text)
         except ValueError:
             return None
 
@@ -361,42 +342,6 @@ class _Pmus:
         if not self.core():
             return f"no hardware PMU: {self.devices} has no {what} (virtual machine without vPMU?)"
         return None
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# sysfs format encoder: "config:0-7,32-35" bit specs
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def _parse_format(spec: str, where: str) -> tuple[str, list[tuple[int, int]]]:
-    # "config1:0-15" -> ("config1", [(0, 15)]); "config:0-7,32-35" -> ("config", [(0, 7), (32, 35)]).
-    m = _RE_FORMAT.fullmatch(spec.strip())
-    if m is None:
-        raise NotSupportedError(f"{where}: unsupported sysfs format {spec.strip()!r} (expected e.g. config:0-7)")
-    bits: list[tuple[int, int]] = []
-    for part in m["bits"].split(","):
-        lo, _, hi = part.partition("-")
-        lo_i, hi_i = int(lo), int(hi or lo)
-        if hi_i < lo_i or hi_i > 63:
-            raise NotSupportedError(f"{where}: bad bit range {part!r} in sysfs format {spec.strip()!r}")
-        bits.append((lo_i, hi_i))
-    return m["word"], bits
-
-
-def _place(words: dict[str, int], spec: str, value: int, where: str) -> None:
-    # Spread *value* over the bit ranges of a sysfs format spec, low bits first (perf's pmu_format_value()),
-    # replacing what an earlier term put there.
-    word, bits = _parse_format(spec, where)
-    width = sum(hi - lo + 1 for lo, hi in bits)
-    if value < 0 or value >> width:
-        raise InvalidParamsError(f"{where}: value {value:#x} does not fit in {width} bit(s) ({spec.strip()})")
-    acc = words[word]
-    for lo, hi in bits:
-        n = hi - lo + 1
-        mask = ((1 << n) - 1) << lo
-        acc = (acc & ~mask) | ((value & ((1 << n) - 1)) << lo)
-        value >>= n
-    words[word] = acc & _U64
 
 
 def _int(text: str, where: str) -> int:
@@ -587,7 +532,7 @@ class _Parser:
                     f"(config2:0), which this kernel's {pmu} PMU lacks; drop the u/k modifier (the BPF program "
                     "ignores kernel addresses anyway)"
                 )
-            _place(words, swfilt, 1, f"{pmu}/swfilt")
+            place_pmu_format(words, swfilt, 1, f"{pmu}/swfilt")
         if kind == "ibs" and words["config"] & _IBS_MAXCNT_MASK:
             raise InvalidParamsError(
                 f"event {name!r}: do not set IbsOpMaxCnt (config bits 0-15) together with a sample period "
@@ -672,7 +617,7 @@ class _Parser:
                     f"event {name!r}: PMU {pmu} has no event or format term {key!r} "
                     f"(format terms here: {', '.join(known) or 'none'}; events in {self.pmus.devices / pmu / 'events'})"
                 )
-            _place(words, spec, 1 if value is None else _int(value, where), where)
+            place_pmu_format(words, spec, 1 if value is None else _int(value, where), where)
         return period
 
     def _missing_pmu(self, pmu: str, name: str) -> NotSupportedError:
@@ -1045,12 +990,6 @@ _ERRNO_REASONS = {
 }
 
 
-def _errname(err_no: int) -> str:
-    if err_no == errno.EOPNOTSUPP:  # == ENOTSUP on Linux; the kernel source says EOPNOTSUPP
-        return "EOPNOTSUPP"
-    return errno.errorcode.get(err_no, str(err_no))
-
-
 def _precise_levels(spec: EventSpec) -> list[int]:
     if spec.precise_max and spec.precise_ip > 1:
         return list(range(spec.precise_ip, 0, -1))
@@ -1058,7 +997,7 @@ def _precise_levels(spec: EventSpec) -> list[int]:
 
 
 def _fill(attr: Any, spec: EventSpec, precise_ip: int, *, pid: int = -1) -> Any:
-    # Works on damon_bpf.features.PerfEventAttr and bcc's Perf.perf_event_attr (same names and layout).
+    # Works on damon_bpf.linux.syscalls.PerfEventAttr and bcc's Perf.perf_event_attr (same names and layout).
     attr.type = spec.type
     attr.config = spec.config
     attr.config1 = spec.config1
@@ -1101,7 +1040,7 @@ def _attr_text(spec: EventSpec, precise_ip: int) -> str:
 
 
 def _open_error(spec: EventSpec, err_no: int, precise_ip: int, tried: list[int]) -> DamonBpfError:
-    name = _errname(err_no)
+    name = errname(err_no)
     if err_no in (errno.EACCES, errno.EPERM):
         return _permission_error(spec, name)
     reason = _ERRNO_REASONS.get(err_no, os.strerror(err_no) if err_no else "unknown error")
@@ -1134,10 +1073,10 @@ def detect(spec: EventSpec) -> None:
     tried: list[int] = []
     for level in levels:
         tried.append(level)
-        attr = _fill(features.PerfEventAttr(), spec, level)
+        attr = _fill(syscalls.PerfEventAttr(), spec, level)
         attr.disabled = 1
         try:
-            fd = features.perf_event_open(attr, pid=-1, cpu=cpu)
+            fd = syscalls.perf_event_open(attr, pid=-1, cpu=cpu)
         except OSError as err:
             err_no = err.errno or 0
             if err_no in _RETRY_PRECISE and level != levels[-1]:
@@ -1149,7 +1088,7 @@ def detect(spec: EventSpec) -> None:
 
 def _online_cpus() -> tuple[int, ...]:
     try:
-        return _parse_cpu_list(Path("/sys/devices/system/cpu/online").read_text())
+        return parse_list(Path("/sys/devices/system/cpu/online").read_text())
     except (OSError, ValueError):
         return tuple(range(os.cpu_count() or 1))
 
@@ -1164,7 +1103,7 @@ def _target_cpus(spec: EventSpec) -> list[int]:
 def _attach_error(spec: EventSpec, cpu: int, precise_ip: int, err: DamonBpfError, tried: list[int]) -> DamonBpfError:
     err_no = int(getattr(err, "errno", 0) or 0)
     if isinstance(err, PermissionDeniedError) or err_no in (errno.EACCES, errno.EPERM):
-        exc: DamonBpfError = _permission_error(spec, f"{_errname(err_no) if err_no else 'EPERM'} on CPU {cpu}")
+        exc: DamonBpfError = _permission_error(spec, f"{errname(err_no) if err_no else 'EPERM'} on CPU {cpu}")
     else:
         reason = _ERRNO_REASONS.get(err_no, "")
         levels = f" (tried precise_ip {', '.join(map(str, tried))})" if len(tried) > 1 else ""
@@ -1215,7 +1154,7 @@ def attach(bpf: _bcc.BccBPF, spec: EventSpec, pid: int = -1) -> AttachedEvents:
             except (ProbeAttachError, PermissionDeniedError) as err:
                 err_no = int(getattr(err, "errno", 0) or 0)
                 if isinstance(err, ProbeAttachError) and err_no in _RETRY_PRECISE and level != levels[-1]:
-                    logger.debug("%s: precise_ip %d refused (%s)", spec.name, level, _errname(err_no))
+                    logger.debug("%s: precise_ip %d refused (%s)", spec.name, level, errname(err_no))
                     continue
                 raise _attach_error(spec, cpus[0], level, err, tried) from err
             precise = level

@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from damon_bpf.errors import InvalidParamsError, NotSupportedError, ProbeLoadError
+from damon_bpf.linux import syscalls
 from damon_bpf.probes import _bcc
 
 __all__ = (
@@ -63,8 +64,7 @@ STATS = ("runs", "walks", "accessed", "nonpresent_pgd", "nonpresent_pud", "nonpr
 _PAGE_OFFSET_L4 = 0xFFFF888000000000
 _PAGE_OFFSET_L5 = 0xFF11000000000000
 
-# BPF_PROG_TEST_RUN through bpf(2): arch/x86/entry/syscalls/syscall_64.tbl, include/uapi/linux/bpf.h
-_NR_BPF_X86_64 = 321
+# BPF_PROG_TEST_RUN through bpf(2) (enum bpf_cmd, include/uapi/linux/bpf.h)
 _BPF_PROG_TEST_RUN = 10
 _CTX_ARGS = 4
 
@@ -231,10 +231,6 @@ class _TestRunAttr(ctypes.Structure):
     ]
 
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
-
 class PteWalker:
     """One compiled ``pte.bpf.c``. A context manager: ``__exit__`` closes the program and its maps.
 
@@ -293,11 +289,11 @@ class PteWalker:
         a.prog_fd = self._prog_fd
         a.ctx_size_in = ctypes.sizeof(self._ctx)
         a.ctx_in = ctypes.addressof(self._ctx)
-        rc = int(_libc.syscall(ctypes.c_long(_NR_BPF_X86_64), ctypes.c_long(_BPF_PROG_TEST_RUN),
-                               ctypes.byref(a), ctypes.c_long(ctypes.sizeof(a))))
-        if rc < 0:
-            err = ctypes.get_errno()
-            raise ProbeLoadError(f"running the page-table walk (BPF_PROG_TEST_RUN): {os.strerror(err)}")
+        try:
+            syscalls.bpf(_BPF_PROG_TEST_RUN, a)
+        except OSError as err:
+            raise ProbeLoadError(f"running the page-table walk (BPF_PROG_TEST_RUN): "
+                                 f"{os.strerror(err.errno or 0)}") from err
         return int(a.retval)
 
     def walk(self, mem_fd: int, addrs: npt.ArrayLike) -> tuple[int, npt.NDArray[np.uint64]]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from damon_bpf import features
+from damon_bpf.linux import syscalls
 from damon_bpf.errors import MissingDependencyError, NotSupportedError, PermissionDeniedError
 
 
@@ -198,14 +199,14 @@ def test_pebs_attr_from_sysfs(fake_root: Path, monkeypatch: pytest.MonkeyPatch) 
     _write(cpu / "caps" / "max_precise", "3\n")
     opened: list[tuple[int, int, int, int, int, int]] = []
 
-    def fake_open(attr: features.PerfEventAttr, pid: int = -1, cpu: int = 0, *args: int) -> int:
+    def fake_open(attr: syscalls.PerfEventAttr, pid: int = -1, cpu: int = 0, *args: int) -> int:
         opened.append((attr.type, attr.config, attr.config1, attr.precise_ip, attr.sample_type, cpu))
         return os.open(os.devnull, os.O_RDONLY)
 
-    monkeypatch.setattr(features, "perf_event_open", fake_open)
+    monkeypatch.setattr(syscalls, "perf_event_open", fake_open)
     feat = features.check("pmu/intel_pebs_mem_loads")
     assert feat.supported, feat.reason
-    assert opened == [(4, 0x1CD, 3, 2, features.PERF_SAMPLE_ADDR, 0)]
+    assert opened == [(4, 0x1CD, 3, 2, syscalls.PERF_SAMPLE_ADDR, 0)]
     stores = features.check("pmu/intel_pebs_mem_stores")
     assert not stores.supported
     assert "no mem-stores event" in stores.reason
@@ -229,7 +230,7 @@ def test_ibs_open_errors(
     def fake_open(*args: object, **kwargs: object) -> int:
         raise OSError(err, os.strerror(err))
 
-    monkeypatch.setattr(features, "perf_event_open", fake_open)
+    monkeypatch.setattr(syscalls, "perf_event_open", fake_open)
     feat = features.check("pmu/amd_ibs_op")
     assert not feat.supported
     assert words in feat.reason
@@ -289,9 +290,9 @@ def test_tracepoint_field_offset() -> None:
 def test_perf_event_attr_layout() -> None:
     import ctypes
 
-    attr = features.PerfEventAttr()
+    attr = syscalls.PerfEventAttr()
     assert attr.size == ctypes.sizeof(attr) == 120  # PERF_ATTR_SIZE_VER6
-    assert features.PerfEventAttr.config1.offset == 56
+    assert syscalls.PerfEventAttr.config1.offset == 56
     attr.precise_ip = 2
     attr.disabled = 1
     flags = int.from_bytes(bytes(attr)[40:48], "little")

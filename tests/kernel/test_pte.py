@@ -22,7 +22,7 @@ import pytest
 import damon_bpf.ops.pte as pte_ops_mod
 from damon_bpf.engine import Attrs, Snapshot, StopReason
 from damon_bpf.monitor import Monitor, MonitorSpec
-from damon_bpf.ops.vaddr import MADV_COLD, process_madvise_ranges
+from damon_bpf.linux.syscalls import MADV_COLD, process_madvise
 from damon_bpf.probes.pte import (
     R_ACCESSED,
     R_DIRTY,
@@ -261,7 +261,7 @@ def test_clear_then_reaccess(walker: PteWalker, clear: str) -> None:
             else:
                 pidfd = os.pidfd_open(w.pid)
                 try:
-                    done = process_madvise_ranges(pidfd, [(a, a + PAGE) for a in addrs.tolist()], MADV_COLD)
+                    done = process_madvise(pidfd, [(a, PAGE) for a in addrs.tolist()], MADV_COLD)
                 finally:
                     os.close(pidfd)
                 assert done == addrs.size * PAGE
@@ -351,13 +351,13 @@ def test_thp_walk_and_source_never_splits(walker: PteWalker, spawn: Any, monkeyp
     assert (np.diff(per_pmd, axis=1) == 1).all()
 
     advised: list[tuple[int, int]] = []
-    real = pte_ops_mod.process_madvise_ranges
+    real = pte_ops_mod.process_madvise
 
-    def recording(pidfd: int, ranges: Any, advice: int) -> int:
-        advised.extend(ranges)
-        return real(pidfd, ranges, advice)
+    def recording(pidfd: int, iov: Any, advice: int) -> int:
+        advised.extend((int(s), int(s + n)) for s, n in np.asarray(iov).reshape(-1, 2))
+        return real(pidfd, iov, advice)
 
-    monkeypatch.setattr(pte_ops_mod, "process_madvise_ranges", recording)
+    monkeypatch.setattr(pte_ops_mod, "process_madvise", recording)
     mon, reason, snaps, stats = run_pte([proc.pid], 4.0, clear="madvise", cpu_budget=0.0)
     assert reason == StopReason.REQUESTED
     assert snaps and stats[-1]["clear"] == "madvise"
@@ -411,13 +411,13 @@ def test_pte_mapped_thp_is_not_split(walker: PteWalker, spawn: Any, monkeypatch:
     assert heads.size == size // PMD and (heads % (PMD // PAGE) == 0).all()
 
     advised: list[tuple[int, int]] = []
-    real = pte_ops_mod.process_madvise_ranges
+    real = pte_ops_mod.process_madvise
 
-    def recording(pidfd: int, ranges: Any, advice: int) -> int:
-        advised.extend(ranges)
-        return real(pidfd, ranges, advice)
+    def recording(pidfd: int, iov: Any, advice: int) -> int:
+        advised.extend((int(s), int(s + n)) for s, n in np.asarray(iov).reshape(-1, 2))
+        return real(pidfd, iov, advice)
 
-    monkeypatch.setattr(pte_ops_mod, "process_madvise_ranges", recording)
+    monkeypatch.setattr(pte_ops_mod, "process_madvise", recording)
     _, reason, snaps, stats = run_pte([proc.pid], 3.0, clear=clear, cpu_budget=0.0)
     assert reason == StopReason.REQUESTED and snaps
     assert stats[-1]["clear"] == clear
@@ -608,13 +608,13 @@ def test_observation_window_is_a_full_interval_when_clearing_is_slow(monkeypatch
     slow (process_madvise(MADV_COLD) costs 60-80 us per page with the target running in a VM: TLB shootdown IPIs;
     here made slower than the interval by a 12 ms delay per call), the check must still come a full interval
     after the clear, else it reads bits cleared a moment ago and hot memory looks idle."""
-    real = pte_ops_mod.process_madvise_ranges
+    real = pte_ops_mod.process_madvise
 
     def slow(pidfd: int, ranges: Any, advice: int) -> int:
         time.sleep(0.012)  # the call's cost comes before its last pages are cleared
         return real(pidfd, ranges, advice)
 
-    monkeypatch.setattr(pte_ops_mod, "process_madvise_ranges", slow)
+    monkeypatch.setattr(pte_ops_mod, "process_madvise", slow)
     sampled: list[npt.NDArray[np.uint64]] = []
     hits: list[npt.NDArray[np.int64]] = []
     real_check, real_update = pte_ops_mod.PteOps.check_accesses, pte_ops_mod.update_regions_access_rate

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from damon_bpf import features
+from damon_bpf.linux import syscalls
 from damon_bpf.errors import InvalidParamsError, NotSupportedError, PermissionDeniedError
 from damon_bpf.probes import perf_events as pe
 from damon_bpf.probes.perf_events import EventSpec, parse_event
@@ -474,7 +474,7 @@ class _FakeOpen:
         self.results = results  # errno per call, 0 = success
         self.calls: list[tuple[int, int, int, int, int, int]] = []
 
-    def __call__(self, attr: features.PerfEventAttr, pid: int = -1, cpu: int = 0, **_: object) -> int:
+    def __call__(self, attr: syscalls.PerfEventAttr, pid: int = -1, cpu: int = 0, **_: object) -> int:
         self.calls.append((attr.type, attr.config, attr.config1, attr.precise_ip, pid, cpu))
         assert attr.sample_type & pe.PERF_SAMPLE_ADDR and attr.disabled == 1 and attr.freq == 0
         err = self.results.pop(0)
@@ -486,7 +486,7 @@ class _FakeOpen:
 def test_detect_precise_fallback(intel: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     [spec] = parse_event("mem-loads", sysfs_root=intel)
     fake = _FakeOpen([errno.EOPNOTSUPP, errno.EINVAL, 0])
-    monkeypatch.setattr(features, "perf_event_open", fake)
+    monkeypatch.setattr(syscalls, "perf_event_open", fake)
     pe.detect(spec)
     assert [c[3] for c in fake.calls] == [3, 2, 1]
     assert fake.calls[0][:3] == (4, 0x1CD, 30) and fake.calls[0][4] == -1
@@ -494,17 +494,17 @@ def test_detect_precise_fallback(intel: Path, monkeypatch: pytest.MonkeyPatch) -
 
 def test_detect_errors(intel: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     [spec] = parse_event("cpu/mem-loads/pp", sysfs_root=intel)
-    monkeypatch.setattr(features, "perf_event_open", _FakeOpen([errno.ENOENT]))
+    monkeypatch.setattr(syscalls, "perf_event_open", _FakeOpen([errno.ENOENT]))
     with pytest.raises(NotSupportedError, match="not supported by this CPU/kernel.*ENOENT"):
         pe.detect(spec)
-    monkeypatch.setattr(features, "perf_event_open", _FakeOpen([errno.EACCES]))
+    monkeypatch.setattr(syscalls, "perf_event_open", _FakeOpen([errno.EACCES]))
     with pytest.raises(PermissionDeniedError, match="perf_event_paranoid.*"):
         pe.detect(spec)
-    monkeypatch.setattr(features, "perf_event_open", _FakeOpen([errno.ENOSPC]))
+    monkeypatch.setattr(syscalls, "perf_event_open", _FakeOpen([errno.ENOSPC]))
     with pytest.raises(NotSupportedError, match="ENOSPC"):
         pe.detect(spec)
     [spec] = parse_event("mem-loads", sysfs_root=intel)
-    monkeypatch.setattr(features, "perf_event_open", _FakeOpen([errno.EOPNOTSUPP] * 3))
+    monkeypatch.setattr(syscalls, "perf_event_open", _FakeOpen([errno.EOPNOTSUPP] * 3))
     with pytest.raises(NotSupportedError, match=r"tried precise_ip 3, 2, 1"):
         pe.detect(spec)
 

@@ -37,7 +37,9 @@ from damon_bpf.ops import damos_metrics as dm
 from damon_bpf.ops import vaddr
 from damon_bpf.ops.common import cold_score, cold_scores, hot_score, hot_scores
 from damon_bpf.ops.procmaps import Vma
-from damon_bpf.ops.vaddr import VaddrOps, VaddrTargetData, parse_node_list
+from damon_bpf.linux import syscalls
+from damon_bpf.linux.sysfs import parse_list
+from damon_bpf.ops.vaddr import VaddrOps, VaddrTargetData
 
 from .helpers import write_fake_proc
 
@@ -137,8 +139,8 @@ def test_parse_proc_cgroup_and_paths() -> None:
     assert dfl.parse_proc_cgroup("1:name=systemd:/\n") is None
     assert dfl.normalize_cgroup_path("a/b/") == "/a/b" == dfl.normalize_cgroup_path("/a//b")
     assert dfl.normalize_cgroup_path("/") == "/"
-    assert parse_node_list("0") == [0] and parse_node_list("0-2,5\n") == [0, 1, 2, 5]
-    assert parse_node_list("") == []
+    assert parse_list("0") == (0,) and parse_list("0-2,5\n") == (0, 1, 2, 5)
+    assert parse_list("") == ()
 
 
 # -- the metrics provider on fake files -------------------------------------------------------------------------
@@ -498,7 +500,7 @@ ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0 [vsyscall]
 
 
 class FakeKernel:
-    """process_madvise_ranges / move_pages stand-ins: ranges in *fail* fail with their errno, as the kernel's
+    """syscalls.process_madvise / move_pages stand-ins: ranges in *fail* fail with their errno, as the kernel's
     vector_madvise() does (whole iovecs, stop at the first failure)."""
 
     def __init__(self) -> None:
@@ -508,19 +510,23 @@ class FakeKernel:
         self.nodes: dict[int, int] = {}  # page -> node
         self.moves: list[tuple[int, int]] = []
 
-    def madvise(self, pidfd: int, ranges: list[tuple[int, int]], advice: int) -> int:
-        self.calls.append((list(ranges), advice))
+    def madvise(self, pidfd: int, iov: Any, advice: int) -> int:
+        # (start, length) iovecs, recorded as (start, end) ranges
+        ranges = [(int(s), int(s + n)) for s, n in np.asarray(iov, dtype=np.uint64).reshape(-1, 2)]
+        self.calls.append((ranges, advice))
         done = 0
         for s, e in ranges:
             if s in self.fail:
                 if done:
                     return done
-                raise OSError(self.fail[s], os.strerror(self.fail[s]))
+                raise syscalls.errno_error(self.fail[s], "process_madvise", PID)
             self.advised.append((s, e))
             done += e - s
         return done
 
     def move_pages(self, pid: int, addrs: Any, nodes: Any) -> list[int]:
+        addrs = [int(a) for a in addrs]
+        nodes = None if nodes is None else [int(n) for n in nodes]
         if nodes is None:
             return [self.nodes.get(a, -errno.ENOENT) for a in addrs]
         out = []
@@ -538,7 +544,7 @@ class FakeKernel:
 def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
     write_fake_proc(tmp_path / "proc", PID, MAPS)
     kern = FakeKernel()
-    monkeypatch.setattr(vaddr, "process_madvise_ranges", kern.madvise)
+    monkeypatch.setattr(vaddr, "process_madvise", kern.madvise)
     monkeypatch.setattr(vaddr, "move_pages", kern.move_pages)
     ops = VaddrOps(proc_root=str(tmp_path / "proc"), sys_root=_sys_root(tmp_path, "0-1"))
     pidfd = os.pidfd_open(os.getpid())  # alive; the fake pid's maps come from the fake /proc
