@@ -323,6 +323,19 @@ def test_dirty_bit_follows_writes(walker: PteWalker) -> None:
 # -- THP ---------------------------------------------------------------------------------------------------------
 
 
+def _record_advised(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    # the (start, end) ranges the source process_madvise()s from now on
+    advised: list[tuple[int, int]] = []
+    real = pte_ops_mod.process_madvise
+
+    def recording(pidfd: int, iov: Any, advice: int) -> int:
+        advised.extend((int(s), int(s + n)) for s, n in np.asarray(iov).reshape(-1, 2))
+        return real(pidfd, iov, advice)
+
+    monkeypatch.setattr(pte_ops_mod, "process_madvise", recording)
+    return advised
+
+
 def test_thp_walk_and_source_never_splits(walker: PteWalker, spawn: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A PMD-mapped THP is one level-2 leaf: the walk reports level 2 and the 4 KiB page's physical address
     inside it (pagemap's PFN of each subpage). The source (clear=madvise) advises a THP sample's whole aligned
@@ -350,14 +363,7 @@ def test_thp_walk_and_source_never_splits(walker: PteWalker, spawn: Any, monkeyp
     assert (per_pmd[:, 0] % (PMD // PAGE) == 0).all()
     assert (np.diff(per_pmd, axis=1) == 1).all()
 
-    advised: list[tuple[int, int]] = []
-    real = pte_ops_mod.process_madvise
-
-    def recording(pidfd: int, iov: Any, advice: int) -> int:
-        advised.extend((int(s), int(s + n)) for s, n in np.asarray(iov).reshape(-1, 2))
-        return real(pidfd, iov, advice)
-
-    monkeypatch.setattr(pte_ops_mod, "process_madvise", recording)
+    advised = _record_advised(monkeypatch)
     mon, reason, snaps, stats = run_pte([proc.pid], 4.0, clear="madvise", cpu_budget=0.0)
     assert reason == StopReason.REQUESTED
     assert snaps and stats[-1]["clear"] == "madvise"
@@ -410,14 +416,7 @@ def test_pte_mapped_thp_is_not_split(walker: PteWalker, spawn: Any, monkeypatch:
     heads = pfns[(flags & np.uint64(1 << 15)) != 0]
     assert heads.size == size // PMD and (heads % (PMD // PAGE) == 0).all()
 
-    advised: list[tuple[int, int]] = []
-    real = pte_ops_mod.process_madvise
-
-    def recording(pidfd: int, iov: Any, advice: int) -> int:
-        advised.extend((int(s), int(s + n)) for s, n in np.asarray(iov).reshape(-1, 2))
-        return real(pidfd, iov, advice)
-
-    monkeypatch.setattr(pte_ops_mod, "process_madvise", recording)
+    advised = _record_advised(monkeypatch)
     _, reason, snaps, stats = run_pte([proc.pid], 3.0, clear=clear, cpu_budget=0.0)
     assert reason == StopReason.REQUESTED and snaps
     assert stats[-1]["clear"] == clear
