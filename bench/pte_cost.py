@@ -5,7 +5,7 @@ The target is ``tests/kernel/toucher.py SIZE HOT``: SIZE MiB of anonymous memory
 first HOT MiB touched continuously (default 1 GiB, 64 MiB hot). Its mapping is cut evenly into N regions; every
 interval draws one random page per region, as ``damon_va_prepare_access_checks()`` does. One interval is what
 ``damon_bpf/ops/pte.py`` does at one wakeup, done here with the library's own pieces
-(:class:`~damon_bpf.probes.pte.PteWalker`, ``process_madvise_ranges``) and each step timed with
+(:class:`~damon_bpf.probes.pte.PteWalker`, :func:`damon_bpf.linux.syscalls.process_madvise`) and each step timed with
 ``time.thread_time_ns()`` (this thread's CPU, which includes the syscalls' kernel time) and a wall clock:
 
 1. the check: one walk of the samples drawn one interval ago (*walk*);
@@ -65,7 +65,6 @@ import numpy as np  # noqa: E402
 PAGE = 4096
 PMD = 2 << 20
 PUD = 1 << 30
-UIO_MAXIOV = 1024
 BUDGET = 0.01
 REF_SAMPLE_US = 5_000
 #: MemAvailable kept free beside a target of the RSS sweep (other work on the machine)
@@ -155,7 +154,7 @@ class Cell:
     def madvise(self, addrs: np.ndarray, res: np.ndarray) -> tuple[Clock, int]:
         """MADV_COLD of the samples whose Accessed bit is set (``PteOps._clear_madvise`` after its walk, without
         the large-folio lookup, which anonymous memory without mTHP does not need). Returns the pages cleared."""
-        from damon_bpf.ops.vaddr import MADV_COLD, process_madvise_ranges
+        from damon_bpf.linux.syscalls import MADV_COLD, process_madvise
         from damon_bpf.probes.pte import R_ACCESSED, R_PRESENT, result_level
 
         with Clock() as c:
@@ -176,9 +175,7 @@ class Cell:
                 keep[1:] = starts[1:] >= starts[:-1] + lengths[:-1]
                 starts, lengths = starts[keep], lengths[keep]
                 n = int(starts.size)
-                for i in range(0, n, UIO_MAXIOV):
-                    s, ln = starts[i:i + UIO_MAXIOV], lengths[i:i + UIO_MAXIOV]
-                    process_madvise_ranges(self.pidfd, list(zip(s.tolist(), (s + ln).tolist())), MADV_COLD)
+                process_madvise(self.pidfd, np.stack([starts, lengths], axis=1), MADV_COLD)
         return c, n
 
 
@@ -194,7 +191,7 @@ def measure_cell(walker: Any, size_mib: int, hot_mib: int, nr_regions: int, reps
     """A fresh target of *size_mib*, cut into *nr_regions*: the first interval, then *reps* sampling intervals
     of each method, alternating (``madvise``, ``clear_refs``, ``madvise``, ...); with *floors*, the fixed costs
     of one call after a sleep."""
-    from damon_bpf.ops.vaddr import MADV_COLD, process_madvise_ranges
+    from damon_bpf.linux.syscalls import MADV_COLD, process_madvise
     from damon_bpf.probes.pte import R_ACCESSED, R_PRESENT, result_level
 
     rng = np.random.default_rng(seed)
@@ -265,7 +262,7 @@ def measure_cell(walker: Any, size_mib: int, hot_mib: int, nr_regions: int, reps
                     p = int(cell.samples()[-1])
                     for k in ("madv_cold_1", "madv_cold_1_again"):
                         with Clock() as c:
-                            process_madvise_ranges(cell.pidfd, [(p, p + PAGE)], MADV_COLD)
+                            process_madvise(cell.pidfd, [(p, PAGE)], MADV_COLD)
                         F[k].append(c.cpu)
                         p = p + PAGE if p + 2 * PAGE <= end else p - PAGE
                     time.sleep(sample_s)

@@ -117,6 +117,11 @@ class ProcessGoneError(TargetGoneError, ProcessLookupError):
         self.errno = errno.ESRCH
 
 
+def libc() -> ctypes.CDLL:
+    """The C library, loaded once (``use_errno``), for the few calls that are not syscalls (``fflush``)."""
+    return _libc
+
+
 def errname(err: int) -> str:
     """The symbolic name of an errno (``"EOPNOTSUPP"`` rather than its alias ``ENOTSUP``), or its number."""
     if err == errno.EOPNOTSUPP:  # == ENOTSUP on Linux; the kernel source says EOPNOTSUPP

@@ -41,6 +41,7 @@ from damon_bpf.errors import (
     ProbeAttachError,
     ProbeLoadError,
 )
+from damon_bpf.linux import syscalls, sysfs
 
 __all__ = (
     "BccBPF",
@@ -282,7 +283,7 @@ def _redirected(out: list[str]) -> Iterator[None]:
     # (std::cout), straight from C++. Redirect both fds into a file for the duration of the call and hand the text
     # back through the yielded list, so the library never prints and errors can quote the compiler.
     # This is process-wide: do not call bcc from two threads at once.
-    libc = ctypes.CDLL(None)
+    libc = syscalls.libc()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
@@ -581,14 +582,10 @@ def nr_possible_cpus(sys_root: str = "/sys") -> int:
     ``0-3``), the bound of ``bpf_get_smp_processor_id()`` and the number of copies a per-CPU map holds."""
     try:
         with open(f"{sys_root}/devices/system/cpu/possible") as f:
-            text = f.read().strip()
-    except OSError:
+            ranges = sysfs.parse_ranges(f.read())
+    except (OSError, ValueError):
         return os.cpu_count() or 1
-    last = 0
-    for part in text.split(","):
-        if part:
-            last = max(last, int(part.rpartition("-")[2]))
-    return last + 1
+    return max((hi for _, hi in ranges), default=0) + 1
 
 
 def mmap_array(fd: int, nr_entries: int) -> MappedArray:
