@@ -5,13 +5,13 @@ Two halves:
 - **Bench statistics** (no I/O, unit-tested in ``tests/unit/test_bench_scoring.py``): workload throughput from
   ground-truth phase records, slowdown, CPU per event, summaries ("once settled" medians), goals and the text
   table. Scoring the monitor's output against the truth (interval sets, hot sets, precision and recall by
-  bytes, working-set-size error, phase-change delays) is :mod:`damon_bpf.scoring`, as in ``damon-bpf compare``.
+  bytes, working-set-size error, phase-change delays) is :mod:`damon_bpf.eval.scoring`, as in ``damon-bpf compare``.
 - **Process plumbing**: starting the bundled workload (or ``tests/kernel/toucher.py``) and waiting for it,
-  running one :class:`~damon_bpf.monitor.Monitor` session for a measured window (CPU time, source stats, BPF
+  running one :class:`~damon_bpf.session.monitor.Monitor` session for a measured window (CPU time, source stats, BPF
   program run time, snapshots) with a source named as ``damon-bpf compare`` names it
-  (:func:`damon_bpf.compare.source_spec`), ending every child on the way out
+  (:func:`damon_bpf.eval.compare.source_spec`), ending every child on the way out
   (:func:`damon_bpf.linux.process.terminate`), and a guard that puts back any sysctl found changed at the end
-  (the library restores its own overrides, :class:`damon_bpf.sysctl.SysctlOverride`; the guard is the bench's
+  (the library restores its own overrides, :class:`damon_bpf.linux.sysctl.SysctlOverride`; the guard is the bench's
   belt and braces).
 
 The bench scripts are not a package: they import this file with ``sys.path`` set to ``bench/``.
@@ -42,15 +42,16 @@ MiB = 1 << 20
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from damon_bpf import scoring as S  # noqa: E402
-from damon_bpf.compare import SourceSpec, parse_sources, source_spec  # noqa: E402
+from damon_bpf.eval import scoring as S  # noqa: E402
+from damon_bpf.eval.compare import SourceSpec, parse_sources, source_spec  # noqa: E402
 from damon_bpf.errors import NotSupportedError  # noqa: E402
 from damon_bpf.linux.process import on_signals, terminate  # noqa: E402
-from damon_bpf.sysctl import STATE_DIR, read_sysctl  # noqa: E402
+from damon_bpf.linux.sysctl import STATE_DIR, read_sysctl  # noqa: E402
+from damon_bpf.workload import disk_backed_dir as file_dir  # the benches import it from here
 
 # ================================================================================================ statistics
 # Scoring of monitoring results (interval sets, hot sets, precision/recall, WSS error, phase-change delays) is
-# damon_bpf.scoring; what follows are the benches' own figures.
+# damon_bpf.eval.scoring; what follows are the benches' own figures.
 
 
 def throughput(phases: Iterable[Any], t0: float, t1: float) -> tuple[float | None, float, float]:
@@ -205,8 +206,8 @@ GUARDED_SYSCTLS = ("kernel.numa_balancing", "kernel.bpf_stats_enabled", "kernel.
 class SysctlGuard:
     """Checks that a run leaves the guarded sysctls as it found them.
 
-    Not a second :class:`damon_bpf.sysctl.SysctlOverride`: the library changes and restores its own overrides
-    (recorded in :data:`damon_bpf.sysctl.STATE_DIR`); this guard changes nothing itself and is the backstop. On
+    Not a second :class:`damon_bpf.linux.sysctl.SysctlOverride`: the library changes and restores its own overrides
+    (recorded in :data:`damon_bpf.linux.sysctl.STATE_DIR`); this guard changes nothing itself and is the backstop. On
     exit it (1) puts back any override this process recorded there and did not restore, and (2) writes back a
     guarded sysctl that differs from its value on entry, unless another live damon-bpf session had it
     overridden on entry or has it overridden now (other sessions on the same machine turn
@@ -283,12 +284,6 @@ class SysctlGuard:
             self._write(n, v, now)
 
 
-def file_dir() -> str:
-    """A disk-backed folder for file-backed workloads (tmpfs pages could not be paged out without swap)."""
-    for d in ("/var/tmp", tempfile.gettempdir()):
-        if os.path.isdir(d) and os.access(d, os.W_OK):
-            return d
-    return tempfile.gettempdir()
 
 
 class BundledWorkload:
@@ -359,7 +354,7 @@ class BundledWorkload:
         real phases run a little longer (the threads' switch), so after a minute that pattern is ahead of the
         workload by a good part of a phase. Here the pattern starts at the end of the last phase recorded so far,
         with the phase that comes next, and the phase lengths scaled to the pace measured so far."""
-        from damon_bpf.monitor import synthetic_pattern_for_workload
+        from damon_bpf.session.monitor import synthetic_pattern_for_workload
         from damon_bpf.workload import builtin_pattern
 
         truth = self.truth()
@@ -434,7 +429,7 @@ class SourceCase:
     """A source as a bench runs it.
 
     *source* is a source name of ``damon-bpf compare`` (``pte``, ``fault+pageout``, ``perf:page-faults``, ...):
-    its ops id and options come from :func:`damon_bpf.compare.source_spec`; *overrides* are the bench's own
+    its ops id and options come from :func:`damon_bpf.eval.compare.source_spec`; *overrides* are the bench's own
     options on top (``rate_limit=0``, ``cpu_budget=0.0``). *label* names the case in tables and results."""
 
     label: str
@@ -512,7 +507,7 @@ def run_session(pid: int, case: SourceCase, duration_s: float, *, spec: SourceSp
     first snapshot at least *duration_s* later; CPU time, the source's stats and the BPF program run time are
     taken at those two snapshots. *on_open* is called once the source is attached, before monitoring.
     """
-    from damon_bpf.monitor import Monitor, MonitorSpec
+    from damon_bpf.session.monitor import Monitor, MonitorSpec
 
     src = spec if spec is not None else case.spec()
     mspec = MonitorSpec(pids=[pid], source=src.ops_id, source_options=dict(src.options),

@@ -3,7 +3,7 @@
 
 The bundled workload (``python -m damon_bpf.workload``, 2 threads) runs ``hotcold`` (16 MiB hot at random, 256 MiB
 written once then cold) and ``stairs`` (four 64 MiB regions, each hot for 2 s in turn) while a
-:class:`~damon_bpf.monitor.Monitor` watches it with each access source that works on this machine:
+:class:`~damon_bpf.session.monitor.Monitor` watches it with each access source that works on this machine:
 
 =============== ===================================================================== ===============
 source          how resident memory keeps producing events                            intervals
@@ -18,7 +18,7 @@ perf            software ``page-faults`` perf event: natural faults only        
 synthetic       reference: generated accesses that follow the truth's phases          5 ms / 100 ms
 =============== ===================================================================== ===============
 
-**Scoring** (:mod:`damon_bpf.scoring`, as ``damon-bpf compare`` scores), per snapshot (one per aggregation interval):
+**Scoring** (:mod:`damon_bpf.eval.scoring`, as ``damon-bpf compare`` scores), per snapshot (one per aggregation interval):
 
 - *Scope*: only bytes inside the workload's own regions (the address ranges of the truth's ``start`` record)
   are scored. The workload process also holds the Python interpreter, numpy and thread stacks; their accesses
@@ -60,8 +60,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C  # noqa: E402
 
-from damon_bpf import scoring as S  # noqa: E402
-from damon_bpf.compare import MIN_RECALL_SEEN, SourceSpec  # noqa: E402
+from damon_bpf.eval import scoring as S  # noqa: E402
+from damon_bpf.eval.compare import MIN_RECALL_SEEN, SourceSpec  # noqa: E402
 
 PR_GOAL = 0.9
 DELAY_GOAL_AGGR = 3.0

@@ -3,7 +3,7 @@
 
 The scheme is DAMON_RECLAIM's in damo's words: "page out the regions not accessed for N seconds",
 ``--damos_action pageout --damos_access_rate 0% 0% --damos_age Ns max``, built with
-:func:`damon_bpf.damos_config.schemes_from_cli_words` and run by a :class:`damon_bpf.monitor.Monitor` in this
+:func:`damon_bpf.config.schemes.schemes_from_cli_words` and run by a :class:`damon_bpf.session.monitor.Monitor` in this
 process on the workload (16 MiB hot, read and written at random; 256 MiB written once, then cold).
 
 There is no swap here, so the workload runs **file-backed** (``--file-backed`` in a private directory under
@@ -70,12 +70,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from damon_bpf.compare import source_spec  # noqa: E402
-from damon_bpf.damos_config import schemes_from_cli_words  # noqa: E402
+from damon_bpf.eval.compare import source_spec  # noqa: E402
+from damon_bpf.config.schemes import schemes_from_cli_words  # noqa: E402
 from damon_bpf.engine import Attrs  # noqa: E402
 from damon_bpf.linux.process import terminate  # noqa: E402
-from damon_bpf.monitor import Monitor, MonitorSpec  # noqa: E402
-from damon_bpf.units import format_bytes, text_to_sec, text_to_us  # noqa: E402
+from damon_bpf.session.monitor import Monitor, MonitorSpec  # noqa: E402
+from damon_bpf.config.units import format_bytes, text_to_sec, text_to_us  # noqa: E402
 from damon_bpf.workload import load_truth  # noqa: E402
 
 MiB = 1 << 20

@@ -30,7 +30,7 @@ from damon_bpf.engine import Kdamond  # noqa: E402
 from damon_bpf.engine.core import set_regions, update_regions_access_rate  # noqa: E402
 from damon_bpf.engine.model import AddrRange, Attrs, Ctx, Target  # noqa: E402
 from damon_bpf.engine.ops import BaseOperations  # noqa: E402
-from damon_bpf.engine.reports import AccessReports, account_reports  # noqa: E402
+from damon_bpf.engine.access_reports import AccessReports, account_reports  # noqa: E402
 
 GiB = 1 << 30
 BASE = 0x7F00_0000_0000

@@ -34,7 +34,7 @@ Sweeps: regions 10, 100, 1000, 10000 on the default target; target RSS 256 MiB, 
 regions (``--quick``: 256 MiB and 1 GiB); a size that does not fit in MemAvailable (with 1 GiB to spare) is
 skipped with a note. One target at a time, a fresh one per cell.
 
-End to end: the library's :class:`~damon_bpf.monitor.Monitor` with ``source="pte"`` (default options: clear
+End to end: the library's :class:`~damon_bpf.session.monitor.Monitor` with ``source="pte"`` (default options: clear
 ``auto``, 1% budget) on the default target, with the attributes ``damon-bpf monitor --source pte`` uses (at most
 1000 regions, intervals auto-tuning to ``AUTOTUNE_GOAL`` of ``damon_bpf/cli/_args.py``: 4%, 3 aggregations,
 5 ms..10 s), for ~15 s (``--quick`` 12 s): the process CPU share (``time.process_time()`` delta over wall time,
@@ -390,7 +390,7 @@ def default_pte_attrs() -> Any:
 
 
 def end_to_end(size_mib: int, hot_mib: int, duration_s: float, skip_s: float, seed: int) -> dict[str, Any]:
-    from damon_bpf.monitor import Monitor, MonitorSpec
+    from damon_bpf.session.monitor import Monitor, MonitorSpec
 
     reason: Any = None
     with C.Toucher(size_mib, min(hot_mib, size_mib), 1, churn=False) as tgt:

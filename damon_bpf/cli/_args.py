@@ -7,7 +7,7 @@ import argparse
 
 from damon_bpf.engine import Attrs, IntervalsGoal
 from damon_bpf.errors import InvalidParamsError
-from damon_bpf.units import text_to_bp, text_to_sec, text_to_us
+from damon_bpf.config.units import text_to_bp, text_to_sec, text_to_us
 
 __all__ = ("AUTOTUNE_GOAL", "add_target_args", "add_monitoring_args", "attrs_from_args", "targets_from_args")
 

@@ -2,7 +2,7 @@
 
 Every ``--damos_action`` starts a scheme and the ``--damos_*`` options after it apply to that scheme, as in
 damo. argparse only records the options in command-line order (:class:`_DamosWords`); turning them into
-schemes, with every check and error message, is :func:`damon_bpf.damos_config.schemes_from_cli`, so a bad value
+schemes, with every check and error message, is :func:`damon_bpf.config.schemes.schemes_from_cli`, so a bad value
 is reported as one ``damon-bpf: error:`` line with exit code 2.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Sequence
 
-from damon_bpf.damos_config import load_schemes, schemes_from_cli
+from damon_bpf.config.schemes import load_schemes, schemes_from_cli
 from damon_bpf.engine import Attrs
 from damon_bpf.engine.damos import Scheme
 from damon_bpf.errors import InvalidParamsError

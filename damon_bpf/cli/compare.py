@@ -10,7 +10,7 @@ import textwrap
 import types
 
 from damon_bpf.cli._args import add_monitoring_args, attrs_from_args, targets_from_args
-from damon_bpf.compare import (
+from damon_bpf.eval.compare import (
     DEFAULT_SOURCES,
     MIN_RECALL_SEEN,
     REFERENCE_SOURCE,
@@ -19,7 +19,7 @@ from damon_bpf.compare import (
     parse_sources,
 )
 from damon_bpf.errors import InvalidParamsError, MissingDependencyError
-from damon_bpf.units import format_time_us, text_to_sec
+from damon_bpf.config.units import format_time_us, text_to_sec
 
 EXIT_NOT_SUPPORTED = 3
 
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_table(result))
     if args.png:
-        from damon_bpf.compare import write_heatmap
+        from damon_bpf.eval.compare import write_heatmap
 
         if any(s.snapshots for s in result.sources):
             write_heatmap(result, args.png)

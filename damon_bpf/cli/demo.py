@@ -15,8 +15,9 @@ import numpy as np
 from damon_bpf.cli._args import add_monitoring_args, attrs_from_args
 from damon_bpf.cli.monitor import pattern_from_truth, run_session
 from damon_bpf.errors import DamonBpfError
-from damon_bpf.monitor import MonitorSpec
-from damon_bpf.units import format_bytes, text_to_sec
+from damon_bpf.session.monitor import MonitorSpec
+from damon_bpf.config.units import format_bytes, text_to_sec
+from damon_bpf.workload import disk_backed_dir
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,12 +33,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_monitoring_args(p)
 
 
-def _file_dir() -> str:
-    # a disk-backed directory: tmpfs pages are shmem, which MADV_PAGEOUT cannot drop without swap
-    for d in ("/var/tmp", tempfile.gettempdir()):
-        if os.path.isdir(d) and os.access(d, os.W_OK):
-            return d
-    return tempfile.gettempdir()
 
 
 def _wait_for_start(proc: subprocess.Popen[bytes], truth: str, timeout_s: float = 30.0) -> None:
@@ -63,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                str(args.threads), "--truth", truth, "--quiet"]
         if args.source == "fault":
             # pageout probing re-arms file-backed memory on any machine (anonymous memory would need swap)
-            cmd += ["--file-backed", _file_dir()]
+            cmd += ["--file-backed", disk_backed_dir()]
         print(f"damon-bpf: starting the bundled workload: damon-bpf-workload --pattern {args.pattern} "
               f"--threads {args.threads}", file=sys.stderr)
         proc = subprocess.Popen(cmd)

@@ -1,9 +1,9 @@
 """``damon-bpf import perf.data [-o damon.data]``: a damo-readable record from a perf recording with data addresses.
 
-Reads the samples (:mod:`damon_bpf.perfscript`: ``perf record -d``, ``perf mem record``, ``perf c2c record``),
+Reads the samples (:mod:`damon_bpf.results.perfscript`: ``perf record -d``, ``perf mem record``, ``perf c2c record``),
 replays them through the monitoring core on a fake clock driven by the perf timestamps
-(:func:`damon_bpf.ops.replay.replay`), and writes every aggregation interval with
-:class:`damon_bpf.records.RecordWriter` (damo's record format), the record's times being perf's (time
+(:func:`damon_bpf.session.replay.replay`), and writes every aggregation interval with
+:class:`damon_bpf.results.records.RecordWriter` (damo's record format), the record's times being perf's (time
 offset 0). Next to it, ``FILE.attribution`` lists the instruction pointers that touched
 each region, with perf's symbol names, for ``damon-bpf report code``.
 """
@@ -16,12 +16,13 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from damon_bpf.attribution import AttributionWriter, sidecar_path
+from damon_bpf.results.attribution import AttributionWriter, sidecar_path
 from damon_bpf.cli._args import add_monitoring_args, attrs_from_args
 from damon_bpf.engine import Attrs, Snapshot
 from damon_bpf.errors import DamonBpfError, InvalidParamsError
-from damon_bpf.ops.replay import ESTIMATORS, ReplayOps, ReplayResult, replay
-from damon_bpf.perfscript import PerfSamples, read_perf_data, read_symbols
+from damon_bpf.ops.replay import ESTIMATORS, ReplayOps
+from damon_bpf.session.replay import ReplayResult, replay
+from damon_bpf.results.perfscript import PerfSamples, read_perf_data, read_symbols
 
 __all__ = ("add_arguments", "run", "import_perf", "ImportResult")
 
@@ -94,7 +95,7 @@ def import_perf(perf_data: str, output: str, attrs: Attrs, *, pids: list[int] | 
             syms = read_symbols(perf_data, perf=perf)
         except DamonBpfError:
             syms = {}
-    from damon_bpf.records import RecordWriter
+    from damon_bpf.results.records import RecordWriter
 
     ops = ReplayOps(samples, estimator=estimator)
     # time offset 0: the record's times are the perf timestamps; the writer renames an old FILE.attribution

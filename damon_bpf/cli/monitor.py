@@ -20,7 +20,7 @@ from damon_bpf.cli._damos_args import add_damos_args, schemes_from_args
 from damon_bpf.cli.view import render_text, snapshot_to_json
 from damon_bpf.engine import Snapshot, StopReason
 from damon_bpf.errors import InvalidParamsError
-from damon_bpf.monitor import Monitor, MonitorSpec, synthetic_pattern_for_workload
+from damon_bpf.session.monitor import Monitor, MonitorSpec, synthetic_pattern_for_workload
 
 SOURCES = ("auto", "pte", "fault", "perf", "synthetic")
 
@@ -132,7 +132,7 @@ def source_options(args: argparse.Namespace, source: str | None = None) -> dict[
     source = source or args.source
     bpf_common = {"rate_limit": args.rate_limit, "bpf_stats": not args.no_bpf_stats}
     if source == "pte":
-        from damon_bpf.units import text_to_bp
+        from damon_bpf.config.units import text_to_bp
 
         budget = str(args.cpu_budget).strip()
         try:
@@ -191,7 +191,7 @@ class _Mappings:
     def lookup(self) -> Callable[[int], str] | None:
         if self.pid is None:
             return None
-        from damon_bpf.ops import procmaps
+        from damon_bpf.linux import procmaps
 
         try:
             vmas = procmaps.read_maps(self.pid)

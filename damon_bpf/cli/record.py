@@ -18,9 +18,9 @@ from typing import Any, Callable
 from damon_bpf.cli import monitor as monitor_cli
 from damon_bpf.engine import StopReason
 from damon_bpf.errors import InvalidParamsError
-from damon_bpf.monitor import Monitor, MonitorSpec
-from damon_bpf.records import RecordWriter, recover_file
-from damon_bpf.units import format_bytes, text_to_sec
+from damon_bpf.session.monitor import Monitor, MonitorSpec
+from damon_bpf.results.records import RecordWriter, recover_file
+from damon_bpf.config.units import format_bytes, text_to_sec
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -16,8 +16,8 @@ from types import SimpleNamespace
 from typing import Any, Callable, NamedTuple, TextIO
 
 from damon_bpf.errors import DamonBpfError, InvalidParamsError
-from damon_bpf.records import Record, read_records, records_to_kvpairs, write_perf_script
-from damon_bpf.units import text_to_bytes, text_to_ns
+from damon_bpf.results.records import Record, read_records, records_to_kvpairs, write_perf_script
+from damon_bpf.config.units import text_to_bytes, text_to_ns
 
 
 class ReportType(NamedTuple):
@@ -132,7 +132,7 @@ def _heatmap_args(p: argparse.ArgumentParser) -> None:
 
 
 def _heatmap_run(args: argparse.Namespace) -> int:
-    from damon_bpf import reports
+    from damon_bpf.results import damo_reports as reports
 
     records = load(args)
     base = reports.base_time(records)
@@ -187,7 +187,7 @@ def _wss_args(p: argparse.ArgumentParser) -> None:
 
 
 def _wss_run(args: argparse.Namespace) -> int:
-    from damon_bpf import reports
+    from damon_bpf.results import damo_reports as reports
 
     records = load(args)
     if args.exclude_samples < 0:
@@ -230,7 +230,7 @@ def _access_args(p: argparse.ArgumentParser) -> None:
 
 
 def _access_run(args: argparse.Namespace) -> int:
-    from damon_bpf import reports
+    from damon_bpf.results import damo_reports as reports
 
     records = load(args)
     _write_lines(reports.format_access(records, target_id=args.target,
@@ -252,7 +252,7 @@ def _raw_args(p: argparse.ArgumentParser) -> None:
 def _raw_run(args: argparse.Namespace) -> int:
     import json
 
-    from damon_bpf import reports
+    from damon_bpf.results import damo_reports as reports
 
     records = load(args)
     out: TextIO = sys.stdout
@@ -286,7 +286,7 @@ def _info_args(p: argparse.ArgumentParser) -> None:
 
 
 def _info_run(args: argparse.Namespace) -> int:
-    from damon_bpf import reports
+    from damon_bpf.results import damo_reports as reports
 
     records = load(args)
     nr = sum(len(r.snapshots) for r in records)

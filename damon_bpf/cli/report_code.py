@@ -3,7 +3,7 @@
 Ranks the regions of a record's last snapshot by their recent ``nr_accesses`` and lists, for each, the
 instructions that touched it (from ``FILE.attribution``: live records and ``damon-bpf import``), symbolized with
 perf's names (imports) or BCC (live processes), else in hex. ``--folded OUT`` writes folded stacks for
-flame-graph tools. See :mod:`damon_bpf.attribution` for the formats.
+flame-graph tools. See :mod:`damon_bpf.results.attribution` for the formats.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any
 
-from damon_bpf.attribution import (
+from damon_bpf.results.attribution import (
     CodeShare,
     RankedRegion,
     Symbolizer,
@@ -27,7 +27,7 @@ from damon_bpf.attribution import (
     write_folded,
 )
 from damon_bpf.errors import InvalidParamsError
-from damon_bpf.units import format_bytes
+from damon_bpf.config.units import format_bytes
 
 __all__ = ("add_arguments", "run", "build_report")
 

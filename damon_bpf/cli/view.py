@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from damon_bpf.engine import Snapshot, TargetSnapshot
-from damon_bpf.units import format_bytes, format_time_us
+from damon_bpf.config.units import format_bytes, format_time_us
 
 __all__ = ("render_text", "render_schemes", "schemes_json", "snapshot_to_json", "working_set_bytes")
 

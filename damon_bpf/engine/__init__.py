@@ -38,7 +38,7 @@ from damon_bpf.engine.ops import (
     registered_ops,
     select_ops,
 )
-from damon_bpf.engine.reports import AccessReports, account_reports
+from damon_bpf.engine.access_reports import AccessReports, account_reports
 
 #: The Linux release whose ``mm/damon`` rules the engine follows (see the module docstring).
 KERNEL_RELEASE = "7.3-rc1"

@@ -8,7 +8,7 @@ core-layer filters with the kernel's allow/reject defaults, watermarks, and the 
 
 Units, as the kernel's: sizes in bytes, ``nr_accesses`` in sampling intervals per aggregation window
 (``0..aggr/sample``), ages in aggregation intervals. damo's human forms (``%``, times) are converted by
-:mod:`damon_bpf.damos_config`.
+:mod:`damon_bpf.config.schemes`.
 
 The engine does no I/O: metrics for quota goals and watermarks come from ``Ctx.damos_metric`` (the ops layer
 provides it), actions are applied by ``ops.apply_scheme``, and time from ``Ctx.clock_ns``.

@@ -19,7 +19,7 @@ from damon_bpf.errors import InvalidParamsError
 if TYPE_CHECKING:
     from damon_bpf.engine.damos import Scheme
     from damon_bpf.engine.ops import Operations
-    from damon_bpf.engine.reports import AccessReports
+    from damon_bpf.engine.access_reports import AccessReports
 
 __all__ = (
     "DAMON_MIN_REGION_SZ",

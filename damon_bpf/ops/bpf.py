@@ -37,7 +37,7 @@ from damon_bpf.engine.core import next_boundary_sis, update_regions_access_rate
 from damon_bpf.engine.model import Ctx, Target
 from damon_bpf.errors import InvalidParamsError, NotSupportedError, PermissionDeniedError
 from damon_bpf.ops.vaddr import VaddrOps
-from damon_bpf.sysctl import SysctlOverride
+from damon_bpf.linux.sysctl import SysctlOverride
 
 __all__ = ("BpfAccessOps", "density_nr_accesses")
 

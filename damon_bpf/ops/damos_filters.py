@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 from damon_bpf.errors import InvalidParamsError, NotSupportedError, PermissionDeniedError, TargetGoneError
-from damon_bpf.ops.procmaps import Vma, mappings_in
+from damon_bpf.linux.procmaps import Vma, mappings_in
 
 __all__ = (
     "OPS_FILTER_TYPES",

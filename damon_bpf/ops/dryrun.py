@@ -30,7 +30,7 @@ from damon_bpf.engine.ops import BaseOperations, Operations
 from damon_bpf.errors import DamonBpfError
 from damon_bpf.ops import damos_filters
 from damon_bpf.ops.common import scheme_action
-from damon_bpf.ops.procmaps import Vma, mappings_in, read_maps
+from damon_bpf.linux.procmaps import Vma, mappings_in, read_maps
 
 __all__ = ("DryRunOps",)
 

@@ -33,9 +33,9 @@ from damon_bpf.engine.model import Ctx
 from damon_bpf.errors import InvalidParamsError
 from damon_bpf.linux.syscalls import MADV_PAGEOUT, process_madvise
 from damon_bpf.ops.bpf import BpfAccessOps
-from damon_bpf.ops.procmaps import read_maps
+from damon_bpf.linux.procmaps import read_maps
 from damon_bpf.ops.vaddr import VaddrTargetData
-from damon_bpf.sysctl import SysctlOverride, read_sysctl
+from damon_bpf.linux.sysctl import SysctlOverride, read_sysctl
 
 __all__ = ("FaultOps", "PROBES", "swap_active")
 

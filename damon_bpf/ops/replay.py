@@ -1,10 +1,9 @@
 """Replaying a perf recording into the monitoring core: the ``replay`` operations set.
 
 No kernel counterpart: this is the offline twin of the ``perf`` source (:mod:`damon_bpf.ops.perf`). Samples read
-from a ``perf.data`` file (:mod:`damon_bpf.perfscript`) are fed to the kdamond as if they were arriving live,
-on a *fake clock* driven by the perf timestamps: :func:`replay` runs a :class:`~damon_bpf.engine.Kdamond` whose
-``clock_ns`` and ``sleep`` only move a counter, from the first sample's time until an aggregation interval ends
-after the last one, without ever sleeping. Results are the same as a live run that saw the same events.
+from a ``perf.data`` file (:mod:`damon_bpf.results.perfscript`) are fed to the kdamond as if they were arriving
+live, on a *fake clock* driven by the perf timestamps (the session driver is
+:func:`damon_bpf.session.replay.replay`). Results are the same as a live run that saw the same events.
 
 **Targets.** One target per process found in the data (or the ``pids`` asked for), with ``Target.pid`` set to
 the recorded pid. The processes are not looked at: they may have exited long ago, so targets are always valid,
@@ -29,7 +28,7 @@ not part of any target. The ranges are set once, at ``init``; ``update`` changes
 
 - *Exact events* (software page faults and other software events recorded with ``-c 1``): the samples are
   pushed as access reports (``ctx.reports.report(...)``) and accounted with
-  :func:`~damon_bpf.engine.reports.account_reports`: a region's ``nr_accesses`` grows by the number of
+  :func:`~damon_bpf.engine.access_reports.account_reports`: a region's ``nr_accesses`` grows by the number of
   sampling intervals in which at least one of its addresses was reported (the interval-hit rule).
 - *Sampled events* (hardware events, any period above 1, perf's default frequency mode ``-F 4000`` whose
   samples carry varying periods): each sample stands for ``period`` events, and
@@ -43,28 +42,28 @@ sampled; exact samples then count as period 1. ``"hits"`` and ``"density"`` forc
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from damon_bpf.engine.core import set_regions, update_regions_access_rate
-from damon_bpf.engine.kdamond import Kdamond, Snapshot, StopReason
-from damon_bpf.engine.model import AddrRange, Attrs, Ctx, Target
-from damon_bpf.engine.reports import AccessReports, account_reports
+from damon_bpf.engine.model import AddrRange, Ctx, Target
+from damon_bpf.engine.access_reports import AccessReports, account_reports
 from damon_bpf.errors import InvalidParamsError, NotSupportedError
 from damon_bpf.ops.bpf import PAGE_SZ, density_nr_accesses
 from damon_bpf.ops.vaddr import VaddrOps, three_regions
 
-__all__ = ("ReplayOps", "ReplayResult", "ESTIMATORS", "replay", "sample_ranges", "FakeClock")
+__all__ = ("ReplayOps", "ESTIMATORS", "sample_ranges", "KERNEL_ADDR_MIN")
 
 log = logging.getLogger(__name__)
 
 #: How samples become ``nr_accesses`` (see the module docstring).
 ESTIMATORS = ("auto", "hits", "density")
 
-_KERNEL_ADDR_MIN = 1 << 63
+#: Addresses from here up are the kernel's (the top half), never part of a target.
+KERNEL_ADDR_MIN = 1 << 63
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,7 @@ def sample_ranges(addrs: npt.ArrayLike, min_region_sz: int = PAGE_SZ, page_sz: i
         addresses
     """
     a = np.asarray(addrs, dtype=np.uint64).ravel()
-    a = a[(a != 0) & (a < np.uint64(_KERNEL_ADDR_MIN))]
+    a = a[(a != 0) & (a < np.uint64(KERNEL_ADDR_MIN))]
     if a.size == 0:
         return []
     pages = np.unique(a // np.uint64(page_sz)).astype(np.int64)
@@ -110,7 +109,7 @@ class _ReplayTarget:
 class ReplayOps(VaddrOps):
     """The ``replay`` operations set: timestamped perf samples replayed as pushed access reports.
 
-    :param samples: a :class:`~damon_bpf.perfscript.PerfSamples` (anything with the same columns: ``time_ns``,
+    :param samples: a :class:`~damon_bpf.results.perfscript.PerfSamples` (anything with the same columns: ``time_ns``,
         ``pid``, ``addr``, ``ip``, ``period``, ``is_write`` and ``sampled``); targets are matched to its samples
         by pid
     :param estimator: ``auto``, ``hits`` or ``density`` (see the module docstring)
@@ -166,7 +165,7 @@ class ReplayOps(VaddrOps):
                           else "interval hits (exact events: every event was recorded)")
         pid = np.asarray(s.pid, dtype=np.int64)
         addr = np.asarray(s.addr, dtype=np.uint64)
-        usable = (addr != 0) & (addr < np.uint64(_KERNEL_ADDR_MIN))
+        usable = (addr != 0) & (addr < np.uint64(KERNEL_ADDR_MIN))
         for ti, t in enumerate(ctx.targets):
             if t.pid is None:
                 raise InvalidParamsError(f"replay: target {ti} has no pid (targets are recorded processes)")
@@ -282,107 +281,3 @@ def _weights_in(starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64], addr
     # the events (sum of sample periods) that fell in each region
     ri, ok = _region_index(starts, ends, addr)
     return np.bincount(ri[ok], weights=period[ok], minlength=starts.size).astype(np.int64)
-
-
-class FakeClock:
-    """A clock for offline replays: ``clock_ns()`` returns the current fake time and ``sleep(seconds)``
-    advances it (never blocks)."""
-
-    def __init__(self, start_ns: int) -> None:
-        self.now_ns = int(start_ns)
-
-    def clock_ns(self) -> int:
-        return self.now_ns
-
-    def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            self.now_ns += int(round(seconds * 1e9))
-
-
-@dataclass
-class ReplayResult:
-    """What a :func:`replay` did.
-
-    :ivar start_ns: the fake clock's start (the first replayed sample's perf time)
-    :ivar end_ns: the last replayed sample's perf time
-    :ivar nr_snapshots: aggregation intervals reported to the consumers
-    :ivar pids: the replayed processes, in target order
-    :ivar nr_samples: samples replayed per target
-    """
-
-    start_ns: int
-    end_ns: int
-    nr_snapshots: int
-    pids: list[int]
-    nr_samples: list[int]
-    stop_reason: StopReason
-    density: bool
-    notes: list[str] = field(default_factory=list)
-
-
-def replay(samples: Any, attrs: Attrs, consumers: Sequence[Callable[[Snapshot], None]] = (), *,
-           pids: Iterable[int] | None = None, estimator: str = "auto", seed: int | None = None,
-           ops: ReplayOps | None = None) -> ReplayResult:
-    """Replay *samples* (:class:`~damon_bpf.perfscript.PerfSamples`) through a kdamond on a fake clock and hand
-    every aggregation's :class:`~damon_bpf.engine.Snapshot` to *consumers*. Snapshot times are perf timestamps.
-
-    The fake clock starts at the first sample of the replayed processes and the run ends with the last
-    aggregation interval that the samples cover entirely: the samples of a trailing partial interval are left
-    out (it would read as a drop in accesses), unless the recording is shorter than one aggregation interval.
-
-    :param pids: the processes to replay (one target each, in this order); default: every process with samples
-        that have a user-space data address, most samples first
-    :param estimator: see :data:`ESTIMATORS`
-    :param seed: seed of the kdamond's random number generator (region splits)
-    :param ops: a prepared :class:`ReplayOps` (default: one built from *samples* and *estimator*)
-    :raises InvalidParamsError: no samples to replay, or a pid without samples
-    """
-    import random
-
-    addr = np.asarray(samples.addr, dtype=np.uint64)
-    pid_col = np.asarray(samples.pid, dtype=np.int64)
-    usable = (addr != 0) & (addr < np.uint64(_KERNEL_ADDR_MIN)) & (pid_col > 0)
-    if pids is None:
-        u, c = np.unique(pid_col[usable], return_counts=True)
-        pid_list = [int(p) for p in u[np.lexsort((u, -c))]]
-    else:
-        pid_list = list(dict.fromkeys(int(p) for p in pids))
-        present = set(np.unique(pid_col[usable]).tolist())
-        missing = [p for p in pid_list if p not in present]
-        if missing:
-            known = ", ".join(str(p) for p in sorted(present)[:20]) or "none"
-            raise InvalidParamsError(f"no samples with data addresses for pid {', '.join(map(str, missing))} "
-                                     f"(processes with samples: {known})")
-    if not pid_list:
-        raise InvalidParamsError("the recording has no samples with user-space data addresses")
-    sel = usable & np.isin(pid_col, np.asarray(pid_list, dtype=np.int64))
-    times = np.asarray(samples.time_ns, dtype=np.int64)[sel]
-    start_ns, end_ns = int(times.min()), int(times.max())
-    if ops is None:
-        ops = ReplayOps(samples, estimator=estimator)
-    clock = FakeClock(start_ns)
-    ctx = Ctx(attrs=attrs, ops=ops, rng=random.Random(seed))
-    ctx.targets = [Target(pid=p) for p in pid_list]
-    nr_snapshots = 0
-    kd = Kdamond(ctx, clock_ns=clock.clock_ns, sleep=clock.sleep)
-
-    def _after(snap: Snapshot) -> None:
-        nonlocal nr_snapshots
-        if snap.time_ns > end_ns + 1 and nr_snapshots:
-            kd.stop()  # a trailing partial interval would read as a drop in accesses: left out
-            return
-        nr_snapshots += 1
-        for cb in consumers:
-            cb(snap)
-        if snap.time_ns > end_ns:
-            kd.stop()
-
-    ctx.after_aggregation.append(_after)
-    # a safety bound: even at the smallest aggregation interval tuning allows, the run ends in this many
-    max_aggrs = (end_ns - start_ns) // max(1_000, attrs.sample_interval_us * 1000) + 2
-    reason = kd.run(max_aggregations=int(max_aggrs))
-    u, c = np.unique(pid_col[sel], return_counts=True)
-    per_pid = dict(zip(u.tolist(), c.tolist()))
-    return ReplayResult(start_ns, end_ns, nr_snapshots, pid_list, [int(per_pid.get(p, 0)) for p in pid_list],
-                        reason, ops.density,
-                        list(ops.notes))

@@ -65,7 +65,7 @@ import numpy.typing as npt
 
 from damon_bpf.engine.core import set_regions
 from damon_bpf.engine.model import AddrRange, Ctx, Target
-from damon_bpf.engine.reports import AccessReports
+from damon_bpf.engine.access_reports import AccessReports
 from damon_bpf.errors import InvalidParamsError
 from damon_bpf.ops.vaddr import VaddrOps
 

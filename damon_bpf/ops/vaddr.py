@@ -86,7 +86,7 @@ import numpy.typing as npt
 from damon_bpf.engine.core import align_up, set_regions
 from damon_bpf.engine.model import AddrRange, Ctx, Region, Target
 from damon_bpf.engine.ops import DAMOS_MAX_SCORE, BaseOperations
-from damon_bpf.engine.reports import account_reports
+from damon_bpf.engine.access_reports import account_reports
 from damon_bpf.errors import InvalidParamsError, NotSupportedError, PermissionDeniedError, TargetGoneError
 from damon_bpf.linux.syscalls import (
     MADV_COLD,
@@ -98,7 +98,8 @@ from damon_bpf.linux.syscalls import (
     process_madvise,
 )
 from damon_bpf.linux.sysfs import parse_list
-from damon_bpf.ops import damos_filters, damos_metrics
+from damon_bpf.ops import damos_filters
+from damon_bpf.session import damos_metrics
 from damon_bpf.ops.common import (
     region_cold_score,
     region_hot_score,
@@ -106,7 +107,7 @@ from damon_bpf.ops.common import (
     target_cold_scores,
     target_hot_scores,
 )
-from damon_bpf.ops.procmaps import Vma, parse_maps, read_maps, read_maps_text, read_stat, real_vmas
+from damon_bpf.linux.procmaps import Vma, parse_maps, read_maps, read_maps_text, read_stat, real_vmas
 
 __all__ = (
     "VaddrOps",
@@ -461,7 +462,7 @@ class VaddrOps(BaseOperations):
 
     def check_accesses(self, ctx: Ctx, nr_samples: int = 1) -> int:
         """Account the reports queued in ``ctx.reports`` to the *nr_samples* sampling intervals that started at
-        ``ctx.window_start_ns`` (:func:`~damon_bpf.engine.reports.account_reports`); returns the maximum
+        ``ctx.window_start_ns`` (:func:`~damon_bpf.engine.access_reports.account_reports`); returns the maximum
         ``nr_accesses``. Subclasses queue their reports, then call this."""
         return account_reports(ctx, ctx.window_start_ns, nr_samples)
 
@@ -550,7 +551,7 @@ class VaddrOps(BaseOperations):
 
     def cleanup(self, ctx: Ctx) -> None:
         """Close the pidfds (the kernel's ``put_pid()`` in ``cleanup_target``) and the DAMOS per-target state.
-        (The DAMOS metrics provider belongs to whoever installed it: the :class:`~damon_bpf.monitor.Monitor`.)"""
+        (The DAMOS metrics provider belongs to whoever installed it: the :class:`~damon_bpf.session.monitor.Monitor`.)"""
         for t in ctx.targets:
             data = t.ops_data
             if not isinstance(data, VaddrTargetData):

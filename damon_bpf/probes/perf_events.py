@@ -336,7 +336,7 @@ class _Pmus:
         return self._read(pmu, "caps", "pmu_name") or ""
 
     def no_core_reason(self, what: str = "cpu PMU") -> str | None:
-        # Same wording as damon_bpf.features (pmu/* checks).
+        # Same wording as damon_bpf.session.features (pmu/* checks).
         if not self.devices.is_dir():
             return f"no PMU: {self.devices} does not exist (kernel without perf events?)"
         if not self.core():

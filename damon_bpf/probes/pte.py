@@ -10,7 +10,7 @@ processes nothing.
 Everything the walk needs from the running kernel is found at run time and passed as ``-D`` flags:
 
 - struct offsets (``task_struct.files``, ``files_struct.fdt``, ``fdtable.{max_fds,fd}``, ``file.private_data``,
-  ``mm_struct.{pgd,mm_users}``) from BTF (:mod:`damon_bpf.btf`), never from kernel headers;
+  ``mm_struct.{pgd,mm_users}``) from BTF (:mod:`damon_bpf.linux.btf`), never from kernel headers;
 - the paging layout: x86-64 only (other architectures: :class:`~damon_bpf.errors.NotSupportedError` with the
   reason), 5-level paging when the CPU flag ``la57`` is shown (the kernel clears it when it runs 4-level,
   ``arch/x86/kernel/cpu/common.c``), and the direct map base: the value of ``page_offset_base`` when kallsyms
@@ -106,7 +106,7 @@ class PteOffsets:
 
         :raises NotSupportedError: no BTF, or a member is missing (the message names it)
         """
-        from damon_bpf.btf import vmlinux_btf
+        from damon_bpf.linux.btf import vmlinux_btf
 
         b = btf if btf is not None else vmlinux_btf()
         return cls(

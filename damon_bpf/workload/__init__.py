@@ -22,7 +22,7 @@ from damon_bpf.workload.config import (
     config_from_dict,
     load_config,
 )
-from damon_bpf.workload.runner import RegionInfo, Workload
+from damon_bpf.workload.runner import RegionInfo, Workload, disk_backed_dir
 from damon_bpf.workload.truth import (
     PhaseRegion,
     Truth,
@@ -35,6 +35,7 @@ from damon_bpf.workload.truth import (
 )
 
 __all__ = (
+    "disk_backed_dir",
     "BUILTIN_PATTERNS",
     "Access",
     "Pattern",

@@ -18,7 +18,7 @@ from types import FrameType
 from typing import Any, NoReturn, Sequence
 
 from damon_bpf.errors import DamonBpfError, InvalidParamsError
-from damon_bpf.units import format_bytes, text_to_sec
+from damon_bpf.config.units import format_bytes, text_to_sec
 from damon_bpf.workload.config import BUILTIN_PATTERNS, WorkloadConfig, builtin_pattern, load_config
 from damon_bpf.workload.runner import MAX_THREADS, Workload
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from damon_bpf.errors import InvalidParamsError
-from damon_bpf.units import format_bytes, text_to_bytes, text_to_sec
+from damon_bpf.config.units import format_bytes, text_to_bytes, text_to_sec
 
 __all__ = (
     "PAGE_SIZE",

@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from damon_bpf.errors import DamonBpfError, InvalidParamsError
-from damon_bpf.units import format_bytes
+from damon_bpf.config.units import format_bytes
 from damon_bpf.workload.config import PAGE_SIZE, Access, Pattern, PhaseAccess, PhaseSpec, WorkloadConfig
 from damon_bpf.workload.truth import TruthWriter
 
@@ -508,3 +508,12 @@ def _unlink_quiet(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def disk_backed_dir() -> str:
+    """A writable folder on a disk-backed file system for file-backed workloads: tmpfs pages are shmem, which
+    ``MADV_PAGEOUT`` cannot drop without swap. ``/var/tmp`` when writable, else the temporary folder."""
+    for d in ("/var/tmp", tempfile.gettempdir()):
+        if os.path.isdir(d) and os.access(d, os.W_OK):
+            return d
+    return tempfile.gettempdir()

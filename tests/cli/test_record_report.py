@@ -21,7 +21,7 @@ from typing import Iterator
 
 import pytest
 
-from damon_bpf.records import read_records
+from damon_bpf.results.records import read_records
 
 PY = sys.executable
 DAMO = str(Path(PY).with_name("damo"))

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from damon_bpf.attribution import (
+from damon_bpf.results.attribution import (
     AttributionWriter,
     RankedRegion,
     CodeShare,
@@ -35,7 +35,7 @@ from damon_bpf.cli import report_code
 from damon_bpf.cli.import_perf import import_perf
 from damon_bpf.engine import Attrs
 from damon_bpf.errors import MissingDependencyError
-from damon_bpf.perfscript import PerfEvent, PerfSamples
+from damon_bpf.results.perfscript import PerfEvent, PerfSamples
 
 MiB = 1 << 20
 HOT = 0x7F00_0000_0000

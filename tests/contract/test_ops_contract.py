@@ -23,7 +23,7 @@ from damon_bpf.engine import Attrs, Ctx, Target
 from damon_bpf.engine.model import Region
 from damon_bpf.engine.ops import Operations, registered_ops, select_ops
 from damon_bpf.errors import NotSupportedError, PermissionDeniedError
-from damon_bpf.ops.procmaps import read_maps, real_vmas
+from damon_bpf.linux.procmaps import read_maps, real_vmas
 from damon_bpf.ops.vaddr import three_regions
 
 OPS_IDS = sorted(set(registered_ops()) | set(damon_bpf.ops.BUILTIN_OPS))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from damon_bpf.cli.compare import format_table
-from damon_bpf.compare import Comparison, ComparisonResult, parse_sources, write_heatmap
+from damon_bpf.eval.compare import Comparison, ComparisonResult, parse_sources, write_heatmap
 
 SOURCES = ["fault", "fault+pageout", "perf", "synthetic", "perf:mem-loads"]
 PY = sys.executable

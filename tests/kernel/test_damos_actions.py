@@ -39,7 +39,7 @@ from damon_bpf.engine.damos import (
 from damon_bpf.engine.model import Region
 from damon_bpf.errors import NotSupportedError
 from damon_bpf.ops import damos_filters
-from damon_bpf.ops import damos_metrics as dm
+from damon_bpf.session import damos_metrics as dm
 from damon_bpf.ops.vaddr import VaddrOps, memory_nodes
 
 from .swapfile import Swapfile, SwapUnavailableError
@@ -535,7 +535,7 @@ def test_kdamond_runs_vaddr_schemes_end_to_end() -> None:
 def test_metrics_on_this_machine() -> None:
     # task_mem_stall_us through taskstats (kernel.task_delayacct on for the session, then restored), and the
     # system-wide metrics from the real files.
-    from damon_bpf.sysctl import read_sysctl
+    from damon_bpf.linux.sysctl import read_sysctl
 
     original = read_sysctl("kernel.task_delayacct")
     with Child(anon_mib=4) as c:

@@ -1,4 +1,4 @@
-"""damon_bpf.features: real probes on this kernel (root + bcc), plus parsing tests on fake /proc and /sys trees.
+"""damon_bpf.session.features: real probes on this kernel (root + bcc), plus parsing tests on fake /proc and /sys trees.
 
 The parsing tests are marked ``nokernel``: they live here, next to the checks they cover, but need neither root
 nor bcc.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from damon_bpf import features
+from damon_bpf.session import features
 from damon_bpf.linux import syscalls
 from damon_bpf.errors import MissingDependencyError, NotSupportedError, PermissionDeniedError
 

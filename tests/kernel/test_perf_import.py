@@ -169,7 +169,7 @@ def recordings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Recordings
 def _hot_cold(path: str, addr: int, hot_end: int, end: int, last: int = 5) -> tuple[float, float, int, int]:
     # over the last snapshots: the hot part's size-weighted mean nr_accesses, the bytes of [hot_end, end) in
     # regions with accesses (mean), the highest nr_accesses of a region inside [hot_end, end), the snapshots
-    from damon_bpf.attribution import load_record
+    from damon_bpf.results.attribution import load_record
 
     (rr,) = load_record(path)
     hot, outside, cold_max = [], [], 0
@@ -209,9 +209,9 @@ def test_import_exact_page_faults(recordings: _Recordings, tmp_path: Path) -> No
 
 def test_import_frequency_mode_uses_density(recordings: _Recordings, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    from damon_bpf.attribution import load_record
+    from damon_bpf.results.attribution import load_record
     from damon_bpf.cli import main
-    from damon_bpf.perfscript import read_perf_data
+    from damon_bpf.results.perfscript import read_perf_data
 
     child, freq = recordings.freq_child, recordings.freq
     end = child.addr + child.size

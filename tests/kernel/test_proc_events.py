@@ -1,4 +1,4 @@
-"""damon_bpf.ops.proc_events on this kernel: the process-events connector follows real forks and exits (root).
+"""damon_bpf.linux.proc_events on this kernel: the process-events connector follows real forks and exits (root).
 
 The follower's roots are processes these tests start; the test process itself keeps spawning unrelated
 processes meanwhile, which must not be reported.
@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import pytest
 
-from damon_bpf.ops.proc_events import ChangeKind, ChildFollower, ProcChange, scan_descendants
+from damon_bpf.linux.proc_events import ChangeKind, ChildFollower, ProcChange, scan_descendants
 
 FORK, EXEC, EXIT = ChangeKind.FORK, ChangeKind.EXEC, ChangeKind.EXIT
 T = TypeVar("T")

@@ -21,7 +21,7 @@ import pytest
 
 import damon_bpf.ops.pte as pte_ops_mod
 from damon_bpf.engine import Attrs, Snapshot, StopReason
-from damon_bpf.monitor import Monitor, MonitorSpec
+from damon_bpf.session.monitor import Monitor, MonitorSpec
 from damon_bpf.linux.syscalls import MADV_COLD, process_madvise
 from damon_bpf.probes.pte import (
     R_ACCESSED,

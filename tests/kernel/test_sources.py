@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from damon_bpf.engine import Attrs, Snapshot
-from damon_bpf.monitor import Monitor, MonitorSpec
-from damon_bpf.sysctl import read_sysctl
+from damon_bpf.session.monitor import Monitor, MonitorSpec
+from damon_bpf.linux.sysctl import read_sysctl
 
 from .helpers import TOUCHER, Toucher, overlap
 

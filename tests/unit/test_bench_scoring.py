@@ -1,6 +1,6 @@
 """The bench's own pure helpers in ``bench/_common.py`` (throughput, slowdown, summaries, goals, formatting)
 and how its source cases map to ``damon-bpf compare``'s source names. Scoring against the truth is
-``damon_bpf.scoring``, tested in ``test_scoring.py``."""
+``damon_bpf.eval.scoring``, tested in ``test_scoring.py``."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def test_fmt_and_table() -> None:
 # -- source cases ------------------------------------------------------------------------------------------
 
 def test_source_case_takes_ops_and_options_from_compare() -> None:
-    from damon_bpf.compare import source_spec
+    from damon_bpf.eval.compare import source_spec
 
     sp = C.SourceCase("fault+pageout", "fault+pageout", file_backed=True).spec()
     assert sp.name == "fault+pageout" and sp.ops_id == "fault"

@@ -1,4 +1,4 @@
-"""The BTF reader (``damon_bpf.btf``): synthetic blobs built here, then the running kernel's own BTF."""
+"""The BTF reader (``damon_bpf.linux.btf``): synthetic blobs built here, then the running kernel's own BTF."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from damon_bpf import btf as btf_mod
-from damon_bpf.btf import Btf, vmlinux_btf
+from damon_bpf.linux import btf as btf_mod
+from damon_bpf.linux.btf import Btf, vmlinux_btf
 from damon_bpf.errors import DamonBpfError, NotSupportedError
 
 VMLINUX = "/sys/kernel/btf/vmlinux"

@@ -1,4 +1,4 @@
-"""damon_bpf.damos_config: damo's --damos_* words and JSON scheme shape to engine Schemes and back.
+"""damon_bpf.config.schemes: damo's --damos_* words and JSON scheme shape to engine Schemes and back.
 
 The round-trip tests follow damo's ``tests/unit/test_damon.py: test_kvpairs_transition``: an object turned into
 key-value pairs and read back is the same object.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from damon_bpf.damos_config import (
+from damon_bpf.config.schemes import (
     age_from_text,
     load_schemes,
     nr_accesses_from_text,
@@ -24,7 +24,7 @@ from damon_bpf.damos_config import (
 from damon_bpf.engine import Attrs
 from damon_bpf.engine.damos import UINT_MAX, Action, FilterType, QuotaGoalMetric, Scheme, WmarkMetric
 from damon_bpf.errors import InvalidParamsError
-from damon_bpf.units import U64_MAX
+from damon_bpf.config.units import U64_MAX
 
 ATTRS = Attrs(sample_interval_us=5_000, aggr_interval_us=100_000)  # max_nr_accesses 20
 ATTRS_ODD = Attrs(sample_interval_us=7_000, aggr_interval_us=100_000)  # max_nr_accesses 14

@@ -3,7 +3,7 @@ runs of perf 6.1 on the development machine), perf's error messages, the replay 
 and the three-regions rule on sampled addresses. Needs neither root, bcc nor perf (a fake ``perf`` script stands
 in where a subprocess is run).
 
-The damo round trip of ``records.write_perf_script`` is tested only when ``damon_bpf.records`` exists (it is
+The damo round trip of ``records.write_perf_script`` is tested only when ``damon_bpf.results.records`` exists (it is
 written separately); otherwise that test skips with the reason.
 """
 
@@ -25,8 +25,9 @@ import pytest
 from damon_bpf.engine import Attrs
 from damon_bpf.errors import InvalidParamsError, MissingDependencyError, NotSupportedError
 from damon_bpf.ops.bpf import density_nr_accesses
-from damon_bpf.ops.replay import FakeClock, ReplayOps, replay, sample_ranges
-from damon_bpf.perfscript import (
+from damon_bpf.ops.replay import ReplayOps, sample_ranges
+from damon_bpf.session.replay import FakeClock, replay
+from damon_bpf.results.perfscript import (
     PerfDataError,
     PerfEvent,
     PerfSamples,
@@ -410,7 +411,7 @@ def test_fake_clock() -> None:
 # -- export: records.write_perf_script read by damo ------------------------------------------------------------
 
 def test_write_perf_script_is_read_by_damo(tmp_path: Path) -> None:
-    from damon_bpf import records
+    from damon_bpf.results import records
 
     snaps = []
     replay(_toy(), Attrs(), [snaps.append], seed=0)

@@ -1,4 +1,4 @@
-"""damon_bpf.records and damon_bpf.reports: damo's record format written, read back, recovered; the reports."""
+"""damon_bpf.results.records and damon_bpf.results.damo_reports: damo's record format written, read back, recovered; the reports."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from damon_bpf import reports
+from damon_bpf.results import damo_reports as reports
 from damon_bpf.engine import Snapshot, TargetSnapshot
 from damon_bpf.errors import InvalidParamsError
-from damon_bpf.units import format_bytes
-from damon_bpf.records import (
+from damon_bpf.config.units import format_bytes
+from damon_bpf.results.records import (
     Intervals,
     Record,
     RecordSnapshot,
@@ -251,7 +251,7 @@ def test_sigkilled_writer_leaves_readable_file_and_journal(tmp_path: Path) -> No
         import sys, time
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_records import engine_snapshot, OFFSET
-        from damon_bpf.records import RecordWriter
+        from damon_bpf.results.records import RecordWriter
         w = RecordWriter({str(path)!r}, time_offset_ns=OFFSET, rewrite_interval_s=0.2)
         i = 0
         while True:

@@ -1,4 +1,4 @@
-"""damon_bpf.scoring: interval math by bytes, hot sets, precision/recall, agreement, phase-change delay."""
+"""damon_bpf.eval.scoring: interval math by bytes, hot sets, precision/recall, agreement, phase-change delay."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from damon_bpf import scoring as S
+from damon_bpf.eval import scoring as S
 
 
 def rows(a: np.ndarray) -> list[tuple[int, int]]:

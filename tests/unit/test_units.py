@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from damon_bpf.errors import InvalidParamsError
-from damon_bpf.units import (
+from damon_bpf.config.units import (
     U64_MAX,
     format_bytes,
     text_to_bool,

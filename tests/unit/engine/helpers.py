@@ -8,7 +8,7 @@ import numpy as np
 
 from damon_bpf.engine.model import Ctx
 from damon_bpf.engine.ops import BaseOperations
-from damon_bpf.engine.reports import AccessReports, account_reports
+from damon_bpf.engine.access_reports import AccessReports, account_reports
 
 
 class FakeClock:

@@ -12,7 +12,7 @@ from damon_bpf.engine import Kdamond, Snapshot, StopReason
 from damon_bpf.engine.core import set_regions
 from damon_bpf.engine.model import AddrRange, Attrs, Ctx, Target
 from damon_bpf.engine.ops import BaseOperations
-from damon_bpf.engine.reports import AccessReports, account_reports, region_interval_hits
+from damon_bpf.engine.access_reports import AccessReports, account_reports, region_interval_hits
 
 from .helpers import FakeClock, RandomReportOps, seeded_rng
 

@@ -33,10 +33,10 @@ from damon_bpf.engine.damos import (
 from damon_bpf.engine.model import Region
 from damon_bpf.errors import InvalidParamsError, NotSupportedError
 from damon_bpf.ops import damos_filters as dfl
-from damon_bpf.ops import damos_metrics as dm
+from damon_bpf.session import damos_metrics as dm
 from damon_bpf.ops import vaddr
 from damon_bpf.ops.common import cold_score, cold_scores, hot_score, hot_scores
-from damon_bpf.ops.procmaps import Vma
+from damon_bpf.linux.procmaps import Vma
 from damon_bpf.linux import syscalls
 from damon_bpf.linux.sysfs import parse_list
 from damon_bpf.ops.vaddr import VaddrOps, VaddrTargetData

@@ -1,4 +1,4 @@
-"""damon_bpf.ops.proc_events without the kernel: hand-built proc connector messages, descendant tracking fed
+"""damon_bpf.linux.proc_events without the kernel: hand-built proc connector messages, descendant tracking fed
 synthetic events, /proc scans of a fake tree, and ChildFollower driven through a fake connector socket."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from damon_bpf.errors import DamonBpfError, NotSupportedError, PermissionDeniedError, TargetGoneError
-from damon_bpf.ops import proc_events
-from damon_bpf.ops.proc_events import (
+from damon_bpf.linux import proc_events
+from damon_bpf.linux.proc_events import (
     CN_IDX_PROC,
     CN_VAL_PROC,
     PROC_CN_MCAST_IGNORE,

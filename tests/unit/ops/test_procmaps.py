@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from damon_bpf.errors import InvalidParamsError, PermissionDeniedError, TargetGoneError
-from damon_bpf.ops import procmaps
-from damon_bpf.ops.procmaps import (
+from damon_bpf.linux import procmaps
+from damon_bpf.linux.procmaps import (
     PF_KTHREAD,
     Vma,
     classify,

@@ -14,7 +14,7 @@ import pytest
 from damon_bpf.engine import Attrs, Ctx, Kdamond, Snapshot, StopReason, Target, select_ops
 from damon_bpf.engine.model import Region
 from damon_bpf.errors import InvalidParamsError
-from damon_bpf.ops.procmaps import read_maps
+from damon_bpf.linux.procmaps import read_maps
 from damon_bpf.ops.synthetic import SyntheticOps, SyntheticPattern, SyntheticPhase, SyntheticRange
 
 from .helpers import FakeClock, spawn_sleeper

@@ -15,7 +15,7 @@ import pytest
 from damon_bpf.engine import Attrs, Ctx, Kdamond, StopReason, Target
 from damon_bpf.engine.model import Region
 from damon_bpf.errors import InvalidParamsError, NotSupportedError, TargetGoneError
-from damon_bpf.ops.procmaps import PF_KTHREAD, read_maps, read_stat, real_vmas
+from damon_bpf.linux.procmaps import PF_KTHREAD, read_maps, read_stat, real_vmas
 from damon_bpf.ops.vaddr import FvaddrOps, VaddrOps, VaddrTargetData
 
 from .helpers import FakeClock, dead_pid, fake_stat, spawn_sleeper, write_fake_proc

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from damon_bpf.engine.core import set_regions
 from damon_bpf.engine.model import AddrRange, Region, Target
-from damon_bpf.ops.procmaps import Vma, parse_maps, real_vmas
+from damon_bpf.linux.procmaps import Vma, parse_maps, real_vmas
 from damon_bpf.ops.vaddr import three_regions
 
 

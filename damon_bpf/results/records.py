@@ -75,7 +75,7 @@ import numpy as np
 import numpy.typing as npt
 
 from damon_bpf.errors import DamonBpfError, InvalidParamsError
-from damon_bpf.units import U64_MAX, text_to_bp, text_to_bytes, text_to_ns, text_to_us
+from damon_bpf.config.units import U64_MAX, text_to_bp, text_to_bytes, text_to_ns, text_to_us
 
 __all__ = (
     "Intervals",

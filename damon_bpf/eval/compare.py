@@ -2,9 +2,9 @@
 
 Kernel DAMON has one access check (page-table accessed bits); damon-bpf has several sources, and they see
 different things (README, "How it works": re-arming; ``docs/pte.md``). A :class:`Comparison` runs each
-chosen source with its own engine (a :class:`~damon_bpf.monitor.Monitor`, whose kdamond runs in its own
+chosen source with its own engine (a :class:`~damon_bpf.session.monitor.Monitor`, whose kdamond runs in its own
 thread) on the same processes with identical monitoring attributes, and scores the results with
-:mod:`damon_bpf.scoring`:
+:mod:`damon_bpf.eval.scoring`:
 
 - cost: events per second, events dropped by the BPF rate limit, BPF run time per program run
   (``kernel.bpf_stats_enabled``), and the CPU time of the source's kdamond thread (``time.thread_time()``
@@ -44,7 +44,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from damon_bpf import scoring
+from damon_bpf.eval import scoring
 from damon_bpf.engine import Attrs, Snapshot, StopReason
 from damon_bpf.errors import (
     DamonBpfError,
@@ -52,7 +52,8 @@ from damon_bpf.errors import (
     MissingDependencyError,
     TargetGoneError,
 )
-from damon_bpf.monitor import DEFAULT_ATTRS, Monitor, MonitorSpec, synthetic_pattern_for_workload
+from damon_bpf.session.monitor import DEFAULT_ATTRS, Monitor, MonitorSpec, synthetic_pattern_for_workload
+from damon_bpf.workload import disk_backed_dir
 
 __all__ = (
     "SOURCES",
@@ -201,7 +202,7 @@ class SourceResult:
         (events over the BPF rate limit) and ``probed_pages`` count within it
     :ivar cpu_pct: CPU time of the kdamond thread over the window, in % of one CPU
     :ivar wss_bytes: median over the settled snapshots of the bytes in regions with any access
-    :ivar hot_bytes: median over the settled snapshots of the hot bytes (:data:`damon_bpf.scoring.HOT_FRACTION`)
+    :ivar hot_bytes: median over the settled snapshots of the hot bytes (:data:`damon_bpf.eval.scoring.HOT_FRACTION`)
     :ivar precision: median precision of the hot set against the ground truth (bytes in the workload's regions)
     :ivar phase_delays_s: per phase change during the run, seconds until it showed (``None``: missed)
     """
@@ -267,7 +268,7 @@ class SourceResult:
 class PairResult:
     """Agreement of two sources' hot sets, by bytes: medians over time-matched pairs of settled snapshots
     (sources run at once), or weighted by how often each byte was hot in each source's settled snapshots (one
-    after the other: :func:`damon_bpf.scoring.frequency_agreement`). ``None`` when neither source saw a hot
+    after the other: :func:`damon_bpf.eval.scoring.frequency_agreement`). ``None`` when neither source saw a hot
     byte; the overlap coefficient is 0 when only one did."""
 
     a: str
@@ -487,12 +488,6 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {line}" if line else type(err).__name__
 
 
-def _file_dir() -> str:
-    # a disk-backed directory: tmpfs pages are shmem, which MADV_PAGEOUT cannot drop without swap
-    for d in ("/var/tmp", tempfile.gettempdir()):
-        if os.path.isdir(d) and os.access(d, os.W_OK):
-            return d
-    return tempfile.gettempdir()
 
 
 class Comparison:
@@ -658,7 +653,7 @@ class Comparison:
         # alone, so one source ending first cannot switch the statistics off under the others.
         if os.geteuid() != 0:
             return None
-        from damon_bpf.sysctl import SysctlOverride
+        from damon_bpf.linux.sysctl import SysctlOverride
 
         try:
             return SysctlOverride("kernel.bpf_stats_enabled", "1").apply()
@@ -669,11 +664,11 @@ class Comparison:
     def _start_workload(self, truth_path: str) -> subprocess.Popen[bytes]:
         assert self.workload is not None
         cmd = [sys.executable, "-m", "damon_bpf.workload", "--pattern", self.workload, "--threads",
-               str(self.workload_threads), "--truth", truth_path, "--quiet", "--file-backed", _file_dir()]
+               str(self.workload_threads), "--truth", truth_path, "--quiet", "--file-backed", disk_backed_dir()]
         if self.seed is not None:
             cmd += ["--seed", str(self.seed)]
         self._progress(f"starting the bundled workload: damon-bpf-workload --pattern {self.workload} "
-                       f"--threads {self.workload_threads} --file-backed {_file_dir()}")
+                       f"--threads {self.workload_threads} --file-backed {disk_backed_dir()}")
         try:
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
         except OSError as err:

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 from damon_bpf.errors import InvalidParamsError, MissingDependencyError, NotSupportedError, PermissionDeniedError
-from damon_bpf.sysctl import SysctlOverride
+from damon_bpf.linux.sysctl import SysctlOverride
 
 __all__ = (
     "DamosMetrics",

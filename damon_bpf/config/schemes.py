@@ -14,7 +14,7 @@ with the monitoring :class:`~damon_bpf.engine.Attrs`, as damo does:
   is taken as is);
 - ``max`` is the largest value of the field (``UINT_MAX`` for counts and ages, ``2**64-1`` for sizes and times).
 
-Both the command line and JSON go through the same value parsers (:mod:`damon_bpf.units`): bare numbers are in
+Both the command line and JSON go through the same value parsers (:mod:`damon_bpf.config.units`): bare numbers are in
 the unit the field expects (bytes, percent, µs for ``--damos_age``/``*_us`` fields, ms for the quota times,
 permil for weights and watermarks) and strings may carry their own unit (``4KiB``, ``30s``, ``5%``).
 
@@ -48,7 +48,6 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from damon_bpf.engine.damos import (
     UINT_MAX,
-    AccessPattern,
     Action,
     Filter,
     FilterType,
@@ -61,7 +60,7 @@ from damon_bpf.engine.damos import (
 )
 from damon_bpf.engine.model import Attrs
 from damon_bpf.errors import InvalidParamsError
-from damon_bpf.units import U64_MAX, text_to_bytes, text_to_ms, text_to_permil, text_to_us
+from damon_bpf.config.units import U64_MAX, text_to_bytes, text_to_ms, text_to_permil, text_to_us
 
 __all__ = (
     "DAMOS_CLI_OPTIONS",

@@ -48,7 +48,7 @@ class MonitorSpec:
     :ivar source: the access source, an ops id (``synthetic``, ``fault``, ``perf``)
     :ivar source_options: keyword arguments for the source's ops constructor
     :ivar duration_s: stop after this long; None: until stopped or every target exited
-    :ivar schemes: DAMOS schemes (``damon_bpf.engine.damos.Scheme``, e.g. from :mod:`damon_bpf.damos_config`),
+    :ivar schemes: DAMOS schemes (``damon_bpf.engine.damos.Scheme``, e.g. from :mod:`damon_bpf.config.schemes`),
         applied by the access source's operations set; their stats count in place
     :ivar dry_run: decide as usual but apply nothing: the schemes' stats count what would have been applied
     """
@@ -133,7 +133,7 @@ class Monitor:
             self.kdamond = Kdamond(ctx)
             if any(s.quota.goals or s.wmarks.metric.value != "none" for s in ctx.schemes):
                 # quota goals and watermarks read system metrics (/proc/meminfo, PSI, taskstats)
-                from damon_bpf.ops.damos_metrics import install
+                from damon_bpf.session.damos_metrics import install
 
                 self.metrics = install(ctx)
             self.kdamond.init()
@@ -146,7 +146,7 @@ class Monitor:
             self.kdamond.stop()
 
     def _start_following(self, pids: list[int]) -> None:
-        from damon_bpf.ops.proc_events import ChildFollower
+        from damon_bpf.linux.proc_events import ChildFollower
 
         assert self.ctx is not None and self.ctx.ops is not None
         if not self.ctx.ops.can_add_targets:

@@ -3,7 +3,7 @@
 The counterparts of damo's ``report heatmap`` (``src/damo_report_heatmap.py``), ``report wss``
 (``src/damo_wss.py``, ``src/_damo_dist.py``), ``report access`` (``src/damo_report_access.py``), its
 ``--raw_form``, and ``report record_info`` (``src/damo_report_record_info.py``), computed from
-:class:`damon_bpf.records.Record` lists. Text output follows damo's layout (the ``# access_frequency``,
+:class:`damon_bpf.results.records.Record` lists. Text output follows damo's layout (the ``# access_frequency``,
 ``# x-axis``, ``# y-axis`` and ``# resolution`` lines, the ``# <percentile> <wss>`` tables, the raw region
 table), so damo users read it the same way. Functions return lines; nothing here prints.
 
@@ -21,8 +21,8 @@ import numpy as np
 import numpy.typing as npt
 
 from damon_bpf.errors import InvalidParamsError, MissingDependencyError
-from damon_bpf.records import Record, RecordSnapshot
-from damon_bpf.units import format_bytes
+from damon_bpf.results.records import Record, RecordSnapshot
+from damon_bpf.config.units import format_bytes
 
 __all__ = (
     "Block",

@@ -189,7 +189,7 @@ def _int(x: Any) -> int:
 
 def _time_ns(x: Any) -> int:
     if isinstance(x, str):
-        from damon_bpf.units import text_to_ns
+        from damon_bpf.config.units import text_to_ns
 
         return text_to_ns(x)
     return int(x or 0)
@@ -204,7 +204,7 @@ def _get(obj: Any, key: str, default: Any = None) -> Any:
 def regions_from_records(records: Iterable[Any]) -> list[RecordRegions]:
     """Targets' regions from damo-style records: dicts of damo's JSON (``target_id``, ``intervals``,
     ``snapshots[].regions[]``, damon-bpf's ``pid``), objects with the same attribute names, or
-    :class:`damon_bpf.records.Record` objects (snapshots with ``start``/``end``/``nr_accesses``/``age`` columns)."""
+    :class:`damon_bpf.results.records.Record` objects (snapshots with ``start``/``end``/``nr_accesses``/``age`` columns)."""
     out = []
     for rec in records:
         pid = _get(rec, "pid")
@@ -236,12 +236,12 @@ def regions_from_records(records: Iterable[Any]) -> list[RecordRegions]:
 
 
 def load_record(path: str) -> list[RecordRegions]:
-    """The targets' regions of a record file, read by :func:`damon_bpf.records.read_records` (damo's and
+    """The targets' regions of a record file, read by :func:`damon_bpf.results.records.read_records` (damo's and
     damon-bpf's formats).
 
     :raises InvalidParamsError: missing, unreadable or not a record file (one-line message)
     """
-    from damon_bpf.records import read_records
+    from damon_bpf.results.records import read_records
 
     return regions_from_records(read_records(path))
 

@@ -1,0 +1,1 @@
+"""Evaluation: scoring against ground truth, comparing sources."""

@@ -1,0 +1,1 @@
+"""Results: record files, perf script, damo-style reports, IP attribution."""
