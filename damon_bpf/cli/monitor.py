@@ -258,6 +258,20 @@ class LiveView:
             self.out.flush()
 
 
+def announce(mon: Monitor, doing: str, to: str = "") -> None:
+    """The start-up lines on standard error: what is monitored, by which source (and where it attaches), and the
+    source's notes."""
+    ops = mon.ctx.ops if mon.ctx else None
+    if ops is None:
+        return
+    what = " ".join(str(p) for p in mon.pids)
+    via = f" ({ops.attach_point})" if ops.attach_point else ""
+    print(f"damon-bpf: {doing} pid {what} with source {mon.spec.source}{via}{' to ' + to if to else ''}; "
+          f"Ctrl-C to stop", file=sys.stderr)
+    for note in ops.notes:
+        print(f"damon-bpf: note: {note}", file=sys.stderr)
+
+
 def run_session(spec: MonitorSpec, args: argparse.Namespace, out: TextIO = sys.stdout) -> tuple[int, Monitor,
                                                                                                   LiveView]:
     """Run a monitoring session with the live view until it ends; returns (exit code, monitor, view)."""
@@ -267,14 +281,8 @@ def run_session(spec: MonitorSpec, args: argparse.Namespace, out: TextIO = sys.s
     with mon.stopping_on_signals():
         try:
             mon.open()
-            ops = mon.ctx.ops if mon.ctx else None
-            if not args.json and ops is not None:
-                what = " ".join(str(p) for p in mon.pids)
-                via = ops.attach_point
-                print(f"damon-bpf: monitoring pid {what} with source {spec.source}"
-                      f"{' (' + via + ')' if via else ''}; Ctrl-C to stop", file=sys.stderr)
-                for note in ops.notes:
-                    print(f"damon-bpf: note: {note}", file=sys.stderr)
+            if not args.json:
+                announce(mon, "monitoring")
             view.warning = blind_to_resident(spec.source, spec.source_options)
             if view.warning:
                 print(f"damon-bpf: warning: {view.warning}", file=sys.stderr)

@@ -117,12 +117,7 @@ def run(args: argparse.Namespace) -> int:
             if view is not None:
                 consumers.append(view)
             mon.ctx.after_aggregation.extend(consumers)
-            what = " ".join(str(p) for p in mon.pids)
-            via = ops.attach_point
-            print(f"damon-bpf: recording pid {what} with source {spec.source}{' (' + via + ')' if via else ''} "
-                  f"to {args.out}; Ctrl-C to stop", file=sys.stderr)
-            for note in ops.notes:
-                print(f"damon-bpf: note: {note}", file=sys.stderr)
+            monitor_cli.announce(mon, "recording", to=args.out)
             reason = mon.run()
         finally:
             mon.close()  # the source's cleanup (BPF programs detached, sysctls restored), also if it never ran
