@@ -44,6 +44,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
+from damon_bpf.engine.model import Ctx
 from damon_bpf.errors import InvalidParamsError, MissingDependencyError, NotSupportedError, PermissionDeniedError
 from damon_bpf.linux.sysctl import SysctlOverride
 
@@ -347,7 +348,7 @@ class DamosMetrics:
     :param delayacct: turn ``kernel.task_delayacct`` on while ``task_mem_stall_us`` is measured
     """
 
-    def __init__(self, ctx: Any = None, *, proc_root: str = "/proc", sys_root: str = "/sys",
+    def __init__(self, ctx: Ctx | None = None, *, proc_root: str = "/proc", sys_root: str = "/sys",
                  cgroup_mounts: tuple[str | None, str | None] | None = None,
                  taskstats: Callable[[], TaskStatsClient] | None = None, delayacct: bool = True) -> None:
         self.ctx = ctx
@@ -363,7 +364,7 @@ class DamosMetrics:
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
-    def install(self, ctx: Any) -> DamosMetrics:
+    def install(self, ctx: Ctx) -> DamosMetrics:
         """Make this the metric provider of *ctx* (``ctx.damos_metric = self``)."""
         self.ctx = ctx
         ctx.damos_metric = self
@@ -555,10 +556,10 @@ class DamosMetrics:
         ctx = self.ctx
         if ctx is None:
             return []
-        ops = getattr(ctx, "ops", None)
+        ops = ctx.ops
         out = []
-        for t in getattr(ctx, "targets", ()):
-            pid = getattr(t, "pid", None)
+        for t in ctx.targets:
+            pid = t.pid
             if pid is None:
                 continue
             if ops is not None and not ops.target_valid(t):
@@ -570,7 +571,7 @@ class DamosMetrics:
         ts = self._ensure_taskstats()
         last = self._stall_last.setdefault(id(goal), {})
         now: dict[int, int] = {}
-        ops = getattr(self.ctx, "ops", None)
+        ops = self.ctx.ops if self.ctx is not None else None
         for tgid, t in self._target_tgids():
             d = ts.tgid_delays(tgid)
             # a reply read while the target was alive is the target's (its pid cannot be reused before)
@@ -585,7 +586,7 @@ class DamosMetrics:
         return inc
 
 
-def install(ctx: Any, **kwargs: Any) -> DamosMetrics:
+def install(ctx: Ctx, **kwargs: Any) -> DamosMetrics:
     """Build a :class:`DamosMetrics` with *kwargs* and install it as ``ctx.damos_metric``."""
     return DamosMetrics(**kwargs).install(ctx)
 
