@@ -1,26 +1,17 @@
 """Access sources backed by the in-kernel aggregation of ``bpf/access_agg.h``: the common part of the
 ``fault`` and ``perf`` operations sets.
 
-**How events become nr_accesses** (the one scale of every source: ``0..aggr/sample`` sampling intervals per
-aggregation window, like kernel DAMON):
+**nr_accesses** is on the one scale of every source (``0..aggr/sample`` sampling intervals per aggregation
+window). *Exact events* (page faults, software page-fault perf events with period 1) count the sampling
+intervals with at least one event. *Sampled events* (PEBS/IBS with a period ``P``) go through a density
+estimate: :func:`density_nr_accesses`.
 
-- *Exact events* (page faults, software page-fault perf events with period 1): the BPF program sets, per
-  region, the bit of the sampling interval in which an event arrived; a region's ``nr_accesses`` grows by the
-  number of intervals with at least one event. This is DAMON's definition ("the sampling intervals in which an
-  access was seen") with a fault as the evidence of access; what the evidence covers depends on the re-arming
-  (natural faults, NUMA hint faults, pageout probing).
-- *Sampled events* (PEBS/IBS with a period ``P``): each event stands for about ``P`` accesses somewhere in the
-  region, so the per-page access rate is ``events * P / pages / T`` over a window of ``T`` seconds, and the
-  chance that a given page is touched in one sampling interval of ``s`` seconds is ``1 - exp(-rate * s)``
-  (accesses as a Poisson process). DAMON checks one random page per region per sampling interval, so the
-  expected ``nr_accesses`` is that probability times the number of sampling intervals:
-  :func:`density_nr_accesses`.
+**Windows.** Each window's region table is published into the BPF maps at the first ``prepare_access_checks``
+after the regions changed, and counters are drained at the window's boundary check; late events are moved to
+the new window's first sampling intervals.
 
-**Window bookkeeping.** The region table of each aggregation window is published into the BPF maps at the
-first ``prepare_access_checks`` after the regions changed (merge, split, ops update); counters are drained at
-the window's boundary check. Events that arrive after the boundary but before the next table is published
-land in the old generation's bits past the window end; they are moved to the regions of the new table that
-overlap the old region, as hits of the new window's first sampling intervals.
+See docs/ops.md, section "The BPF sources: fault and perf", for the estimator and the window bookkeeping, and
+docs/design.md, "In-kernel aggregation", for the BPF side.
 """
 
 from __future__ import annotations

@@ -1,38 +1,16 @@
 """DAMOS ops-layer filters for the vaddr operations set: the user-space ``damos_folio_filter_match()``.
 
-The kernel (``mm/damon/ops-common.c``, ``mm/damon/vaddr.c``) evaluates ops-layer filters per *folio* while it
-walks the page table of the region. User space cannot walk another process's page table, so this module
-evaluates them per **piece**: the part of a region that lies in one VMA (``/proc/<pid>/maps``), further cut at
-PMD-mapped huge page boundaries when a ``hugepage_size`` filter needs folio sizes. Each piece gets one
-decision, with the kernel's semantics (``damos_filter_out()`` for the ops layer)::
+**Per piece, not per folio.** The kernel evaluates ops-layer filters per folio while it walks the region's page
+table; user space cannot, so each *piece* (the part of a region in one VMA, cut further at PMD-mapped huge pages
+when a ``hugepage_size`` filter needs folio sizes) gets one decision, with the kernel's
+``damos_filter_out()`` semantics: the first matching filter decides, else the core's default.
 
-    if the core layer allowed the region (s->core_filters_allowed): pass
-    for f in ops filters, in order:
-        if match(f, piece) == f.matching: return pass if f.allow else reject      # first match decides
-    return reject if s->ops_filters_default_reject else pass                      # set by the core
-
-How each type is matched on a piece, and what is approximated:
-
-- ``anon``: the VMA is anonymous (inode 0 and not a special mapping such as ``[vdso]``/``[vvar]``). Whole VMAs
-  are classified: anonymous copy-on-write pages of a private *file* mapping count as file-backed, and shared
-  anonymous memory (shmem, ``/dev/zero``, ``memfd``) has an inode and counts as file-backed, as
-  ``folio_test_anon()`` says for shmem.
-- ``memcg``: the target process's memory cgroup (``/proc/<pid>/cgroup``: the cgroup v1 ``memory`` controller's
-  line, else the v2 ``0::`` line) compared with ``filter.memcg_path``. **All of a process's memory is treated as
-  charged to its current cgroup**; the kernel compares each folio's own memcg, which differs for page cache
-  first touched by another cgroup and after a process moved between cgroups.
-- ``hugepage_size``: the folio size of a piece is the PMD size (``hpage_pmd_size``) for pages the
-  ``PAGEMAP_SCAN`` ioctl of ``/proc/<pid>/pagemap`` reports as ``PAGE_IS_HUGE`` (PMD-mapped THP and hugetlb;
-  Linux 6.7+), else the base page size. Multi-size THP mapped by PTEs counts as base pages, and hugetlb pages
-  larger than a PMD count as PMD-sized (``PAGEMAP_SCAN`` does not tell sizes). One ioctl per piece; the
-  kernel does the page-table walk.
-- ``unmapped``: every byte of a vaddr region that lies in a VMA is mapped, so it never matches (a filter
-  with ``matching=False`` therefore matches everything). Holes between VMAs are never passed to the action.
-- ``young`` and ``active``: need the page-table accessed bits or the LRU state of another process's pages,
-  which user space cannot read here (no idle page tracking, and neither is per-process): refused when the
-  scheme is checked (:func:`check_filters`), never silently ignored.
+**Types.** ``anon`` classifies whole VMAs; ``memcg`` treats all of a process's memory as charged to its current
+cgroup; ``hugepage_size`` uses the ``PAGEMAP_SCAN`` ioctl (Linux 6.7+); ``unmapped`` never matches inside a VMA;
+``young`` and ``active`` are refused by :func:`check_filters`, never silently ignored.
 
 Everything here but :class:`PagemapScanner` and :func:`read_memcg_path` is pure and works on plain data.
+See docs/ops.md, section "DAMOS ops-layer filters", for the decision rule and what each type approximates.
 """
 
 from __future__ import annotations

@@ -1,23 +1,15 @@
 """The ``fault`` access source: page faults of the monitored processes, counted per region in the kernel.
 
-A page fault proves an access, but faults only happen while pages are not mapped: natural faults (first touch,
-swap-in, copy-on-write) show working-set growth and nothing about memory that stays resident. Two ways make
-resident memory fault again, and this source can use both:
+A page fault proves an access, but faults only happen while pages are not mapped: natural faults show
+working-set growth and nothing about resident memory. Two ways make resident memory fault again:
 
-- ``numa_hint_faults``: the kernel's NUMA balancing scanner makes PTEs of a task's memory inaccessible at
-  intervals (``task_numa_work()``), and the next access takes a NUMA hinting fault, whatever the number of
-  nodes. ``kernel.numa_balancing`` is set to 1 for the session and always restored. On one node, only
-  processes with more than one thread are scanned here. The scanner's own period (seconds) bounds how often
-  a page can re-fault: use aggregation intervals of a second or more with it.
-- ``probe="pageout"``: DAMON-style probing: at every sampling interval one random page of each region is made
-  non-present with ``process_madvise(MADV_PAGEOUT)`` (non-destructive: it is written back or dropped clean,
-  and the next access faults it back in). Works for file-backed memory; anonymous memory needs swap to be
-  reclaimed, so without swap anonymous regions cannot be probed (the source says so). Cost: one syscall per
-  sampling interval and one refault per accessed region; use fewer regions or longer sampling intervals on
-  large processes.
+- ``numa_hint_faults``: NUMA balancing's scanner (``kernel.numa_balancing`` set to 1 for the session, always
+  restored); its period of seconds wants aggregation intervals of a second or more.
+- ``probe="pageout"``: one random page of each region made non-present every sampling interval with
+  ``process_madvise(MADV_PAGEOUT)``; file-backed memory only without swap.
 
-Read or write comes from the fault's error code (``X86_PF_WRITE``). Measured cost of the BPF program: see
-``bench/overhead.py`` (about 160 ns per fault of a target process in the prototype).
+Read or write comes from the fault's error code (``X86_PF_WRITE``). See docs/ops.md, section "The fault
+source", for the details and costs.
 """
 
 from __future__ import annotations

@@ -1,42 +1,21 @@
 """Replaying a perf recording into the monitoring core: the ``replay`` operations set.
 
-No kernel counterpart: this is the offline twin of the ``perf`` source (:mod:`damon_bpf.ops.perf`). Samples read
-from a ``perf.data`` file (:mod:`damon_bpf.results.perfscript`) are fed to the kdamond as if they were arriving
-live, on a *fake clock* driven by the perf timestamps (the session driver is
-:func:`damon_bpf.session.replay.replay`). Results are the same as a live run that saw the same events.
+The offline twin of the ``perf`` source (:mod:`damon_bpf.ops.perf`): samples read from a ``perf.data`` file
+(:mod:`damon_bpf.results.perfscript`) are fed to the kdamond on a *fake clock* driven by the perf timestamps
+(driver: :func:`damon_bpf.session.replay.replay`). Results are those of a live run that saw the same events.
 
-**Targets.** One target per process found in the data (or the ``pids`` asked for), with ``Target.pid`` set to
-the recorded pid. The processes are not looked at: they may have exited long ago, so targets are always valid,
-nothing is read from ``/proc`` and no DAMOS action is applied (only ``stat``).
+**Targets.** One per recorded process (or the ``pids`` asked for), always valid: nothing is read from ``/proc``
+and no DAMOS action is applied (only ``stat``).
 
-**Address ranges: three regions from the sampled addresses.** A replay cannot read ``/proc/<pid>/maps`` as
-``vaddr`` does, so it builds stand-in VMAs from the addresses of the target's samples (the whole recording:
-a replay knows the address space's future) and applies the kernel's three-regions rule to them
-(:func:`~damon_bpf.ops.vaddr.three_regions`, ``__damon_va_three_regions()``)::
+**Ranges.** The kernel's three-regions rule (:func:`~damon_bpf.ops.vaddr.three_regions`) applied to stand-in
+VMAs built from the target's sampled pages, set once at ``init``; kernel addresses and address 0 belong to no
+target.
 
-    sampled pages:   ##  #   ###     (huge gap)     #  ##   (huge gap)   # #
-    stand-in VMAs:   [] [] [-]                     [] []                [] []     runs of adjacent sampled pages
-    three regions:   [-----------]                 [----]               [---]     split at the two largest gaps
+**nr_accesses.** Exact events by the interval-hit rule, sampled events by
+:func:`~damon_bpf.ops.bpf.density_nr_accesses`; ``estimator="auto"`` (default) uses the density estimate as
+soon as any sample is sampled, ``"hits"`` and ``"density"`` force one rule.
 
-so the two largest holes between sampled pages (usually heap-to-mmap and mmap-to-stack, as in a live process)
-are left out, and everything else between the lowest and highest sampled page is covered. With fewer than two
-gaps (samples in one or two runs of pages) the runs themselves become the regions. Kernel addresses (the top
-half, from ``perf mem``/``perf c2c`` system-wide recordings) and address 0 (events without a data address) are
-not part of any target. The ranges are set once, at ``init``; ``update`` changes nothing.
-
-**nr_accesses: the same estimator as the live perf source.**
-
-- *Exact events* (software page faults and other software events recorded with ``-c 1``): the samples are
-  pushed as access reports (``ctx.reports.report(...)``) and accounted with
-  :func:`~damon_bpf.engine.access_reports.account_reports`: a region's ``nr_accesses`` grows by the number of
-  sampling intervals in which at least one of its addresses was reported (the interval-hit rule).
-- *Sampled events* (hardware events, any period above 1, perf's default frequency mode ``-F 4000`` whose
-  samples carry varying periods): each sample stands for ``period`` events, and
-  :func:`~damon_bpf.ops.bpf.density_nr_accesses` turns the events per region and window (the sum of the
-  samples' periods) into the expected number of sampling intervals with an access.
-
-With ``estimator="auto"`` (default) the density estimate is used as soon as any sample of the replay is
-sampled; exact samples then count as period 1. ``"hits"`` and ``"density"`` force one rule.
+See docs/ops.md, section "Replay of a perf recording", for the diagram and the estimator details.
 """
 
 from __future__ import annotations

@@ -1,57 +1,19 @@
 """A synthetic access source: access reports generated from a described access pattern, no kernel involved.
 
-There is no kernel counterpart; this is the test double of the event sources (page faults, perf samples)
-that feed :class:`~damon_bpf.ops.vaddr.VaddrOps` through pushed reports (the proposed
-``damon_report_access()``). Engine tests and benchmarks use it to drive the monitoring core with a known
-ground truth.
+The test double of the event sources that feed :class:`~damon_bpf.ops.vaddr.VaddrOps` through pushed reports;
+engine tests and benchmarks use it to drive the monitoring core with a known ground truth.
 
-**The pattern.** A :class:`SyntheticPattern` is a list of phases run one after the other from the first checked
-sampling interval (or from ``start_ns``); each phase lasts ``duration_s`` (``None``: for ever, last phase only)
-and lists address ranges, each with an access intensity for every page in it:
+**The pattern.** A :class:`SyntheticPattern` is a list of phases, each lasting ``duration_s`` (``None``: for
+ever, last phase only) and listing address ranges of target ``target``, each page accessed per sampling
+interval with chance ``p``, or at ``rate_hz`` accesses per second (``p = 1 - exp(-rate_hz * sample_interval)``).
+Overlapping ranges add up; nothing else is accessed, and nothing after the last phase unless ``loop`` is set.
 
-- ``p``: the chance that a given page is accessed in one sampling interval, independently for every page
-  and interval; or
-- ``rate_hz``: accesses per second per page, as a Poisson process; this does not depend on the sampling
-  interval, and gives ``p = 1 - exp(-rate_hz * sample_interval)``.
+**Models** (``SyntheticOps(model=...)``): ``"events"`` (default) reports every access event, as a page-fault or
+PMU source would; ``"accessed_bit"`` checks one random address per region per interval, as the kernel's vaddr.
 
-Ranges may overlap: their accesses add up (a page in two ranges is accessed with chance
-``1 - (1 - p1) * (1 - p2)``). Addresses outside every range of the current phase are never accessed. After the last phase nothing is
-accessed, unless ``loop`` is set. Each range belongs to target number ``target`` (an index into
-``ctx.targets``, default 0). The dict form (:meth:`SyntheticPattern.to_dict`)::
-
-    {"page_sz": 4096, "loop": false, "start_ns": null,
-     "phases": [{"name": "warmup", "duration_s": 2.0,
-                 "ranges": [{"start": 4294967296, "end": 4362076160, "p": 0.9, "target": 0},
-                            {"start": "0x200000000", "end": "0x240000000", "rate_hz": 5.0}]},
-                {"name": "steady", "duration_s": null, "ranges": [[4294967296, 4362076160, 0.05]]}]}
-
-(addresses may be ints or strings such as ``"0x7f0000000000"``; a range may be written ``[start, end, p]``).
-
-**The two sampling models** (``SyntheticOps(model=...)``):
-
-- ``"events"`` (default): every access event is reported, as a page-fault or PMU source would. For each
-  sampling interval and range, a Poisson number of page picks with mean ``-ln(1 - p)`` per page is drawn and
-  each pick reports a uniformly random page of the range; by Poisson splitting, every page is then accessed
-  with probability exactly ``p``, independently. Report accounting then marks a region accessed in an interval
-  when *any* page of it was, so a region of ``n`` pages reads ``1 - (1 - p)**n`` of the intervals: large
-  regions of a warm range saturate at ``max_nr_accesses``.
-- ``"accessed_bit"``: what the kernel's vaddr check would see: each region is checked at one uniformly random
-  sampling address per sampling interval (``damon_rand()`` in ``damon_va_prepare_access_checks()``), which is
-  reported as accessed with that page's probability ``p``. A region inside a range then reads ``p`` of the
-  intervals, so ``nr_accesses ~ p * max_nr_accesses``.
-
-**Cost.** Everything is vectorised with numpy (no Python loop over pages or reports). At most
-``max_reports_per_check`` reports are generated per check: when the ``events`` model would exceed it, the
-picks are thinned uniformly (each kept with chance ``budget / expected``), so a page is then accessed with
-chance ``1 - (1 - p)**s`` for the thinning factor ``s``; only regions of few pages in huge hot ranges notice.
-
-**Targets.** (a) Fixed address spaces: targets with ``pid`` None; their regions are user-given, or, when a
-target has none, the union of the pattern's ranges for it. (b) Real processes: targets with a pid get their
-three regions from ``/proc/<pid>/maps`` as with vaddr, and the pattern's ranges are real addresses in the
-process (e.g. from the bundled workload's ground truth). Reports are generated only for valid targets.
-
-Randomness comes from a numpy generator seeded with ``seed``, or else from ``ctx.rng``, so runs are
-deterministic.
+Targets with ``pid`` None are fixed address spaces; targets with a pid get their three regions from
+``/proc/<pid>/maps``. Reports are capped at ``max_reports_per_check``; randomness is seeded (``seed`` or
+``ctx.rng``). See docs/ops.md, section "The synthetic source", for the dict form and the models' statistics.
 """
 
 from __future__ import annotations

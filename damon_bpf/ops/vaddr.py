@@ -1,72 +1,22 @@
 """Virtual address spaces of processes: the user-space ``mm/damon/vaddr.c`` (ops ``vaddr`` and ``fvaddr``).
 
-What is mirrored from the kernel:
+**Mirrored.** ``init`` gives targets without regions the "three regions" of their address space
+(:func:`three_regions`), ``update`` recomputes them every ``ops_update_interval``, ``target_valid`` checks the
+process through a pidfd (so a recycled pid is never mistaken for the target), and ``apply_scheme`` runs DAMOS
+actions with ``process_madvise(2)`` on that pidfd or ``move_pages(2)``. ``fvaddr`` is the same with
+``init = update = NULL``: the user's ranges stay fixed.
 
-- ``init``: targets without regions get the "three regions" of their address space
-  (``damon_va_init()`` / ``__damon_va_init_regions()``); since Linux 7.1 the core, not the ops, splits them to
-  honour ``min_nr_regions``, so no even split happens here.
-- ``update``: every ``ops_update_interval`` the three regions are recomputed and applied with
-  ``damon_set_regions()`` (``damon_va_update()``); a target whose maps cannot be read is skipped.
-- ``target_valid``: the process still exists (``damon_va_target_valid()``). The kernel holds a ``struct pid``
-  reference; here a pidfd (``pidfd_open(2)``) plays that role, so a recycled pid is never mistaken for the
-  target.
-- ``apply_scheme`` (``damon_va_apply_scheme()``): ``willneed``/``cold``/``pageout``/``collapse`` through
-  ``process_madvise(2)`` on that pidfd (the kernel calls ``do_madvise()`` on the target's mm,
-  ``damos_madvise()``), ``migrate_hot``/``migrate_cold`` through ``move_pages(2)``, ``stat`` does nothing but
-  the ops-filter accounting. See "DAMOS" below.
-- ``get_scheme_score``: ``damon_va_scheme_score()`` (plus ``cold``/``lru_deprio``, see below), and a vectorised
-  :meth:`VaddrOps.get_scheme_scores` for the engine's score histogram.
-- ``fvaddr``: the same ops with ``init = update = NULL`` (``ops_fvaddr`` in ``damon_va_initcall()``): the user's
-  ranges stay fixed.
+**Not mirrored.** User space cannot walk page tables, so :class:`VaddrOps` checks accesses from *pushed reports*
+(``ctx.reports``, the proposed ``damon_report_access()``): access sources subclass it and queue reports before
+calling :meth:`VaddrOps.check_accesses`. Targets whose ``pid`` is None are fixed address spaces (tests,
+benchmarks, replays): they come with regions, are always valid and are never updated.
 
-What is not: the accessed-bit check (``damon_va_prepare_access_checks()`` / ``damon_va_check_accesses()``) walks
-page tables, which user space cannot do. :class:`VaddrOps` therefore checks accesses from *pushed reports*
-(``ctx.reports``, the proposed ``damon_report_access()``): access sources (synthetic, page faults, perf samples)
-subclass it and queue reports before calling :meth:`VaddrOps.check_accesses`.
+**DAMOS.** Unsupported actions (``hugepage``, ``nohugepage``, ``lru_prio``) are refused at start with the
+reason; destructive advice is never used. A region is applied per VMA, ops filters apply to every action, and
+``cold``/``lru_deprio`` use the cold score (a deviation from the kernel's vaddr).
 
-Targets whose ``pid`` is None are fixed address spaces with no process behind them (for tests, benchmarks and
-replays): they must come with regions (or the subclass provides them), are always valid, and are never updated.
-
-DAMOS
------
-
-Actions. ``process_madvise(2)`` acts through the target's pidfd, never a bare pid that could have been reused;
-``move_pages(2)`` only takes a pid, so it is called only while the pidfd says the process has not exited (checked
-before and after every call: a pid is not reused before its process is reaped).
-
-=================  ====================================================================================
-``pageout``        ``MADV_PAGEOUT``
-``cold``           ``MADV_COLD``
-``lru_deprio``     ``MADV_COLD`` (deactivates the pages: what paddr's ``folio_deactivate()`` does)
-``willneed``       ``MADV_WILLNEED``
-``collapse``       ``MADV_COLLAPSE``
-``migrate_hot``    ``move_pages(2)`` of the region's pages to ``scheme.target_nid`` (machines with two or
-``migrate_cold``   more memory nodes only; the kernel's ``migrate_dests`` weights are not ported)
-``stat``           nothing; reports the bytes that pass the ops filters
-``hugepage``       refused: ``process_madvise(2)`` does not accept ``MADV_HUGEPAGE``/``MADV_NOHUGEPAGE``
-``nohugepage``
-``lru_prio``       refused: user space has no way to activate another process's pages on the LRU
-=================  ====================================================================================
-
-Destructive advice (the kinds that drop, free or punch out pages) is never used. Refused actions are not in
-:attr:`VaddrOps.supported_actions`, so the kdamond refuses them at start with
-:meth:`VaddrOps.action_unsupported_reason`; :meth:`VaddrOps.check_scheme` refuses the rest of what cannot work
-(``young``/``active`` filters, a migration node that does not exist, ``node_eligible_mem_bp`` goals).
-
-A region is applied per VMA: it is cut at the boundaries of the target's VMAs (re-read from
-``/proc/<pid>/maps`` once per apply pass, and after the kernel reported a hole), holes are skipped, and the
-pieces go to one vectored ``process_madvise(2)``. A piece the kernel refuses (``EINVAL`` for ``VM_LOCKED``,
-``VM_PFNMAP`` or non-THP-able VMAs, ``ENOMEM`` for a hole that appeared since the maps were read, ``EAGAIN``) is
-skipped and the others are still applied; the bytes the kernel advised are the bytes applied. Once the target
-has exited (``ESRCH``, or its pidfd says so) nothing more is applied. Unlike the
-kernel (whose vaddr ``damos_madvise()`` returns the whole region size or 0 and applies ops filters to migration
-and ``stat`` only), ops filters apply to every action here (:mod:`.damos_filters`), and the result is
-``(bytes applied, bytes that passed the ops filters)`` whenever the scheme has ops filters.
-
-Scores: ``pageout``/``migrate_cold`` use the cold score and ``migrate_hot`` the hot score, as
-``damon_va_scheme_score()``; **deviating from the kernel's vaddr** (which gives them ``DAMOS_MAX_SCORE``),
-``cold`` and ``lru_deprio`` use the cold score too, as paddr does for ``lru_deprio``: both push pages towards
-reclaim, so a quota should spend itself on the coldest regions first. Everything else gets ``DAMOS_MAX_SCORE``.
+See docs/ops.md, section "vaddr and fvaddr": the hooks one by one, the three regions, the actions table,
+per-VMA application and scores.
 """
 
 from __future__ import annotations
@@ -171,24 +121,9 @@ class _HasRange(Protocol):
 def three_regions(vmas: Iterable[_HasRange], min_region_sz: int) -> list[AddrRange] | None:
     """``__damon_va_three_regions()``: three ranges that cover every mapping but the two biggest gaps.
 
-    Walk the VMAs, tracking the two largest gaps between consecutive ones (a new maximum pushes the old one
-    into second place; ties keep the earlier gap). Sort the two gaps by address and return::
-
-        [ALIGN(first.start), ALIGN(gap1.start))
-        [ALIGN(gap1.end),    ALIGN(gap2.start))
-        [ALIGN(gap2.end),    ALIGN(last.end))
-
-    where ``ALIGN`` rounds up to *min_region_sz*. Why: in a usual process layout the two biggest unmapped
-    areas are between the heap and the mmap()-ed regions and between those and the stack; they are huge and
-    never accessed, so covering them would waste regions::
-
-        <heap>
-        <BIG UNMAPPED REGION 1>
-        <uppermost mmap()-ed region>
-        (other mmap()-ed regions and small unmapped regions)
-        <lowermost mmap()-ed region>
-        <BIG UNMAPPED REGION 2>
-        <stack>
+    The two largest gaps between consecutive VMAs (ties keep the earlier) are left out; the three ranges around
+    them are aligned up to *min_region_sz*. In a usual layout those gaps are heap-to-mmap and mmap-to-stack, huge
+    and never accessed. See docs/ops.md, section "The three regions", for the rule and its diagram.
 
     :param vmas: the mappings in address order, each with ``start``/``end`` (:class:`~.procmaps.Vma`); leave
         out gate areas such as ``[vsyscall]`` (:func:`~.procmaps.real_vmas`), which are not VMAs of the mm

@@ -1,30 +1,17 @@
 """Perf events that deliver a data address to ``bpf/perf_sample.bpf.c``: parsing, detection, attach and detach.
 
-The perf-event side of the ``perf`` access source. Counterparts: perf's event parser
-(``tools/perf/util/parse-events.c``, ``pmu.c``: ``PMU/term=value,.../modifiers``, sysfs event aliases and format
-bit specs), ``perf mem record``'s event choice (``tools/perf/arch/x86/util/mem-events.c``: Intel
-``cpu/mem-loads,ldlat=30/P`` + ``cpu/mem-stores/P``, AMD ``ibs_op//``), and the DAMON perf-event RFCs that feed
-PEBS/IBS samples into DAMON regions.
+The perf-event side of the ``perf`` access source, after perf's own event parser (``parse-events.c``,
+``pmu.c``) and ``perf mem record``'s event choice (``mem-events.c``).
 
-Supported event syntax (a comma-separated list; commas inside ``pmu/.../`` belong to that event):
+**Syntax.** A comma-separated list of events (commas inside ``pmu/.../`` belong to that event): software page
+faults (``page-faults``, exact, no PMU needed), Intel PEBS ``mem-loads``/``mem-stores`` (``ldlat=N``), ``mem``
+(what ``perf mem record`` would use here), ``ibs_op``, ``arm_spe``, ``PMU/TERMS/MODS``, ``rHEX`` and
+``TYPE:CONFIG``, with the modifiers ``p``/``pp``/``ppp``, ``P``, ``u`` and ``k``.
 
-- ``page-faults`` / ``faults`` / ``minor-faults`` / ``major-faults``: software events (``PERF_TYPE_SOFTWARE``),
-  period 1 by default, so every fault is an exact event. They need no PMU.
-- ``mem-loads`` / ``mem-stores``: Intel PEBS, as ``perf mem record`` uses them (``cpu/mem-loads,ldlat=30/P``,
-  ``cpu/mem-stores/P``; one event per core PMU on hybrid CPUs). A following ``ldlat=N`` (``mem-loads,ldlat=50``)
-  overrides the load-latency threshold.
-- ``mem``: what ``perf mem record`` would use here (Intel: mem-loads + mem-stores; AMD: ``ibs_op//``).
-- ``ibs_op``, ``arm_spe``/``arm_spe_0``: the PMU with no terms.
-- ``PMU/TERMS/MODS``: e.g. ``cpu/mem-loads,ldlat=50/P``, ``ibs_op/cnt_ctl=1,l3missonly=1/``. A term is a sysfs
-  event alias (``<pmu>/events/<name>``), a format field (``<pmu>/format/<name>``, ``name`` alone = 1),
-  ``config``/``config1``/``config2``, or ``period``.
-- ``rHEX`` (raw config on the core PMU, ``PERF_TYPE_RAW``) and ``TYPE:CONFIG``.
-- Modifiers (``:MODS`` after a name, or right after a PMU form's closing ``/``): ``p``/``pp``/``ppp`` set
-  ``precise_ip``, ``P`` asks for the highest level the PMU accepts (tried downwards from ``caps/max_precise`` or
-  3 to 1 when opening), ``u``/``k`` count user/kernel mode only.
+**Opening.** Every event is opened per CPU and system-wide (``pid=-1``); the BPF program keeps only samples of
+the target tgids (``agg_targets``), which catches every thread of a target, including threads created later.
 
-Every event is opened per CPU and system-wide (``pid=-1``); the BPF program keeps only samples of the target
-tgids (``agg_targets``), which catches every thread of a target, including threads created later.
+See docs/ops.md, section "Perf events with data addresses", for the full syntax and its perf counterparts.
 """
 
 from __future__ import annotations
@@ -147,18 +134,14 @@ class EventSpec:
     """One perf event to sample data addresses with, resolved against this machine's sysfs.
 
     :param name: the event as the user wrote it (``"mem-loads"``, ``"cpu/mem-loads,ldlat=50/P"``, ``"mem"``).
-    :param type: ``perf_event_attr.type``: ``PERF_TYPE_*`` or a dynamic PMU type from
-        ``/sys/bus/event_source/devices/<pmu>/type``.
+    :param type: ``perf_event_attr.type``: ``PERF_TYPE_*`` or a dynamic PMU type (``<pmu>/type`` in sysfs).
     :param config: ``perf_event_attr.config``.
     :param config1: ``perf_event_attr.config1`` (Intel ``ldlat`` = config1:0-15).
     :param precise_ip: ``perf_event_attr.precise_ip``; with :attr:`precise_max`, the first level tried.
-    :param sample_period: one sample every this many events; never a frequency (the density estimator needs a
-        fixed period).
-    :param is_write: the samples are stores (attach :data:`FN_WRITE`); False for loads and for events that do not
-        tell loads from stores (IBS op, page faults).
+    :param sample_period: one sample every this many events; never a frequency (the density estimator needs it).
+    :param is_write: stores (attach :data:`FN_WRITE`); False for loads and for IBS op and page faults.
     :param kind: one of :data:`KINDS`.
-    :param sampled: each event stands for about ``sample_period`` accesses (hardware sampling: the density
-        estimator applies); False for exact events (software page faults with period 1).
+    :param sampled: each event stands for about ``sample_period`` accesses; False for exact events (period 1).
     :param exclude_kernel: ``perf_event_attr.exclude_kernel`` (True by default for PMU events).
     :param config2: ``perf_event_attr.config2`` (IBS ``swfilt`` = config2:0).
     :param exclude_user: ``perf_event_attr.exclude_user`` (modifier ``k``).

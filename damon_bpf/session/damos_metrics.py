@@ -1,39 +1,17 @@
 """DAMOS quota-goal and watermark metrics measured from user space: the ops side of ``ctx.damos_metric``.
 
-Mirrors ``damos_set_quota_goal_current_value()`` and ``damos_wmark_metric_value()`` of ``mm/damon/core.c``
-(quota goals and watermarks). The engine does no I/O: it calls ``ctx.damos_metric(goal_or_wmarks,
-scheme) -> int``, and :class:`DamosMetrics` is that callable. Where each value comes from:
+Mirrors ``damos_set_quota_goal_current_value()`` and ``damos_wmark_metric_value()`` of ``mm/damon/core.c``.
+The engine does no I/O: it calls ``ctx.damos_metric(goal_or_wmarks, scheme) -> int``, and
+:class:`DamosMetrics` is that callable. Values come from ``/proc/meminfo``, PSI, per-node sysfs meminfo, cgroup
+files and taskstats (``task_mem_stall_us``, damon-bpf's own; it turns ``kernel.task_delayacct`` on for the
+session, restored by :meth:`DamosMetrics.close`); ``node_eligible_mem_bp`` is refused.
 
-==========================  =====================================================================================
-metric                      source and formula
-==========================  =====================================================================================
-``free_mem_rate`` (wmarks)  ``/proc/meminfo``: ``MemFree * 1000 // MemTotal`` (permil)
-``some_mem_psi_us``         increase of ``/proc/pressure/memory`` ``some total=`` (µs) since the last evaluation
-                            of the goal (``goal.last_psi_total``, starting at 0 as in the kernel); with
-                            ``goal.memcg_path``, that cgroup's ``memory.pressure`` (cgroup v2 only)
-``node_mem_used_bp``        ``/sys/devices/system/node/node<nid>/meminfo``: ``(MemTotal - MemFree) * 10000 //
-                            MemTotal``; a node that does not exist gives 0
-``node_mem_free_bp``        ``MemFree * 10000 // MemTotal``; a node that does not exist gives 10000
-``node_memcg_used_bp``      the cgroup's ``memory.numa_stat`` LRU pages on the node (``active_anon +
-                            inactive_anon + active_file + inactive_file``, as the kernel sums the lruvec;
-                            cgroup v1: ``hierarchical_anon + hierarchical_file``) ``* 10000 //`` node MemTotal;
-                            a missing cgroup or node gives 0
-``node_memcg_free_bp``      ``(node MemTotal - used) * 10000 // node MemTotal``; missing gives 10000
-``active_mem_bp``           ``/proc/meminfo``: ``Active * 10000 // (Active + Inactive)``
-``inactive_mem_bp``         ``Inactive * 10000 // (Active + Inactive)``
-``node_eligible_mem_bp``    paddr only in the kernel (a commit with another ops set is ``-EINVAL``): refused
-``task_mem_stall_us``       damon-bpf's own: the increase since the last evaluation of the target processes'
-                            memory stall time from per-task delay accounting (taskstats, per tgid):
-                            ``swapin + thrashing + freepages (direct reclaim) + compact`` delay totals, in µs,
-                            summed over the targets. ``kernel.task_delayacct`` is turned on for the session
-                            (restored by :meth:`DamosMetrics.close`). A target seen for the first time counts
-                            from 0, as the kernel's PSI metric does at its first evaluation.
-==========================  =====================================================================================
-
-Every source has a pure parser (fed fake file contents by the tests, psutil style). A missing *mechanism* (no
+**Errors.** Every source has a pure parser (fed fake file contents by the tests). A missing *mechanism* (no
 PSI, no NUMA sysfs, no cgroup v2 for ``memory.pressure``, no taskstats) raises
 :class:`~damon_bpf.errors.NotSupportedError` with the reason; :func:`check_scheme` finds these before a scheme
 starts. A missing node or cgroup gives the kernel's fallback values instead.
+
+See docs/ops.md, section "DAMOS quota-goal and watermark metrics", for each metric's source and formula.
 """
 
 from __future__ import annotations
