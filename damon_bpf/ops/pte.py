@@ -1,41 +1,19 @@
 """The ``pte`` access source: DAMON's own access check, PTE Accessed bits, from user space.
 
-Mirrors the access check of ``mm/damon/vaddr.c``, a pull source (``prepare_access_checks`` /
-``check_accesses``): every sampling interval each region gets one random sampling address; *prepare* clears
-the Accessed bit of the page (or huge page) there, *check*, one sampling interval later, reads it back. A set
-bit means the region was accessed in that interval (``damon_va_young()``), so ``nr_accesses`` is on the
-kernel's own scale with no estimate in between, and resident memory is seen as well as faulting memory:
-this is the source for the machines without a PMU, anonymous memory and no swap.
+Mirrors the access check of ``mm/damon/vaddr.c``, a pull source: every sampling interval each region gets one
+random sampling address; ``prepare_access_checks`` clears the Accessed bit of the page (or huge page) there and
+``check_accesses``, one interval later, reads it back. ``nr_accesses`` is on the kernel's own scale, no estimate,
+and resident memory is seen: the source for machines without a PMU, anonymous memory and no swap.
 
-- **Reading** (:mod:`damon_bpf.probes.pte`): one BPF program run walks the target's page tables from its
-  ``mm->pgd`` through the direct map for a batch of addresses (about 100-200 ns per address here). It is
-  run by the monitor itself (``BPF_PROG_TEST_RUN``), attached to nothing. The reads are lockless: see
-  ``bpf/pte.bpf.c`` for why that is safe and what it can cost (a rare wrong sample); walks that stop at a
-  non-present level are counted and shown.
-- **Clearing**, by one of two kernel paths, chosen per target by their measured cost:
+**Reading** (:mod:`damon_bpf.probes.pte`): one BPF program run, attached to nothing (``BPF_PROG_TEST_RUN``),
+walks the target's page tables for a batch of addresses, locklessly. **Clearing**: ``process_madvise(MADV_COLD)``
+of each accessed sample page, or ``/proc/<pid>/clear_refs``, chosen per target by their measured cost; large
+folios are never split. **Bounded cost**: the sampling interval is kept long enough to stay within
+``cpu_budget`` of one core (with auto-tuning intervals, the default, by raising ``min_sample_us``).
 
-  ``madvise``     ``process_madvise(MADV_COLD)`` of each sample page whose Accessed bit is set (clears it and
-                  flushes the TLB entry; also deactivates the page). O(accessed regions): 2-5 us per page
-                  in a batch here, plus a fixed 35-150 us per call.
-  ``clear_refs``  ``echo 1 > /proc/<pid>/clear_refs``: clears the Accessed bits of every page of the process.
-                  O(resident pages): about 30-60 ns per page. Cheaper below a few hundred MiB per 1000 regions.
-
-  The cost model is ``present samples x madvise cost`` against ``resident pages x clear_refs cost``, both
-  measured on the target as the source runs (exponential averages, each re-measured now and then).
-- **Large folios are never split.** ``MADV_COLD`` splits a large folio that its range covers only partly, so a
-  sample in a PMD-mapped THP is cleared by advising its whole 2 MiB, and a sample in a PTE-mapped large folio
-  (mTHP, large page-cache folios) by advising the whole folio (its extent from ``/proc/kpageflags``);
-  ``clear_refs`` splits nothing. Reading checks the PMD's bit for a PMD mapping, as ``damon_young_pmd_entry()``.
-- **Bounded cost.** The source measures what one sampling interval costs the monitor's thread (walks,
-  clears and the engine's own work) and keeps the sampling interval long enough for that to stay within
-  ``cpu_budget`` of one core: with intervals auto-tuning (this source's default) it raises the tuner's
-  ``min_sample_us``; with fixed intervals it says once that they cost more.
-- **Side effects**, as kernel DAMON's vaddr has some: cleared Accessed bits (and, with ``madvise``, the
-  deactivation of sampled pages) feed the kernel's reclaim less information about sampled pages;
-  ``clear_refs`` also clears ``PG_referenced`` of every page of the process.
-- **exec and exit.** ``/proc/<pid>/mem`` pins the target's ``mm_struct``; once the target exits or calls
-  ``exec()`` that mm has no users and the walk says so: on exit the target ends, on exec its files are
-  reopened on the new mm and its regions rebuilt from the new mappings.
+**Side effects and lifetime.** Cleared bits (and ``MADV_COLD``'s deactivation, ``clear_refs``'s
+``PG_referenced``) give reclaim less information. On the target's exit it ends; on ``exec()`` its files are
+reopened on the new mm and its regions rebuilt. See docs/pte.md for the walk, the costs and the safety argument.
 """
 
 from __future__ import annotations

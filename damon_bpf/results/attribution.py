@@ -3,33 +3,16 @@
 No kernel counterpart (DAMON keeps no instruction pointers); this is the ``damon-bpf report code`` library.
 
 **The sidecar** ``FILE.attribution`` next to a record ``FILE``: JSON lines, one per aggregation interval and
-target::
+target, each with ``time_ns``, ``target_id``, ``pid``, ``ips`` (``[region_start, region_end, ip, events]``
+entries) and optionally ``comm`` and ``syms``. Live records get it from the BPF sources' ``last_ips``;
+``damon-bpf import`` writes it with :class:`AttributionWriter`, with perf's own symbol names in ``syms``.
 
-    {"time_ns": 123456789, "target_id": 0, "pid": 4242,
-     "ips": [[region_start, region_end, ip, events], ...],
-     "comm": "python",                                  (optional)
-     "syms": {"0x7f12...": "PyObject_Free+0x1d [python3.11]"}}   (optional)
+**The report.** The regions of the last snapshot are ranked by their recent ``nr_accesses``
+(:func:`region_scores`); the hottest and coldest are listed with the code that touched them over the whole
+record, partly overlapping entries counted in proportion. Symbols come from ``syms``, else BCC for live
+processes, else hex. :func:`folded_lines` writes folded stacks for flame graphs.
 
-``ips`` lists, for the regions of that interval (the regions the events were counted in, before merging),
-each instruction pointer seen accessing the region and how many events it caused. Live records get it from the
-BPF programs' IP attribution map (``ops.bpf.BpfAccessOps.last_ips``); imported perf records from the samples
-(``damon-bpf import`` writes it with :class:`AttributionWriter`, together with ``syms``: perf's own symbol
-names, resolved from the recording's mmap events while the binaries are still there, each given once per file
-on the first line that uses it).
-
-**The report.** For each target, the regions of the last snapshot are ranked by their ``nr_accesses`` over
-the last few snapshots (:func:`region_scores`: each region's size-weighted mean over the overlapping regions
-of those snapshots); the hottest and the coldest are listed with the code that touched them over the whole
-record. An entry whose region only partly overlaps a listed region counts in proportion to the overlap
-(events are taken to be spread evenly over the entry's region).
-
-**Symbols**, in order: the sidecar's ``syms``; BCC's symbolizer for processes still alive
-(:func:`damon_bpf.probes.symbols.symbolize`: ``/proc/<pid>/maps`` and ELF symbol tables); otherwise the
-address in hex, with a note.
-
-**Folded stacks** (:func:`folded_lines`, for ``flamegraph.pl``, speedscope, inferno): one line per
-(region, code) pair, ``comm;region [0xSTART-0xEND];module`symbol count``; single-frame code stacks since one
-instruction pointer is kept per event. The region frame at the bottom groups the code that touched it.
+See docs/records.md, sections "The code attribution sidecar" and "The code report".
 """
 
 from __future__ import annotations

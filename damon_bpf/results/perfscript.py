@@ -4,35 +4,16 @@ No kernel counterpart; this is the offline twin of the ``perf`` access source. I
 samples carry a data address (``PERF_SAMPLE_ADDR``): ``perf record -d`` with any event (``-e page-faults -d``
 works without a PMU), ``perf mem record`` and ``perf c2c record``.
 
-**How.** ``perf evlist -v`` tells which sample fields each event recorded; ``perf script`` is then asked for
-exactly the fields every event has (asking for one an event did not record aborts perf: "Samples for
-'page-faults' event do not have WEIGHT attribute set")::
+**How.** ``perf evlist -v`` tells which sample fields each event recorded, and ``perf script -i FILE --force
+--ns -G -F ...`` is asked for exactly the fields every event has (perf aborts on one an event lacks). Lines are
+matched from the ``pid/tid`` on and ``ip``/``weight`` read from the end, since ``comm`` and the decoded
+``data_src`` contain spaces.
 
-    perf script -i FILE --force --ns -G -F comm,pid,tid[,cpu],time[,period],event,addr[,data_src][,weight],ip
+**Writes** are samples of a store event or with ``PERF_MEM_OP_STORE`` in ``data_src``. **Sampled or exact**:
+software and tracepoint events with a fixed period of 1 are exact; every other sample stands for ``period``
+events (:attr:`PerfEvent.sampled`).
 
-``--force`` skips perf's file-ownership check (a root-owned ``perf.data`` read by root, or a user's file read by
-root, would otherwise be refused), ``--ns`` gives nanosecond timestamps and ``-G`` keeps call chains off the
-sample line. When the events recorded call chains (``-g``) the chains are printed instead of ``-G`` and the
-first user-space entry is taken as the instruction pointer (with ``-G`` perf prints the chain's first entry,
-usually a kernel address). ``perf data convert --to-json`` is never used: it drops ``addr``, ``period``,
-``data_src`` and ``weight``.
-
-**The line format** (perf 6.1; field order is perf's, not ``-F``'s)::
-
-    <comm> <pid>/<tid> [<cpu>] <sec>.<ns>: [<period>] <event>: <addr> [<data_src> <decoded...>] [<weight>] <ip>
-
-``comm`` may contain spaces, so the line is matched from the ``pid/tid`` on; the decoded ``data_src`` text
-(``|OP N/A|LVL ...``) has spaces too, so ``ip`` and ``weight`` are read from the end of the line. ``period`` is
-only printed when the event recorded it (frequency mode, or ``--sample-period`` with ``-P``); otherwise every
-sample's period is the event's fixed ``sample_period``.
-
-**Writes.** A sample is a write when its event names a store (``mem-stores``, ``cpu/mem-stores/P``,
-``...store...``) or its ``data_src`` says ``PERF_MEM_OP_STORE`` (``include/uapi/linux/perf_event.h``:
-``mem_op`` is bits 0-4 of ``perf_mem_data_src``; NA 0x1, LOAD 0x2, STORE 0x4, PFETCH 0x8, EXEC 0x10).
-
-**Sampled or exact.** Software and tracepoint events with a fixed period of 1 report every event (exact);
-everything else (hardware events, any period above 1, frequency mode) is sampled: each sample stands for
-``period`` events (:attr:`PerfEvent.sampled`).
+See docs/records.md, section "Perf recording import", for the command line, the line format and the bits.
 """
 
 from __future__ import annotations

@@ -1,62 +1,19 @@
 """Record files: damo's monitoring-results format, written while monitoring, read back, and recovered.
 
-This is damon-bpf's counterpart of damo's ``damo record`` output (``src/_damo_records.py``: ``DamonRecord``,
-``write_json_compressed``, ``write_perf_script``, ``parse_records_file``). The main file is what damo's
-reports read; the sidecars are for crash safety and for damon-bpf's own reports.
+damon-bpf's counterpart of damo's ``damo record`` output (``src/_damo_records.py``). :class:`RecordWriter`
+writes, for an output path ``FILE`` (existing files first renamed to ``*.old``; mode 0600, as damo):
 
-Files written by :class:`RecordWriter` for an output path ``FILE`` (existing ones are first renamed to
-``*.old``, as damo does; permission 0600, as damo's default ``--output_permission``):
+- ``FILE``: damo's ``json_compressed`` type, a zlib stream (not gzip) of a JSON array with one record per
+  target; plain integers, epoch-nanosecond times, ``nr_accesses`` on the kernel's scale. It is rewritten
+  atomically about every second and at close, so a reader always finds a complete file.
+- ``FILE.journal``: append-only JSON lines, one per aggregation interval, for crash safety; :func:`recover`
+  and :func:`recover_file` rebuild ``FILE`` from it (``damon-bpf record --recover FILE``).
+- ``FILE.attribution``: the code-attribution sidecar (:mod:`damon_bpf.results.attribution`), written only
+  when the source attributes events to instruction pointers.
 
-``FILE``
-    damo's ``json_compressed`` type: ``zlib.compress(json.dumps([record, ...]))``, a plain zlib stream (not
-    gzip) holding a JSON **array** with one record per monitoring target::
-
-        record:   {"kdamond_idx": 0, "context_idx": 0, "scheme_idx": null, "target_id": <target index>,
-                   "pid": <pid>,                       # damon-bpf's addition; damo ignores unknown keys
-                   "intervals": {"sample_us", "aggr_us", "ops_update_us",
-                                 "intervals_goal": {"access_bp", "aggrs", "min_sample_us", "max_sample_us"}},
-                   "scheme_filters": [], "snapshots": [snapshot, ...], "data_source": "unknown"}
-        snapshot: {"start_time": ns, "end_time": ns, "regions": [region, ...], "total_bytes": bytes,
-                   "damos_stats": null, "sample_interval_us": us}
-        region:   {"start": addr, "end": addr, "nr_accesses": {"samples": n, "percent": p},
-                   "age": {"usec": us, "aggr_intervals": n}, "probe_hits": [], "sz_filter_passed": 0}
-
-    Every value is a plain integer. Times are epoch nanoseconds (``CLOCK_MONOTONIC`` plus a fixed offset
-    measured when the writer starts, like damo's live records); ``samples`` is at most
-    ``aggr_us / sample_us``. Snapshots are contiguous per target: each starts where the previous ended (the
-    first one an aggregation interval before its end). A snapshot lists a target only while it has regions.
-    The file is rewritten atomically (temporary file, fsync, rename) about every second and when the writer
-    closes, so a reader always finds a complete file, even after the writer was killed.
-
-``FILE.journal``
-    Append-only JSON lines, flushed after every snapshot; removed when the writer closes cleanly (unless
-    asked to keep it). The first line is the header, every other line one aggregation interval::
-
-        {"type": "header", "format": "damon-bpf-record-journal", "version": 1, "time_offset_ns": n,
-         "created": epoch_s, "attrs": {"sample_us", "aggr_us", "ops_update_us", "intervals_goal": {...}} | null}
-        {"type": "snapshot", "end_time": epoch_ns, "sample_us": us, "aggr_us": us, "max_nr_accesses": n,
-         "targets": [{"target_id": i, "pid": p, "start": [...], "end": [...], "nr_accesses": [...],
-                      "age": [...]}, ...]}
-
-    :func:`recover` rebuilds the records from it (a torn last line is ignored), and :func:`recover_file`
-    rewrites ``FILE`` (``damon-bpf record --recover FILE``). :func:`read_records` reads a journal too.
-
-``FILE.attribution``
-    JSON lines, flushed after every snapshot, written only when the access source attributes events to
-    instruction pointers (the BPF sources' ``last_ips``). One line per target and aggregation interval with
-    attributed events::
-
-        {"time_ns": <end_time of the record snapshot it belongs to, epoch ns>, "target_id": i, "pid": p,
-         "ips": [[region start, region end, instruction pointer, events], ...]}
-
-    ``[region start, region end)`` is the region of the source's last drained window (not necessarily one of
-    the snapshot's merged regions) in which the instruction at ``instruction pointer`` caused ``events``
-    sampled accesses. ``time_ns`` equals the ``end_time`` of the matching snapshot in ``FILE``.
-
-:func:`read_records` reads these files and damo's own records: zlib-compressed JSON, plain JSON (with damo's
-human-formatted values such as ``"4,096"``, ``"5 ms"`` or ``"8 m 13 s 438 ms"``), and ``perf script`` text of
-the ``damon:damon_aggregated`` tracepoint. :func:`write_perf_script` writes that text form, exactly as damo's
-``write_perf_script`` does.
+:func:`read_records` reads these files and damo's own records (compressed or plain JSON, with damo's
+human-formatted values, and ``perf script`` text of ``damon:damon_aggregated``); :func:`write_perf_script`
+writes that text exactly as damo's ``write_perf_script`` does. See docs/records.md for every field.
 """
 
 from __future__ import annotations
