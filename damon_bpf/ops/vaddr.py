@@ -49,7 +49,6 @@ from damon_bpf.linux.syscalls import (
 )
 from damon_bpf.linux.sysfs import parse_list
 from damon_bpf.ops import damos_filters
-from damon_bpf.session import damos_metrics
 from damon_bpf.ops.common import (
     region_cold_score,
     region_hot_score,
@@ -317,12 +316,10 @@ class VaddrOps(BaseOperations):
     def check_scheme(self, scheme: Any, ctx: Ctx | None = None) -> None:
         """Refuse, before it starts, a DAMOS scheme this operations set cannot apply as asked: an unsupported
         action, a migration to a node without memory, ``young``/``active`` ops filters (and ``hugepage_size``
-        without ``PAGEMAP_SCAN``), and quota goal or watermark metrics that cannot be measured here
-        (``node_eligible_mem_bp`` is paddr's; :func:`.damos_metrics.check_scheme`). The kdamond calls it for
-        every scheme at init.
-
-        :param ctx: the context; its ``damos_metric``, when a :class:`~.damos_metrics.DamosMetrics`, checks the
-            metrics (its roots and taskstats), else a default provider does
+        without ``PAGEMAP_SCAN``), and the ``node_eligible_mem_bp`` quota goal (paddr's only: the kernel's
+        ``damon_commit_ctx()`` refuses it for other ops with ``-EINVAL``). The kdamond calls it for every scheme
+        at init. (Whether a goal's or watermark's metric can be measured on this machine is checked by the
+        metrics provider's owner, :class:`~damon_bpf.session.monitor.Monitor`.)
 
         :raises NotSupportedError: with the reason
         :raises InvalidParamsError: a filter or goal lacks a required field
@@ -336,8 +333,10 @@ class VaddrOps(BaseOperations):
                 raise NotSupportedError(f"{action}: target node {nid} does not exist or has no memory (nodes "
                                         f"with memory: {','.join(map(str, self.memory_nodes))})")
         damos_filters.check_filters(damos_filters.ops_filters_of(scheme), _hugepage_size_unsupported_reason)
-        metrics = getattr(ctx, "damos_metric", None)
-        damos_metrics.check_scheme(scheme, metrics if isinstance(metrics, damos_metrics.DamosMetrics) else None)
+        for goal in scheme.quota.goals:
+            if goal.metric.value == "node_eligible_mem_bp":
+                raise NotSupportedError("quota goal metric node_eligible_mem_bp is measured by the paddr operations "
+                                        "set only (the kernel refuses it for other ops with -EINVAL)")
 
     def init(self, ctx: Ctx) -> None:
         """``damon_va_init()``: open every process target and give targets without regions their three

@@ -136,6 +136,8 @@ class Monitor:
                 from damon_bpf.session.damos_metrics import install
 
                 self.metrics = install(ctx)
+                for s in ctx.schemes:
+                    self.metrics.check(s)  # a metric this machine cannot measure is refused before the start
             self.kdamond.init()
             if self.spec.follow_children:
                 self._start_following(pids)
