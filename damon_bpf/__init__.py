@@ -5,13 +5,10 @@ The public face of the library:
 Monitoring
     :class:`Monitor` runs a session described by a :class:`MonitorSpec` (targets, access source, intervals,
     DAMOS schemes) and hands every aggregation's :class:`Snapshot` to its consumers.
-
 Schemes
     :func:`load_schemes` reads DAMOS schemes from damo's JSON (a file or text); :class:`Scheme` is the engine's.
-
 Records
     :func:`read_records` reads damon-bpf's and damo's record files; :class:`RecordWriter` writes them.
-
 Errors
     Every error is a :class:`DamonBpfError`; the subclasses say what went wrong.
 

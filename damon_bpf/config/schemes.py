@@ -5,38 +5,16 @@ The library side of damo's ``_damon_args.damos_options_to_schemes()`` and ``_dam
 kernel's units and converts back; it prints nothing and raises :class:`~damon_bpf.errors.InvalidParamsError`
 with the offending option or JSON field in the message.
 
-Units. DAMON itself only knows raw units (its sysfs files): ``nr_accesses`` in sampling intervals per
-aggregation interval (``0..aggr/sample``) and ages in aggregation intervals. damo's human forms are converted
-with the monitoring :class:`~damon_bpf.engine.Attrs`, as damo does:
+**Units.** damo's human forms are converted to DAMON's raw units with the monitoring
+:class:`~damon_bpf.engine.Attrs`, as damo does: an access rate in percent of ``max_nr_accesses`` to samples, an
+age given as a time to aggregation intervals, ``max`` to the field's largest value. Bare numbers are in the
+field's unit; strings may carry their own (:mod:`damon_bpf.config.units`).
 
-- an access rate ``P %`` is ``int(P * max_nr_accesses / 100)`` samples (``"N samples"`` is taken as is);
-- an age given as a time is ``int(time_us / aggr_interval_us)`` aggregation intervals (``"N aggr_intervals"``
-  is taken as is);
-- ``max`` is the largest value of the field (``UINT_MAX`` for counts and ages, ``2**64-1`` for sizes and times).
+**Command line.** Each ``--damos_action`` starts a scheme, and the ``--damos_*`` options after it apply to that
+scheme. As in damo, a ``--damos_quotas`` without a reset interval never resets its charge window (``max``),
+its unset weights are 0, and quota goals need a reset interval.
 
-Both the command line and JSON go through the same value parsers (:mod:`damon_bpf.config.units`): bare numbers are in
-the unit the field expects (bytes, percent, µs for ``--damos_age``/``*_us`` fields, ms for the quota times,
-permil for weights and watermarks) and strings may carry their own unit (``4KiB``, ``30s``, ``5%``).
-
-Command-line grammar (each ``--damos_action`` starts a scheme; the options after it apply to that scheme)::
-
-    --damos_action ACTION [NID]              NID only for migrate_hot / migrate_cold
-    --damos_access_rate MIN MAX              percent of the maximum (or "N samples")
-    --damos_sz_region MIN MAX                bytes
-    --damos_age MIN MAX                      times, µs when bare (or "N aggr_intervals")
-    --damos_apply_interval TIME              µs when bare; 0: the aggregation interval
-    --damos_quotas TIME_MS [SIZE [RESET_MS [W_SZ [W_ACC [W_AGE]]]]]
-    --damos_quota_time TIME_MS / --damos_quota_space SIZE / --damos_quota_interval RESET_MS /
-    --damos_quota_weights W_SZ W_ACC W_AGE   the same fields one by one
-    --damos_quota_goal METRIC VALUE [NID | MEMCG_PATH | CURRENT]   (repeatable)
-    --damos_quota_goal_tuner consist|temporal
-    --damos_wmarks METRIC INTERVAL HIGH MID LOW
-    --damos_filter allow|reject [none] TYPE [ARGS]   (repeatable)
-        old form: TYPE matching|nomatching [ARGS] [allow|reject]
-    --damos_max_nr_snapshots N
-
-As in damo, a ``--damos_quotas`` without a reset interval never resets its charge window (``max``), its unset
-weights are 0, and quota goals need a reset interval.
+See docs/schemes.md for the unit rules and the full option grammar.
 """
 
 from __future__ import annotations

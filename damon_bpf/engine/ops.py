@@ -1,30 +1,20 @@
 """The operations-set contract between the monitoring core and its backends.
 
 Mirrors ``struct damon_operations`` (``include/linux/damon.h``) and the ops registry of ``mm/damon/core.c``
-(``damon_register_ops()``, ``damon_select_ops()``). The core never imports a backend; it calls these hooks:
+(``damon_register_ops()``, ``damon_select_ops()``). The core never imports a backend; it calls the hooks
+``init``, ``update``, ``prepare_access_checks``, ``check_accesses``, ``get_scheme_score``, ``apply_scheme``,
+``target_valid`` and ``cleanup``, at the kernel's intervals.
 
-- ``init(ctx)``: once, when the kdamond starts; builds the initial regions (vaddr).
-- ``update(ctx)``: every ``ops_update_interval``; refreshes the target ranges (vaddr).
-- ``prepare_access_checks(ctx)``: every sample, before the sleep; chooses ``sampling_addr`` and clears the
-  accessed state (pull sources), or marks the start of a collection window (push sources).
-- ``check_accesses(ctx, nr_samples)``: after the sleep; updates ``nr_accesses`` of each region through
-  :func:`damon_bpf.engine.core.update_regions_access_rate` and returns the maximum
-  ``nr_accesses``. ``nr_samples`` is the number of sampling intervals since ``prepare_access_checks``: always 1
-  unless the ops set declares ``batched = True``, in which case the core sleeps straight to the next boundary
-  (aggregation, DAMOS apply, ops update, tuning) and the ops account every sampling interval in between at
-  once. Event sources whose evidence carries timestamps (BPF maps, perf samples) are batched; this is what
-  keeps user-space cost per aggregation independent of the sampling rate.
-- ``get_scheme_score(ctx, target, region, scheme) -> 0..99``: DAMOS quota prioritisation.
-- ``apply_scheme(ctx, target, region, scheme) -> bytes applied``: apply a DAMOS action (or a tuple of the
-  bytes applied and the bytes that passed the ops-layer filters, the kernel's ``sz_filter_passed``).
-- ``target_valid(target)``: false once the target is gone; the kdamond stops when no target is valid.
-- ``cleanup(ctx)``: once, when the kdamond ends (``kdamond_fn``'s ``done:`` path, :meth:`Kdamond.close`).
+**Batched checks.** ``check_accesses(ctx, nr_samples)`` returns the maximum ``nr_accesses``; ``nr_samples`` is
+always 1 unless the ops set declares ``batched = True``, in which case the core sleeps straight to the next
+boundary and the ops account every sampling interval in between at once.
 
-Beyond the kernel's: ``add_target`` (processes found while running), ``get_scheme_scores`` (a target's scores
-at once, for the histogram), ``check_scheme`` and ``action_unsupported_reason`` (refuse a scheme at start-up,
-with the reason), and what a source tells about itself (``attach_point``, ``notes``, ``stats``,
-``raw_counts``, ``last_ips``). Every hook is a member of :class:`Operations`; :class:`BaseOperations` gives
-each its default, so callers call hooks directly and "not supported" is explicit.
+**Beyond the kernel's**: ``add_target``, ``get_scheme_scores``, ``check_scheme``, ``action_unsupported_reason``
+and what a source tells about itself (``attach_point``, ``notes``, ``stats``, ``raw_counts``, ``last_ips``).
+Every hook is a member of :class:`Operations`; :class:`BaseOperations` gives each its default, so callers call
+hooks directly and "not supported" is explicit.
+
+See docs/engine.md, section "The operations contract", for each hook's contract.
 """
 
 from __future__ import annotations

@@ -1,31 +1,18 @@
 """Several access sources on one target, side by side: the library behind ``damon-bpf compare``.
 
-Kernel DAMON has one access check (page-table accessed bits); damon-bpf has several sources, and they see
-different things (README, "How it works": re-arming; ``docs/pte.md``). A :class:`Comparison` runs each
-chosen source with its own engine (a :class:`~damon_bpf.session.monitor.Monitor`, whose kdamond runs in its own
-thread) on the same processes with identical monitoring attributes, and scores the results with
-:mod:`damon_bpf.eval.scoring`:
+A :class:`Comparison` runs each chosen source with its own engine (a
+:class:`~damon_bpf.session.monitor.Monitor`, whose kdamond runs in its own thread) on the same processes with
+identical monitoring attributes, and scores the results with :mod:`damon_bpf.eval.scoring`: cost (events,
+drops, BPF run time, the kdamond thread's CPU time), what each saw (WSS, hot bytes, pairwise agreement), and,
+with the bundled workload, precision, recall and phase-change delay against its ground truth.
 
-- cost: events per second, events dropped by the BPF rate limit, BPF run time per program run
-  (``kernel.bpf_stats_enabled``), and the CPU time of the source's kdamond thread (``time.thread_time()``
-  read in a snapshot consumer, so it counts what that thread did: draining, accounting, split/merge,
-  probing, but not the BPF programs, which run in the target's context);
-- what it saw: working-set size and hot bytes (medians over the snapshots once settled), and the pairwise
-  agreement of the hot sets by bytes (Jaccard and overlap coefficient);
-- against the truth, when the target is the bundled workload: precision and recall of the hot set, by bytes
-  within the workload's own regions, and the delay until a phase change shows.
+**Sources**: ``fault``, ``fault+numa``, ``fault+pageout``, ``perf``, ``perf:EVENTS`` and ``synthetic`` (bundled
+workload only).
 
-Source names: ``fault`` (natural page faults), ``fault+numa`` (NUMA hint faults: ``kernel.numa_balancing=1``
-for the session), ``fault+pageout`` (DAMON-style probing with ``MADV_PAGEOUT``), ``perf`` (the default perf
-events: PEBS/IBS when the CPU has them, else software page faults), ``perf:EVENTS`` (explicit perf events, in
-perf's syntax), ``synthetic`` (only with the bundled workload: generated accesses that follow its ground
-truth, a model reference for what a perfect source would report).
+**Interference.** Sources run at once see each other's re-arming (pageout probing, NUMA hint faults), so
+fault-based sources read more than they would alone; ``sequential`` runs them one after the other instead.
 
-**Interference.** Sources that run at once see each other's re-arming: pages that ``fault+pageout`` makes
-non-present and the PTEs NUMA balancing makes inaccessible (system-wide while ``fault+numa`` runs) fault on
-their next access, and every fault-based source (``fault``, ``fault+*``, ``perf`` with software page faults)
-counts that fault. So ``fault`` and ``perf`` read more than natural faults would show alone. ``sequential``
-runs the sources one after the other, each for the whole duration, instead.
+See docs/eval.md, section "Comparing sources", for what each measure counts and each source name means.
 """
 
 from __future__ import annotations

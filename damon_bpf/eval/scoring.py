@@ -1,30 +1,20 @@
 """Scoring monitoring results: address interval sets, hot sets, precision/recall against a ground truth,
 working-set size, agreement between two sources, and how long a phase change takes to show.
 
-There is no kernel counterpart; this is what ``damo report wss`` and the DAMON accuracy papers compute by hand
-(masim's phase log against DAMON's regions). Everything is pure numpy, no I/O.
+There is no kernel counterpart; this is what ``damo report wss`` and the DAMON accuracy papers compute by hand.
+Everything is pure numpy, no I/O.
 
-**Interval sets.** A set of half-open ``[start, end)`` byte ranges is an ``int64`` array of shape ``(n, 2)``
-(:func:`normalize` accepts any iterable of pairs). Normalised means sorted, empty ranges dropped, and
-overlapping *or touching* ranges merged, so ``[0, 4) + [4, 8)`` is ``[0, 8)``. Every function takes
-unnormalised input and counts bytes covered twice only once.
+**Interval sets** are ``int64`` arrays of half-open ``[start, end)`` byte ranges, shape ``(n, 2)``; every
+function takes unnormalised input (:func:`normalize`) and counts bytes covered twice only once.
 
-**Hot set and WSS of a snapshot.** A region is *hot* when ``nr_accesses >= max(1, ceil(fraction *
-max_nr_accesses))`` (:data:`HOT_FRACTION` 0.1: an access seen in at least 10% of the window's sampling
-intervals, and in at least one; with 5 ms / 100 ms that is 2 of 20). The working set is the regions with any
-access (``nr_accesses > 0``), as ``damo report wss`` counts it.
+**Hot set and WSS.** A region is *hot* when ``nr_accesses >= max(1, ceil(fraction * max_nr_accesses))``
+(:data:`HOT_FRACTION` 0.1); the working set is the regions with ``nr_accesses > 0``, as ``damo report wss``.
 
-**Agreement of two hot sets**, by bytes: *Jaccard* ``|A & B| / |A | B|`` (1: the same bytes; ``None`` when
-both are empty) and the *overlap coefficient* ``|A & B| / min(|A|, |B|)`` (1: one contains the other, so a
-source that sees a subset of another's hot set still agrees; ``None`` when either is empty). Series of hot sets
-taken at different times compare by how often each byte was hot (:func:`frequency_agreement`).
+**Agreement** of two hot sets by bytes: Jaccard and the overlap coefficient (``None`` where undefined);
+:func:`frequency_agreement` for series. **Phase-change delay**: seconds from a ground-truth phase's start to the
+first snapshot covering ``min_recall`` of its hot bytes (``None``: missed), and the *stable* delay.
 
-**Phase-change delay.** For every ground-truth phase whose hot set differs from the phase before it and that
-starts while the source is monitoring, the seconds from the phase's start to the first snapshot (taken after
-the start, no later than the phase's end) whose hot set covers at least ``min_recall`` of the new phase's hot
-bytes; ``None`` when no snapshot did (the change was missed). The *stable* delay is the time until that
-coverage is reached and kept by every later snapshot within the phase: it shows relapses that the first
-sighting hides.
+See docs/eval.md, section "Scoring", for the exact definitions.
 """
 
 from __future__ import annotations

@@ -1,31 +1,17 @@
 """Following the children of monitored processes through the kernel's process-events connector.
 
-The user-space stand-in for what the kernel DAMON does not do at all (a ``vaddr`` target is one ``struct pid``):
 ``damon-bpf monitor --follow-children PID`` also monitors the processes that PID and its descendants fork later,
-and drops them when they exit. The events come from the proc connector (``drivers/connector/cn_proc.c``),
-which multicasts one netlink message per fork, exec and exit of every task on the machine to the
-``CN_IDX_PROC`` group of ``NETLINK_CONNECTOR`` sockets that asked for them with ``PROC_CN_MCAST_LISTEN``.
+and drops them when they exit; kernel DAMON does not do this at all (a ``vaddr`` target is one ``struct pid``).
+The events come from the proc connector (``drivers/connector/cn_proc.c``): one netlink message per fork, exec
+and exit of every task on the machine, to ``NETLINK_CONNECTOR`` sockets of group ``CN_IDX_PROC`` that asked with
+``PROC_CN_MCAST_LISTEN``.
 
-One message, in host byte order (``include/uapi/linux/netlink.h``, ``connector.h``, ``cn_proc.h``)::
+**Ids.** As in ``cn_proc.h``, a "pid" is the kernel's (a thread id) and a "tgid" is what user space calls the
+process id; a fork whose ``child_pid != child_tgid`` is a new thread of an existing process.
 
-    offset  size  field
-         0    16  struct nlmsghdr   { u32 len; u16 type (NLMSG_DONE); u16 flags; u32 seq; u32 pid }
-        16    20  struct cn_msg     { u32 idx (CN_IDX_PROC); u32 val (CN_VAL_PROC); u32 seq; u32 ack;
-                                      u16 len (of what follows); u16 flags }
-        36    16  struct proc_event { u32 what (PROC_EVENT_*); u32 cpu; u64 timestamp_ns;
-        52     -                      union event_data { fork: pid_t parent_pid, parent_tgid, child_pid,
-                                                         child_tgid; exec: pid_t process_pid, process_tgid;
-                                                         exit: pid_t process_pid, process_tgid; u32 exit_code,
-                                                         exit_signal; pid_t parent_pid, parent_tgid; ... } }
-
-As in ``cn_proc.h``, a "pid" is the kernel's (a thread id) and a "tgid" is what user space calls the process id;
-a fork whose ``child_pid != child_tgid`` is a new thread of an existing process.
-
-pyroute2 ships this protocol (``pyroute2.netlink.connector.cn_proc.ProcEventSocket``), but its 0.9 sockets run
-an asyncio loop bound to the creating thread: ``get()`` from a listener thread never returns, an overrun
-(``ENOBUFS``) surfaces as a ``struct.error`` from a half-built message, and a blocked ``get()`` cannot be woken
-to stop. The protocol is 3 structs, so this module speaks it with the stdlib ``socket`` module; the unit tests
-check the parser against pyroute2's decoder where pyroute2 is installed.
+**Stdlib only.** The protocol is 3 structs, spoken with the stdlib ``socket`` module (pyroute2's 0.9 sockets
+cannot be read from a listener thread); the unit tests check the parser against pyroute2's decoder where it is
+installed. See docs/design.md, section "Following children", for the message layout and the reasons.
 """
 
 from __future__ import annotations
@@ -543,21 +529,11 @@ def _translate(err: OSError) -> DamonBpfError:
 class ChildFollower:
     """Follows the processes that some roots fork, and their exits, through the proc connector.
 
-    ``start()`` subscribes, then scans ``/proc`` for the descendants that already exist (in this order, so a
-    fork that races with the start is seen by one or the other; both is fine), then runs a daemon thread that
-    reads the events and keeps a :class:`DescendantTracker` up to date. :meth:`poll` hands out the changes since
-    the last call; :meth:`tracked` is the current set. Apply changes idempotently: a process found by the
-    initial scan is in :meth:`tracked` but may also be reported by a late ``"fork"``.
-
-    When the socket's receive buffer overflows (``ENOBUFS``: events were lost), :attr:`nr_overruns` counts it,
-    a warning is logged, and the set is rebuilt from a ``/proc`` scan (:meth:`DescendantTracker.resync`), whose
-    differences are reported as ``"fork"`` and ``"exit"`` changes.
-
-    Caveats: older kernels answer the subscription with ``EPERM`` unless the caller has ``CAP_NET_ADMIN``
-    (newer ones let anyone listen to ``CN_IDX_PROC``); the kernel ignores requests from outside the initial user
-    and pid namespaces and has the connector in the initial network namespace only; ids are those of the initial
-    pid namespace. Descendants are tracked from fork events,
-    so orphans (re-parented to init) stay tracked, but a resync scan only finds unbroken parent chains.
+    ``start()`` subscribes, scans ``/proc`` for the descendants that already exist, then runs a daemon thread that
+    keeps a :class:`DescendantTracker` up to date. :meth:`poll` hands out the changes since the last call;
+    :meth:`tracked` is the current set. Apply changes idempotently: a process found by the initial scan may also
+    be reported by a late ``"fork"``. On overflow (``ENOBUFS``) :attr:`nr_overruns` counts it and a ``/proc``
+    resync reports the differences. Permission, namespace and orphan caveats: docs/design.md, "Following children".
 
     :param root_pids: the processes (tgids) whose descendants to follow; they are tracked too, and their exits
         reported

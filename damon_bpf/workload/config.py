@@ -1,23 +1,13 @@
 """Workload configs: named regions and the phases that access them (masim's ``.cfg`` files).
 
 masim (``sjp38/masim``, ``configs/*.cfg``) describes a workload as a list of regions (name, size) and a list of
-phases (name, duration, and per region a pattern and a weight). The JSON form read by :func:`load_config` is::
-
-    {
-      "name": "my-workload",                      # optional, defaults to the file name
-      "regions": [
-        {"name": "hot",  "size": "16MiB"},
-        {"name": "cold", "size": "256MiB", "file_backed": false}
-      ],
-      "phases": [
-        {"name": "warm", "duration": "2s",
-         "regions": [{"region": "hot", "pattern": "random", "stride": 4096, "weight": 1, "access": "rw"}]}
-      ]
-    }
+phases (name, duration, and per region a pattern and a weight). :func:`load_config` reads the JSON form, with
+top-level ``name`` (optional), ``regions`` (``name``, ``size``, ``file_backed``) and ``phases`` (``name``,
+``duration``, ``regions`` of ``region``, ``pattern``, ``stride``, ``weight``, ``access``).
 
 Sizes and strides take damo size strings (``64MiB``) or plain byte counts; durations take damo time strings
 (``500ms``) or plain seconds. :func:`builtin_pattern` builds the bundled ``stairs``, ``zigzag`` and ``hotcold``
-workloads.
+workloads. See docs/eval.md, section "Workload configs", for an example.
 """
 
 from __future__ import annotations
