@@ -18,6 +18,7 @@ from damon_bpf.errors import DamonBpfError
 from damon_bpf.session.monitor import MonitorSpec
 from damon_bpf.config.units import format_bytes, text_to_sec
 from damon_bpf.workload import disk_backed_dir
+from damon_bpf.linux.process import spawn, terminate
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             cmd += ["--file-backed", disk_backed_dir()]
         print(f"damon-bpf: starting the bundled workload: damon-bpf-workload --pattern {args.pattern} "
               f"--threads {args.threads}", file=sys.stderr)
-        proc = subprocess.Popen(cmd)
+        proc = spawn(cmd)
         try:
             _wait_for_start(proc, truth)
             if args.source == "synthetic":
@@ -72,13 +73,7 @@ def run(args: argparse.Namespace) -> int:
                                attrs=attrs_from_args(args), duration_s=duration, seed=args.seed)
             rc, mon, view = run_session(spec, args)
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            terminate(proc)
         if view.last is not None and not args.json:
             _score(truth, view.last)
     return rc

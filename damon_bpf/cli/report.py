@@ -75,7 +75,11 @@ def run(args: argparse.Namespace) -> int:
 
 def load(args: argparse.Namespace) -> list[Record]:
     """The records of ``args.input``; raises InvalidParamsError (exit 2) when it is missing or corrupt."""
-    records = read_records(args.input)
+    def said(path: str, nr: int) -> None:
+        print(f"damon-bpf: {path}: the recording was cut short; recovered {nr} snapshot{'s' if nr != 1 else ''} "
+              f"from {path}.journal (the file now holds them too)", file=sys.stderr)
+
+    records = read_records(args.input, on_recover=said)
     if not any(r.snapshots for r in records):
         raise InvalidParamsError(f"{args.input}: the record has no snapshot")
     return records

@@ -41,6 +41,7 @@ from damon_bpf.errors import (
 )
 from damon_bpf.session.monitor import DEFAULT_ATTRS, Monitor, MonitorSpec, synthetic_pattern_for_workload
 from damon_bpf.workload import disk_backed_dir
+from damon_bpf.linux.process import spawn, terminate
 
 __all__ = (
     "SOURCES",
@@ -588,7 +589,7 @@ class Comparison:
                 synthetic_pattern = self._synthetic_pattern(truth_path)
             elif self.command:
                 try:
-                    child = subprocess.Popen(
+                    child = spawn(
                         self.command, stdout=sys.stderr.fileno() if self.command_stdout_to_stderr else None)
                 except OSError as err:
                     raise InvalidParamsError(f"cannot run {self.command[0]!r}: {err.strerror}") from err
@@ -614,7 +615,7 @@ class Comparison:
                 except Exception:
                     log.exception("restoring kernel.bpf_stats_enabled failed")
             if child is not None:
-                _end_child(child)
+                terminate(child)
         try:
             truth = None
             if truth_path is not None:
@@ -657,7 +658,7 @@ class Comparison:
         self._progress(f"starting the bundled workload: damon-bpf-workload --pattern {self.workload} "
                        f"--threads {self.workload_threads} --file-backed {disk_backed_dir()}")
         try:
-            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+            proc = spawn(cmd, stdout=subprocess.DEVNULL)
         except OSError as err:
             raise DamonBpfError(f"cannot start the bundled workload: {err.strerror}") from err
         try:
@@ -677,7 +678,7 @@ class Comparison:
                     raise DamonBpfError("the bundled workload did not start within 60 s")
                 time.sleep(0.05)
         except BaseException:
-            _end_child(proc)
+            terminate(proc)
             raise
 
     def _synthetic_pattern(self, truth_path: str) -> dict[str, Any]:
@@ -835,18 +836,6 @@ def _hot_of(snap: Snapshot, fraction: float) -> scoring.Intervals:
 
 def _wss_of(snap: Snapshot) -> int:
     return sum(scoring.wss_bytes(t) for t in snap.targets)
-
-
-def _end_child(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        try:
-            proc.terminate()
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        except ProcessLookupError:
-            pass
 
 
 # -- the heatmap -----------------------------------------------------------------------------------------------

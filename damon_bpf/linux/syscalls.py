@@ -56,6 +56,7 @@ __all__ = (
     "perf_event_open",
     "pidfd_open",
     "process_madvise",
+    "set_pdeathsig",
     "syscall_nr",
 )
 
@@ -331,3 +332,18 @@ def bpf(cmd: int, attr: ctypes.Structure | ctypes.Array[ctypes.c_uint32]) -> int
     rc = int(_libc.syscall(ctypes.c_long(syscall_nr("bpf")), ctypes.c_long(cmd), ctypes.byref(attr),
                            ctypes.c_long(ctypes.sizeof(attr))))
     return _check(rc, f"bpf(cmd {cmd})")
+
+
+#: ``PR_SET_PDEATHSIG`` (``include/uapi/linux/prctl.h``).
+PR_SET_PDEATHSIG = 1
+
+
+def set_pdeathsig(sig: int) -> None:
+    """``prctl(PR_SET_PDEATHSIG, sig)``: the calling process gets *sig* when the thread that forked it exits.
+
+    :raises OSError: the call failed
+    """
+    if _libc.prctl(ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(sig), ctypes.c_ulong(0), ctypes.c_ulong(0),
+                   ctypes.c_ulong(0)) != 0:
+        err = ctypes.get_errno()
+        raise errno_error(err, "prctl(PR_SET_PDEATHSIG)")

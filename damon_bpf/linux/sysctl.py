@@ -3,9 +3,12 @@
 A monitoring session may turn on ``kernel.numa_balancing`` (NUMA hint faults as an access signal),
 ``kernel.bpf_stats_enabled`` (BPF run-time statistics) or ``kernel.task_delayacct``. Each change is recorded in
 ``/run/damon-bpf/`` before it is made, restored by :meth:`SysctlOverride.restore` (the sessions call it from
-their cleanup, which runs on errors and signals too) and, as a last resort, at interpreter exit. A session
-killed with SIGKILL cannot restore anything; the next session finds its record (the owner pid is dead) and
-restores the value first: :func:`restore_stale`.
+their cleanup, which runs on errors and signals too) and, as a last resort, at interpreter exit.
+
+**A killed session.** A session killed with SIGKILL cannot restore anything itself, so the first override of a
+process also starts a watchdog: a small detached process (``python -m damon_bpf.linux.sysctl --watch PID``)
+that waits on the session's pidfd and, the moment it dies, restores what its records say
+(:func:`restore_stale`). Any later session does the same for records whose owner is dead.
 """
 
 from __future__ import annotations
@@ -14,11 +17,15 @@ import atexit
 import json
 import logging
 import os
+import select
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 from damon_bpf.errors import NotSupportedError, PermissionDeniedError
 
-__all__ = ("SysctlOverride", "read_sysctl", "restore_stale", "STATE_DIR")
+__all__ = ("SysctlOverride", "read_sysctl", "restore_stale", "start_watchdog", "STATE_DIR")
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +57,19 @@ def _write(name: str, value: str) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
+    # a zombie has exited: its changes are not undone by anyone any more
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
         return False
-    except PermissionError:
+    except (OSError, IndexError):
         return True
-    return True
 
 
-def restore_stale(state_dir: Path | None = None) -> list[str]:
-    """Restore the sysctls left changed by sessions that died without cleaning up; returns their names."""
+def restore_stale(state_dir: Path | None = None, pid: int | None = None) -> list[str]:
+    """Restore the sysctls left changed by sessions that died without cleaning up (only *pid*'s, when given);
+    returns their names."""
     d = state_dir or STATE_DIR
     restored: list[str] = []
     if not d.is_dir():
@@ -68,6 +77,8 @@ def restore_stale(state_dir: Path | None = None) -> list[str]:
     for rec in d.glob("sysctl-*.json"):
         try:
             data = json.loads(rec.read_text())
+            if pid is not None and int(data["pid"]) != pid:
+                continue
             if _pid_alive(int(data["pid"])):
                 continue
             _write(data["name"], data["original"])
@@ -78,6 +89,40 @@ def restore_stale(state_dir: Path | None = None) -> list[str]:
         except (OSError, ValueError, KeyError) as err:
             log.warning("cannot restore from %s: %s", rec, err)
     return restored
+
+
+_watchdog_lock = threading.Lock()
+_watchdog: subprocess.Popen[bytes] | None = None
+
+
+def start_watchdog(state_dir: Path | None = None) -> None:
+    """Start this process's watchdog (once): it restores this process's sysctl changes when it dies, also by
+    SIGKILL. Failing to start one is logged, not raised: the next session would still restore them."""
+    global _watchdog
+    with _watchdog_lock:
+        if _watchdog is not None and _watchdog.poll() is None:
+            return
+        try:
+            _watchdog = subprocess.Popen(
+                [sys.executable, "-m", "damon_bpf.linux.sysctl", "--watch", str(os.getpid()),
+                 str(state_dir or STATE_DIR)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True, close_fds=True)
+        except OSError as err:
+            log.warning("cannot start the sysctl watchdog: %s", err)
+
+
+def _watch(pid: int, state_dir: Path) -> int:
+    # the watchdog: wait for *pid* to end, then restore what its records hold
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        fd = None
+    if fd is not None:
+        select.select([fd], [], [])
+        os.close(fd)
+    restore_stale(state_dir, pid=pid)
+    return 0
 
 
 class SysctlOverride:
@@ -100,6 +145,7 @@ class SysctlOverride:
         rec.write_text(json.dumps({"pid": os.getpid(), "name": self.name, "original": cur}))
         self._record = rec
         self.original = cur
+        start_watchdog(self.state_dir)
         try:
             _write(self.name, self.value)
         except BaseException:
@@ -129,3 +175,10 @@ class SysctlOverride:
 
     def __exit__(self, *exc: object) -> None:
         self.restore()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--watch":
+        sys.exit(_watch(int(sys.argv[2]), Path(sys.argv[3])))
+    print("usage: python -m damon_bpf.linux.sysctl --watch PID STATE_DIR", file=sys.stderr)
+    sys.exit(2)

@@ -441,6 +441,7 @@ class RecordWriter:
         self.closed = False
         self.nr_rewrites = 0
         try:
+            complete_from_journal(path)  # a killed recording of the same file: make its record whole first
             for p in (path, self.journal_path, self.attribution_path):
                 rename_old(p)
             if os.path.exists(path + ".tmp"):
@@ -449,7 +450,8 @@ class RecordWriter:
             self._journal: IO[str] | None = os.fdopen(fd, "w")
             self._journal.write(json.dumps({
                 "type": "header", "format": JOURNAL_FORMAT, "version": JOURNAL_VERSION,
-                "time_offset_ns": self.time_offset_ns, "created": time.time(), "attrs": attrs_kv}) + "\n")
+                "time_offset_ns": self.time_offset_ns, "created": time.time(), "attrs": attrs_kv,
+                "pid": os.getpid(), "starttime": _starttime(os.getpid())}) + "\n")
             self._journal.flush()
             self._write_file()  # an empty record list: the file exists from the start
             self._next_rewrite = 0.0  # and gets the first snapshot at once
@@ -855,12 +857,81 @@ def _is_fake(snap: RecordSnapshot) -> bool:
             and snap.age[0] == -1)
 
 
-def read_records(path: str) -> list[Record]:
+def _starttime(pid: int) -> int | None:
+    # field 22 of /proc/PID/stat: the process's start time, which tells a reused pid from the writer
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _writer_alive(header: dict[str, Any]) -> bool:
+    pid = header.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    st = _starttime(pid)
+    return st is not None and (header.get("starttime") is None or st == header.get("starttime"))
+
+
+def _nr_snapshots(records: Iterable[Record]) -> int:
+    return sum(len(r.snapshots) for r in records)
+
+
+def complete_from_journal(path: str, body: list[Record] | None = None) -> tuple[list[Record], int] | None:
+    """When ``path.journal`` holds more snapshots than the record file *path* (its recording was killed
+    between two rewrites), rebuild *path* from the journal, as ``record --recover`` does, unless the recording
+    is still running (then the file is its writer's and is left alone).
+
+    :param body: the records already read from *path* (read here when None)
+    :return: ``(the journal's records, snapshots recovered)``, or None when there is nothing to recover
+    """
+    journal = path + JOURNAL_SUFFIX
+    if path.endswith(JOURNAL_SUFFIX) or not os.path.exists(journal):
+        return None
+    try:
+        header, _ = _journal_entries(journal)
+        if _writer_alive(header):
+            return None
+        full = recover(journal)
+        if body is None:
+            body = _read_file(path) if os.path.exists(path) else []
+    except DamonBpfError as err:
+        log.warning("%s: not recovered from the journal: %s", path, err)
+        return None
+    extra = _nr_snapshots(full) - _nr_snapshots(body)
+    if extra <= 0:
+        return None
+    try:
+        write_records(full, path)
+    except (OSError, DamonBpfError) as err:
+        log.warning("%s: recovered %d snapshots from %s but cannot rewrite it: %s", path, extra, journal, err)
+    return full, extra
+
+
+def read_records(path: str, on_recover: Callable[[str, int], None] | None = None) -> list[Record]:
     """Read a record file: damon-bpf's or damo's (zlib JSON, plain JSON, ``perf script`` text), or a
     damon-bpf journal.
 
+    A record whose journal holds more (the recording was killed) is completed from the journal first, and the
+    file rewritten so damo reads everything too (:func:`complete_from_journal`); *on_recover(path, n)* is told
+    how many snapshots came back (default: a log warning).
+
     :raises InvalidParamsError: missing, unreadable, corrupt, or not a record file (one-line message)
     """
+    records = _read_file(path)
+    done = complete_from_journal(path, records)
+    if done is None:
+        return records
+    full, extra = done
+    if on_recover is not None:
+        on_recover(path, extra)
+    else:
+        log.warning("%s: recovered %d snapshots from %s%s", path, extra, path, JOURNAL_SUFFIX)
+    return full
+
+
+def _read_file(path: str) -> list[Record]:
     try:
         with open(path, "rb") as f:
             data = f.read()

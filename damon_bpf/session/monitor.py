@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator
 import damon_bpf.ops  # noqa: F401  (registers the built-in access sources)
 from damon_bpf.engine import Attrs, Ctx, Kdamond, Snapshot, StopReason, Target, select_ops
 from damon_bpf.errors import DamonBpfError, InvalidParamsError, TargetGoneError
-from damon_bpf.linux.process import on_signals, terminate
+from damon_bpf.linux.process import on_signals, spawn, terminate
 
 __all__ = ("MonitorSpec", "Monitor", "DEFAULT_ATTRS", "synthetic_pattern_for_workload")
 
@@ -110,7 +110,7 @@ class Monitor:
         pids = list(self.spec.pids)
         if self.spec.command:
             try:
-                self.child = subprocess.Popen(
+                self.child = spawn(
                     self.spec.command, stdout=sys.stderr.fileno() if self.spec.command_stdout_to_stderr else None)
             except OSError as err:
                 raise InvalidParamsError(f"cannot run {self.spec.command[0]!r}: {err.strerror}") from err

@@ -1,0 +1,86 @@
+"""A monitor killed with SIGKILL leaves nothing behind: its child dies with it, the sysctls it changed come back
+within a second (its watchdog), its BPF programs are gone, and the next read of its record shows every
+snapshot the journal had (issue #12)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from damon_bpf.linux.sysctl import read_sysctl
+from damon_bpf.results.records import JOURNAL_SUFFIX, read_records, recover
+
+BPF_STATS = "kernel.bpf_stats_enabled"
+
+
+def _our_bpf_progs() -> set[str]:
+    # program ids of the fault source's programs loaded right now
+    out = subprocess.run(["bpftool", "prog", "show"], capture_output=True, text=True, check=True).stdout
+    return {line.split(":", 1)[0] for line in out.splitlines() if "on_fault" in line}
+
+
+def _wait(cond, timeout_s: float) -> float:  # type: ignore[no-untyped-def]
+    t0 = time.monotonic()
+    while not cond():
+        if time.monotonic() - t0 > timeout_s:
+            break
+        time.sleep(0.02)
+    return time.monotonic() - t0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_sigkill_of_record_leaves_nothing_behind(tmp_path: Path) -> None:
+    out = tmp_path / "killed.data"
+    before = read_sysctl(BPF_STATS)
+    progs_before = _our_bpf_progs()
+    child_code = "import time\nb = bytearray(32 << 20)\nwhile True:\n    b[::4096] = b'x' * (len(b) // 4096)\n    time.sleep(0.01)\n"
+    rec = subprocess.Popen([sys.executable, "-m", "damon_bpf", "record", "--source", "fault", "--aggr", "100ms",
+                            "--flush", "60s", "-o", str(out), "--", sys.executable, "-c", child_code],
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        assert rec.stderr is not None
+        line = rec.stderr.readline()
+        assert "recording pid" in line, line
+        child = int(line.split("recording pid", 1)[1].split()[0])
+        journal = Path(str(out) + JOURNAL_SUFFIX)
+        # wait until the journal holds a few snapshots more than the body (rewrites only every 60 s)
+        _wait(lambda: journal.exists() and journal.read_text().count('"type": "snapshot"') >= 12, 30)
+        assert read_sysctl(BPF_STATS) == "1"  # the session turned BPF run-time stats on
+        assert _our_bpf_progs() - progs_before
+    finally:
+        rec.send_signal(signal.SIGKILL)
+        rec.wait()
+    t_child = _wait(lambda: not _alive(child), 5)
+    assert not _alive(child), "the command started with 'record --' outlived the SIGKILLed monitor"
+    t_sysctl = _wait(lambda: read_sysctl(BPF_STATS) == before, 5)
+    assert read_sysctl(BPF_STATS) == before, f"{BPF_STATS} was left at 1 after the monitor was killed"
+    assert t_sysctl < 1.0, f"{BPF_STATS} came back only after {t_sysctl:.2f} s"
+    assert t_child < 1.0, f"the child died only {t_child:.2f} s after the monitor"
+    assert not (_our_bpf_progs() - progs_before), "BPF programs of the killed monitor are still loaded"
+    # the record: its body was written once (at start), the journal has the rest; reading completes it
+    nr_journal = sum(len(r.snapshots) for r in recover(str(out) + JOURNAL_SUFFIX))
+    assert nr_journal >= 12
+    told: list[int] = []
+    records = read_records(str(out), on_recover=lambda path, n: told.append(n))
+    assert sum(len(r.snapshots) for r in records) == nr_journal
+    assert told and told[0] > 0
+    # the file itself now holds them (damo reads it), and a second read has nothing left to recover
+    again: list[int] = []
+    assert sum(len(r.snapshots) for r in read_records(str(out), on_recover=lambda p, n: again.append(n))) \
+        == nr_journal
+    assert again == []
+    r = subprocess.run([sys.executable, "-m", "damon_bpf", "report", "wss", "-i", str(out)], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert os.path.getsize(out) > 0
