@@ -11,7 +11,7 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import NamedTuple, Sequence
+from typing import NamedTuple, NoReturn, Sequence
 
 from damon_bpf.errors import (
     DamonBpfError,
@@ -51,8 +51,18 @@ SUBCOMMANDS: tuple[SubCommand, ...] = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line errors (``damon-bpf monitor: error: ...``, exit 2) instead of the
+    usage block; ``--help`` still prints the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        if "expected one argument" in message:
+            message += " (a value that starts with '-' goes as --option=VALUE)"
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="damon-bpf",
         description="DAMON-style data access monitoring and DAMOS actions, fed by eBPF.",
     )

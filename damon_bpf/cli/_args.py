@@ -46,6 +46,9 @@ def attrs_from_args(args: argparse.Namespace, autotune_default: bool = False) ->
     """
     sample = getattr(args, "sample", None) or "5ms"
     aggr = getattr(args, "aggr", None) or "100ms"
+    for opt, v in (("--minr", args.minr), ("--maxr", args.maxr)):
+        if v < 1:
+            raise InvalidParamsError(f"{opt}: the number of regions must be positive (got {v})")
     try:
         attrs = Attrs(sample_interval_us=text_to_us(sample), aggr_interval_us=text_to_us(aggr),
                       ops_update_interval_us=text_to_us(args.updr), min_nr_regions=args.minr,

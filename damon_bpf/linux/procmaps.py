@@ -127,10 +127,31 @@ def _proc_error(err: OSError, pid: int, what: str) -> Exception:
     if isinstance(err, (FileNotFoundError, ProcessLookupError)) or err.errno in (errno.ENOENT, errno.ESRCH):
         return TargetGoneError(pid)
     if isinstance(err, PermissionError) or err.errno in (errno.EACCES, errno.EPERM):
+        why = os.strerror(err.errno or errno.EACCES)
+        if _has_cap_sys_ptrace():
+            # root with CAP_SYS_PTRACE was refused all the same: a security policy decided, not our privileges
+            return PermissionDeniedError(
+                f"cannot read /proc/{pid}/{what}: {why}, although this process has CAP_SYS_PTRACE (a security "
+                f"module or the target's own settings refuse it)")
         return PermissionDeniedError(
-            f"cannot read /proc/{pid}/{what}: permission denied; reading another user's process needs root "
-            f"or CAP_SYS_PTRACE (ptrace access mode PTRACE_MODE_READ)")
+            f"cannot read /proc/{pid}/{what}: {why}; reading another user's process needs root or "
+            f"CAP_SYS_PTRACE (ptrace access mode PTRACE_MODE_READ)")
     return err
+
+
+_CAP_SYS_PTRACE = 19  # include/uapi/linux/capability.h
+
+
+def _has_cap_sys_ptrace() -> bool:
+    # CapEff of /proc/self/status, a hex mask
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> _CAP_SYS_PTRACE & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
 
 
 def _read_proc_file(pid: int, what: str, proc_root: str) -> str:

@@ -30,7 +30,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from damon_bpf.errors import DamonBpfError, InvalidParamsError, MissingDependencyError, PermissionDeniedError
+from damon_bpf.errors import InvalidParamsError, MissingDependencyError, PermissionDeniedError
 
 __all__ = (
     "PerfDataError",
@@ -64,8 +64,9 @@ KERNEL_ADDR_MIN = 1 << 63
 _INSTALL_HINT = "perf is not installed: apt install linux-perf (Debian) or linux-tools-$(uname -r) (Ubuntu)"
 
 
-class PerfDataError(DamonBpfError):
-    """A perf recording cannot be read: not a perf.data file, empty, or recorded without data addresses."""
+class PerfDataError(InvalidParamsError):
+    """A perf recording cannot be read: not a perf.data file, empty, or recorded without data addresses (bad
+    input: exit code 2)."""
 
 
 @dataclass(frozen=True)
