@@ -5,7 +5,7 @@ maps the regions, touches them phase by phase and logs what was hot when. This m
 handles signals and turns errors into messages and exit codes; the work is in :mod:`damon_bpf.workload.runner`.
 
 Exit codes: 0 on success and on SIGINT/SIGTERM (the run is stopped cleanly after the current batch), 1 when the
-workload fails while running, 2 for bad input.
+workload fails while running, 2 for bad input, 3 when ``--verify`` finds data that differs from what was written.
 """
 
 from __future__ import annotations
@@ -20,14 +20,15 @@ from typing import Any, NoReturn, Sequence
 from damon_bpf.errors import DamonBpfError, InvalidParamsError
 from damon_bpf.config.units import format_bytes, text_to_sec
 from damon_bpf.workload.config import BUILTIN_PATTERNS, WorkloadConfig, builtin_pattern, load_config
-from damon_bpf.workload.runner import MAX_THREADS, Workload
+from damon_bpf.workload.runner import MAX_THREADS, DataIntegrityError, Workload
 
-__all__ = ("main", "PROG", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE")
+__all__ = ("main", "PROG", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE", "EXIT_DATA_CHANGED")
 
 PROG = "damon-bpf-workload"
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+EXIT_DATA_CHANGED = 3
 _DEFAULT_PATTERN = "hotcold"
 
 
@@ -71,6 +72,10 @@ def _build_parser() -> _Parser:
     )
     p.add_argument("--truth", metavar="FILE", help="write the ground truth to FILE (JSON lines)")
     p.add_argument("--seed", metavar="N", type=int, help="seed of the access pattern RNG")
+    p.add_argument("--verify", action="store_true",
+                   help="data-integrity check: every byte holds a known pattern (writes keep it), checked at each "
+                        "phase end; exit 3 on any difference (e.g. a DAMOS action that changed what the process "
+                        "reads)")
     p.add_argument("-q", "--quiet", action="store_true", help="no startup message")
     return p
 
@@ -106,7 +111,8 @@ def _run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         old[sig] = signal.signal(sig, _on_signal)
     try:
-        wl = Workload(config, threads=args.threads, file_dir=args.file_dir, truth_path=args.truth, seed=args.seed)
+        wl = Workload(config, threads=args.threads, file_dir=args.file_dir, truth_path=args.truth, seed=args.seed,
+                      verify=args.verify)
         try:
             wl.setup()
             if not args.quiet:
@@ -116,6 +122,10 @@ def _run(args: argparse.Namespace) -> int:
                     flush=True,
                 )
             wl.run(duration_s, stop)
+            if args.verify:
+                wl.check_integrity("the last")
+                if not args.quiet:
+                    print(f"{PROG}: verified {wl.nr_verified_pages} pages: no difference", file=sys.stderr)
         finally:
             wl.close()
     finally:
@@ -139,6 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvalidParamsError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except DataIntegrityError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return EXIT_DATA_CHANGED
     except DamonBpfError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return EXIT_ERROR

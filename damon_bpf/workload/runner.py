@@ -121,6 +121,9 @@ class Workload:
         ``None`` writes none
     :param seed: seed for the access pattern RNGs; ``None`` draws one (it is written to the truth)
     :param batch_touches: touches per access batch
+    :param verify: data-integrity mode: every byte holds a known pattern (written at setup, and writes store the
+        pattern's value), checked for every region at each phase end; a difference raises
+        :class:`DataIntegrityError` (DAMOS must never change what a process reads)
     :raises InvalidParamsError: bad *threads*, *batch_touches* or *file_dir*
     """
 
@@ -133,6 +136,7 @@ class Workload:
         truth_path: str | os.PathLike[str] | None = None,
         seed: int | None = None,
         batch_touches: int = DEFAULT_BATCH_TOUCHES,
+        verify: bool = False,
     ) -> None:
         if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
             raise InvalidParamsError(f"threads must be between 1 and {MAX_THREADS}, not {threads!r}")
@@ -150,6 +154,9 @@ class Workload:
         self.seed: int = seed if seed is not None else int.from_bytes(os.urandom(4), "little")
         self._seed_seq = np.random.SeedSequence(self.seed)
         self._batch_touches = batch_touches
+        self.verify = verify
+        #: pages checked by the integrity mode so far
+        self.nr_verified_pages = 0
 
         self._maps: list[_Mapping] = []
         self._plans: list[_Plan] = []
@@ -276,8 +283,14 @@ class Workload:
                 _unlink_quiet(path)
             raise DamonBpfError(f"cannot map region {name!r} ({format_bytes(size)}): {err.strerror or err}") from err
         arr: _U8 = np.frombuffer(mm, dtype=np.uint8)
-        # Write every page once so the whole region is resident (a read would only map the zero page).
-        arr[::PAGE_SIZE] = 1
+        # Write every page once so the whole region is resident (a read would only map the zero page); in the
+        # integrity mode every byte gets its pattern value
+        if self.verify:
+            for off in range(0, size, _VERIFY_CHUNK):
+                n = min(_VERIFY_CHUNK, size - off)
+                arr[off:off + n] = _pattern(len(self._maps), off, n)
+        else:
+            arr[::PAGE_SIZE] = 1
         cobj = ctypes.c_char.from_buffer(mm)
         start = ctypes.addressof(cobj)
         del cobj  # drop the buffer export, or mm.close() fails
@@ -346,7 +359,11 @@ class Workload:
         if acc.pattern is Pattern.RANDOM:
             off = rng.integers(0, size // stride, size=n, dtype=np.int64)
             off *= stride
-            if acc.access is Access.READ:
+            if self.verify and acc.access is not Access.READ:
+                # writes store the pattern, so the content stays known
+                self._sinks[tid] += int(arr[off].sum())
+                arr[off] = _pattern_at(ri, off)
+            elif acc.access is Access.READ:
                 self._sinks[tid] += int(arr[off].sum())
             elif acc.access is Access.WRITE:
                 arr[off] = value
@@ -361,7 +378,10 @@ class Workload:
             pos = (tid * (size // self.threads)) // stride * stride
         end = min(pos + n * stride, size)
         view = arr[pos:end:stride]
-        if acc.access is Access.READ:
+        if self.verify and acc.access is not Access.READ:
+            self._sinks[tid] += int(view.sum())
+            view[...] = _pattern_at(ri, np.arange(pos, end, stride, dtype=np.int64))
+        elif acc.access is Access.READ:
             self._sinks[tid] += int(view.sum())
         elif acc.access is Access.WRITE:
             view[...] = value
@@ -419,8 +439,28 @@ class Workload:
                 counts = list(self._counts)
             t1 = time.monotonic()
             self._write_phase(plan, t0, t1, counts)
+        if self._error is None and self.verify:
+            self.check_integrity(plan.phase.name)
         if self._error is not None:
             raise DamonBpfError(f"workload thread failed: {self._error}") from self._error
+
+    def check_integrity(self, when: str = "") -> None:
+        """Compare every byte of every region with its pattern (the integrity mode); the workers are idle.
+
+        :raises DataIntegrityError: the first difference, with the region, the offset and both values
+        """
+        for ri, m in enumerate(self._maps):
+            arr, size = m.arr, m.arr.shape[0]
+            for off in range(0, size, _VERIFY_CHUNK):
+                n = min(_VERIFY_CHUNK, size - off)
+                diff = np.flatnonzero(arr[off:off + n] != _pattern(ri, off, n))
+                if diff.size:
+                    at = off + int(diff[0])
+                    raise DataIntegrityError(
+                        f"data changed in region {m.info.name!r} at offset {at:#x} (address {m.info.start + at:#x})"
+                        f"{' after phase ' + repr(when) if when else ''}: read {int(arr[at])}, wrote "
+                        f"{int(_pattern_at(ri, np.array([at]))[0])}; {diff.size} bytes differ in this 16 MiB")
+            self.nr_verified_pages += -(-size // PAGE_SIZE)
 
     def _write_phase(self, plan: _Plan, t0: float, t1: float, counts: list[int]) -> None:
         if self._truth is None:
@@ -500,6 +540,29 @@ class Workload:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+#: the integrity mode writes and checks regions in pieces of this size
+_VERIFY_CHUNK = 16 << 20
+
+
+class DataIntegrityError(DamonBpfError):
+    """A region's content differs from what the workload wrote (see ``Workload(verify=True)``)."""
+
+
+def _pattern_at(region_idx: int, off: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
+    # the integrity mode's byte at each offset: a function of the region, the page and the place in the page,
+    # so that a page swapped with another, zeroed or shifted reads wrong
+    return ((off >> 12) * 131 + (off & 4095) + region_idx * 7 + 1).astype(np.uint8)
+
+
+def _pattern(region_idx: int, off: int, n: int) -> npt.NDArray[np.uint8]:
+    # _pattern_at() of [off, off + n) for a page-aligned off, built page by page in uint8 (wrapping mod 256)
+    first = off >> 12
+    nr_pages = -(-n // PAGE_SIZE)
+    row = ((np.arange(PAGE_SIZE, dtype=np.int64) + region_idx * 7 + 1) & 0xFF).astype(np.uint8)
+    add = (((np.arange(first, first + nr_pages, dtype=np.int64) * 131) & 0xFF).astype(np.uint8))
+    return (row[np.newaxis, :] + add[:, np.newaxis]).reshape(-1)[:n]
 
 
 def _unlink_quiet(path: str) -> None:

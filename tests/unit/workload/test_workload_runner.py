@@ -176,3 +176,28 @@ def test_truth_file_error(tmp_path: Path) -> None:
     with pytest.raises(DamonBpfError, match="cannot create truth file"):
         wl.setup()
     assert wl.regions == []
+
+
+def test_verify_mode_catches_a_changed_byte_and_keeps_writes_consistent() -> None:
+    # the integrity mode: setup writes the pattern, the workers' writes keep it, and one changed byte (here
+    # changed behind the workload's back, as a destructive madvise would) is found with its place
+    from damon_bpf.workload import builtin_pattern
+    from damon_bpf.workload.runner import DataIntegrityError, Workload
+
+    wl = Workload(builtin_pattern("hotcold", 0.05), threads=2, verify=True, seed=3)
+    try:
+        wl.setup()
+        wl.run(0.6)  # phases with writes ran and were checked at their ends
+        wl.check_integrity()
+        assert wl.nr_verified_pages > 0
+        m = wl._maps[1]
+        at = 5 * 4096 + 123
+        m.arr[at] ^= 0xFF
+        with pytest.raises(DataIntegrityError, match=f"offset {at:#x}"):
+            wl.check_integrity("test")
+        m.arr[at] ^= 0xFF
+        m.arr[8192:12288] = 0  # a page read back as zeroes (e.g. dropped anonymous memory)
+        with pytest.raises(DataIntegrityError):
+            wl.check_integrity()
+    finally:
+        wl.close()
