@@ -261,6 +261,9 @@ class LiveView:
 def announce(mon: Monitor, doing: str, to: str = "") -> None:
     """The start-up lines on standard error: what is monitored, by which source (and where it attaches), and the
     source's notes."""
+    for path, nr in mon.completed_records:
+        print(f"damon-bpf: {path}: completed a killed recording: {nr} snapshot{'s' if nr != 1 else ''} recovered "
+              f"from its journal", file=sys.stderr)
     ops = mon.ctx.ops if mon.ctx else None
     if ops is None:
         return

@@ -24,6 +24,7 @@ import os
 import re
 import time
 import zlib
+from pathlib import Path
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import IO, Any, Callable, Iterable, Iterator, Sequence
@@ -45,6 +46,8 @@ __all__ = (
     "records_to_kvpairs",
     "recover",
     "recover_file",
+    "complete_from_journal",
+    "complete_dead_recordings",
     "write_perf_script",
     "rename_old",
     "JOURNAL_SUFFIX",
@@ -453,6 +456,7 @@ class RecordWriter:
                 "time_offset_ns": self.time_offset_ns, "created": time.time(), "attrs": attrs_kv,
                 "pid": os.getpid(), "starttime": _starttime(os.getpid())}) + "\n")
             self._journal.flush()
+            self._registration = _register_recording(path)
             self._write_file()  # an empty record list: the file exists from the start
             self._next_rewrite = 0.0  # and gets the first snapshot at once
         except OSError as err:
@@ -556,6 +560,9 @@ class RecordWriter:
                 os.unlink(self.journal_path)
             except OSError:
                 pass
+        reg = getattr(self, "_registration", None)
+        if reg is not None:
+            reg.unlink(missing_ok=True)
 
     def __enter__(self) -> RecordWriter:
         return self
@@ -878,12 +885,52 @@ def _nr_snapshots(records: Iterable[Record]) -> int:
     return sum(len(r.snapshots) for r in records)
 
 
-def complete_from_journal(path: str, body: list[Record] | None = None) -> tuple[list[Record], int] | None:
+#: where live recordings are listed, so that a later session can complete the record of one that was killed
+RECORDINGS_DIR = Path("/run/damon-bpf")
+
+
+def _register_recording(path: str) -> Path | None:
+    # a file in RECORDINGS_DIR naming this process and its record; None when the folder is not writable
+    try:
+        RECORDINGS_DIR.mkdir(parents=True, exist_ok=True)
+        reg = RECORDINGS_DIR / f"record-{os.getpid()}-{zlib.crc32(os.path.abspath(path).encode()):08x}.json"
+        reg.write_text(json.dumps({"pid": os.getpid(), "starttime": _starttime(os.getpid()),
+                                   "path": os.path.abspath(path)}))
+        return reg
+    except OSError:
+        return None
+
+
+def complete_dead_recordings() -> list[tuple[str, int]]:
+    """Complete the records of recordings that were killed (their writer is gone) from their journals, so that
+    damo reads everything too; returns ``(record path, snapshots recovered)`` of each one completed."""
+    done: list[tuple[str, int]] = []
+    if not RECORDINGS_DIR.is_dir():
+        return done
+    for reg in RECORDINGS_DIR.glob("record-*.json"):
+        try:
+            info = json.loads(reg.read_text())
+            if _writer_alive(info):
+                continue
+            path = str(info["path"])
+            result = (complete_from_journal(path, writer_gone=True) if os.path.exists(path + JOURNAL_SUFFIX)
+                      else None)
+            if result is not None:
+                done.append((path, result[1]))
+            reg.unlink(missing_ok=True)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            log.warning("%s: %s", reg, err)
+    return done
+
+
+def complete_from_journal(path: str, body: list[Record] | None = None,
+                          writer_gone: bool = False) -> tuple[list[Record], int] | None:
     """When ``path.journal`` holds more snapshots than the record file *path* (its recording was killed
     between two rewrites), rebuild *path* from the journal, as ``record --recover`` does, unless the recording
     is still running (then the file is its writer's and is left alone).
 
     :param body: the records already read from *path* (read here when None)
+    :param writer_gone: the caller knows the writer is gone (the journal's own pid is not checked)
     :return: ``(the journal's records, snapshots recovered)``, or None when there is nothing to recover
     """
     journal = path + JOURNAL_SUFFIX
@@ -891,7 +938,7 @@ def complete_from_journal(path: str, body: list[Record] | None = None) -> tuple[
         return None
     try:
         header, _ = _journal_entries(journal)
-        if _writer_alive(header):
+        if not writer_gone and _writer_alive(header):
             return None
         full = recover(journal)
         if body is None:

@@ -97,6 +97,7 @@ class Monitor:
         #: processes that could not be added while following children, with the reason
         self.follow_errors: list[str] = []
         self.metrics: Any = None  # the DAMOS metrics provider, when a scheme needs one
+        self.completed_records: list[tuple[str, int]] = []
         self._stop_requested = False
         self._closed = False
 
@@ -107,6 +108,10 @@ class Monitor:
         for pid in self.spec.pids:
             if not os.path.exists(f"/proc/{pid}"):
                 raise TargetGoneError(pid, f"no such process: {pid}")
+        from damon_bpf.results.records import complete_dead_recordings
+
+        #: records of killed recordings this session completed from their journals: (path, snapshots)
+        self.completed_records = complete_dead_recordings()
         pids = list(self.spec.pids)
         if self.spec.command:
             try:

@@ -403,3 +403,29 @@ def test_records_to_kvpairs_round_trip(tmp_path: Path) -> None:
     for a, b in zip(recs[0].snapshots, back[0].snapshots):
         assert (a.start_time, a.end_time) == (b.start_time, b.end_time)
         assert np.array_equal(a.nr_accesses, b.nr_accesses) and np.array_equal(a.start, b.start)
+
+
+def test_a_killed_recording_is_completed_by_the_next_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the writer registers its record; when the writer is gone with a journal holding more than the body, the
+    # next session's complete_dead_recordings() rewrites the record from the journal, and a read has nothing left
+    from damon_bpf.results import records as rmod
+
+    monkeypatch.setattr(rmod, "RECORDINGS_DIR", tmp_path / "run")
+    path = str(tmp_path / "killed.data")
+    w = RecordWriter(path, time_offset_ns=OFFSET, rewrite_interval_s=3600)
+    snaps = [engine_snapshot(i) for i in range(6)]
+    for s in snaps:
+        w(s)
+    w._journal.flush()  # type: ignore[union-attr]  # the state a SIGKILL leaves: journal ahead of the body
+    (reg,) = (tmp_path / "run").glob("record-*.json")
+    assert rmod.complete_dead_recordings() == []  # the writer (this process) is alive: left alone
+    info = json.loads(reg.read_text())
+    info["pid"] = 2**22 + 7  # no such process: the writer is gone
+    reg.write_text(json.dumps(info))
+    body_before = sum(len(r.snapshots) for r in rmod._read_file(path))
+    assert body_before < 6
+    assert rmod.complete_dead_recordings() == [(os.path.abspath(path), 6 - body_before)]
+    assert not reg.exists()
+    told: list[int] = []
+    assert sum(len(r.snapshots) for r in read_records(path, on_recover=lambda p, n: told.append(n))) == 6
+    assert told == []
