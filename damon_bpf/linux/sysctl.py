@@ -23,7 +23,7 @@ import sys
 import threading
 from pathlib import Path
 
-from damon_bpf.errors import NotSupportedError, PermissionDeniedError
+from damon_bpf.errors import InvalidParamsError, NotSupportedError, PermissionDeniedError
 
 __all__ = ("SysctlOverride", "read_sysctl", "restore_stale", "start_watchdog", "STATE_DIR")
 
@@ -125,50 +125,86 @@ def _watch(pid: int, state_dir: Path) -> int:
     return 0
 
 
+class _Held:
+    # one sysctl this process changed: the value it set, the value to restore, and how many overrides share it
+    def __init__(self, value: str, original: str, record: Path) -> None:
+        self.value = value
+        self.original = original
+        self.record = record
+        self.count = 1
+
+
+_held: dict[str, _Held] = {}
+_held_lock = threading.Lock()
+
+
 class SysctlOverride:
-    """Set sysctl *name* to *value* until :meth:`restore` (idempotent; also a context manager)."""
+    """Set sysctl *name* to *value* until :meth:`restore` (idempotent; also a context manager).
+
+    Overrides of the same sysctl in one process share the change: the first one made sets it, the last one
+    restored puts the original value back (two sources of one ``compare`` both turning on
+    ``kernel.bpf_stats_enabled`` do not switch it off under each other). Two overrides that want different
+    values of the same sysctl at once are refused.
+    """
 
     def __init__(self, name: str, value: str, state_dir: Path | None = None) -> None:
         self.name = name
         self.value = str(value)
         self.state_dir = state_dir or STATE_DIR
-        self.original: str | None = None
-        self._record: Path | None = None
+        self._held: _Held | None = None
+
+    @property
+    def original(self) -> str | None:
+        """The value the sysctl had before this process changed it (None: this override changed nothing)."""
+        return self._held.original if self._held is not None else None
 
     def apply(self) -> SysctlOverride:
+        """:raises InvalidParamsError: this process holds the sysctl at another value already"""
         restore_stale(self.state_dir)
-        cur = read_sysctl(self.name)
-        if cur == self.value:
-            return self
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        rec = self.state_dir / f"sysctl-{self.name}-{os.getpid()}.json"
-        rec.write_text(json.dumps({"pid": os.getpid(), "name": self.name, "original": cur}))
-        self._record = rec
-        self.original = cur
-        start_watchdog(self.state_dir)
-        try:
-            _write(self.name, self.value)
-        except BaseException:
-            rec.unlink(missing_ok=True)
-            self._record = None
-            self.original = None
-            raise
+        with _held_lock:
+            if self._held is not None:
+                return self
+            held = _held.get(self.name)
+            if held is not None:
+                if held.value != self.value:
+                    raise InvalidParamsError(f"{self.name} is held at {held.value} by this session already; "
+                                             f"cannot set it to {self.value} too")
+                held.count += 1
+                self._held = held
+                atexit.register(self.restore)
+                return self
+            cur = read_sysctl(self.name)
+            if cur == self.value:
+                return self
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            rec = self.state_dir / f"sysctl-{self.name}-{os.getpid()}.json"
+            rec.write_text(json.dumps({"pid": os.getpid(), "name": self.name, "original": cur}))
+            start_watchdog(self.state_dir)
+            try:
+                _write(self.name, self.value)
+            except BaseException:
+                rec.unlink(missing_ok=True)
+                raise
+            self._held = _held[self.name] = _Held(self.value, cur, rec)
         atexit.register(self.restore)
         log.info("set %s=%s (was %s)", self.name, self.value, cur)
         return self
 
     def restore(self) -> None:
-        if self.original is None:
-            return
-        try:
-            _write(self.name, self.original)
-            log.info("restored %s=%s", self.name, self.original)
-        finally:
-            self.original = None
-            if self._record is not None:
-                self._record.unlink(missing_ok=True)
-                self._record = None
+        with _held_lock:
+            held, self._held = self._held, None
+            if held is None:
+                return
             atexit.unregister(self.restore)
+            held.count -= 1
+            if held.count > 0:
+                return
+            del _held[self.name]
+            try:
+                _write(self.name, held.original)
+                log.info("restored %s=%s", self.name, held.original)
+            finally:
+                held.record.unlink(missing_ok=True)
 
     def __enter__(self) -> SysctlOverride:
         return self.apply()
