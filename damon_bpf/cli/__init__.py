@@ -48,6 +48,7 @@ SUBCOMMANDS: tuple[SubCommand, ...] = (
     SubCommand("report", "damon_bpf.cli.report", "show recorded results (heatmap, wss, access, raw, code)"),
     SubCommand("import", "damon_bpf.cli.import_perf", "build a record from a perf recording with data addresses"),
     SubCommand("compare", "damon_bpf.cli.compare", "run several access sources side by side on one target"),
+    SubCommand("export", "damon_bpf.cli.export", "monitor processes and serve the figures to Prometheus"),
 )
 
 

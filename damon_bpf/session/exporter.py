@@ -1,0 +1,240 @@
+"""A monitoring session's figures for Prometheus: DAMON_STAT's per process, plus the source's and DAMOS's.
+
+:class:`PrometheusExporter` is a snapshot consumer of a :class:`~damon_bpf.session.monitor.Monitor`: at every
+aggregation it keeps the latest figures of each live target (:mod:`damon_bpf.results.damon_stat`), and a
+collector on a private registry yields them when scraped, so a target that exits simply stops being exported
+(no stale series). Serve them with :meth:`PrometheusExporter.serve` (``/metrics``) or write a node_exporter
+textfile with :meth:`PrometheusExporter.write_textfile` (a temporary file renamed over the old one).
+
+Metrics are in base units; labels ``pid``, ``comm``, ``cgroup``, ``source``; never per region. See the README's
+"Fleets: Prometheus" section for the list.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from damon_bpf.engine import Snapshot
+from damon_bpf.errors import InvalidParamsError
+from damon_bpf.results.damon_stat import ACCESS_RATE_BUCKETS, DamonStat, damon_stat
+
+__all__ = ("PrometheusExporter", "parse_listen", "TEXTFILE_NAME", "IDLE_QUANTILES")
+
+#: the textfile collector's file name in ``--textfile DIR``
+TEXTFILE_NAME = "damon_bpf.prom"
+#: DAMON_STAT's idle-time percentiles exported as the summary's quantiles
+IDLE_QUANTILES = (0, 1, 5, 10, 25, 50, 75, 90, 95, 99, 100)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``ADDR:PORT`` (or ``:PORT``, ``[v6]:PORT``) to ``(addr, port)``; the address defaults to 127.0.0.1.
+
+    :raises InvalidParamsError: not of that form, or the port is not 1..65535
+    """
+    addr, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidParamsError(f"--listen/--prometheus: {text!r} is not ADDR:PORT (e.g. 127.0.0.1:9465)")
+    return (addr.strip("[]") or "127.0.0.1"), int(port)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _cgroup_of(pid: int) -> str:
+    # the cgroup v2 path ("0::/system.slice/x.service"), else the first line's path
+    lines = _read(f"/proc/{pid}/cgroup").splitlines()
+    for line in lines:
+        if line.startswith("0::"):
+            return line[3:]
+    return lines[0].split(":", 2)[-1] if lines else ""
+
+
+@dataclass(frozen=True)
+class _TargetFigures:
+    pid: str
+    comm: str
+    cgroup: str
+    stat: DamonStat
+
+
+class PrometheusExporter:
+    """Export *mon*'s figures (add it to the monitor's consumers before ``open()``, or to
+    ``mon.ctx.after_aggregation`` after).
+
+    :param source: the ``source`` label (the access source's name)
+    """
+
+    def __init__(self, mon: Any, source: str) -> None:
+        from prometheus_client.core import CollectorRegistry
+
+        self.mon = mon
+        self.source = source
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)  # type: ignore[arg-type]  # a custom collector: collect() is what counts
+        self._lock = threading.Lock()
+        self._targets: list[_TargetFigures] = []
+        self._names: dict[int, tuple[str, str]] = {}
+        self._intervals = (0, 0)
+        self._stats: dict[str, Any] = {}
+        self._textfile_dir: str | None = None
+        self._next_textfile = 0.0
+        self._server: Any = None
+
+    # -- the consumer ------------------------------------------------------------------------------------
+
+    def __call__(self, snap: Snapshot) -> None:
+        ctx = self.mon.ctx
+        ops = ctx.ops if ctx is not None else None
+        figures = []
+        for i, t in enumerate(snap.targets):
+            target = ctx.targets[i] if ctx is not None and i < len(ctx.targets) else None
+            if t.pid is None or (ops is not None and target is not None and not ops.target_valid(target)):
+                continue  # gone: no series for it any more
+            names = self._names.get(t.pid)
+            if names is None:
+                names = self._names[t.pid] = (_read(f"/proc/{t.pid}/comm").strip(), _cgroup_of(t.pid))
+            figures.append(_TargetFigures(str(t.pid), names[0], names[1],
+                                          damon_stat(t.start, t.end, t.nr_accesses, t.age, snap.max_nr_accesses,
+                                                     snap.aggr_interval_us)))
+        stats = dict(ops.stats()) if ops is not None else {}
+        with self._lock:
+            self._targets = figures
+            self._intervals = (snap.sample_interval_us, snap.aggr_interval_us)
+            self._stats = stats
+        if self._textfile_dir is not None and time.monotonic() >= self._next_textfile:
+            self._next_textfile = time.monotonic() + 1.0
+            self._write_textfile()
+
+    # -- the collector -----------------------------------------------------------------------------------
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+            SummaryMetricFamily,
+        )
+
+        from prometheus_client.samples import Sample
+
+        with self._lock:
+            targets, (sample_us, aggr_us), stats = list(self._targets), self._intervals, dict(self._stats)
+        labels = ["pid", "comm", "cgroup", "source"]
+
+        def gauge(name: str, doc: str, value_of: Any) -> Any:
+            g = GaugeMetricFamily(name, doc, labels=labels)
+            for t in targets:
+                g.add_metric([t.pid, t.comm, t.cgroup, self.source], value_of(t.stat))
+            return g
+
+        yield gauge("damon_working_set_bytes", "Bytes of the regions accessed in the last aggregation interval",
+                    lambda s: s.working_set_bytes)
+        yield gauge("damon_monitored_bytes", "Bytes of the monitored regions", lambda s: s.monitored_bytes)
+        yield gauge("damon_regions", "Monitoring regions", lambda s: s.nr_regions)
+        yield gauge("damon_estimated_memory_bandwidth_bytes_per_second",
+                    "DAMON_STAT's estimated memory bandwidth: sum(size * nr_accesses) per aggregation interval",
+                    lambda s: s.estimated_memory_bandwidth)
+        idle = SummaryMetricFamily("damon_memory_idle_seconds",
+                                   "DAMON_STAT's memory idle time percentiles (negative: accessed that long)",
+                                   labels=labels)
+        for t in targets:
+            p = t.stat.idle_ms_percentiles
+            lv = {"pid": t.pid, "comm": t.comm, "cgroup": t.cgroup, "source": self.source}
+            # DAMON_STAT defines percentiles only: the summary's count is the regions and its sum their idle time
+            # at the median, so that sum/count reads as the median
+            for q in IDLE_QUANTILES:
+                idle.samples.append(Sample("damon_memory_idle_seconds", {**lv, "quantile": f"{q / 100:g}"},
+                                           p[q] / 1000, None, None))
+            idle.samples.append(Sample("damon_memory_idle_seconds_count", lv, float(t.stat.nr_regions), None, None))
+            idle.samples.append(Sample("damon_memory_idle_seconds_sum", lv, p[50] / 1000 * t.stat.nr_regions, None,
+                                       None))
+        yield idle
+        hist = HistogramMetricFamily("damon_access_rate_bytes",
+                                     "Bytes of regions by access rate (nr_accesses / max_nr_accesses)",
+                                     labels=labels)
+        for t in targets:
+            buckets = [(f"{b:g}", float(v)) for b, v in zip(ACCESS_RATE_BUCKETS, t.stat.bytes_by_access_rate)]
+            buckets.append(("+Inf", float(t.stat.monitored_bytes)))
+            hist.add_metric([t.pid, t.comm, t.cgroup, self.source], buckets=buckets,
+                            sum_value=float(t.stat.working_set_bytes))
+        yield hist
+        src = GaugeMetricFamily("damon_sample_interval_seconds", "Current sampling interval (auto-tuned)",
+                                labels=["source"])
+        src.add_metric([self.source], sample_us / 1e6)
+        yield src
+        agg = GaugeMetricFamily("damon_aggregation_interval_seconds", "Current aggregation interval (auto-tuned)",
+                                labels=["source"])
+        agg.add_metric([self.source], aggr_us / 1e6)
+        yield agg
+        for name, key, doc in (("damon_source_events", "events", "Access events the source counted"),
+                               ("damon_source_dropped_events", "dropped_rate_limit",
+                                "Events the source's rate limit dropped")):
+            c = CounterMetricFamily(name, doc, labels=["source"])
+            if key in stats:
+                c.add_metric([self.source], float(stats[key]))
+            yield c
+        ns = GaugeMetricFamily("damon_bpf_ns_per_event", "BPF program run time per event", labels=["source"])
+        if "bpf_ns_per_event" in stats:
+            ns.add_metric([self.source], float(stats["bpf_ns_per_event"]))
+        yield ns
+        cpu = CounterMetricFamily("damon_monitor_cpu_seconds", "CPU time of the monitor process", labels=["source"])
+        cpu.add_metric([self.source], time.process_time())
+        yield cpu
+        schemes = list(self.mon.ctx.schemes) if self.mon.ctx is not None else []
+        for name, attr, doc in (("damos_tried_regions", "nr_tried", "Regions DAMOS tried to apply a scheme to"),
+                                ("damos_tried_bytes", "sz_tried", "Bytes DAMOS tried to apply a scheme to"),
+                                ("damos_applied_regions", "nr_applied", "Regions a scheme's action was applied to"),
+                                ("damos_applied_bytes", "sz_applied", "Bytes a scheme's action was applied to"),
+                                ("damos_quota_exceeds", "qt_exceeds", "Times a scheme's quota was exceeded")):
+            c = CounterMetricFamily(name, doc, labels=["scheme", "action", "source"])
+            for i, s in enumerate(schemes):
+                c.add_metric([str(i), s.action.value, self.source], float(getattr(s.stat, attr)))
+            yield c
+
+    # -- serving ---------------------------------------------------------------------------------------------
+
+    def serve(self, addr: str, port: int) -> None:
+        """Serve ``/metrics`` on *addr*:*port* from a background thread.
+
+        :raises InvalidParamsError: the address cannot be bound (in use, not local)
+        """
+        from prometheus_client import start_http_server
+
+        try:
+            self._server = start_http_server(port, addr=addr, registry=self.registry)
+        except OSError as err:
+            raise InvalidParamsError(f"cannot listen on {addr}:{port}: {err.strerror or err}") from err
+
+    def write_textfile_to(self, directory: str) -> None:
+        """Write ``DIR/damon_bpf.prom`` for node_exporter's textfile collector after each aggregation (at most
+        once a second), atomically.
+
+        :raises InvalidParamsError: *directory* is not a writable folder
+        """
+        if not os.path.isdir(directory) or not os.access(directory, os.W_OK):
+            raise InvalidParamsError(f"--textfile: {directory} is not a writable folder")
+        self._textfile_dir = directory
+
+    def _write_textfile(self) -> None:
+        from prometheus_client import write_to_textfile
+
+        assert self._textfile_dir is not None
+        # write_to_textfile writes a temporary file beside it and renames it over the old one
+        write_to_textfile(os.path.join(self._textfile_dir, TEXTFILE_NAME), self.registry)
+
+    def close(self) -> None:
+        """Stop serving (the textfile, if any, stays as last written)."""
+        if self._server is not None:
+            server, _thread = self._server
+            server.shutdown()
+            server.server_close()
+            self._server = None
