@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     mon = Monitor(spec)
     exporter = PrometheusExporter(mon, spec.source)
     mon.consumers.append(exporter)
-    listen = args.listen or (None if args.textfile else DEFAULT_LISTEN)
+    listen = args.listen or args.prometheus or (None if args.textfile else DEFAULT_LISTEN)
     where = parse_listen(listen) if listen else None
     if args.textfile:
         exporter.write_textfile_to(args.textfile)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -40,6 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="show every N-th aggregation interval (default 1)")
     p.add_argument("--rows", type=int, default=0, metavar="N",
                    help="region rows in the live view (default: fit the terminal)")
+    p.add_argument("--prometheus", metavar="ADDR:PORT",
+                   help="also serve the session's figures to Prometheus at http://ADDR:PORT/metrics (see "
+                        "'damon-bpf export')")
     add_monitoring_args(p)
     add_damos_args(p)
 
@@ -258,6 +262,21 @@ class LiveView:
             self.out.flush()
 
 
+def prometheus_exporter(mon: Monitor, args: argparse.Namespace) -> Any:
+    """``--prometheus ADDR:PORT``: an exporter consumer on *mon*, already serving (None without the option).
+
+    :raises InvalidParamsError: a bad address, or one that cannot be bound
+    """
+    if not getattr(args, "prometheus", None):
+        return None
+    from damon_bpf.session.exporter import PrometheusExporter, parse_listen
+
+    exporter = PrometheusExporter(mon, mon.spec.source)
+    exporter.serve(*parse_listen(args.prometheus))
+    mon.consumers.append(exporter)
+    return exporter
+
+
 def announce(mon: Monitor, doing: str, to: str = "") -> None:
     """The start-up lines on standard error: what is monitored, by which source (and where it attaches), and the
     source's notes."""
@@ -281,7 +300,10 @@ def run_session(spec: MonitorSpec, args: argparse.Namespace, out: TextIO = sys.s
     mon = Monitor(spec)
     view = LiveView(mon, out, as_json=args.json, every=args.every, rows=args.rows, source=spec.source)
     mon.consumers.append(view)
-    with mon.stopping_on_signals():
+    exporter = prometheus_exporter(mon, args)
+    with mon.stopping_on_signals(), contextlib.ExitStack() as stack:
+        if exporter is not None:
+            stack.callback(exporter.close)
         try:
             mon.open()
             if not args.json:

@@ -9,6 +9,7 @@ targets exit, on Ctrl-C or SIGTERM; after a SIGKILL it holds the state of the la
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import threading
@@ -103,7 +104,10 @@ def run(args: argparse.Namespace) -> int:
     writer: RecordWriter | None = None
     progress: _Progress | None = None
     reason = StopReason.ERROR
-    with mon.stopping_on_signals():
+    exporter = monitor_cli.prometheus_exporter(mon, args)
+    with mon.stopping_on_signals(), contextlib.ExitStack() as stack:
+        if exporter is not None:
+            stack.callback(exporter.close)
         try:
             mon.open()
             assert mon.ctx is not None and mon.ctx.ops is not None

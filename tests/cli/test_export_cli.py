@@ -71,3 +71,28 @@ def test_served_working_set_matches_the_hot_set() -> None:
         toucher.kill()
         toucher.wait()
     assert exp.returncode == 0
+
+
+def test_record_serves_prometheus_too(tmp_path: Path) -> None:
+    port = _free_port()
+    child = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(8 << 20); time.sleep(30)"])
+    try:
+        rec = subprocess.Popen([sys.executable, "-m", "damon_bpf", "record", "--source", "pte", "--sample", "5ms",
+                                "--aggr", "100ms", "--duration", "6s", "-o", str(tmp_path / "r.data"),
+                                "--prometheus", f"127.0.0.1:{port}", str(child.pid)], stderr=subprocess.PIPE,
+                               text=True)
+        text = ""
+        for _ in range(20):
+            time.sleep(0.5)
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            except OSError:
+                continue
+            if f'pid="{child.pid}"' in text:
+                break
+        rec.wait(timeout=60)
+    finally:
+        child.kill()
+        child.wait()
+    assert rec.returncode == 0, rec.stderr.read() if rec.stderr else ""
+    assert f'damon_monitored_bytes{{cgroup=' in text and f'pid="{child.pid}"' in text
