@@ -114,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="damon-bpf: %(name)s: %(message)s",
     )
-    if command and args.command_name not in ("monitor", "record", "compare"):
+    if command and args.command_name not in ("monitor", "record", "compare", "export"):
         parser.error(f"'{args.command_name}' does not run a command after --")
     if not getattr(args, "_run", None):
         parser.print_help()

@@ -12,17 +12,20 @@ Metrics are in base units; labels ``pid``, ``comm``, ``cgroup``, ``source``; nev
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-from damon_bpf.engine import Snapshot
-from damon_bpf.errors import InvalidParamsError
+from damon_bpf.engine import Snapshot, StopReason
+from damon_bpf.errors import DamonBpfError, InvalidParamsError, TargetGoneError
+from damon_bpf.linux.process import on_signals
+from damon_bpf.ops.damos_filters import normalize_cgroup_path, parse_proc_cgroup
 from damon_bpf.results.damon_stat import ACCESS_RATE_BUCKETS, DamonStat, damon_stat
 
-__all__ = ("PrometheusExporter", "parse_listen", "TEXTFILE_NAME", "IDLE_QUANTILES")
+__all__ = ("PrometheusExporter", "parse_listen", "run_export", "TEXTFILE_NAME", "IDLE_QUANTILES")
 
 #: the textfile collector's file name in ``--textfile DIR``
 TEXTFILE_NAME = "damon_bpf.prom"
@@ -49,13 +52,19 @@ def _read(path: str) -> str:
         return ""
 
 
+def _alive(pid: int) -> bool:
+    # exists and is not a zombie ("pid (comm) S ...")
+    stat = _read(f"/proc/{pid}/stat")
+    return bool(stat) and stat.rpartition(")")[2].split()[:1] != ["Z"]
+
+
 def _cgroup_of(pid: int) -> str:
-    # the cgroup v2 path ("0::/system.slice/x.service"), else the first line's path
-    lines = _read(f"/proc/{pid}/cgroup").splitlines()
-    for line in lines:
+    # the cgroup v2 path ("0::/system.slice/x.service"); without a v2 line, the memory controller's (cgroup v1)
+    text = _read(f"/proc/{pid}/cgroup")
+    for line in text.splitlines():
         if line.startswith("0::"):
-            return line[3:]
-    return lines[0].split(":", 2)[-1] if lines else ""
+            return normalize_cgroup_path(line[3:])
+    return parse_proc_cgroup(text) or ""
 
 
 @dataclass(frozen=True)
@@ -68,8 +77,9 @@ class _TargetFigures:
 
 class PrometheusExporter:
     """Export *mon*'s figures (add it to the monitor's consumers before ``open()``, or to
-    ``mon.ctx.after_aggregation`` after).
+    ``mon.ctx.after_aggregation`` after; :meth:`attach` does the former).
 
+    :param mon: the monitor, or None to :meth:`attach` one later (one after another: :func:`run_export`)
     :param source: the ``source`` label (the access source's name)
     """
 
@@ -89,16 +99,33 @@ class PrometheusExporter:
         self._next_textfile = 0.0
         self._server: Any = None
 
+    def attach(self, mon: Any) -> None:
+        """Export *mon*'s figures from now on (a consumer of it, before ``mon.open()``); the previous monitor's
+        targets are no longer exported."""
+        with self._lock:
+            self._targets = []
+        self.mon = mon
+        mon.consumers.append(self)
+
+    def forget_targets(self) -> None:
+        """Export no target until the next snapshot (the monitor ended)."""
+        with self._lock:
+            self._targets = []
+        if self._textfile_dir is not None:
+            self._write_textfile()
+
     # -- the consumer ------------------------------------------------------------------------------------
 
     def __call__(self, snap: Snapshot) -> None:
         ctx = self.mon.ctx
         ops = ctx.ops if ctx is not None else None
         figures = []
+        live: set[int] = set()
         for i, t in enumerate(snap.targets):
             target = ctx.targets[i] if ctx is not None and i < len(ctx.targets) else None
             if t.pid is None or (ops is not None and target is not None and not ops.target_valid(target)):
                 continue  # gone: no series for it any more
+            live.add(t.pid)
             names = self._names.get(t.pid)
             if names is None:
                 names = self._names[t.pid] = (_read(f"/proc/{t.pid}/comm").strip(), _cgroup_of(t.pid))
@@ -106,6 +133,8 @@ class PrometheusExporter:
                                           damon_stat(t.start, t.end, t.nr_accesses, t.age, snap.max_nr_accesses,
                                                      snap.aggr_interval_us)))
         stats = dict(ops.stats()) if ops is not None else {}
+        for pid in [p for p in self._names if p not in live]:
+            del self._names[pid]  # a pid used again later gets its new comm and cgroup
         with self._lock:
             self._targets = figures
             self._intervals = (snap.sample_interval_us, snap.aggr_interval_us)
@@ -189,7 +218,8 @@ class PrometheusExporter:
         cpu = CounterMetricFamily("damon_monitor_cpu_seconds", "CPU time of the monitor process", labels=["source"])
         cpu.add_metric([self.source], time.process_time())
         yield cpu
-        schemes = list(self.mon.ctx.schemes) if self.mon.ctx is not None else []
+        ctx = self.mon.ctx if self.mon is not None else None
+        schemes = list(ctx.schemes) if ctx is not None else []
         for name, attr, doc in (("damos_tried_regions", "nr_tried", "Regions DAMOS tried to apply a scheme to"),
                                 ("damos_tried_bytes", "sz_tried", "Bytes DAMOS tried to apply a scheme to"),
                                 ("damos_applied_regions", "nr_applied", "Regions a scheme's action was applied to"),
@@ -238,3 +268,74 @@ class PrometheusExporter:
             server.shutdown()
             server.server_close()
             self._server = None
+
+
+def run_export(spec: Any, exporter: PrometheusExporter, watcher: Any = None,
+               on_start: Callable[[Any], None] | None = None) -> StopReason:
+    """Monitor *spec* for *exporter* until stopped (SIGINT, SIGTERM, SIGHUP), the duration is over, or every
+    target exited. With a :class:`~damon_bpf.session.cgroups.CgroupWatcher` the targets are the cgroups'
+    processes (plus ``spec.pids``) and the session outlives them: when the cgroups are empty it waits, serving
+    no target, and starts a fresh monitor (same schemes, so their counters go on) as soon as a process is back;
+    likewise when exited targets pile up. Returns the last monitor's stop reason.
+
+    :param on_start: called with each monitor once it is open (start-up lines)
+    :raises DamonBpfError: the first monitor could not start (a later one that fails ends the session too)
+    """
+    from damon_bpf.session.monitor import Monitor
+
+    stopped = threading.Event()
+    deadline = None if spec.duration_s is None else time.monotonic() + spec.duration_s
+    current: list[Any] = []
+
+    def stop(_signum: int = 0) -> None:
+        stopped.set()
+        for m in current:
+            m.stop()
+
+    if deadline is not None:
+        timer = threading.Timer(spec.duration_s, stop)
+        timer.daemon = True
+        timer.start()
+    reason = StopReason.REQUESTED
+    first = True
+    with on_signals(stop):
+        while not stopped.is_set():
+            pids = sorted(set(spec.pids) | set(watcher.pids() if watcher is not None else []))
+            pids = [p for p in pids if _alive(p) and p != os.getpid()]
+            if watcher is not None and not pids and not (first and spec.command):
+                stopped.wait(watcher.interval_s)  # an empty cgroup: serve no target, look again
+                continue
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            mon = Monitor(dataclasses.replace(spec, pids=pids, command=spec.command if first else None,
+                                              duration_s=remaining))
+            exporter.attach(mon)
+            current[:] = [mon]
+            try:
+                try:
+                    mon.open()
+                except TargetGoneError:
+                    if first and watcher is None:
+                        raise
+                    stopped.wait(0.2)
+                    continue  # a process of the cgroup exited between reading cgroup.procs and opening it
+                if watcher is not None:
+                    watcher.attach(mon)
+                if stopped.is_set():
+                    mon.stop()
+                if on_start is not None:
+                    on_start(mon)
+                first = False
+                reason = mon.run()
+            finally:
+                current.clear()
+                mon.close()
+                exporter.forget_targets()
+            if watcher is None or stopped.is_set():
+                break
+            if reason is StopReason.REQUESTED and not watcher.wants_restart:
+                break  # the duration is over
+    if deadline is not None:
+        timer.cancel()
+    return reason

@@ -166,16 +166,30 @@ class Monitor:
         self.ctx.after_aggregation.insert(0, self._follow)
 
     def _add(self, pid: int) -> None:
+        err = self.add_pid(pid)
+        if err is not None:
+            self.follow_errors.append(f"pid {pid}: {err}")
+
+    def add_pid(self, pid: int) -> DamonBpfError | None:
+        """Monitor one more process while running (from a consumer, in the kdamond's thread); a pid already
+        monitored is left alone. Returns the error that kept it out, None when added or gone already (a
+        short-lived process).
+
+        :raises InvalidParamsError: the source cannot add processes while running
+        """
         assert self.ctx is not None and self.ctx.ops is not None
+        if not self.ctx.ops.can_add_targets:
+            raise InvalidParamsError(f"the {self.spec.source} source cannot add processes while running")
         if any(t.pid == pid for t in self.ctx.targets):
-            return
+            return None
         try:
             self.ctx.ops.add_target(self.ctx, pid)
-            log.info("following child process %d", pid)
+            log.info("monitoring process %d too", pid)
         except TargetGoneError:
-            pass  # a short-lived child: gone before we could open it
+            pass  # gone before we could open it
         except DamonBpfError as err:
-            self.follow_errors.append(f"pid {pid}: {err}")
+            return err
+        return None
 
     def _follow(self, snap: Snapshot) -> None:
         for ch in self.follower.poll():
