@@ -37,10 +37,23 @@ apt_install() {
 # cross-checks the BTF reader in the tests.
 pkgs=()
 pkg_missing() { ! dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for p in python3-bpfcc bpfcc-tools python3-venv python3-numpy linux-perf file bpftool; do
+# prometheus: the server and promtool the export tests scrape and lint with (its own service is not left running).
+for p in python3-bpfcc bpfcc-tools python3-venv python3-numpy linux-perf file bpftool prometheus; do
 	pkg_missing "$p" && pkgs+=("$p")
 done
-[ ${#pkgs[@]} -gt 0 ] && apt_install "${pkgs[@]}"
+if [ ${#pkgs[@]} -gt 0 ]; then
+	apt_install "${pkgs[@]}"
+	case " ${pkgs[*]} " in *" prometheus "*)
+		# the package's postinst enables and starts a server on :9090; the tests start their own
+		if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+			systemctl disable --now prometheus >/dev/null 2>&1 || true
+		elif command -v service >/dev/null; then
+			service prometheus stop >/dev/null 2>&1 || true
+		elif [ -x /etc/init.d/prometheus ]; then
+			/etc/init.d/prometheus stop >/dev/null 2>&1 || true
+		fi ;;
+	esac
+fi
 
 # 2. Kernel headers for BCC. Prefer the exact linux-headers-$(uname -r); fall back to the distribution's
 # generic headers linked into /lib/modules/$KREL/{build,source}.
