@@ -48,3 +48,30 @@ def test_figures() -> None:
     assert len(st.idle_ms_percentiles) == 101
     empty = damon_stat(*cols(), 20, 100_000)
     assert (empty.monitored_bytes, empty.working_set_bytes, empty.idle_ms_percentiles[50]) == (0, 0, 0)
+
+
+def test_mutations_of_the_idle_time_fail() -> None:
+    """A wrong sign or an off-by-one in ``age + 1`` changes these vectors: each mutant disagrees with the port."""
+    s, e, nr, age = cols((0, 300, 0, 4), (300, 400, 3, 2))
+    want = idle_time_percentiles_ms(s, e, nr, age, 10_000)
+    # by hand: accessed 100 bytes at -(2 + 1) * 10 ms = -30 ms up to 25 %; idle (4 + 1) * 10 ms = 50 ms after
+    assert want == [-30] * 26 + [50] * 75
+
+    def mutant(idle_of: object) -> list[int]:
+        idle = [idle_of(int(n), int(a)) for n, a in zip(nr, age)]  # type: ignore[operator]
+        order = sorted(range(len(idle)), key=lambda i: idle[i])
+        sz = (e - s).tolist()
+        total, acc, nxt, out = sum(sz), 0, 0, [0] * 101
+        for i in order:
+            acc += sz[i]
+            while nxt <= acc * 100 // total:
+                out[nxt] = int(idle[i] * 10_000 / 1000)
+                nxt += 1
+        return out
+
+    assert mutant(lambda n, a: -(a + 1) if n else a + 1) == want  # the reference re-derived
+    for wrong in (lambda n, a: (a + 1) if n else a + 1,  # no sign for accessed regions
+                  lambda n, a: -a if n else a,  # age, not age + 1
+                  lambda n, a: -(a + 1) if n else a,  # off by one for idle regions only
+                  lambda n, a: (a + 1) if n else -(a + 1)):  # signs swapped
+        assert mutant(wrong) != want
