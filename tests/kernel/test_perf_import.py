@@ -198,9 +198,10 @@ def test_import_exact_page_faults(recordings: _Recordings, tmp_path: Path) -> No
     assert nr >= 15, nr
     # hot: 25-40k faults/s over 2048 pages (fewer on a loaded machine): a region of a few dozen pages has a
     # fault in most sampling intervals (20 of 20 for all but the smallest); cold: touched once at the start,
-    # nothing since, so only a region across the hot part's end has accesses there
+    # nothing since, so only regions across the hot part's end have accesses there (on a loaded machine the
+    # merged regions at the boundary are larger: 2.7 MiB was seen with two other test runs going)
     assert hot >= 12, hot
-    assert cold_max == 0 and outside <= 2 * MiB, (cold_max, outside)
+    assert cold_max == 0 and outside <= 4 * MiB, (cold_max, outside)
     # the sidecar: code attribution for the hot range, with perf's names
     side = Path(str(out) + ".attribution")
     lines = side.read_text().splitlines()
