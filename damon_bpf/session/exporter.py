@@ -4,7 +4,7 @@
 aggregation it keeps the latest figures of each live target (:mod:`damon_bpf.results.damon_stat`), and a
 collector on a private registry yields them when scraped, so a target that exits simply stops being exported
 (no stale series). Serve them with :meth:`PrometheusExporter.serve` (``/metrics``) or write a node_exporter
-textfile with :meth:`PrometheusExporter.write_textfile` (a temporary file renamed over the old one).
+textfile with :meth:`PrometheusExporter.write_textfile_to` (a temporary file renamed over the old one).
 
 Metrics are in base units; labels ``pid``, ``comm``, ``cgroup``, ``source``; never per region. See the README's
 "Fleets: Prometheus" section for the list.

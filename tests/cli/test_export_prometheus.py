@@ -1,7 +1,8 @@
 """``damon-bpf export`` scraped by a real Prometheus server (Debian's ``prometheus``, 2.42): the working set it
-records matches the bundled workload's hot set, a DAMOS ``stat`` scheme's counters grow, the series of a target
-that exits go away while the exporter keeps serving, ``promtool check metrics`` passes; ``--cgroup`` follows a
-cgroup v2 directory's processes, also through an empty spell (issue #11)."""
+records matches the bundled workload's hot set, a DAMOS ``stat`` scheme's tried bytes and a ``cold`` scheme's
+applied bytes grow, the series of a target that exits go away while the exporter keeps serving, ``promtool check
+metrics`` passes, the ``--textfile`` file holds the same; ``--cgroup`` follows a cgroup v2 directory's processes,
+also through an empty spell (issue #11)."""
 
 from __future__ import annotations
 
@@ -99,11 +100,16 @@ def test_prometheus_scrapes_the_workload(tmp_path: Path) -> None:
     # a second target that exits while the exporter runs: its series must go away
     short = subprocess.Popen([PY, "-c", "import time; b = bytearray(8 << 20); time.sleep(7)"])
     port, prom_port = _free_port(), _free_port()
+    textfile_dir = tmp_path / "textfile"
+    textfile_dir.mkdir()
     exp = prom = None
     try:
         exp = subprocess.Popen([PY, "-m", "damon_bpf", "export", str(work.pid), str(short.pid), "--source", "pte",
                                 "--sample", "5ms", "--aggr", "100ms", "--damos_action", "stat",
-                                "--listen", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
+                                "--damos_action", "cold", "--damos_access_rate", "0%", "0%", "--damos_age", "1s",
+                                "max",
+                                "--listen", f"127.0.0.1:{port}", "--textfile", str(textfile_dir)],
+                               stderr=subprocess.PIPE, text=True)
         (tmp_path / "prometheus.yml").write_text(
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
             "scrape_configs:\n"
@@ -141,8 +147,23 @@ def test_prometheus_scrapes_the_workload(tmp_path: Path) -> None:
         time.sleep(3)
         (t2,) = _query(prom_port, 'damos_tried_bytes_total{job="damon-bpf",scheme="0",action="stat"}')
         assert float(t2["value"][1]) > float(t1["value"][1]) > 0, (t1, t2)
+        # the cold scheme (MADV_COLD of the idle regions, re-applied as they stay idle) applies bytes, more and
+        # more; the stat scheme never applies any (the kernel's stat action counts tried bytes only)
+        sel = '{job="damon-bpf",scheme="1",action="cold"}'
+        (a1,) = _query(prom_port, f"damos_applied_bytes_total{sel}")
+        _wait(lambda: float(_query(prom_port, f"damos_applied_bytes_total{sel}")[0]["value"][1])
+              > float(a1["value"][1]), 10, "the cold scheme's applied bytes to grow")
+        assert float(a1["value"][1]) > 0, a1
+        (stat_applied,) = _query(prom_port, 'damos_applied_bytes_total{job="damon-bpf",scheme="0"}')
+        assert float(stat_applied["value"][1]) == 0, stat_applied
         (up,) = _query(prom_port, 'up{job="damon-bpf"}')
         assert up["value"][1] == "1"
+        # the textfile beside it: the same families, the live target only, never a temporary file left over
+        families = {f.name: f.samples for f in
+                    text_string_to_metric_families((textfile_dir / "damon_bpf.prom").read_text())}
+        assert {s.labels["pid"] for s in families["damon_working_set_bytes"]} == {str(work.pid)}
+        assert set(families) == set(_metrics(port))
+        assert [f.name for f in textfile_dir.iterdir()] == ["damon_bpf.prom"]
     finally:
         _stop(prom, exp, work, short)
     assert exp is not None and exp.returncode == 0, exp.stderr.read() if exp.stderr else ""
