@@ -28,6 +28,7 @@ from damon_bpf.errors import (
     PermissionDeniedError,
     ProbeAttachError,
     ProbeLoadError,
+    ProcessGoneError,
     TargetGoneError,
 )
 
@@ -84,5 +85,6 @@ __all__ = (
     "PermissionDeniedError",
     "ProbeAttachError",
     "ProbeLoadError",
+    "ProcessGoneError",
     "TargetGoneError",
 )

@@ -7,6 +7,8 @@ psutil's ``wrap_exceptions`` does.
 
 from __future__ import annotations
 
+import errno
+
 __all__ = (
     "DamonBpfError",
     "NotSupportedError",
@@ -15,6 +17,7 @@ __all__ = (
     "ProbeAttachError",
     "InvalidParamsError",
     "TargetGoneError",
+    "ProcessGoneError",
     "MissingDependencyError",
 )
 
@@ -49,6 +52,15 @@ class TargetGoneError(DamonBpfError):
     def __init__(self, pid: int, msg: str | None = None) -> None:
         self.pid = pid
         super().__init__(msg or f"process {pid} does not exist or has exited")
+
+
+class ProcessGoneError(TargetGoneError, ProcessLookupError):
+    """``ESRCH`` from a syscall on a process (:mod:`damon_bpf.linux.syscalls`): the target exited. Both a
+    :class:`TargetGoneError` and a :class:`ProcessLookupError`, with ``errno`` set to ``ESRCH``."""
+
+    def __init__(self, pid: int, msg: str | None = None) -> None:
+        super().__init__(pid, msg)
+        self.errno = errno.ESRCH
 
 
 class MissingDependencyError(NotSupportedError):

@@ -23,7 +23,7 @@ from typing import Sequence, Union
 import numpy as np
 import numpy.typing as npt
 
-from damon_bpf.errors import NotSupportedError, PermissionDeniedError, TargetGoneError
+from damon_bpf.errors import NotSupportedError, PermissionDeniedError, ProcessGoneError
 
 __all__ = (
     "SYSCALLS",
@@ -107,15 +107,6 @@ _MACHINE = platform.machine()
 
 #: What :func:`process_madvise` takes: a sequence of ``(start, length)`` pairs or an ``(n, 2)`` array of them.
 Ranges = Union[Sequence[tuple[int, int]], npt.NDArray[np.integer]]
-
-
-class ProcessGoneError(TargetGoneError, ProcessLookupError):
-    """``ESRCH`` from a syscall on a process: the target exited. Both a
-    :class:`~damon_bpf.errors.TargetGoneError` and a :class:`ProcessLookupError` (``errno`` is ``ESRCH``)."""
-
-    def __init__(self, pid: int, msg: str | None = None) -> None:
-        super().__init__(pid, msg)
-        self.errno = errno.ESRCH
 
 
 def libc() -> ctypes.CDLL:
