@@ -170,7 +170,8 @@ class PrometheusExporter:
         yield gauge("damon_monitored_bytes", "Bytes of the monitored regions", lambda s: s.monitored_bytes)
         yield gauge("damon_regions", "Monitoring regions", lambda s: s.nr_regions)
         yield gauge("damon_estimated_memory_bandwidth_bytes_per_second",
-                    "DAMON_STAT's estimated memory bandwidth: sum(size * nr_accesses) per aggregation interval",
+                    "DAMON_STAT's estimated memory bandwidth: sum(size * nr_accesses) of the last aggregation "
+                    "interval, divided by its length",
                     lambda s: s.estimated_memory_bandwidth)
         idle = SummaryMetricFamily("damon_memory_idle_seconds",
                                    "DAMON_STAT's memory idle time percentiles (negative: accessed that long)",
