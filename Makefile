@@ -21,7 +21,9 @@ bench: setup
 mutants: setup
 	$(PY) scripts/mutants.py
 
+# strict mypy over damon_bpf/ (the [lint] extra installs the mypy it is clean under)
 lint: setup
+	@$(PY) -m mypy --version >/dev/null 2>&1 || $(PY) -m pip install -q -e '.[lint]'
 	$(PY) -m mypy
 
 clean:

@@ -72,7 +72,7 @@ MUTANTS: tuple[Mutant, ...] = (
     m("update-min-nr", KDAMOND, "kdamond_fn(): no damon_apply_min_nr_regions() after ops.update()",
       ("            ops.update(ctx)\n", "            ops.update(ctx)\n            self._sz_limit = apply_min_nr_regions(ctx)\n")),
     m("set-regions-check", CORE, "damon_set_regions(): empty ranges are -EINVAL",
-      ("        if a.start >= a.end:\n", "        if False:\n")),
+      ("        if rg.start >= rg.end:\n", "        if False:\n")),
     m("age-zero-flip", CORE, "damon_merge_regions_of() (6.18): age resets when nr_accesses flips to or from 0",
       ("(np.abs(nr - last) > thres) | ((nr == 0) != (last == 0))", "(np.abs(nr - last) > thres)")),
     m("merge-sz-limit", CORE, "damon_merge_regions_of(): merged size within sz_limit",

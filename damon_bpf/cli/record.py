@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             mon.open()
             assert mon.ctx is not None and mon.ctx.ops is not None
             ops = mon.ctx.ops
-            ips = (lambda: ops.last_ips) if ops.last_ips is not None else None
+            ips = (lambda: ops.last_ips or []) if ops.last_ips is not None else None
             writer = RecordWriter(args.out, attrs=spec.attrs, ips=ips, rewrite_interval_s=flush_s,
                                   keep_journal=args.keep_journal)
             progress = _Progress(writer, enabled=not live and sys.stderr.isatty())

@@ -292,13 +292,13 @@ def set_regions(t: Target, ranges: Sequence[AddrRange], min_region_sz: int = DAM
     :raises InvalidParamsError: an empty range, or ranges out of order or overlapping (the kernel's
         ``-EINVAL``); the target is left unchanged
     """
-    for i, a in enumerate(ranges):
-        if a.start >= a.end:
-            raise InvalidParamsError(f"address range {i} [{a.start:#x}, {a.end:#x}) is empty")
-        if i and ranges[i - 1].end > a.start:
-            raise InvalidParamsError(f"address range {i} [{a.start:#x}, {a.end:#x}) overlaps or precedes "
+    for i, rg in enumerate(ranges):
+        if rg.start >= rg.end:
+            raise InvalidParamsError(f"address range {i} [{rg.start:#x}, {rg.end:#x}) is empty")
+        if i and ranges[i - 1].end > rg.start:
+            raise InvalidParamsError(f"address range {i} [{rg.start:#x}, {rg.end:#x}) overlaps or precedes "
                                      f"range {i - 1} [{ranges[i - 1].start:#x}, {ranges[i - 1].end:#x})")
-    regions = [r for r in t.regions if any(_intersect(r, a) for a in ranges)]  # copies, edited in place
+    regions = [r for r in t.regions if any(_intersect(r, rg) for rg in ranges)]  # copies, edited in place
     i = 0
     for rng_ in ranges:
         first = last = -1

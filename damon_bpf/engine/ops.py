@@ -50,14 +50,23 @@ class Operations(Protocol):
     """``struct damon_operations``: every hook an operations set has, all of them members. See the module
     docstring for when each runs; :class:`BaseOperations` gives each its "not supported" default."""
 
-    name: str
-    batched: bool
-    supported_actions: frozenset[str]
-    has_scheme_score: bool
-    can_add_targets: bool
-    attach_point: str
-    notes: Sequence[str]
-    last_ips: list[list[tuple[int, int, int, int]]] | None
+    # what the set is and says (read-only here: a class attribute, an instance attribute or a property does)
+    @property
+    def name(self) -> str: ...
+    @property
+    def batched(self) -> bool: ...
+    @property
+    def supported_actions(self) -> frozenset[str]: ...
+    @property
+    def has_scheme_score(self) -> bool: ...
+    @property
+    def can_add_targets(self) -> bool: ...
+    @property
+    def attach_point(self) -> str: ...
+    @property
+    def notes(self) -> Sequence[str]: ...
+    @property
+    def last_ips(self) -> list[list[tuple[int, int, int, int]]] | None: ...
 
     # monitoring (the kernel's hooks)
     def check_supported(self) -> None: ...

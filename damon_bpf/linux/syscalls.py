@@ -180,10 +180,8 @@ def _iovecs(ranges: Ranges) -> npt.NDArray[np.uint64]:
         arr = ranges
     else:
         arr = np.array(ranges, dtype=np.uint64)
-    arr = arr.reshape(-1, 2)
-    if arr.dtype != np.uint64 or not arr.flags.c_contiguous:
-        arr = np.ascontiguousarray(arr, dtype=np.uint64)
-    return arr
+    # no copy when it already is a C-contiguous uint64 array
+    return np.ascontiguousarray(arr.reshape(-1, 2), dtype=np.uint64)
 
 
 def process_madvise(pidfd: int, ranges: Ranges, advice: int) -> int:

@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from damon_bpf.engine.core import align_down, align_up
 from damon_bpf.engine.model import Ctx, Region, Target
-from damon_bpf.engine.ops import BaseOperations, Operations
+from damon_bpf.engine.ops import Operations
 from damon_bpf.errors import DamonBpfError
 from damon_bpf.ops import damos_filters
 from damon_bpf.ops.common import scheme_action
@@ -37,7 +37,7 @@ __all__ = ("DryRunOps",)
 log = logging.getLogger(__name__)
 
 
-class DryRunOps(BaseOperations):
+class DryRunOps:
     """*inner* with ``apply_scheme`` answered from the target's mappings instead of applied."""
 
 
@@ -48,35 +48,35 @@ class DryRunOps(BaseOperations):
 
     # -- what the wrapped set is ---------------------------------------------------------------------------
 
-    @property  # type: ignore[override]
+    @property
     def name(self) -> str:
         return self.inner.name
 
-    @property  # type: ignore[override]
+    @property
     def batched(self) -> bool:
         return self.inner.batched
 
-    @property  # type: ignore[override]
+    @property
     def supported_actions(self) -> frozenset[str]:
         return self.inner.supported_actions
 
-    @property  # type: ignore[override]
+    @property
     def has_scheme_score(self) -> bool:
         return self.inner.has_scheme_score
 
-    @property  # type: ignore[override]
+    @property
     def can_add_targets(self) -> bool:
         return self.inner.can_add_targets
 
-    @property  # type: ignore[override]
+    @property
     def attach_point(self) -> str:
         return self.inner.attach_point
 
-    @property  # type: ignore[override]
+    @property
     def notes(self) -> Sequence[str]:
         return self.inner.notes
 
-    @property  # type: ignore[override]
+    @property
     def last_ips(self) -> list[list[tuple[int, int, int, int]]] | None:
         return self.inner.last_ips
 

@@ -109,7 +109,7 @@ def load_bcc() -> ModuleType:
     """
     # Lazy by design: this is the only import of bcc in damon_bpf.
     try:
-        import bcc  # type: ignore[import-untyped]
+        import bcc
     except ImportError as err:
         raise MissingDependencyError(_BCC_MISSING) from err
     module: ModuleType = bcc

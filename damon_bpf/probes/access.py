@@ -88,7 +88,7 @@ def _words(struct: type[ctypes.Structure]) -> int:
 
 
 # u64 word indexes within the structs, as the numpy views of the maps see them
-_BITS = _agg_counter(1).bits.offset // 8  # type: ignore[attr-defined]
+_BITS = _agg_counter(1).bits.offset // 8
 _COUNTED = STATS.index("counted")
 
 

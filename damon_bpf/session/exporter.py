@@ -89,7 +89,7 @@ class PrometheusExporter:
         self.mon = mon
         self.source = source
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self)  # type: ignore[arg-type]  # a custom collector: collect() is what counts
+        self.registry.register(self)  # a custom collector: collect() is what counts
         self._lock = threading.Lock()
         self._targets: list[_TargetFigures] = []
         self._names: dict[int, tuple[str, str]] = {}
