@@ -113,8 +113,9 @@ def _color(colorset: str, level: int) -> str:
 
 @dataclass
 class Block:
-    """A contiguous monitored address range: the union of regions over the snapshots, split at the gaps every
-    snapshot has. ``heat`` sums ``size × samples`` of its accessed regions (damo's ``heats``)."""
+    """A contiguous monitored address range: the union of regions over the snapshots, split at the gaps (as
+    damo finds them, see :func:`guides`). ``heat`` sums ``size × samples`` of the accessed regions touching it
+    (damo's ``heats``)."""
 
     start: int
     end: int
@@ -149,64 +150,66 @@ def _gaps(snap: RecordSnapshot) -> list[tuple[int, int]]:
     return [(int(snap.end[i]), int(snap.start[i + 1])) for i in idx]
 
 
-def _intersect_gaps(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def _narrow_gaps(old: list[tuple[int, int]], new: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    # damo's overlapping_regions(), not an intersection: each old gap is narrowed by every new gap it touches
+    # (ends included) and kept even when none does
     out = []
-    i = j = 0
-    while i < len(a) and j < len(b):
-        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-        if lo < hi:
-            out.append((lo, hi))
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
+    for lo, hi in old:
+        for nlo, nhi in new:
+            if not (hi < nlo or nhi < lo):
+                lo, hi = max(lo, nlo), min(hi, nhi)
+        out.append((lo, hi))
     return out
 
 
 def _oldest_time(rec: Record, snap: RecordSnapshot) -> int:
     if rec.intervals is None or snap.nr_regions == 0:
         return snap.start_time
-    return int(snap.start_time - int(snap.age.max()) * rec.intervals.aggr_us * 1000)
+    return int(snap.start_time - max(0, int(snap.age.max())) * rec.intervals.aggr_us * 1000)
 
 
 def guides(records: Sequence[Record]) -> list[Guide]:
-    """Per target: its time span and contiguous address blocks, largest total space first (damo's order)."""
+    """Per target: its time span and contiguous address blocks, largest total space first, as damo's
+    ``get_guide_info``: the span runs from the first snapshot (empty or not) to the last one's end; the gaps
+    are those of the snapshots since the last one without any, each narrowed by the later gaps it touches;
+    a block's heat sums ``size × samples`` of every accessed region touching it (ends included)."""
     by_tid: dict[int, list[Record]] = {}
     for rec in records:
-        if any(s.nr_regions for s in rec.snapshots):
+        if rec.snapshots:
             by_tid.setdefault(rec.target_id, []).append(rec)
     out = []
     for tid, recs in by_tid.items():
         lo, hi = None, None
-        gaps: list[tuple[int, int]] | None = None
+        gaps: list[tuple[int, int]] = []
         start_time = end_time = None
         for rec in recs:
             for snap in rec.snapshots:
-                if not snap.nr_regions:
-                    continue
                 if start_time is None:
                     start_time = _oldest_time(rec, snap)
                 end_time = snap.end_time
-                s0, e0 = int(snap.start.min()), int(snap.end.max())
-                lo = s0 if lo is None else min(lo, s0)
-                hi = e0 if hi is None else max(hi, e0)
+                if snap.nr_regions:
+                    s0, e0 = int(snap.start.min()), int(snap.end.max())
+                    lo = s0 if lo is None else min(lo, s0)
+                    hi = e0 if hi is None else max(hi, e0)
                 g = _gaps(snap)
-                gaps = g if gaps is None else _intersect_gaps(gaps, g)
-        assert lo is not None and hi is not None and start_time is not None and end_time is not None
-        edges = [lo] + [x for gap in (gaps or []) for x in gap] + [hi]
+                gaps = _narrow_gaps(gaps, g) if gaps else g
+        if lo is None or hi is None or start_time is None or end_time is None:
+            continue  # no snapshot with regions: nothing to show (damo fails on it)
+        edges = [lo] + [x for gap in gaps for x in gap] + [hi]
         blocks = [Block(edges[i], edges[i + 1]) for i in range(0, len(edges), 2)]
-        starts = np.array([b.start for b in blocks], np.int64)
-        heats = np.zeros(len(blocks))
+        heats: list[int | None] = [None] * len(blocks)
         for rec in recs:
             for snap in rec.snapshots:
                 if not snap.nr_regions:
                     continue
-                w = (snap.sizes * snap.nr_accesses).astype(np.float64)
-                bi = np.searchsorted(starts, snap.start, side="right") - 1
-                ok = (bi >= 0) & (snap.nr_accesses > 0)
-                np.add.at(heats, bi[ok], w[ok])
-        for b, h in zip(blocks, heats.tolist()):
-            b.heat = h
+                w = snap.sizes * snap.nr_accesses
+                hot = snap.nr_accesses != 0
+                for i, b in enumerate(blocks):
+                    m = hot & (snap.end >= b.start) & (snap.start <= b.end)
+                    if m.any():
+                        heats[i] = (heats[i] or 0) + sum(w[m].tolist())
+        for b, h in zip(blocks, heats):
+            b.heat = float(h or 0)
         out.append(Guide(tid, next((r.pid for r in recs if r.pid is not None), None), start_time, end_time, blocks))
     out.sort(key=lambda g: g.total_space, reverse=True)
     return out
@@ -294,9 +297,82 @@ def _split_columns(ranges: list[tuple[int, int]], cols: int, weights: Sequence[f
     return [int(n) for n in ncols]
 
 
-def _trunc_idx(x: npt.NDArray[np.float64], start: float, unit: float) -> npt.NDArray[np.int64]:
-    # damo's pixel index: int((x - start) / unit), truncated toward zero
-    return np.trunc((x - start) / unit).astype(np.int64)
+def _pixel_idx(x: npt.NDArray[np.int64], unit: int) -> npt.NDArray[np.int64]:
+    # damo's pixel index, int((x - start) / unit): a float division truncated toward zero. *x* is already
+    # relative to the map's start, in integers: epoch nanoseconds (~1.8e18) as float64 are off by up to 128 ns,
+    # enough to move a time to the next row or a heat in the third decimal.
+    return np.trunc(x / unit).astype(np.int64)
+
+
+def _add_snapshot_heat(heat: npt.NDArray[np.float64], reached: npt.NDArray[np.bool_], snap: RecordSnapshot,
+                       hz: npt.NDArray[np.float64], obs: npt.NDArray[np.int64], obs_heat: npt.NDArray[np.int64],
+                       end: int, tu: int, col0: int, a: int, u: int, n: int) -> None:
+    """Add one snapshot's regions to the pixels of one address range (columns ``col0..col0+n``), as damo's
+    ``HeatMap.add_heat``, float operation for float operation.
+
+    Times are relative to the map's start. *obs* is when each region's observation began (for the rows it
+    reaches), *obs_heat* the same for the accounted time (they differ only without intervals, as in damo).
+    damo updates a pixel per region as ``heat = (hz * time * bytes + heat * area) / area``; that is not
+    associative, so a pixel several regions reach in one snapshot gets them in address order: the (region,
+    column) pairs are ranked within their column and applied rank by rank, the deep ranks of a few crowded
+    columns (many small regions under one pixel) one by one.
+    """
+    rows = heat.shape[0]
+    starts, ends = snap.start, snap.end
+    inr = np.nonzero(~((ends < a) | (a + u * n < starts)))[0]
+    if not inr.size:
+        return
+    r0 = np.maximum(_pixel_idx(obs[inr], tu), 0)
+    r1 = min(int(end / tu), rows - 1)
+    c0 = np.maximum(_pixel_idx(starts[inr] - a, u), 0)
+    c1 = np.minimum(_pixel_idx(ends[inr] - a, u), n - 1)
+    ok = (r0 <= r1) & (c0 <= c1)
+    inr, r0, c0, c1 = inr[ok], r0[ok], c0[ok], c1[ok]
+    if not inr.size:
+        return
+    # one entry per (region, column) pair, by column, then by address
+    cnt = c1 - c0 + 1
+    reg = np.repeat(np.arange(inr.size), cnt)
+    col = np.repeat(c0 - np.cumsum(cnt) + cnt, cnt) + np.arange(int(cnt.sum()))
+    order = np.lexsort((reg, col))
+    reg, col = reg[order], col[order]
+    rank = np.arange(col.size) - np.searchsorted(col, col)
+    lo = int(r0.min())
+    rr = np.arange(lo, r1 + 1)
+    i = inr[reg]
+    at = np.minimum(end, (rr + 1) * tu)[:, None] - np.maximum(obs_heat[i][None, :], (rr * tu)[:, None])
+    px0 = a + col * u
+    sz = np.minimum(ends[i], px0 + u) - np.maximum(starts[i], px0)
+    c = hz[i][None, :] * at * sz[None, :]  # damo's heat_val * account_time * account_sz, in that order
+    m = rr[:, None] >= r0[reg][None, :]
+    cols = col + col0
+    ri, pi = np.nonzero(m)
+    reached[lo + ri, cols[pi]] = True
+    area = float(tu * u)
+    counts = np.bincount(rank)
+    by_rank = np.argsort(rank, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    k = 0
+    while k < counts.size and counts[k] * rr.size >= 64:
+        sel = by_rank[bounds[k]:bounds[k + 1]]
+        old = heat[lo:r1 + 1, cols[sel]]
+        heat[lo:r1 + 1, cols[sel]] = np.where(m[:, sel], (c[:, sel] + old * area) / area, old)
+        k += 1
+    if k == counts.size:
+        return
+    rest = np.nonzero(rank >= k)[0]  # still by column, then by address
+    rest_cols = cols[rest].tolist()
+    for row, crow, mrow in zip(range(lo, r1 + 1), c[:, rest].tolist(), m[:, rest].tolist()):
+        hrow = heat[row]
+        cur, p = -1, 0.0
+        for cc, cv, mv in zip(rest_cols, crow, mrow):
+            if cc != cur:
+                if cur >= 0:
+                    hrow[cur] = p
+                cur, p = cc, float(hrow[cc])
+            if mv:
+                p = (cv + p * area) / area
+        hrow[cur] = p
 
 
 def heatmap(records: Sequence[Record], *, target_id: int | None = None,
@@ -307,7 +383,7 @@ def heatmap(records: Sequence[Record], *, target_id: int | None = None,
     access frequency (hz, or samples without intervals) is spread over ``[snapshot start − age × aggr,
     snapshot end)`` (not before the previous snapshot's end) and over its addresses, then averaged per pixel.
     A pixel a region reaches (damo's index ranges, ends included) has data, even with no overlap; others are
-    NaN.
+    NaN. The arithmetic is damo's, in the same order, so the numbers are damo's to the last bit.
 
     :param time_range: absolute ns (default: the guide's span, as damo)
     :param address_ranges: ranges drawn side by side along the address axis (default: every contiguous block,
@@ -329,67 +405,33 @@ def heatmap(records: Sequence[Record], *, target_id: int | None = None,
         if u <= 0:
             raise InvalidParamsError(f"the address range [{a:#x}, {b:#x}) is too small for {n} columns")
         columns.append((a, u, n))
-    time_edges = t0 + np.arange(rows + 1, dtype=np.float64) * tu
     heat = np.zeros((rows, cols))
-    touched = np.zeros((rows + 1, cols + 1), np.int64)  # 2-D difference array of the pixels reached
-    unit = "hz" if all(r.intervals is not None for r in recs) else "samples"
-    last_end: float | None = None
-    all_snaps = sorted(((s, r) for r in recs for s in r.snapshots if s.nr_regions), key=lambda x: x[0].end_time)
-    for snap, rec in all_snaps:
-        iv = rec.snapshot_intervals_us(snap) if unit == "hz" else None
-        if iv is not None:
-            hz = snap.nr_accesses / (iv[1] / 1e6)
-            obs = snap.start_time - snap.age.astype(np.float64) * (rec.intervals.aggr_us * 1000)  # type: ignore
-        else:
-            hz = snap.nr_accesses.astype(np.float64)
-            obs = np.full(snap.nr_regions, float(snap.start_time))
-        if last_end is not None:
-            obs = np.maximum(obs, last_end)
-        last_end = float(snap.end_time)
-        r0 = _trunc_idx(obs, t0, tu)
-        r1 = int(_trunc_idx(np.array([float(snap.end_time)]), t0, tu)[0])
-        lo_row, hi_row = max(int(r0.min()), 0), min(r1, rows - 1)
-        if lo_row > hi_row:
-            continue
-        starts = snap.start.astype(np.float64)
-        ends = snap.end.astype(np.float64)
-        sizes = ends - starts
-        # The integral of the piecewise-constant density along the addresses, F(x), is exact under linear
-        # interpolation between the region boundaries: per pixel column, F(right edge) - F(left edge).
-        xs = np.empty(2 * starts.size)
-        xs[0::2], xs[1::2] = starts, ends
-        te0, te1 = time_edges[lo_row:hi_row + 1], time_edges[lo_row + 1:hi_row + 2]
-        overlap = np.clip(np.minimum(float(snap.end_time), te1)[None, :] - np.maximum(obs[:, None], te0[None, :]),
-                          0, None)
-        col0 = 0
-        for a, u, n in columns:
-            edges = a + np.arange(n + 1, dtype=np.float64) * u
-            for k in range(hi_row - lo_row + 1):
-                w = overlap[:, k] * hz
-                if not w.any():
-                    continue
-                cum = np.concatenate([[0.0], np.cumsum(w * sizes)])
-                vals = np.empty(xs.size)
-                vals[0::2], vals[1::2] = cum[:-1], cum[1:]
-                f = np.interp(edges, xs, vals, left=0.0, right=cum[-1])
-                heat[lo_row + k, col0:col0 + n] += np.diff(f)
-            # damo's "touched" pixels: rows idx(obs)..idx(end), columns idx(start)..idx(end), regions in range
-            inr = (snap.end >= a) & (snap.start <= a + u * n)
-            if inr.any():
-                c0 = np.clip(_trunc_idx(starts[inr], a, u), 0, None)
-                c1 = np.minimum(_trunc_idx(ends[inr], a, u), n - 1)
-                rr0 = np.clip(r0[inr], 0, None)
-                ok = (c0 <= c1) & (rr0 <= hi_row) & (c0 < n) & (c1 >= 0)
-                c0, c1, rr0 = c0[ok] + col0, c1[ok] + col0 + 1, rr0[ok]
-                rr1 = np.full(rr0.size, hi_row + 1)
-                np.add.at(touched, (rr0, c0), 1)
-                np.add.at(touched, (rr0, c1), -1)
-                np.add.at(touched, (rr1, c0), -1)
-                np.add.at(touched, (rr1, c1), 1)
-            col0 += n
-    reached = touched.cumsum(axis=0).cumsum(axis=1)[:rows, :cols] > 0
-    area = np.concatenate([np.full(n, float(u)) for _, u, n in columns]) * tu
-    pixels = np.where(reached, heat / area[None, :], np.nan)
+    reached = np.zeros((rows, cols), bool)
+    unit = "hz" if any(r.intervals is not None for r in recs) else "samples"
+    last_end: int | None = None
+    for rec in recs:  # damo's order: records, then snapshots, empty ones included (they end the last one)
+        for snap in rec.snapshots:
+            start, end = snap.start_time - t0, snap.end_time - t0
+            prev_end, last_end = last_end, end
+            if not snap.nr_regions:
+                continue
+            iv = rec.snapshot_intervals_us(snap)
+            if iv is not None:
+                assert rec.intervals is not None
+                hz = snap.nr_accesses / (iv[1] / 1000000)
+                obs = start - snap.age * (rec.intervals.aggr_us * 1000)
+                if prev_end is not None:
+                    obs = np.maximum(obs, prev_end)
+                obs_heat = obs
+            else:  # damo accounts from the snapshot's start, but reaches rows from the previous end
+                hz = snap.nr_accesses.astype(np.float64)
+                obs_heat = np.full(snap.nr_regions, start, np.int64)
+                obs = obs_heat if prev_end is None else np.maximum(obs_heat, prev_end)
+            col0 = 0
+            for a, u, n in columns:
+                _add_snapshot_heat(heat, reached, snap, hz, obs, obs_heat, end, tu, col0, a, u, n)
+                col0 += n
+    pixels = np.where(reached, heat, np.nan)
     return Heatmap(guide.target_id, t0, tu, ranges, columns, pixels, unit)
 
 
