@@ -151,7 +151,7 @@ def test_our_heatmap_matches_damo(record: Path, capsys: pytest.CaptureFixture[st
 
 def _snap(t0: int, t1: int, regions: list[tuple[int, int, int, int]]) -> RecordSnapshot:
     cols = np.array(regions, np.int64).reshape(-1, 4)  # start, end, nr_accesses, age
-    return RecordSnapshot(t0, t1, *(cols[:, i].copy() for i in range(4)))
+    return RecordSnapshot(t0, t1, cols[:, 0].copy(), cols[:, 1].copy(), cols[:, 2].copy(), cols[:, 3].copy())
 
 
 _T = 1750273160522904126  # epoch ns: ~1.8e18, where float64 is off by up to 128 ns
