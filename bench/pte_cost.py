@@ -386,7 +386,7 @@ def default_pte_attrs() -> Any:
 
     ns = argparse.Namespace(sample=None, aggr=None, updr="1s", minr=10, maxr=1000, monitoring_intervals_goal=None,
                             monitoring_intervals_autotune=False)
-    return attrs_from_args(ns, autotune_default=True)
+    return attrs_from_args(ns, source_chooses=True)
 
 
 def end_to_end(size_mib: int, hot_mib: int, duration_s: float, skip_s: float, seed: int) -> dict[str, Any]:

@@ -36,8 +36,18 @@
  *                      fdtable.max_fds, fdtable.fd, file.private_data, mm_struct.pgd,
  *                      mm_struct.mm_users (BTF)
  *
- * Context (BPF_PROG_TEST_RUN ctx_in, u64 each): args[0] first slot, args[1] number of
- * addresses (<= WALK_BATCH), args[2] the fd number of /proc/<pid>/mem.
+ * Two programs:
+ *   pte_walk     walks args[1] (<= WALK_BATCH) addresses from slot args[0] in the mm of the
+ *                /proc/<pid>/mem fd args[2]; every result goes to pte_out.
+ *   pte_observe  the reads of a window (damon_bpf.ops.pte): walks the slots from args[0]
+ *                (args[1] of them, <= WALK_BATCH) whose pte_first entry is still 0, each in
+ *                the mm of its own fd (pte_fds), and where a present leaf has its Accessed
+ *                bit set writes args[2] (the read's number, > 0) to pte_first and the result
+ *                to pte_out. A slot whose fd no longer leads to a live mm gets
+ *                PTE_R_MM_GONE in pte_out. One run serves every target: no per-read work in
+ *                user space but this one call.
+ *
+ * Context (BPF_PROG_TEST_RUN ctx_in, u64 each): as above.
  *
  * Return value (test_run retval): PTE_OK, PTE_NO_FILE (no such fd), PTE_MM_DEAD
  * (mm_users == 0: the target exited or exec()-ed), PTE_READ_FAULT (the fd chain could not
@@ -52,6 +62,9 @@
  *                bits 4-6 level: of the leaf if present (1 PTE, 2 PMD, 3 PUD), else of
  *                         the first non-present entry (1 PTE .. 4 PGD/P4D)
  *                bits 12-51 physical address of the 4 KiB page of the address
+ *                bit 3 PTE_R_MM_GONE (pte_observe) the slot's fd leads to no live mm
+ *   pte_fds    array, mmap-able  key: u32 slot; value: u64 fd of /proc/<pid>/mem (pte_observe)
+ *   pte_first  array, mmap-able  key: u32 slot; value: u64 read that first found it accessed
  *   pte_stats  BPF_ARRAY  key: u32 enum pte_stat; value: u64 counter
  */
 
@@ -105,12 +118,15 @@ enum pte_stat {
 #define PTE_R_PRESENT	(1ULL << 0)
 #define PTE_R_ACCESSED	(1ULL << 1)
 #define PTE_R_DIRTY	(1ULL << 2)
+#define PTE_R_MM_GONE	(1ULL << 3)
 #define PTE_R_LEVEL(l)	((u64)(l) << 4)
 
 /* BPF_F_MMAPABLE (include/uapi/linux/bpf.h): user space reads and writes these two in place */
 #define PTE_MAP_MMAPABLE (1U << 10)
 BPF_F_TABLE("array", u32, u64, pte_addrs, MAX_SLOTS, PTE_MAP_MMAPABLE);
 BPF_F_TABLE("array", u32, u64, pte_out, MAX_SLOTS, PTE_MAP_MMAPABLE);
+BPF_F_TABLE("array", u32, u64, pte_fds, MAX_SLOTS, PTE_MAP_MMAPABLE);
+BPF_F_TABLE("array", u32, u64, pte_first, MAX_SLOTS, PTE_MAP_MMAPABLE);
 BPF_ARRAY(pte_stats, u64, PTE_NR_STATS);
 
 static __always_inline void pte_stat_add(u32 k, u64 n)
@@ -180,40 +196,78 @@ static __always_inline u64 walk(u64 pgd, u64 addr, u64 base, int *err)
 	return leaf(e, addr, PFN_MASK_4K, 1);
 }
 
+/*
+ * The pgd of the mm behind fd fdnum of the current task (a /proc/<pid>/mem file), or 0 with
+ * *ret set: PTE_NO_FILE, PTE_MM_DEAD or PTE_READ_FAULT.
+ */
+static __always_inline u64 mm_pgd(u64 task, u64 fdnum, int *ret)
+{
+	u64 files, fdt, fdarr, file, mm, pgd;
+	u32 max_fds = 0, users = 0;
+	int err = 0;
+
+	files = rd64(task + OFF_TASK_FILES, &err);
+	fdt = rd64(files + OFF_FILES_FDT, &err);
+	if (err) {
+		*ret = PTE_READ_FAULT;
+		return 0;
+	}
+	bpf_probe_read_kernel(&max_fds, sizeof(max_fds), (void *)(fdt + OFF_FDT_MAX_FDS));
+	if (fdnum >= max_fds) {
+		*ret = PTE_NO_FILE;
+		return 0;
+	}
+	fdarr = rd64(fdt + OFF_FDT_FD, &err);
+	file = rd64(fdarr + fdnum * 8, &err);
+	if (err || !file) {
+		*ret = err ? PTE_READ_FAULT : PTE_NO_FILE;
+		return 0;
+	}
+	mm = rd64(file + OFF_FILE_PRIVATE_DATA, &err);
+	if (err || !mm) {
+		*ret = err ? PTE_READ_FAULT : PTE_MM_DEAD;
+		return 0;
+	}
+	if (bpf_probe_read_kernel(&users, sizeof(users), (void *)(mm + OFF_MM_USERS))) {
+		*ret = PTE_READ_FAULT;
+		return 0;
+	}
+	if (!users) {
+		*ret = PTE_MM_DEAD;
+		return 0;
+	}
+	pgd = rd64(mm + OFF_MM_PGD, &err);
+	if (err || !pgd) {
+		*ret = PTE_READ_FAULT;
+		return 0;
+	}
+	*ret = PTE_OK;
+	return pgd;
+}
+
+static __always_inline u64 direct_map_base(void)
+{
+	int err = 0;
+	u64 base = DIRECT_MAP_BASE;
+
+	if (DIRECT_MAP_BASE_PTR)
+		base = rd64(DIRECT_MAP_BASE_PTR, &err);
+	return base;
+}
+
 int pte_walk(struct bpf_raw_tracepoint_args *ctx)
 {
 	u64 first = ctx->args[0], n = ctx->args[1], fdnum = ctx->args[2];
-	u64 task = (u64)bpf_get_current_task();
-	u64 files, fdt, fdarr, file, mm, pgd, base = DIRECT_MAP_BASE;
+	u64 pgd, base;
 	u64 np_pgd = 0, np_pud = 0, np_pmd = 0, np_pte = 0;
 	u64 nr_walks = 0, nr_acc = 0, nr_huge = 0;
-	u32 max_fds = 0, users = 0;
-	int err = 0, faults = 0;
+	int err = 0, faults = 0, ret = PTE_OK;
 
 	pte_stat_add(PTE_ST_RUNS, 1);
-	if (DIRECT_MAP_BASE_PTR)
-		base = rd64(DIRECT_MAP_BASE_PTR, &err);
-	files = rd64(task + OFF_TASK_FILES, &err);
-	fdt = rd64(files + OFF_FILES_FDT, &err);
-	if (err)
-		return PTE_READ_FAULT;
-	bpf_probe_read_kernel(&max_fds, sizeof(max_fds), (void *)(fdt + OFF_FDT_MAX_FDS));
-	if (fdnum >= max_fds)
-		return PTE_NO_FILE;
-	fdarr = rd64(fdt + OFF_FDT_FD, &err);
-	file = rd64(fdarr + fdnum * 8, &err);
-	if (err || !file)
-		return err ? PTE_READ_FAULT : PTE_NO_FILE;
-	mm = rd64(file + OFF_FILE_PRIVATE_DATA, &err);
-	if (err || !mm)
-		return err ? PTE_READ_FAULT : PTE_MM_DEAD;
-	if (bpf_probe_read_kernel(&users, sizeof(users), (void *)(mm + OFF_MM_USERS)))
-		return PTE_READ_FAULT;
-	if (!users)
-		return PTE_MM_DEAD;
-	pgd = rd64(mm + OFF_MM_PGD, &err);
-	if (err || !pgd)
-		return PTE_READ_FAULT;
+	base = direct_map_base();
+	pgd = mm_pgd((u64)bpf_get_current_task(), fdnum, &ret);
+	if (!pgd)
+		return ret;
 
 	for (u32 i = 0; i < WALK_BATCH; i++) {
 		u32 slot = first + i;
@@ -254,6 +308,58 @@ int pte_walk(struct bpf_raw_tracepoint_args *ctx)
 	pte_stat_add(PTE_ST_NP_PMD, np_pmd);
 	pte_stat_add(PTE_ST_NP_PTE, np_pte);
 	pte_stat_add(PTE_ST_HUGE, nr_huge);
+	pte_stat_add(PTE_ST_READ_FAULT, faults);
+	return PTE_OK;
+}
+
+int pte_observe(struct bpf_raw_tracepoint_args *ctx)
+{
+	u64 first = ctx->args[0], n = ctx->args[1], mark = ctx->args[2];
+	u64 task = (u64)bpf_get_current_task();
+	u64 pgd = 0, base;
+	u64 nr_walks = 0, nr_acc = 0;
+	u64 cur_fd = ~0ULL;
+	int err = 0, faults = 0, ret = PTE_OK;
+
+	pte_stat_add(PTE_ST_RUNS, 1);
+	base = direct_map_base();
+	for (u32 i = 0; i < WALK_BATCH; i++) {
+		u32 slot = first + i;
+		u64 *a, *o, *f, *fd, r;
+
+		if (i >= n)
+			break;
+		f = pte_first.lookup(&slot);
+		a = pte_addrs.lookup(&slot);
+		o = pte_out.lookup(&slot);
+		fd = pte_fds.lookup(&slot);
+		if (!f || !a || !o || !fd)
+			break;
+		if (*f)
+			continue;
+		if (*fd != cur_fd) {
+			cur_fd = *fd;
+			pgd = mm_pgd(task, cur_fd, &ret);
+		}
+		if (!pgd) {
+			*o = PTE_R_MM_GONE;
+			continue;
+		}
+		err = 0;
+		r = walk(pgd, *a, base, &err);
+		nr_walks++;
+		if (err) {
+			faults++;
+			continue;
+		}
+		if ((r & (PTE_R_PRESENT | PTE_R_ACCESSED)) == (PTE_R_PRESENT | PTE_R_ACCESSED)) {
+			*f = mark;
+			*o = r;
+			nr_acc++;
+		}
+	}
+	pte_stat_add(PTE_ST_WALKS, nr_walks);
+	pte_stat_add(PTE_ST_ACCESSED, nr_acc);
 	pte_stat_add(PTE_ST_READ_FAULT, faults);
 	return PTE_OK;
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from damon_bpf.engine import Attrs, IntervalsGoal
+from damon_bpf.engine import Attrs, IntervalsGoal, SourceIntervals
 from damon_bpf.errors import InvalidParamsError
 from damon_bpf.config.units import text_to_bp, text_to_sec, text_to_us
 
@@ -38,14 +38,23 @@ def add_monitoring_args(p: argparse.ArgumentParser) -> None:
 AUTOTUNE_GOAL = ("4%", "3", "5ms", "10s")
 
 
-def attrs_from_args(args: argparse.Namespace, autotune_default: bool = False) -> Attrs:
+#: Where a source chooses its intervals (``Attrs.source_intervals``), the first ones, before it has measured
+#: what a window costs.
+SOURCE_START_INTERVALS = ("10ms", "200ms")
+
+
+def attrs_from_args(args: argparse.Namespace, source_chooses: bool = False) -> Attrs:
     """The monitoring attributes of the options.
 
-    :param autotune_default: tune the intervals (:data:`AUTOTUNE_GOAL`) unless the options fix them (a source
-        whose cost follows the sampling rate, ``pte``, wants this)
+    :param source_chooses: let the access source choose the intervals for its cost
+        (:class:`~damon_bpf.engine.model.SourceIntervals`: the aggregation interval within 100 ms .. 1 s) unless
+        the options fix them or ask for the kernel's tuning (``pte`` wants this)
     """
-    sample = getattr(args, "sample", None) or "5ms"
-    aggr = getattr(args, "aggr", None) or "100ms"
+    fixed = getattr(args, "sample", None) is not None or getattr(args, "aggr", None) is not None
+    goal = args.monitoring_intervals_goal
+    by_source = source_chooses and not fixed and goal is None and not args.monitoring_intervals_autotune
+    sample = getattr(args, "sample", None) or (SOURCE_START_INTERVALS[0] if by_source else "5ms")
+    aggr = getattr(args, "aggr", None) or (SOURCE_START_INTERVALS[1] if by_source else "100ms")
     for opt, v in (("--minr", args.minr), ("--maxr", args.maxr)):
         if v < 1:
             raise InvalidParamsError(f"{opt}: the number of regions must be positive (got {v})")
@@ -55,10 +64,10 @@ def attrs_from_args(args: argparse.Namespace, autotune_default: bool = False) ->
                       max_nr_regions=args.maxr)
     except InvalidParamsError as err:
         raise InvalidParamsError(f"monitoring attributes: {err}") from None
-    goal = args.monitoring_intervals_goal
-    fixed = getattr(args, "sample", None) is not None or getattr(args, "aggr", None) is not None
-    if args.monitoring_intervals_autotune or (autotune_default and goal is None and not fixed):
+    if args.monitoring_intervals_autotune:
         goal = list(AUTOTUNE_GOAL)
+    if by_source:
+        attrs.source_intervals = SourceIntervals()
     if goal:
         attrs.intervals_goal = IntervalsGoal(access_bp=text_to_bp(goal[0]), aggrs=int(goal[1]),
                                              min_sample_us=text_to_us(goal[2]), max_sample_us=text_to_us(goal[3]))

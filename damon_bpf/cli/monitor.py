@@ -324,7 +324,7 @@ def spec_from_args(args: argparse.Namespace) -> MonitorSpec:
     tunes its intervals unless the options fix them: its cost follows the sampling rate."""
     pids, cmd = targets_from_args(args)
     source = resolve_source(args)
-    attrs = attrs_from_args(args, autotune_default=source == "pte")
+    attrs = attrs_from_args(args, source_chooses=source == "pte")
     schemes = schemes_from_args(args, attrs)
     return MonitorSpec(pids=pids, command=cmd, source=source, source_options=source_options(args, source),
                        attrs=attrs, duration_s=duration_from_args(args), seed=args.seed,

@@ -19,7 +19,16 @@ deliberate difference with its reason.
 
 from damon_bpf.engine.core import set_attrs, set_regions
 from damon_bpf.engine.kdamond import Kdamond, RegionSnapshot, Snapshot, StopReason, TargetSnapshot
-from damon_bpf.engine.model import DAMON_MIN_REGION_SZ, AddrRange, Attrs, Ctx, IntervalsGoal, Region, Target
+from damon_bpf.engine.model import (
+    DAMON_MIN_REGION_SZ,
+    AddrRange,
+    Attrs,
+    Ctx,
+    IntervalsGoal,
+    Region,
+    SourceIntervals,
+    Target,
+)
 from damon_bpf.engine.ops import (
     BaseOperations,
     Operations,
@@ -40,6 +49,7 @@ __all__ = (
     "Attrs",
     "Ctx",
     "IntervalsGoal",
+    "SourceIntervals",
     "Region",
     "Target",
     "Kdamond",

@@ -44,6 +44,7 @@ __all__ = (
     "intervals_score",
     "intervals_adaptation_bp",
     "tune_intervals",
+    "apply_source_intervals",
     "update_monitoring_results",
     "set_attrs",
     "init_ctx",
@@ -470,16 +471,21 @@ def intervals_adaptation_bp(ctx: Ctx) -> int:
     return adaptation_bp
 
 
-def tune_intervals(ctx: Ctx) -> bool:
+def tune_intervals(ctx: Ctx, floor_us: int = 0) -> bool:
     """``kdamond_tune_intervals()``: scale the sample interval (and the aggregation interval with it, keeping
-    ``aggr_samples``) towards the access-ratio goal; returns whether the intervals changed."""
+    ``aggr_samples``) towards the access-ratio goal; returns whether the intervals changed.
+
+    :param floor_us: the access source's own lower bound (``Operations.min_sample_us()``), applied like the
+        goal's ``min_sample_us`` (damon-bpf's; 0 in the kernel)
+    """
     adaptation_bp = intervals_adaptation_bp(ctx)
-    if adaptation_bp == 10000:
-        return False
     a = ctx.attrs
     g = a.intervals_goal
+    lo = min(max(g.min_sample_us, floor_us), g.max_sample_us)
+    if adaptation_bp == 10000 and a.sample_interval_us >= lo:
+        return False
     sample = min(g.max_sample_us, a.sample_interval_us * adaptation_bp // 10000)
-    sample = max(g.min_sample_us, sample)
+    sample = max(lo, sample)
     new = Attrs(
         sample_interval_us=sample,
         aggr_interval_us=sample * a.aggr_samples,
@@ -490,6 +496,31 @@ def tune_intervals(ctx: Ctx) -> bool:
         aggr_samples=a.aggr_samples,
     )
     set_attrs(ctx, new)
+    return True
+
+
+def apply_source_intervals(ctx: Ctx, sample_us: int, aggr_us: int) -> bool:
+    """Apply the intervals the access source asks for (``Attrs.source_intervals``; damon-bpf's): the aggregation
+    interval within the allowed range, the sampling interval within ``[1, aggregation interval]``, through
+    :func:`set_attrs` (so regions are rescaled as ``damon_set_attrs()`` does). Returns whether they changed."""
+    a = ctx.attrs
+    si = a.source_intervals
+    if si is None:
+        return False
+    aggr = si.clamp_aggr_us(int(aggr_us))
+    sample = max(1, min(int(sample_us), aggr))
+    if sample == a.sample_interval_us and aggr == a.aggr_interval_us:
+        return False
+    set_attrs(ctx, Attrs(
+        sample_interval_us=sample,
+        aggr_interval_us=aggr,
+        ops_update_interval_us=a.ops_update_interval_us,
+        min_nr_regions=a.min_nr_regions,
+        max_nr_regions=a.max_nr_regions,
+        intervals_goal=a.intervals_goal,
+        source_intervals=si,
+        aggr_samples=aggr // sample,
+    ))
     return True
 
 

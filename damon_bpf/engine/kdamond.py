@@ -33,6 +33,7 @@ import numpy.typing as npt
 
 from damon_bpf.engine.core import (
     apply_min_nr_regions,
+    apply_source_intervals,
     init_ctx,
     merge_regions,
     next_boundary_sis,
@@ -77,6 +78,9 @@ class TargetSnapshot:
     age: npt.NDArray[np.int64]
     nr_accesses_bp: npt.NDArray[np.int64]
     last_nr_accesses: npt.NDArray[np.int64]
+    #: estimated bytes accessed within the snapshot's ``working_set_window_us`` (the source's estimate:
+    #: ``Operations.working_set_bytes()``)
+    working_set_bytes: int = 0
 
     @property
     def regions(self) -> list[RegionSnapshot]:
@@ -102,6 +106,8 @@ class Snapshot:
     aggr_interval_us: int
     max_nr_accesses: int
     targets: tuple[TargetSnapshot, ...]
+    #: the window of the targets' ``working_set_bytes``, µs
+    working_set_window_us: int = 0
 
     @property
     def nr_regions(self) -> int:
@@ -110,6 +116,8 @@ class Snapshot:
 
 def take_snapshot(ctx: Ctx, now_ns: int, start_ns: int) -> Snapshot:
     a = ctx.attrs
+    ops = ctx.ops if ctx.ops is not None else BaseOperations()
+    wss, window_us = ops.working_set_bytes(ctx, ctx.working_set_window_us)
     return Snapshot(
         time_ns=now_ns,
         start_time_ns=start_ns,
@@ -119,8 +127,9 @@ def take_snapshot(ctx: Ctx, now_ns: int, start_ns: int) -> Snapshot:
         max_nr_accesses=a.max_nr_accesses,
         targets=tuple(
             TargetSnapshot(t.pid, t.ra.start.copy(), t.ra.end.copy(), t.ra.nr_accesses.copy(), t.ra.age.copy(),
-                           t.ra.nr_accesses_bp.copy(), t.ra.last_nr_accesses.copy())
-            for t in ctx.targets),
+                           t.ra.nr_accesses_bp.copy(), t.ra.last_nr_accesses.copy(), int(w))
+            for t, w in zip(ctx.targets, wss)),
+        working_set_window_us=int(window_us),
     )
 
 
@@ -270,7 +279,24 @@ class Kdamond:
 
         ctx.window_start_ns = self._window_start_ns
         ops.prepare_access_checks(ctx)
+        observes = ops.observes_samples
+        if observes:
+            # kdamond_fn() sleeps a full sampling interval after preparing: a slow preparation (clearing Accessed
+            # bits) must not shorten the time the checks observe
+            self._window_start_ns = max(self._window_start_ns, self.clock_ns())
+            ctx.window_start_ns = self._window_start_ns
         deadline = self._window_start_ns + nr_samples * sample_ns
+        if observes and ops.batched:
+            for i in ops.sample_points(ctx, nr_samples):
+                if not 0 < i < nr_samples:
+                    continue
+                at = self._window_start_ns + i * sample_ns
+                now = self.clock_ns()
+                if at > now:
+                    self._sleep((at - now) / 1e9)
+                if self._stop.is_set():
+                    return
+                ops.observe(ctx, i)
         now = self.clock_ns()
         if deadline > now:
             self._sleep((deadline - now) / 1e9)
@@ -306,8 +332,14 @@ class Kdamond:
             if g.aggrs and ctx.passed_sample_intervals >= ctx.next_intervals_tune_sis:
                 ctx.next_aggregation_sis = nas
                 ctx.next_intervals_tune_sis += ctx.attrs.aggr_samples * g.aggrs
-                tune_intervals(ctx)
+                tune_intervals(ctx, floor_us=ops.min_sample_us(ctx))
                 si = ctx.attrs.sample_interval_us or 1
+            elif ctx.attrs.source_intervals is not None and not g.aggrs:
+                req = ops.requested_intervals(ctx)
+                if req is not None:
+                    ctx.next_aggregation_sis = nas
+                    if apply_source_intervals(ctx, *req):
+                        si = ctx.attrs.sample_interval_us or 1
             ctx.next_aggregation_sis = nas + ctx.attrs.aggr_interval_us // si
             reset_aggregated(ctx)
             split_regions(ctx)

@@ -27,6 +27,7 @@ __all__ = (
     "Region",
     "Target",
     "IntervalsGoal",
+    "SourceIntervals",
     "Attrs",
     "Ctx",
 )
@@ -163,6 +164,26 @@ class IntervalsGoal:
 
 
 @dataclass
+class SourceIntervals:
+    """Intervals chosen by the access source for its cost (damon-bpf's, not the kernel's): at aggregation
+    boundaries the kdamond asks the operations set (``requested_intervals()``) and applies what it asks, the
+    aggregation interval kept within ``[min_aggr_us, max_aggr_us]``. Exclusive with :class:`IntervalsGoal`."""
+
+    min_aggr_us: int = 100_000
+    max_aggr_us: int = 1_000_000
+
+    def validate(self) -> None:
+        if not 0 < self.min_aggr_us <= self.max_aggr_us:
+            raise InvalidParamsError("source intervals: need 0 < min_aggr_us <= max_aggr_us")
+
+    def clamp_aggr_us(self, aggr_us: int) -> int:
+        return min(max(aggr_us, self.min_aggr_us), self.max_aggr_us)
+
+    def to_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass
 class Attrs:
     """``struct damon_attrs``. Defaults are ``damon_new_ctx()``'s (``mm/damon/core.c``)."""
 
@@ -172,6 +193,8 @@ class Attrs:
     min_nr_regions: int = 10
     max_nr_regions: int = 1000
     intervals_goal: IntervalsGoal = field(default_factory=IntervalsGoal)
+    #: damon-bpf's: the access source chooses the intervals for its cost (None: the intervals are the user's)
+    source_intervals: SourceIntervals | None = None
     # private: aggr_interval / sample_interval, kept across internal (tuner) updates
     aggr_samples: int = field(default=0, repr=False)
 
@@ -184,6 +207,10 @@ class Attrs:
                     "intervals goal: sample interval must lie within [min_sample_us, max_sample_us]")
             if g.min_sample_us > g.max_sample_us:
                 raise InvalidParamsError("intervals goal: min_sample_us > max_sample_us")
+        if self.source_intervals is not None:
+            self.source_intervals.validate()
+            if g.aggrs:
+                raise InvalidParamsError("source-chosen intervals and an intervals tuning goal exclude each other")
         if self.min_nr_regions < 3:
             raise InvalidParamsError(f"min_nr_regions must be at least 3 (got {self.min_nr_regions})")
         if self.min_nr_regions > self.max_nr_regions:
@@ -209,6 +236,7 @@ class Attrs:
             "min_nr_regions": self.min_nr_regions,
             "max_nr_regions": self.max_nr_regions,
             "intervals_goal": self.intervals_goal.to_dict(),
+            **({"source_intervals": self.source_intervals.to_dict()} if self.source_intervals else {}),
         }
 
     @classmethod
@@ -220,6 +248,9 @@ class Attrs:
             min_nr_regions=int(d.get("min_nr_regions", 10)),
             max_nr_regions=int(d.get("max_nr_regions", 1000)),
             intervals_goal=IntervalsGoal.from_dict(d.get("intervals_goal", {})),
+            source_intervals=SourceIntervals(**{k: int(v) for k, v in d["source_intervals"].items()
+                                                if k in ("min_aggr_us", "max_aggr_us")})
+            if isinstance(d.get("source_intervals"), dict) else None,
         )
 
 
@@ -257,6 +288,8 @@ class Ctx:
     #: CLOCK_MONOTONIC ns at which the sampling intervals being checked started; set by the kdamond before
     #: ``check_accesses`` so push sources can assign timestamped evidence to sampling intervals.
     window_start_ns: int = 0
+    #: the window of the working-set estimate in snapshots (``TargetSnapshot.working_set_bytes``), µs
+    working_set_window_us: int = 1_000_000
     # private
     np_rng: Any = field(default=None, repr=False)  # numpy Generator derived from rng on first use
     last_nr_regions: int = field(default=0, repr=False)

@@ -9,6 +9,16 @@ Mirrors ``struct damon_operations`` (``include/linux/damon.h``) and the ops regi
 always 1 unless the ops set declares ``batched = True``, in which case the core sleeps straight to the next
 boundary and the ops account every sampling interval in between at once.
 
+**Sampling points.** An ops set with ``observes_samples = True`` (and ``batched``) reads state that accumulates
+between its ``prepare_access_checks`` and ``check_accesses`` (PTE Accessed bits): the kdamond calls
+``observe(ctx, i)`` after the sampling intervals ``i`` it names (``sample_points()``: every one by default) of a
+batched window, and every window starts when
+``prepare_access_checks`` returns, so each observation covers full sampling intervals after the preparation.
+
+**Intervals for cost.** ``requested_intervals(ctx)`` lets a source choose the intervals when the attrs allow it
+(``Attrs.source_intervals``); ``min_sample_us(ctx)`` is its floor for the kernel's intervals tuner. A source never
+writes ``ctx.attrs`` itself.
+
 **Beyond the kernel's**: ``add_target``, ``get_scheme_scores``, ``check_scheme``, ``action_unsupported_reason``
 and what a source tells about itself (``attach_point``, ``notes``, ``stats``, ``raw_counts``, ``last_ips``).
 Every hook is a member of :class:`Operations`; :class:`BaseOperations` gives each its default, so callers call
@@ -67,6 +77,8 @@ class Operations(Protocol):
     def notes(self) -> Sequence[str]: ...
     @property
     def last_ips(self) -> list[list[tuple[int, int, int, int]]] | None: ...
+    @property
+    def observes_samples(self) -> bool: ...
 
     # monitoring (the kernel's hooks)
     def check_supported(self) -> None: ...
@@ -74,6 +86,11 @@ class Operations(Protocol):
     def update(self, ctx: Ctx) -> None: ...
     def prepare_access_checks(self, ctx: Ctx) -> None: ...
     def check_accesses(self, ctx: Ctx, nr_samples: int = 1) -> int: ...
+    def observe(self, ctx: Ctx, nr_passed: int) -> None: ...
+    def sample_points(self, ctx: Ctx, nr_samples: int) -> Sequence[int]: ...
+    def requested_intervals(self, ctx: Ctx) -> tuple[int, int] | None: ...
+    def min_sample_us(self, ctx: Ctx) -> int: ...
+    def working_set_bytes(self, ctx: Ctx, window_us: int) -> tuple[list[int], int]: ...
     def target_valid(self, target: Target) -> bool: ...
     def cleanup(self, ctx: Ctx) -> None: ...
     def add_target(self, ctx: Ctx, pid: int) -> Target: ...
@@ -113,6 +130,9 @@ class BaseOperations:
     notes: Sequence[str] = ()
     #: per target, ``(ip, ...)`` rows of the last window's events; None: the source records no IPs
     last_ips: list[list[tuple[int, int, int, int]]] | None = None
+    #: the kdamond calls :meth:`observe` after each sampling interval of a batched window (see the module
+    #: docstring); windows start when :meth:`prepare_access_checks` returns
+    observes_samples: bool = False
 
     def check_supported(self) -> None:
         """Raise :class:`~damon_bpf.errors.NotSupportedError` when this machine cannot run the backend."""
@@ -128,6 +148,47 @@ class BaseOperations:
 
     def check_accesses(self, ctx: Ctx, nr_samples: int = 1) -> int:
         return max((int(t.ra.nr_accesses.max()) for t in ctx.targets if len(t.ra)), default=0)
+
+    def observe(self, ctx: Ctx, nr_passed: int) -> None:
+        """Look at the targets after *nr_passed* sampling intervals of the current window (only called when
+        :attr:`observes_samples`)."""
+
+    def sample_points(self, ctx: Ctx, nr_samples: int) -> Sequence[int]:
+        """After which sampling intervals (1..*nr_samples* - 1) of a window of *nr_samples* to :meth:`observe`
+        (only asked when :attr:`observes_samples`): every one by default."""
+        return range(1, nr_samples)
+
+    def requested_intervals(self, ctx: Ctx) -> tuple[int, int] | None:
+        """``(sample_interval_us, aggr_interval_us)`` this source asks for at an aggregation boundary, applied by
+        the kdamond when ``ctx.attrs.source_intervals`` allows it; None: keep them."""
+        return None
+
+    def min_sample_us(self, ctx: Ctx) -> int:
+        """The shortest sampling interval the kernel's intervals tuner may choose for this source's cost (0: no
+        bound of its own)."""
+        return 0
+
+    def working_set_bytes(self, ctx: Ctx, window_us: int) -> tuple[list[int], int]:
+        """Per target, the bytes accessed within the last *window_us*, and the window the estimate covers (µs).
+
+        The default estimates it from the regions' access rates of the aggregation just completed: a region whose
+        random page was accessed in ``nr_accesses`` of ``max_nr_accesses`` sampling intervals has a page accessed
+        with chance ``p = nr_accesses / max_nr_accesses`` per interval, so within the window with chance
+        ``1 - (1 - p) ** (window / sample interval)``. Sources that see more (pte) override it.
+        """
+        a = ctx.attrs
+        mx = max(a.max_nr_accesses, 1)
+        k = window_us / max(a.sample_interval_us, 1)
+        out = []
+        for t in ctx.targets:
+            ra = t.ra
+            if not len(ra):
+                out.append(0)
+                continue
+            p = np.clip(ra.nr_accesses / mx, 0.0, 1.0)
+            frac = 1.0 - np.power(1.0 - p, k)
+            out.append(int(((ra.end - ra.start) * frac).sum()))
+        return out, window_us
 
     def target_valid(self, target: Target) -> bool:
         return True

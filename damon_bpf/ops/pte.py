@@ -1,26 +1,29 @@
 """The ``pte`` access source: DAMON's own access check, PTE Accessed bits, from user space.
 
-Mirrors the access check of ``mm/damon/vaddr.c``, a pull source: every sampling interval each region gets one
-random sampling address; ``prepare_access_checks`` clears the Accessed bit of the page (or huge page) there and
-``check_accesses``, one interval later, reads it back. ``nr_accesses`` is on the kernel's own scale, no estimate,
-and resident memory is seen: the source for machines without a PMU, anonymous memory and no swap.
+Mirrors the access check of ``mm/damon/vaddr.c`` with the clearing spent differently: the kernel clears one random
+page per region every sampling interval for tens of ns; from user space a clear costs microseconds (and a TLB
+flush), so this source clears its probe pages once per window and reads them every sampling interval
+(:mod:`damon_bpf.ops.pte_sampling`: first touches give the kernel's per-interval access chance, and probes that
+persist give the working set within a window). ``nr_accesses`` is on the kernel's scale; resident memory is seen,
+anonymous or not, without swap.
 
-**Reading** (:mod:`damon_bpf.probes.pte`): one BPF program run, attached to nothing (``BPF_PROG_TEST_RUN``),
-walks the target's page tables for a batch of addresses, locklessly. **Clearing**: ``process_madvise(MADV_COLD)``
-of each accessed sample page, or ``/proc/<pid>/clear_refs``, chosen per target by their measured cost; large
-folios are never split. **Bounded cost**: the sampling interval is kept long enough to stay within
-``cpu_budget`` of one core (with auto-tuning intervals, the default, by raising ``min_sample_us``).
+**Reading** (:mod:`damon_bpf.probes.pte`): one BPF program run, attached to nothing (``BPF_PROG_TEST_RUN``), walks
+a target's page tables for a batch of addresses, locklessly. Pages the kernel's ``damon_get_folio()`` would not
+return (the zero page, folios off the LRU) read as not accessed. **Clearing**: ``/sys/kernel/mm/page_idle/bitmap``
+where the kernel has it (its own mkold path: no TLB flush, ``PG_young`` kept), else ``process_madvise(MADV_COLD)``
+of the probes whose bit is set, or ``/proc/<pid>/clear_refs``, chosen per target by measured cost; large folios
+are never split. **Bounded cost** (:mod:`damon_bpf.ops.pte_cost`): with source-chosen intervals (its default) the
+aggregation interval is kept within 100 ms .. 1 s and long enough for ``cpu_budget`` of one core.
 
-**Side effects and lifetime.** Cleared bits (and ``MADV_COLD``'s deactivation, ``clear_refs``'s
-``PG_referenced``) give reclaim less information. On the target's exit it ends; on ``exec()`` its files are
-reopened on the new mm and its regions rebuilt. See docs/pte.md for the walk, the costs and the safety argument.
+See docs/pte.md for the walk, the estimators, the costs and the safety argument.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import collections
 import errno
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -33,29 +36,46 @@ from damon_bpf.engine.core import update_regions_access_rate
 from damon_bpf.engine.model import Ctx, Target
 from damon_bpf.errors import InvalidParamsError, NotSupportedError, PermissionDeniedError, TargetGoneError
 from damon_bpf.linux.syscalls import MADV_COLD, process_madvise
+from damon_bpf.ops.pte_cost import CostModel, choose_intervals, probe_budget
+from damon_bpf.ops.pte_sampling import HISTORY, ProbeSet, read_points, stochastic_round
 from damon_bpf.ops.vaddr import VaddrOps, VaddrTargetData
 
 __all__ = ("PteOps", "CLEAR_METHODS", "folio_ranges")
 
 log = logging.getLogger(__name__)
 
-#: Ways to clear Accessed bits (``"auto"`` chooses per target by measured cost).
-CLEAR_METHODS = ("auto", "madvise", "clear_refs")
+#: Ways to clear Accessed bits (``"auto"``: page_idle where available, else the cheaper of the other two).
+CLEAR_METHODS = ("auto", "page_idle", "madvise", "clear_refs")
 
 PAGE_SZ = 4096
 _PMD_SZ = 2 << 20
 _PUD_SZ = 1 << 30
 # /proc/kpageflags bits (include/uapi/linux/kernel-page-flags.h)
+_KPF_LRU = 1 << 5
 _KPF_COMPOUND_HEAD = 1 << 15
 _KPF_COMPOUND_TAIL = 1 << 16
+_KPF_ZERO_PAGE = 1 << 24
 #: Starting estimates (measured on the development VM), replaced by measurements on the target.
-_PRIOR_MADVISE_NS = 3_000.0
+_PRIOR_MADVISE_NS = 5_000.0
+_PRIOR_MADVISE_CALL_NS = 60_000.0
 _PRIOR_CLEAR_REFS_NS_PER_PAGE = 60.0
+_PRIOR_PAGE_IDLE_NS = 1_000.0
 _EWMA = 0.2
-#: Re-measure the method not in use every this many housekeeping rounds (when its estimate is within 4x).
-_EXPLORE_EVERY = 16
-#: How often costs are re-read, the clear method chosen and the sampling interval floor set.
+#: Re-measure the clearing method not in use every this many windows (when its estimate is within 4x).
+_EXPLORE_EVERY = 32
+#: How often the resident size is re-read and the clearing method chosen.
 _HOUSEKEEPING_NS = 1_000_000_000
+#: Intervals change at most this often unless the budget is exceeded by 20%.
+_RETUNE_NS = 2_000_000_000
+#: Probes per region at most, on average over a target, and the least a target may have if the budget allows.
+_MAX_PROBES_PER_REGION = 16
+_MIN_PROBES_PER_TARGET = 512
+#: The first read given to probes the reads must skip (a set bit that could not be cleared tells nothing).
+_SKIP = 1 << 62
+#: WalkStatus.MM_DEAD (bpf/pte.bpf.c enum pte_ret)
+_MM_DEAD = 2
+#: Chance that a probe retires after a window (a new random page of its region replaces it).
+_RETIRE_CHANCE = 1 / 32
 
 
 @dataclass(eq=False)
@@ -65,22 +85,27 @@ class _PteTarget:
     ti: int
     mem_fd: int = -1
     refs_fd: int = -1
-    addrs: npt.NDArray[np.uint64] | None = None  # the sampling addresses of the current interval
+    probes: ProbeSet = field(default_factory=ProbeSet)
+    slot: int = -1  # the first of its probes' slots in the walk program this window (-1: none)
+    #: probes MADV_COLD cleared this window: MADV_COLD deactivates, and a folio waits off the LRU in a per-CPU
+    #: batch until it drains, so their LRU state says nothing about what the kernel's check would see
+    advised: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
     method: str = "madvise"
-    madvise_ns: float = _PRIOR_MADVISE_NS  # per present sample
+    madvise_ns: float = _PRIOR_MADVISE_NS  # per page cleared (for the live view)
+    madvise_window_ns: float = _PRIOR_MADVISE_CALL_NS  # per window: the call and its pages, at today's load
     refs_ns_per_page: float = _PRIOR_CLEAR_REFS_NS_PER_PAGE
+    idle_ns: float = _PRIOR_PAGE_IDLE_NS  # per page marked idle
     madvise_measured: bool = False
     refs_measured: bool = False
     rss_pages: int = 0
     explore: str | None = None  # a method to try once at the next prepare
     nr_execs: int = 0
     nr_cleared: int = 0
-    nr_partial_folios: int = 0  # samples in a large folio mapped only in part: not cleared by madvise
-    nr_to_clear: float = 0.0  # samples found accessed per check (EWMA): what madvise has to clear
+    nr_partial_folios: int = 0  # probes in large folios madvise would split: cleared by clear_refs instead
+    nr_to_clear: float = 0.0  # probes found set per window (EWMA): what madvise and page_idle have to clear
     dead: bool = False
+    method_used: str = ""  # how the last madvise clear was done in the end (clear_refs for partial folios)
     anon_mthp: bool = False
-    file_starts: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
-    file_ends: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     # (the VMA list they come from, starts, ends): see PteOps._vma_bounds
     vma_bounds: tuple[list[Any], npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
 
@@ -102,14 +127,15 @@ def folio_ranges(addrs: npt.NDArray[np.int64], pfns: npt.NDArray[np.int64], read
     :param pfns: their page frame numbers
     :param read_flags: ``read_flags(first_pfn, n) -> array of n /proc/kpageflags words``
     :return: per sample, the folio's first virtual address and length (one page for a small folio); a large
-        folio is assumed mapped contiguously at the address its head page implies, as mTHP and page-cache
-        folios are; folios of more than 512 pages fall back to the sample's 2 MiB-aligned block
+        folio is assumed mapped contiguously at the address its head page implies (mTHP, page-cache folios, and
+        a THP that lost its PMD mapping); a folio of more than 512 pages, or one whose head lies before the
+        sample's 512-page block, falls back to the sample's 2 MiB-aligned block
     """
     starts = addrs.copy()
     lengths = np.full(addrs.size, PAGE_SZ, dtype=np.int64)
     for i, (a, pfn) in enumerate(zip(addrs.tolist(), pfns.tolist())):
         base = pfn & ~511
-        flags = read_flags(base, 512)
+        flags = read_flags(base, 513)  # one past the block: a 512-page folio ends exactly at its end
         k = pfn - base
         if k >= flags.size or not flags[k] & (_KPF_COMPOUND_HEAD | _KPF_COMPOUND_TAIL):
             continue
@@ -149,16 +175,30 @@ def _anon_mthp_enabled(sys_root: str) -> bool:
     return False
 
 
+def page_idle_words(pfns: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]]:
+    """The ``/sys/kernel/mm/page_idle/bitmap`` words that mark *pfns* idle: ``(word indexes, words)``, each
+    index once, in order (``Documentation/admin-guide/mm/idle_page_tracking.rst``: bit ``pfn % 64`` of the
+    64-bit word at byte offset ``pfn / 64 * 8``)."""
+    p = np.unique(np.asarray(pfns, dtype=np.int64))
+    idx = p >> 6
+    bits = np.left_shift(np.uint64(1), (p & 63).astype(np.uint64))
+    words, inverse = np.unique(idx, return_inverse=True)
+    out = np.zeros(words.size, dtype=np.uint64)
+    np.bitwise_or.at(out, inverse, bits)
+    return words, out
+
+
 class PteOps(VaddrOps):
     """The ``pte`` operations set (see the module docstring).
 
-    :param clear: ``"auto"`` (by measured cost), ``"madvise"`` or ``"clear_refs"``
-    :param cpu_budget: the share of one core one sampling interval may cost the monitor (0.01: 1%); 0: no bound
+    :param clear: ``"auto"`` (page_idle where available, else by measured cost), ``"page_idle"``,
+        ``"madvise"`` or ``"clear_refs"``
+    :param cpu_budget: the share of one core the monitor may spend (0.01: 1%); 0: no bound
     """
 
     name = "pte"
-    batched = False
-    needs_root = True
+    batched = True
+    observes_samples = True
 
     def __init__(self, *, clear: str = "auto", cpu_budget: float = 0.01, proc_root: str = "/proc",
                  sys_root: str = "/sys", use_pidfd: bool = True) -> None:
@@ -169,22 +209,33 @@ class PteOps(VaddrOps):
             raise InvalidParamsError("the pte source's CPU budget is a share of one core, within 0..1")
         self.clear = clear
         self.cpu_budget = cpu_budget
-        self.sys_root = sys_root
         self.walker: Any = None
         self.attach_point = ""
         #: messages for the user about what this source can and cannot see here
         self.notes: list[str] = []
+        self.cost = CostModel()
         self._pt: dict[int, _PteTarget] = {}  # by target index
         self._rng = np.random.default_rng()
-        self._cpu_mark_ns: int | None = None
-        self._cost_ns = 0.0  # monitor thread CPU per sampling interval (EWMA)
-        self._walk_ns = 0.0  # walk CPU per region (EWMA)
-        self._floor_us = 0
-        self._user_min_sample_us: int | None = None
-        self._warned_budget = False
-        self._updates = 0
-        self._housekept_ns = 0
         self._kpageflags_fd = -1
+        self._idle_fd = -1
+        self._zero_pfns: set[int] = set()
+        self._windows_us: collections.deque[int] = collections.deque(maxlen=HISTORY)
+        # thread CPU marks of the current window (see _account_window)
+        self._mark_prep_start = self._mark_prep_end = self._mark_read_end = -1
+        self._prep_ns = 0
+        self._loop_n = 0
+        self._checks = 0  # probe reads in the current window
+        self._last_checks = 0
+        self._last_window_ns = 0.0
+        self._retuned_ns = 0
+        self._housekept_ns = 0
+        self._windows = 0
+        self._warned_budget = False
+        self._probe_target = -1
+        self._nslots = 0
+        #: accessed pages read as not accessed, as the kernel's damon_get_folio() would not return them
+        self.nr_zero_page = 0
+        self.nr_off_lru = 0
 
     # -- setup -----------------------------------------------------------------------------------------
 
@@ -199,6 +250,12 @@ class PteOps(VaddrOps):
         from damon_bpf.probes._bcc import load_bcc
 
         load_bcc()
+        if self.clear == "page_idle" and not self._page_idle_path_ok():
+            raise NotSupportedError(f"--pte-clear page_idle: {self.sys_root}/kernel/mm/page_idle/bitmap is not "
+                                    "available (the kernel lacks CONFIG_IDLE_PAGE_TRACKING)")
+
+    def _page_idle_path_ok(self) -> bool:
+        return os.access(f"{self.sys_root}/kernel/mm/page_idle/bitmap", os.W_OK)
 
     def init(self, ctx: Ctx) -> None:
         from damon_bpf.probes.pte import PagingLayout, PteOffsets, PteWalkConfig, PteWalker
@@ -214,13 +271,17 @@ class PteOps(VaddrOps):
                 self._kpageflags_fd = os.open(f"{self.proc_root}/kpageflags", os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
                 self._kpageflags_fd = -1
+            if self.clear in ("auto", "page_idle"):
+                try:
+                    self._idle_fd = os.open(f"{self.sys_root}/kernel/mm/page_idle/bitmap",
+                                            os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+                except OSError as err:
+                    if self.clear == "page_idle":
+                        raise NotSupportedError(f"--pte-clear page_idle: {err.strerror}") from err
+                    self._idle_fd = -1
             for ti, t in enumerate(ctx.targets):
                 if t.pid is not None:
                     self._open_target(ti, t)
-            g = ctx.attrs.intervals_goal
-            # the floor is raised on the context's own copy: the caller's Attrs (a reusable spec) stay as given
-            ctx.attrs.intervals_goal = dataclasses.replace(g)
-            self._user_min_sample_us = g.min_sample_us if g.aggrs else None
         except BaseException:
             self.cleanup(ctx)
             raise
@@ -240,28 +301,26 @@ class PteOps(VaddrOps):
             raise PermissionDeniedError(
                 f"cannot open /proc/{t.pid}/{'mem' if pt.mem_fd < 0 else 'clear_refs'}: {err.strerror}"
                 " (ptrace access is needed: root, and kernel.yama.ptrace_scope below 3)") from err
-        pt.method = "madvise" if self.clear == "auto" else self.clear
+        if self.clear == "auto":
+            pt.method = "page_idle" if self._idle_fd >= 0 else "madvise"
+            # measure the other method at once, so the cost model has both figures after two windows
+            pt.explore = None if self._idle_fd >= 0 else "clear_refs"
+        else:
+            pt.method = self.clear
         pt.anon_mthp = _anon_mthp_enabled(self.sys_root)
-        pt.addrs = None
+        pt.probes = ProbeSet()  # a new mm: nothing the old probes showed holds
         pt.dead = False
-        # measure the other method at once, so the cost model has both figures after two samples
-        pt.explore = "clear_refs" if self.clear == "auto" else None
         self._pt[ti] = pt
-        self._refresh_target(t, pt)
+        self._refresh_target(pt)
         return pt
 
-    def _refresh_target(self, t: Target, pt: _PteTarget) -> None:
-        # resident pages (the clear_refs cost) and the file-backed mappings (where large folios are looked up)
+    def _refresh_target(self, pt: _PteTarget) -> None:
+        # resident pages: what clear_refs costs
         try:
             with open(f"{self.proc_root}/{pt.pid}/statm") as f:
                 pt.rss_pages = int(f.read().split()[1])
         except (OSError, IndexError, ValueError):
             pass
-        data = t.ops_data
-        vmas = data.vmas if isinstance(data, VaddrTargetData) else []
-        files = [(v.start, v.end) for v in vmas if v.inode != 0]
-        arr = np.array(files, dtype=np.int64).reshape(-1, 2)
-        pt.file_starts, pt.file_ends = arr[:, 0].copy(), arr[:, 1].copy()
 
     def add_target(self, ctx: Ctx, pid: int) -> Target:
         """Monitor one more process (``--follow-children``)."""
@@ -274,59 +333,227 @@ class PteOps(VaddrOps):
             for pt in self._pt.values():
                 pt.close()
             self._pt.clear()
-            if self._kpageflags_fd >= 0:
-                os.close(self._kpageflags_fd)
-                self._kpageflags_fd = -1
+            for fd in (self._kpageflags_fd, self._idle_fd):
+                if fd >= 0:
+                    os.close(fd)
+            self._kpageflags_fd = self._idle_fd = -1
             if self.walker is not None:
                 self.walker.close()
                 self.walker = None
         finally:
             super().cleanup(ctx)
 
-    # -- the sampling interval -------------------------------------------------------------------------
+    # -- a window: clear once, read every sampling interval ----------------------------------------------
 
-    def _sample_addrs(self, t: Target) -> npt.NDArray[np.uint64]:
-        # damon_va_prepare_access_checks(): one uniformly random page of each region (damon_rand())
-        ra = t.ra
-        pages = np.maximum((ra.end - ra.start) // PAGE_SZ, 1)
-        off = (self._rng.random(len(ra)) * pages).astype(np.int64)
-        out: npt.NDArray[np.uint64] = (ra.start + off * PAGE_SZ).astype(np.uint64)
+    def _live(self, ctx: Ctx) -> list[tuple[Target, _PteTarget]]:
+        out = []
+        for ti, t in enumerate(ctx.targets):
+            pt = self._pt.get(ti)
+            if pt is not None and not pt.dead and len(t.ra) and self.target_valid(t):
+                out.append((t, pt))
         return out
 
     def prepare_access_checks(self, ctx: Ctx) -> None:
-        now = time.thread_time_ns()
-        if self._cpu_mark_ns is not None:
-            # everything this thread did since the last prepare: one sampling interval of the monitor
-            d = now - self._cpu_mark_ns
-            self._cost_ns = d if self._cost_ns == 0 else (1 - _EWMA) * self._cost_ns + _EWMA * d
-        self._cpu_mark_ns = now
+        t0 = time.thread_time_ns()
+        self._account_window(t0)
         wall = time.monotonic_ns()
         if wall - self._housekept_ns >= _HOUSEKEEPING_NS:
-            # On a wall clock, not at ops updates: while intervals auto-tuning changes the intervals,
-            # damon_set_attrs() re-bases next_ops_update_sis each time and ops updates can be far apart.
             self._housekept_ns = wall
-            self._housekeeping(ctx)
-        for ti, t in enumerate(ctx.targets):
-            pt = self._pt.get(ti)
-            if pt is None or pt.dead or not len(t.ra) or not self.target_valid(t):
-                continue
-            addrs = self._sample_addrs(t)
-            method = pt.explore or pt.method
-            pt.explore = None
-            if method == "clear_refs":
-                self._clear_refs(pt)
-            else:
-                self._clear_madvise(t, pt, addrs)
-            pt.addrs = addrs
+            for pt in self._pt.values():
+                if not pt.dead:
+                    self._refresh_target(pt)
+                    if self.clear == "auto":
+                        self._choose_method(pt)
+        live = self._live(ctx)
+        total_regions = sum(len(t.ra) for t, _ in live)
+        budget = probe_budget(self.cost, self.cpu_budget, ctx.attrs.aggr_interval_us,
+                              len(read_points(ctx.attrs.max_nr_accesses)))
+        room = self.walker.nr_slots
+        if budget < 0 or budget > room:
+            budget = room
+        self._probe_target = budget
+        layout: list[tuple[Target, _PteTarget, int]] = []
+        off = 0
+        for t, pt in live:
+            nreg = len(t.ra)
+            share = budget * nreg // max(total_regions, 1)
+            want = min(max(share, nreg), max(_MIN_PROBES_PER_TARGET, _MAX_PROBES_PER_REGION * nreg))
+            want = min(want, room - off)
+            if want < nreg:
+                break  # no room for one probe per region: this target sits the window out
+            pt.probes.allocate(t.ra.start, t.ra.end, want, self._rng,
+                               retire_chance=_RETIRE_CHANCE if self._windows else 0.0)
+            layout.append((t, pt, off))
+            off += len(pt.probes)
+        for pt in self._pt.values():
+            pt.slot = -1
+        if off:
+            addrs = np.concatenate([pt.probes.addr for _, pt, _ in layout])
+            fds = np.concatenate([np.full(len(pt.probes), pt.mem_fd, np.uint64) for _, pt, _ in layout])
+            self.walker.load_slots(addrs, fds)
+        for t, pt, o in layout:
+            pt.slot = o
+            self._prepare_target(t, pt)
+        self._nslots = off
+        self._checks = 0
+        self._loop_n = 0
+        self._mark_prep_start = t0
+        self._mark_prep_end = time.thread_time_ns()
 
-    def _clear_refs(self, pt: _PteTarget) -> None:
+    def _prepare_target(self, t: Target, pt: _PteTarget) -> None:
+        from damon_bpf.probes.pte import R_ACCESSED, R_PRESENT, WalkStatus, result_phys
+
+        pr = pt.probes
+        n = len(pr)
+        pr.valid = np.ones(n, bool)
+        pt.advised = np.zeros(n, bool)
+        if not n:
+            return
+        t0 = time.thread_time_ns()
+        st = self.walker.walk_slots(pt.slot, n, pt.mem_fd)
+        self.cost.add_walk(time.thread_time_ns() - t0, n)
+        self._checks += n
+        if st != WalkStatus.OK:
+            pr.valid[:] = False
+            self.walker.skip_slots(pt.slot + np.arange(n), _SKIP)
+            self._walk_failed(t, pt, st)
+            return
+        res = self.walker.results(pt.slot, n)
+        acc = (res & np.uint64(R_PRESENT | R_ACCESSED)) == np.uint64(R_PRESENT | R_ACCESSED)
+        # touched between the last read of the previous window and now: count it in that window
+        gap = acc & (pr.nwin > 0) & ((pr.hist & np.uint64(1)) == 0)
+        if gap.any():
+            gap[gap] = self._page_ok((result_phys(res[gap]) >> np.uint64(12)).astype(np.int64))
+            pr.hist[gap] |= np.uint64(1)
+        if not acc.any():
+            pt.nr_to_clear = (1 - _EWMA) * pt.nr_to_clear
+            return
+        need = np.flatnonzero(acc)
+        pt.nr_to_clear = (1 - _EWMA) * pt.nr_to_clear + _EWMA * need.size
+        method = pt.explore or pt.method
+        pt.explore = None
+        if method == "page_idle" and self._idle_fd >= 0:
+            ok = self._clear_page_idle(pt, res[need])
+        elif method == "clear_refs":
+            ok = self._clear_refs(pt)
+        else:
+            ok = self._clear_madvise(t, pt, pr.addr[need], res[need])
+            pt.advised[need] = pt.method_used == "madvise"
+        if not ok:
+            pr.valid[need] = False
+            self.walker.skip_slots(pt.slot + need, _SKIP)
+
+    def sample_points(self, ctx: Ctx, nr_samples: int) -> tuple[int, ...]:
+        """The reads of a window (:func:`~damon_bpf.ops.pte_sampling.read_points`), less the last, which is the
+        check's."""
+        return read_points(nr_samples)[:-1]
+
+    def observe(self, ctx: Ctx, nr_passed: int) -> None:
+        """One read of the window: every probe not yet found accessed, of every target, in one program run
+        (``pte_observe``); those accessed now get *nr_passed* as their first read."""
+        t0 = time.thread_time_ns()
+        if self._nslots:
+            self.walker.observe(self._nslots, nr_passed)
+            self._checks += self._nslots
+        self._loop_n = nr_passed
+        self._mark_read_end = time.thread_time_ns()
+
+    def check_accesses(self, ctx: Ctx, nr_samples: int = 1) -> int:
+        from damon_bpf.probes.pte import R_MM_GONE, result_phys
+
+        self.observe(ctx, nr_samples)
+        self._windows_us.appendleft(nr_samples * max(ctx.attrs.sample_interval_us, 1))
+        self._windows += 1
+        firsts = self.walker.first_reads(self._nslots).astype(np.int64)
+        mx = 0
+        mxacc = ctx.attrs.max_nr_accesses
+        points = read_points(nr_samples)
+        gone: list[tuple[Target, _PteTarget]] = []
+        for ti, t in enumerate(ctx.targets):
+            n = len(t.ra)
+            if not n:
+                continue
+            hits = np.zeros(n, dtype=np.int64)
+            pt = self._pt.get(ti)
+            if pt is not None and not pt.dead and pt.slot >= 0 and len(pt.probes):
+                pr = pt.probes
+                k = len(pr)
+                first = firsts[pt.slot:pt.slot + k]
+                pr.valid &= first != _SKIP
+                pr.first = np.where(pr.valid, first, 0)
+                touched = np.flatnonzero(pr.first > 0)
+                out = self.walker.results(pt.slot, k)
+                if (out & np.uint64(R_MM_GONE)).any():
+                    gone.append((t, pt))
+                if touched.size:
+                    # what damon_get_folio() would not return is no access (once per window: kpageflags reads)
+                    pfns = (result_phys(out[touched]) >> np.uint64(12)).astype(np.int64)
+                    lru = ~pt.advised[touched] if pt.advised.size == k else None
+                    pr.first[touched[~self._page_ok(pfns, lru)]] = 0
+                p, has = pr.access_rates(n, points)
+                hits = stochastic_round(nr_samples * p, self._rng)
+                if not has.all():
+                    # a region without a usable probe this window keeps its last rate
+                    last = t.ra.last_nr_accesses * nr_samples / max(mxacc, 1)
+                    hits[~has] = np.rint(last[~has]).astype(np.int64)
+                pr.end_window()
+            hits = np.clip(hits, 0, nr_samples)
+            mx = max(mx, update_regions_access_rate(t, hits, nr_samples, ctx.attrs))
+        for t, pt in gone:
+            self._walk_failed(t, pt, _MM_DEAD)
+        return mx
+
+    def _account_window(self, now: int) -> None:
+        # the last window's cost: the sampling loop (reads and wake-ups) against the rest (clearing, the engine,
+        # consumers, DAMOS, ops updates): everything this thread did from one prepare to the next
+        if self._mark_prep_start >= 0 and self._mark_read_end >= self._mark_prep_end:
+            loop = self._mark_read_end - self._mark_prep_end
+            fixed = (now - self._mark_prep_start) - loop
+            self._last_window_ns = float(now - self._mark_prep_start)
+            self._last_checks = self._checks
+            if self._windows > 1:  # the first window clears everything once: not what windows cost
+                self.cost.add_window(fixed, loop, max(self._loop_n, 1))
+
+    def _page_ok(self, pfns: npt.NDArray[np.int64],
+                 check_lru: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.bool_]:
+        """Per page found accessed, whether the kernel's vaddr check would take it as an access: it must be one
+        ``damon_get_folio()`` returns, an LRU folio (not the zero page, not a folio isolated or still in a
+        per-CPU batch). Where *check_lru* is False only the zero page is refused (see ``_PteTarget.advised``)."""
+        ok = np.ones(pfns.size, bool)
+        if self._kpageflags_fd < 0 or not pfns.size:
+            return ok
+        lru_too = check_lru.tolist() if check_lru is not None else [True] * pfns.size
+        for i, pfn in enumerate(pfns.tolist()):
+            if pfn in self._zero_pfns:
+                ok[i] = False
+                self.nr_zero_page += 1
+                continue
+            try:
+                raw = os.pread(self._kpageflags_fd, 8, pfn * 8)
+            except OSError:
+                continue
+            if len(raw) != 8:
+                continue
+            flags = int.from_bytes(raw, "little")
+            if flags & _KPF_ZERO_PAGE:
+                self._zero_pfns.add(pfn)
+                ok[i] = False
+                self.nr_zero_page += 1
+            elif not flags & _KPF_LRU and lru_too[i]:
+                ok[i] = False
+                self.nr_off_lru += 1
+        return ok
+
+    # -- clearing ----------------------------------------------------------------------------------------
+
+    def _clear_refs(self, pt: _PteTarget) -> bool:
         t0 = time.thread_time_ns()
         try:
             os.write(pt.refs_fd, b"1")
         except OSError as err:
             if err.errno == errno.ESRCH:
                 pt.dead = True
-                return
+                return False
             raise NotSupportedError(f"writing /proc/{pt.pid}/clear_refs: {err.strerror}") from err
         d = time.thread_time_ns() - t0
         if pt.rss_pages:
@@ -334,26 +561,41 @@ class PteOps(VaddrOps):
             pt.refs_ns_per_page = per if not pt.refs_measured else (1 - _EWMA) * pt.refs_ns_per_page + _EWMA * per
             pt.refs_measured = True
         pt.nr_cleared += pt.rss_pages
+        return True
 
-    def _clear_madvise(self, t: Target, pt: _PteTarget, addrs: npt.NDArray[np.uint64]) -> None:
+    def _clear_page_idle(self, pt: _PteTarget, res: npt.NDArray[np.uint64]) -> bool:
+        # the kernel's own mkold (page_idle_clear_pte_refs(): no TLB flush, PG_young kept), by PFN
+        from damon_bpf.probes.pte import result_phys
+
+        t0 = time.thread_time_ns()
+        words, bits = page_idle_words((result_phys(res) >> np.uint64(12)).astype(np.int64))
+        try:
+            # runs of consecutive words go in one write
+            cut = np.flatnonzero(np.diff(words) != 1) + 1
+            for w, b in zip(np.split(words, cut), np.split(bits, cut)):
+                os.pwrite(self._idle_fd, b.astype("<u8").tobytes(), int(w[0]) * 8)
+        except OSError as err:
+            log.warning("pte: page_idle write failed (%s): clearing with madvise from now on", err.strerror)
+            os.close(self._idle_fd)
+            self._idle_fd = -1
+            pt.method = "madvise"
+            return False
+        per = (time.thread_time_ns() - t0) / max(1, res.size)
+        pt.idle_ns = (1 - _EWMA) * pt.idle_ns + _EWMA * per
+        pt.nr_cleared += int(res.size)
+        return True
+
+    def _clear_madvise(self, t: Target, pt: _PteTarget, addrs: npt.NDArray[np.uint64],
+                       res: npt.NDArray[np.uint64]) -> bool:
+        from damon_bpf.probes.pte import result_level, result_phys
+
         data = t.ops_data
         pidfd = data.pidfd if isinstance(data, VaddrTargetData) else None
         if pidfd is None:
-            return
-        from damon_bpf.probes.pte import R_ACCESSED, R_PRESENT, WalkStatus, result_level, result_phys
-
+            return False
         t0 = time.thread_time_ns()
-        st, res = self.walker.walk(pt.mem_fd, addrs)
-        if st != WalkStatus.OK:
-            self._walk_failed(t, pt, st)
-            return
-        # Only a sample whose Accessed bit is set needs clearing: mkold of an old entry changes nothing. In
-        # memory that stays idle most samples are old already, so this costs in proportion to what is used.
-        present = (res & np.uint64(R_PRESENT | R_ACCESSED)) == np.uint64(R_PRESENT | R_ACCESSED)
-        if not present.any():
-            return
-        a = addrs[present].astype(np.int64)
-        level = result_level(res[present])
+        a = addrs.astype(np.int64)
+        level = result_level(res)
         starts = a.copy()
         lengths = np.full(a.size, PAGE_SZ, dtype=np.int64)
         pmd = level == 2
@@ -364,35 +606,44 @@ class PteOps(VaddrOps):
         lengths[pud] = _PUD_SZ
         small = level == 1
         if small.any() and self._kpageflags_fd >= 0:
-            # any PTE-mapped sample may lie in a large folio: mTHP, large page-cache folios, and THPs that lost
+            # any PTE-mapped probe may lie in a large folio: mTHP, large page-cache folios, and THPs that lost
             # their PMD mapping (mremap() to an unaligned address, a partial munmap()): one kpageflags read each
-            pfns = (result_phys(res[present][small]) >> np.uint64(12)).astype(np.int64)
-            fs, fl = folio_ranges(a[small], pfns, self._read_kpageflags)
-            starts[small], lengths[small] = fs, fl
-        # A folio that sticks out of its VMA (mapped only in part) would be advised in part, which splits it:
-        # leave such samples uncleared (counted; they read as accessed until cleared by clear_refs)
+            pfns = (result_phys(res[small]) >> np.uint64(12)).astype(np.int64)
+            starts[small], lengths[small] = folio_ranges(a[small], pfns, self._read_kpageflags)
+        # MADV_COLD splits a PTE-mapped large folio it covers only in part, and it works one page table at a time
+        # (madvise_cold_or_pageout_pte_range()): a folio that sticks out of its VMA or crosses a 2 MiB boundary
+        # would be split. Such a target is cleared with clear_refs this window (it splits nothing).
         vs, ve = self._vma_bounds(pt, data.vmas if isinstance(data, VaddrTargetData) else [])
+        partial = small & (lengths > PAGE_SZ) & ((starts // _PMD_SZ) != ((starts + lengths - 1) // _PMD_SZ))
         if vs.size:
             j = np.maximum(np.searchsorted(vs, starts, side="right") - 1, 0)
-            inside = (starts >= vs[j]) & (starts + lengths <= ve[j])
-            pt.nr_partial_folios += int(np.count_nonzero(~inside))
-            starts, lengths = starts[inside], lengths[inside]
-        # one iovec per folio, in address order, without repeats (two samples in one huge page)
+            partial |= ~((starts >= vs[j]) & (starts + lengths <= ve[j]))
+        if partial.any():
+            pt.nr_partial_folios += int(np.count_nonzero(partial))
+            pt.method_used = "clear_refs"
+            return self._clear_refs(pt)
+        pt.method_used = "madvise"
+        # one iovec per folio, in address order, without repeats (two probes in one huge page)
         order = np.lexsort((lengths, starts))
         starts, lengths = starts[order], lengths[order]
         keep = np.ones(starts.size, dtype=bool)
         keep[1:] = starts[1:] >= starts[:-1] + lengths[:-1]
         starts, lengths = starts[keep], lengths[keep]
-        self._madvise_all(pt, pidfd, starts, lengths)
+        ok = self._madvise_all(pt, pidfd, starts, lengths)
         d = time.thread_time_ns() - t0
         per = d / max(1, starts.size)
-        pt.madvise_ns = per if not pt.madvise_measured else (1 - _EWMA) * pt.madvise_ns + _EWMA * per
+        if not pt.madvise_measured:
+            pt.madvise_ns, pt.madvise_window_ns = per, float(d)
+        else:
+            pt.madvise_ns = (1 - _EWMA) * pt.madvise_ns + _EWMA * per
+            pt.madvise_window_ns = (1 - _EWMA) * pt.madvise_window_ns + _EWMA * d
         pt.madvise_measured = True
         pt.nr_cleared += int(starts.size)
+        return ok
 
     def _vma_bounds(self, pt: _PteTarget, vmas: list[Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         # the starts and ends of the target's VMAs (not [vsyscall], above 2^63), as arrays: built again only
-        # when the VMA list is another one (ops updates replace it), not every sampling interval
+        # when the VMA list is another one (ops updates replace it), not every window
         if pt.vma_bounds is None or pt.vma_bounds[0] is not vmas:
             kept = [(v.start, v.end) for v in vmas if v.end < 2**63]
             arr = np.array(kept, dtype=np.int64).reshape(-1, 2)
@@ -404,52 +655,29 @@ class PteOps(VaddrOps):
             buf = os.pread(self._kpageflags_fd, n * 8, first_pfn * 8)
         except OSError:
             return np.zeros(0, dtype=np.uint64)
-        return np.frombuffer(buf, dtype=np.uint64)
+        return np.frombuffer(buf[:len(buf) // 8 * 8], dtype=np.uint64)
 
     def _madvise_all(self, pt: _PteTarget, pidfd: int, starts: npt.NDArray[np.int64],
-                     lengths: npt.NDArray[np.int64]) -> None:
+                     lengths: npt.NDArray[np.int64]) -> bool:
         # The kernel stops a vector at the first range it refuses (hugetlb VMAs, a range unmapped since the
         # walk) and returns the bytes of the ranges before it: skip that one and go on with the rest.
         iov = np.column_stack((starts, lengths))  # (start, length) rows: the iovecs
         ends = np.cumsum(lengths)
-        i, n = 0, starts.size
+        i, n, all_ok = 0, starts.size, True
         while i < n:
             try:
                 done = process_madvise(pidfd, iov[i:], MADV_COLD)
             except TargetGoneError:
                 pt.dead = True
-                return
+                return False
             except OSError:
                 i += 1
+                all_ok = False
                 continue
             before = int(ends[i - 1]) if i else 0
             k = int(np.searchsorted(ends[i:], before + done, side="right"))
             i += k + 1
-
-    def check_accesses(self, ctx: Ctx, nr_samples: int = 1) -> int:
-        from damon_bpf.probes.pte import R_ACCESSED, WalkStatus
-
-        mx = 0
-        for ti, t in enumerate(ctx.targets):
-            pt = self._pt.get(ti)
-            n = len(t.ra)
-            hits = np.zeros(n, dtype=np.int64)
-            if pt is not None and not pt.dead and pt.addrs is not None and pt.addrs.size == n and n:
-                t0 = time.thread_time_ns()
-                st, res = self.walker.walk(pt.mem_fd, pt.addrs)
-                d = (time.thread_time_ns() - t0) / n
-                self._walk_ns = d if self._walk_ns == 0 else (1 - _EWMA) * self._walk_ns + _EWMA * d
-                if st == WalkStatus.OK:
-                    hits = ((res & np.uint64(R_ACCESSED)) != 0).astype(np.int64)
-                    # about as many samples will need a clear by madvise next time (the cost model)
-                    pt.nr_to_clear = (1 - _EWMA) * pt.nr_to_clear + _EWMA * int(hits.sum())
-                else:
-                    self._walk_failed(t, pt, st)
-            if pt is not None:
-                pt.addrs = None
-            if n:
-                mx = max(mx, update_regions_access_rate(t, hits, min(1, nr_samples), ctx.attrs))
-        return mx
+        return all_ok
 
     def _walk_failed(self, t: Target, pt: _PteTarget, status: int) -> None:
         from damon_bpf.probes.pte import WalkStatus
@@ -461,31 +689,25 @@ class PteOps(VaddrOps):
         if not self.target_valid(t):
             pt.dead = True
             return
-        # (the next ops update rebuilds its regions from the new mappings)
         try:
             self._open_target(pt.ti, t)
         except TargetGoneError:
             pt.dead = True
             return
+        # An exit can look like an exec for a moment: the task still exists while its mm is torn down, and
+        # on some kernels /proc/<pid>/mem still opens. Only a walk that works on the new file is an exec.
+        st, _ = self.walker.walk(pt.mem_fd, np.zeros(1, np.uint64), scratch=True)
+        if st != WalkStatus.OK:
+            pt.dead = True
+            return
         pt.nr_execs += 1
         log.info("pte: pid %d called exec(); following its new address space", pt.pid)
 
-    # -- ops update: costs, the clear method, the interval floor ----------------------------------------
-
-    def _housekeeping(self, ctx: Ctx) -> None:
-        self._updates += 1
-        for ti, t in enumerate(ctx.targets):
-            pt = self._pt.get(ti)
-            if pt is None or pt.dead:
-                continue
-            self._refresh_target(t, pt)
-            if self.clear == "auto":
-                self._choose_method(t, pt)
-        self._apply_budget(ctx)
-
-    def _choose_method(self, t: Target, pt: _PteTarget) -> None:
-        nr = max(1.0, pt.nr_to_clear)
-        est_madv = nr * pt.madvise_ns
+    def _choose_method(self, pt: _PteTarget) -> None:
+        # page_idle, where the kernel has it, is the kernel's own mkold: kept unless it fails
+        if pt.method == "page_idle" and self._idle_fd >= 0:
+            return
+        est_madv = pt.madvise_window_ns
         est_refs = pt.rss_pages * pt.refs_ns_per_page
         best = "madvise" if est_madv <= est_refs else "clear_refs"
         if best != pt.method:
@@ -494,37 +716,98 @@ class PteOps(VaddrOps):
         pt.method = best
         other = "clear_refs" if best == "madvise" else "madvise"
         measured = pt.refs_measured if other == "clear_refs" else pt.madvise_measured
-        if not measured or self._updates % _EXPLORE_EVERY == 0:
+        if not measured or self._windows % _EXPLORE_EVERY == 0:
             if max(est_madv, est_refs) <= 4 * min(est_madv, est_refs) or not measured:
                 pt.explore = other
 
-    def _apply_budget(self, ctx: Ctx) -> None:
-        if not self.cpu_budget or not self._cost_ns:
-            return
-        floor_us = int(self._cost_ns / 1e3 / self.cpu_budget)
-        g = ctx.attrs.intervals_goal
-        if g.aggrs:
-            user_min = self._user_min_sample_us or 0
-            new_min = min(max(user_min, floor_us), g.max_sample_us)
-            self._floor_us = new_min
-            g.min_sample_us = new_min
-        elif floor_us > ctx.attrs.sample_interval_us and not self._warned_budget:
+    # -- the intervals -----------------------------------------------------------------------------------
+
+    def requested_intervals(self, ctx: Ctx) -> tuple[int, int] | None:
+        """The intervals that keep the monitor within its CPU budget (``Attrs.source_intervals``; see
+        :mod:`damon_bpf.ops.pte_cost`). Changed at most every 2 s, sooner when 20% over the budget."""
+        a = ctx.attrs
+        si = a.source_intervals
+        if si is None or self._windows < 2:
+            return None
+        sample, aggr, met = choose_intervals(self.cost, self.cpu_budget, si.min_aggr_us, si.max_aggr_us)
+        if (sample, aggr) == (a.sample_interval_us, a.aggr_interval_us):
+            return None
+        if not met and not self._warned_budget:
             self._warned_budget = True
-            share = self._cost_ns / 1e3 / ctx.attrs.sample_interval_us
-            self.notes.append(
-                f"pte: one sampling interval costs the monitor {self._cost_ns / 1e3:.0f} us, {share:.1%} of a core "
-                f"at {ctx.attrs.sample_interval_us / 1000:g} ms: use --monitoring_intervals_autotune (bounded "
-                f"to {self.cpu_budget:.0%}) or --sample {floor_us // 1000 + 1}ms")
+            self.notes.append(f"pte: even at {aggr / 1e6:g} s per aggregation a window costs "
+                              f"{self.cost.share(aggr // sample, aggr):.1%} of a core, over the "
+                              f"{self.cpu_budget:.0%} budget (fewer regions, --maxr, or a larger --cpu-budget)")
             log.warning("%s", self.notes[-1])
+        now = time.monotonic_ns()
+        over = self.cost.share(a.max_nr_accesses, a.aggr_interval_us) > 1.2 * self.cpu_budget > 0
+        relative = abs(aggr - a.aggr_interval_us) / max(a.aggr_interval_us, 1)
+        if not over and (now - self._retuned_ns < _RETUNE_NS or relative < 0.2):
+            return None
+        self._retuned_ns = now
+        return sample, aggr
+
+    def min_sample_us(self, ctx: Ctx) -> int:
+        """The kernel tuner's floor (``--monitoring_intervals_autotune``): the sampling interval at which a window
+        of ``aggr_samples`` intervals costs ``cpu_budget``."""
+        if not self.cpu_budget or self._windows < 2:
+            return 0
+        n = max(ctx.attrs.aggr_samples or ctx.attrs.max_nr_accesses, 1)
+        return int(math.ceil(self.cost.window_ns(n) / n / self.cpu_budget / 1000))
+
+    def after_window_note(self, ctx: Ctx) -> None:
+        # with intervals of the user's, say once when they cost more than the budget
+        a = ctx.attrs
+        if a.source_intervals is not None or a.intervals_goal.aggrs or not self.cpu_budget or self._warned_budget:
+            return
+        share = self.cost.share(a.max_nr_accesses, a.aggr_interval_us)
+        if self._windows >= 5 and share > 1.2 * self.cpu_budget:
+            self._warned_budget = True
+            self.notes.append(f"pte: at {a.sample_interval_us / 1000:g} ms / {a.aggr_interval_us / 1000:g} ms the "
+                              f"monitor spends {share:.1%} of a core (budget {self.cpu_budget:.0%}): leave "
+                              f"--sample/--aggr out to let the source choose, or raise --cpu-budget")
+            log.warning("%s", self.notes[-1])
+
+    # -- the working set ---------------------------------------------------------------------------------
+
+    def working_set_bytes(self, ctx: Ctx, window_us: int) -> tuple[list[int], int]:
+        """Per target, the bytes accessed within the last windows that together come closest to *window_us*
+        (probes touched in them, per region; see :mod:`damon_bpf.ops.pte_sampling`), and that span (µs)."""
+        self.after_window_note(ctx)
+        if not self._windows_us:
+            return super().working_set_bytes(ctx, window_us)
+        cum = np.cumsum(np.fromiter(self._windows_us, dtype=np.int64))
+        m = int(np.argmin(np.abs(cum - window_us))) + 1
+        span = int(cum[m - 1])
+        base, _ = super().working_set_bytes(ctx, span)
+        out = []
+        for ti, t in enumerate(ctx.targets):
+            pt = self._pt.get(ti)
+            if pt is None or not len(t.ra) or not len(pt.probes):
+                out.append(base[ti])
+                continue
+            share, has = pt.probes.touched_share(t.ra.start, t.ra.end, m)
+            sz = (t.ra.end - t.ra.start).astype(np.float64)
+            rate_based = self._rate_share(ctx, t, span)
+            out.append(int((sz * np.where(has, share, rate_based)).sum()))
+        return out, span
+
+    @staticmethod
+    def _rate_share(ctx: Ctx, t: Target, window_us: int) -> npt.NDArray[np.float64]:
+        a = ctx.attrs
+        p = np.clip(t.ra.nr_accesses / max(a.max_nr_accesses, 1), 0.0, 1.0)
+        out: npt.NDArray[np.float64] = 1.0 - np.power(1.0 - p, window_us / max(a.sample_interval_us, 1))
+        return out
 
     # -- what the user sees ------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """Totals for the live view: walks, non-present samples, clear method and cost, monitor share."""
+        """Totals for the live view: walks, probes, the clear method and its cost, the monitor's share."""
         if self.walker is None:
             return {}
         st = self.walker.stats()
-        methods = sorted({pt.method for pt in self._pt.values() if not pt.dead})
+        live = [pt for pt in self._pt.values() if not pt.dead]
+        methods = sorted({pt.method if pt.method != "page_idle" or self._idle_fd >= 0 else "madvise"
+                          for pt in live})
         out: dict[str, Any] = {
             "attach": self.attach_point,
             "walks": st["walks"],
@@ -534,22 +817,22 @@ class PteOps(VaddrOps):
             "huge": st["huge"],
             "read_faults": st["read_faults"],
             "clear": ",".join(methods),
-            "walk_ns_per_region": round(self._walk_ns, 1),
-            "cpu_per_sample_us": round(self._cost_ns / 1e3, 1),
+            "probes": sum(len(pt.probes) for pt in live),
+            "walk_ns_per_page": round(self.cost.walk_ns_per_probe, 1),
+            "cpu_per_window_us": round(self._last_window_ns / 1e3, 1),
         }
-        pts = [pt for pt in self._pt.values() if not pt.dead]
-        if pts:
-            out["madvise_us_per_page"] = round(sum(p.madvise_ns for p in pts) / len(pts) / 1e3, 2)
-            out["clear_refs_ns_per_page"] = round(sum(p.refs_ns_per_page for p in pts) / len(pts), 1)
-        if self._floor_us:
-            out["min_sample_us"] = self._floor_us
+        if self._last_checks:
+            out["ns_per_page_check"] = round(self._last_window_ns / self._last_checks, 1)
+        if live:
+            out["madvise_us_per_page"] = round(sum(p.madvise_ns for p in live) / len(live) / 1e3, 2)
+            out["clear_refs_ns_per_page"] = round(sum(p.refs_ns_per_page for p in live) / len(live), 1)
+        if self.nr_zero_page or self.nr_off_lru:
+            out["not_lru"] = self.nr_zero_page + self.nr_off_lru
+        partial = sum(p.nr_partial_folios for p in self._pt.values())
+        if partial:
+            out["partial_folios"] = partial
         execs = sum(p.nr_execs for p in self._pt.values())
         if execs:
             out["execs"] = execs
         return out
-
-    def nonpresent_levels(self) -> dict[str, int]:
-        """Cumulative walks that stopped at a non-present entry, by level."""
-        st = self.walker.stats() if self.walker is not None else {}
-        return {k: v for k, v in st.items() if k.startswith("nonpresent_")}
 

@@ -44,6 +44,7 @@ __all__ = (
     "R_PRESENT",
     "R_ACCESSED",
     "R_DIRTY",
+    "R_MM_GONE",
     "result_level",
     "result_phys",
 )
@@ -54,6 +55,8 @@ log = logging.getLogger(__name__)
 R_PRESENT = 1 << 0
 R_ACCESSED = 1 << 1
 R_DIRTY = 1 << 2
+#: ``pte_observe``: the slot's fd leads to no live mm (the target exited or exec()-ed)
+R_MM_GONE = 1 << 3
 _R_PHYS = 0x000FFFFFFFFFF000
 
 #: ``enum pte_stat`` of ``bpf/pte.bpf.c``, in order.
@@ -190,7 +193,7 @@ class PteWalkConfig:
 
     offsets: PteOffsets
     layout: PagingLayout = PagingLayout()
-    max_slots: int = 4096
+    max_slots: int = 16384
     walk_batch: int = 512
 
     def validate(self) -> None:
@@ -247,26 +250,40 @@ class PteWalker:
         self._fds: dict[str, int] = {}
         self._addrs_map: _bcc.MappedArray | None = None
         self._out_map: _bcc.MappedArray | None = None
+        self._slot_fds_map: _bcc.MappedArray | None = None
+        self._first_map: _bcc.MappedArray | None = None
+        self._observe_fd = -1
+        self._obs_attr = _TestRunAttr()
+        self._obs_ctx = (ctypes.c_uint64 * _CTX_ARGS)()
 
     def open(self) -> PteWalker:
         if self.bpf is None:
             self.bpf = _bcc.compile_bpf("pte", self.config.cflags())
             try:
                 _bcc.load_program(self.bpf, "pte_walk", _bcc.ProgType.RAW_TRACEPOINT)
+                _bcc.load_program(self.bpf, "pte_observe", _bcc.ProgType.RAW_TRACEPOINT)
                 self._prog_fd = _bcc.prog_fd(self.bpf, "pte_walk")
-                self._fds = {name: _bcc.map_fd(self.bpf, name) for name in ("pte_addrs", "pte_out", "pte_stats")}
+                self._observe_fd = _bcc.prog_fd(self.bpf, "pte_observe")
+                self._fds = {name: _bcc.map_fd(self.bpf, name)
+                             for name in ("pte_addrs", "pte_out", "pte_fds", "pte_first", "pte_stats")}
                 self._addrs_map = _bcc.mmap_array(self._fds["pte_addrs"], self.config.max_slots)
                 self._out_map = _bcc.mmap_array(self._fds["pte_out"], self.config.max_slots)
+                self._slot_fds_map = _bcc.mmap_array(self._fds["pte_fds"], self.config.max_slots)
+                self._first_map = _bcc.mmap_array(self._fds["pte_first"], self.config.max_slots)
+                a = self._obs_attr
+                a.prog_fd = self._observe_fd
+                a.ctx_size_in = ctypes.sizeof(self._obs_ctx)
+                a.ctx_in = ctypes.addressof(self._obs_ctx)
             except BaseException:
                 self.close()
                 raise
         return self
 
     def close(self) -> None:
-        for m in (self._addrs_map, self._out_map):
+        for m in (self._addrs_map, self._out_map, self._slot_fds_map, self._first_map):
             if m is not None:
                 m.close()
-        self._addrs_map = self._out_map = None
+        self._addrs_map = self._out_map = self._slot_fds_map = self._first_map = None
         if self.bpf is not None:
             _bcc.close_bpf(self.bpf)
             self.bpf = None
@@ -282,6 +299,68 @@ class PteWalker:
     def prog_fd(self) -> int:
         return self._prog_fd
 
+    # -- the slots: a window's probes of every target, loaded once (damon_bpf.ops.pte) ----------------------
+
+    @property
+    def nr_slots(self) -> int:
+        """Slots :meth:`load_slots` may fill (the last ``walk_batch`` are :meth:`walk`'s)."""
+        return self.config.max_slots - self.config.walk_batch
+
+    def load_slots(self, addrs: npt.NDArray[np.uint64], fds: npt.NDArray[np.uint64]) -> None:
+        """Load the probes of a window: slot ``i`` reads *addrs[i]* in the mm of the ``/proc/<pid>/mem`` fd
+        *fds[i]* (group each fd's slots together); no slot is found accessed yet."""
+        assert self._addrs_map is not None and self._slot_fds_map is not None and self._first_map is not None
+        n = int(addrs.size)
+        if n > self.nr_slots:
+            raise InvalidParamsError(f"{n} probes, more than the {self.nr_slots} slots of the walk program")
+        assert self._out_map is not None
+        self._addrs_map.array[:n] = addrs
+        self._slot_fds_map.array[:n] = fds
+        self._first_map.array[:n] = 0
+        self._out_map.array[:n] = 0
+
+    def skip_slots(self, slots: npt.NDArray[np.int64], mark: int) -> None:
+        """Give *slots* a first read of *mark* now, so :meth:`observe` leaves them alone."""
+        assert self._first_map is not None
+        self._first_map.array[slots] = mark
+
+    def walk_slots(self, first: int, n: int, mem_fd: int) -> int:
+        """``pte_walk`` over slots loaded by :meth:`load_slots`; results in :meth:`results`. Returns a
+        :class:`WalkStatus` value."""
+        cfg = self.config
+        for off in range(first, first + n, cfg.walk_batch):
+            st = self._run(off, min(cfg.walk_batch, first + n - off), mem_fd)
+            if st != WalkStatus.OK:
+                return st
+        return WalkStatus.OK
+
+    def observe(self, n: int, mark: int) -> None:
+        """One read of a window: ``pte_observe`` over the first *n* loaded slots; a slot not yet found accessed
+        and accessed now gets *mark* (see :meth:`first_reads`). No numpy, one system call per ``walk_batch``
+        slots: it runs after every sleep of the sampling loop, when everything is cold."""
+        a, c, batch = self._obs_attr, self._obs_ctx, self.config.walk_batch
+        c[2] = mark
+        off = 0
+        while off < n:
+            c[0], c[1] = off, min(batch, n - off)
+            a.retval = 0
+            try:
+                syscalls.bpf(_BPF_PROG_TEST_RUN, a)
+            except OSError as err:
+                raise ProbeLoadError(f"running the page-table reads (BPF_PROG_TEST_RUN): "
+                                     f"{os.strerror(err.errno or 0)}") from err
+            off += batch
+
+    def first_reads(self, n: int) -> npt.NDArray[np.uint64]:
+        """Per loaded slot, the *mark* of the read that first found it accessed (0: none); a view."""
+        assert self._first_map is not None
+        return self._first_map.array[:n]
+
+    def results(self, first: int, n: int) -> npt.NDArray[np.uint64]:
+        """The results of slots ``first .. first + n`` (a copy)."""
+        assert self._out_map is not None
+        return self._out_map.array[first:first + n].copy()
+
     def _run(self, first: int, n: int, mem_fd: int) -> int:
         a = self._attr
         ctypes.memset(ctypes.addressof(a), 0, ctypes.sizeof(a))
@@ -296,9 +375,11 @@ class PteWalker:
                                  f"{os.strerror(err.errno or 0)}") from err
         return int(a.retval)
 
-    def walk(self, mem_fd: int, addrs: npt.ArrayLike) -> tuple[int, npt.NDArray[np.uint64]]:
+    def walk(self, mem_fd: int, addrs: npt.ArrayLike, scratch: bool = False) -> tuple[int, npt.NDArray[np.uint64]]:
         """Walk the page tables of the mm behind *mem_fd* (an open ``/proc/<pid>/mem`` of this process) for
         each address.
+
+        :param scratch: use the slots :meth:`load_slots` leaves alone (at most ``walk_batch`` addresses)
 
         :return: ``(status, results)``: a :class:`WalkStatus` value and one result per address (``R_*`` bits,
             :func:`result_level`, :func:`result_phys`); results are 0 unless the status is ``OK``
@@ -308,12 +389,16 @@ class PteWalker:
         out = np.zeros(a.size, dtype=np.uint64)
         cfg = self.config
         assert self._addrs_map is not None and self._out_map is not None, "walk() before open()"
-        slots_in, slots_out = self._addrs_map.array, self._out_map.array
-        for off in range(0, a.size, cfg.max_slots):
-            chunk = a[off:off + cfg.max_slots]
+        base = self.nr_slots if scratch else 0
+        if scratch and a.size > cfg.walk_batch:
+            raise InvalidParamsError(f"a scratch walk takes at most {cfg.walk_batch} addresses")
+        slots_in, slots_out = self._addrs_map.array[base:], self._out_map.array[base:]
+        step = slots_in.size
+        for off in range(0, a.size, step):
+            chunk = a[off:off + step]
             slots_in[:chunk.size] = chunk
             for first in range(0, chunk.size, cfg.walk_batch):
-                st = self._run(first, min(cfg.walk_batch, chunk.size - first), mem_fd)
+                st = self._run(base + first, min(cfg.walk_batch, chunk.size - first), mem_fd)
                 if st != WalkStatus.OK:
                     return st, np.zeros(a.size, dtype=np.uint64)
             out[off:off + chunk.size] = slots_out[:chunk.size]

@@ -12,9 +12,10 @@ import pytest
 
 from damon_bpf.cli import monitor as monitor_cli
 from damon_bpf.cli._args import AUTOTUNE_GOAL, add_monitoring_args, attrs_from_args
-from damon_bpf.engine.model import Attrs, Ctx, IntervalsGoal, Region, Target
+from damon_bpf.engine.model import Attrs, Ctx, IntervalsGoal, Region, SourceIntervals, Target
 from damon_bpf.errors import InvalidParamsError, NotSupportedError
 from damon_bpf.ops import pte as pte_ops
+from damon_bpf.ops.pte_cost import MIN_SAMPLES, CostModel, choose_intervals, probe_budget
 from damon_bpf.probes import pte as pte_probe
 
 HEAD = 1 << 15
@@ -155,51 +156,134 @@ def _ctx(nr_regions: int, goal: IntervalsGoal | None = None) -> tuple[Ctx, Targe
 
 def test_cost_model_chooses_the_cheaper_clear() -> None:
     ops = pte_ops.PteOps()
-    _, t = _ctx(100)
     pt = pte_ops._PteTarget(pid=1, ti=0, rss_pages=10_000, madvise_measured=True, refs_measured=True)
-    pt.madvise_ns, pt.refs_ns_per_page, pt.nr_to_clear = 70_000.0, 60.0, 80.0  # 5.6 ms against 0.6 ms
-    ops._choose_method(t, pt)
+    pt.madvise_window_ns, pt.refs_ns_per_page = 5_600_000.0, 60.0  # 5.6 ms against 0.6 ms
+    ops._choose_method(pt)
     assert pt.method == "clear_refs"
     pt.rss_pages = 10_000_000  # 600 ms of clear_refs
-    ops._choose_method(t, pt)
+    ops._choose_method(pt)
     assert pt.method == "madvise"
-    # few accessed samples make madvise cheap even with a small RSS
-    pt.rss_pages, pt.nr_to_clear = 50_000, 2.0
-    ops._choose_method(t, pt)
+    # few set probes make madvise cheap even with a small RSS
+    pt.rss_pages, pt.madvise_window_ns = 50_000, 20_000.0
+    ops._choose_method(pt)
     assert pt.method == "madvise"
 
 
 def test_cost_model_measures_an_unmeasured_method() -> None:
     ops = pte_ops.PteOps()
-    _, t = _ctx(10)
-    pt = pte_ops._PteTarget(pid=1, ti=0, rss_pages=100, madvise_measured=True, refs_measured=False)
-    ops._choose_method(t, pt)
-    assert pt.explore == "clear_refs"
+    pt = pte_ops._PteTarget(pid=1, ti=0, rss_pages=100_000, madvise_measured=True, refs_measured=False)
+    ops._choose_method(pt)
+    assert pt.method == "madvise" and pt.explore == "clear_refs"
 
 
-def test_budget_raises_the_tuners_floor() -> None:
+def test_page_idle_is_kept_while_it_works() -> None:
+    ops = pte_ops.PteOps()
+    ops._idle_fd = 99  # as if /sys/kernel/mm/page_idle/bitmap were open
+    pt = pte_ops._PteTarget(pid=1, ti=0, rss_pages=10, method="page_idle", madvise_measured=True,
+                            refs_measured=True)
+    ops._choose_method(pt)
+    assert pt.method == "page_idle" and pt.explore is None
+    ops._idle_fd = -1
+
+
+def test_page_idle_words_encode_pfns_as_the_kernel_reads_them() -> None:
+    # bit pfn % 64 of the u64 at byte offset pfn / 64 * 8 (Documentation/admin-guide/mm/idle_page_tracking.rst)
+    words, bits = pte_ops.page_idle_words(np.array([0, 63, 64, 130, 63, 4097]))
+    assert words.tolist() == [0, 1, 2, 64]
+    assert bits.tolist() == [(1 << 0) | (1 << 63), 1, 1 << 2, 1 << 1]
+
+
+def test_folio_ranges_512_page_folio_is_advised_exactly() -> None:
+    # a PMD-sized folio mapped by PTEs at an address that is not 2 MiB-aligned (a THP moved by mremap()): its
+    # range starts at the head's address, 512 pages long, not the sample's aligned 2 MiB block
+    flags = {8192: HEAD, **{p: TAIL for p in range(8193, 8192 + 512)}, 8192 + 512: HEAD}
+    head_va = 0x7F00_0000_0000 + 64 * 1024
+    addr = head_va + 300 * 4096
+    starts, lengths = pte_ops.folio_ranges(np.array([addr]), np.array([8192 + 300]), _flags_reader(flags))
+    assert starts.tolist() == [head_va] and lengths.tolist() == [2 << 20]
+
+
+def test_intervals_keep_the_budget_within_bounds() -> None:
+    c = CostModel(fixed_ns=2_000_000.0, per_sample_ns=50_000.0)  # 3 ms a window of 20
+    sample, aggr, met = choose_intervals(c, 0.01, 100_000, 1_000_000)
+    assert (sample, aggr, met) == (15_000, 300_000, True)
+    assert c.share(20, aggr) <= 0.01
+    # cheap: the shortest aggregation the bounds allow
+    assert choose_intervals(CostModel(fixed_ns=100_000.0, per_sample_ns=1_000.0), 0.01, 100_000, 1_000_000)[1] == \
+        100_000
+    # no budget: the shortest
+    assert choose_intervals(c, 0.0, 100_000, 1_000_000)[:2] == (5_000, 100_000)
+
+
+def test_intervals_over_budget_shrink_max_nr_accesses_not_the_time_resolution() -> None:
+    c = CostModel(fixed_ns=5_000_000.0, per_sample_ns=400_000.0)  # 13 ms a window of 20
+    sample, aggr, met = choose_intervals(c, 0.01, 100_000, 1_000_000)
+    assert 990_000 <= aggr <= 1_000_000  # a snapshot every second still (n whole 100 µs intervals)
+    assert aggr // sample == 12 and met  # 5 ms + 12 * 0.4 ms = 9.8 ms: within 1% of a core
+    hopeless = CostModel(fixed_ns=50_000_000.0, per_sample_ns=400_000.0)
+    sample, aggr, met = choose_intervals(hopeless, 0.01, 100_000, 1_000_000)
+    assert 990_000 <= aggr <= 1_000_000 and aggr // sample == MIN_SAMPLES and not met
+
+
+def test_probe_budget_follows_reads_and_walk_cost() -> None:
+    c = CostModel(walk_ns_per_probe=200.0)
+    assert probe_budget(c, 0.01, 500_000, 7) == int(0.3 * 0.01 * 500_000_000 / (200 * 7))
+    assert probe_budget(c, 0.0, 500_000, 7) == -1
+
+
+def _source_ctx(aggr_us: int = 200_000) -> Ctx:
+    attrs = Attrs(sample_interval_us=aggr_us // 20, aggr_interval_us=aggr_us, source_intervals=SourceIntervals())
+    ctx = Ctx(attrs=attrs, rng=random.Random(1))
+    ctx.targets = [Target(pid=None, regions=[Region(0, 1 << 20)])]
+    return ctx
+
+
+def test_requested_intervals_change_at_most_every_two_seconds_unless_over_budget(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [10_000_000_000]
+    monkeypatch.setattr(pte_ops.time, "monotonic_ns", lambda: clock[0])
+    ops = pte_ops.PteOps(cpu_budget=0.01)
+    ops._windows = 5
+    ctx = _source_ctx(200_000)
+    ops.cost = CostModel(fixed_ns=2_400_000.0, per_sample_ns=80_000.0)  # 4 ms: 400 ms at 1%, 2% now
+    assert ops.requested_intervals(ctx) == (20_000, 400_000)  # over budget: at once
+    ctx.attrs.sample_interval_us, ctx.attrs.aggr_interval_us = 20_000, 400_000
+    ops.cost = CostModel(fixed_ns=1_200_000.0, per_sample_ns=40_000.0)  # cheaper now: 200 ms would do
+    clock[0] += 500_000_000
+    assert ops.requested_intervals(ctx) is None  # within budget: not before 2 s
+    clock[0] += 2_000_000_000
+    assert ops.requested_intervals(ctx) == (10_000, 200_000)
+
+
+def test_requested_intervals_only_with_source_intervals() -> None:
+    ops = pte_ops.PteOps(cpu_budget=0.01)
+    ops._windows = 5
+    ctx = _source_ctx()
+    ctx.attrs.source_intervals = None
+    ops.cost = CostModel(fixed_ns=9_000_000.0)
+    assert ops.requested_intervals(ctx) is None
+
+
+def test_min_sample_floor_for_the_kernels_tuner() -> None:
     goal = IntervalsGoal(access_bp=400, aggrs=3, min_sample_us=5000, max_sample_us=10_000_000)
     ctx, _ = _ctx(10, goal)
+    ctx.attrs.aggr_samples = 20
     ops = pte_ops.PteOps(cpu_budget=0.01)
-    ops._user_min_sample_us = 5000
-    ops._cost_ns = 2_500_000.0  # 2.5 ms per sampling interval
-    ops._apply_budget(ctx)
-    assert ctx.attrs.intervals_goal.min_sample_us == 250_000
-    ops._cost_ns = 20_000.0  # cheap: the user's own minimum holds
-    ops._apply_budget(ctx)
-    assert ctx.attrs.intervals_goal.min_sample_us == 5000
-    ops._cost_ns = 1e9  # never above the goal's maximum
-    ops._apply_budget(ctx)
-    assert ctx.attrs.intervals_goal.min_sample_us == 10_000_000
+    ops._windows = 5
+    ops.cost = CostModel(fixed_ns=2_000_000.0, per_sample_ns=50_000.0)  # 3 ms a window of 20
+    assert ops.min_sample_us(ctx) == 15_000  # 300 ms / 20
+    ops.cpu_budget = 0.0
+    assert ops.min_sample_us(ctx) == 0
 
 
 def test_budget_with_fixed_intervals_says_so_once() -> None:
     ctx, _ = _ctx(10)
     ops = pte_ops.PteOps(cpu_budget=0.01)
-    ops._cost_ns = 500_000.0
-    ops._apply_budget(ctx)
-    ops._apply_budget(ctx)
-    assert len(ops.notes) == 1 and "--sample 51ms" in ops.notes[0] and "10.0% of a core" in ops.notes[0]
+    ops._windows = 10
+    ops.cost = CostModel(fixed_ns=2_000_000.0, per_sample_ns=100_000.0)  # 4 ms per 100 ms
+    ops.after_window_note(ctx)
+    ops.after_window_note(ctx)
+    assert len(ops.notes) == 1 and "4.0% of a core" in ops.notes[0] and "--cpu-budget" in ops.notes[0]
     assert ctx.attrs.sample_interval_us == 5000  # the user's intervals are kept
 
 
@@ -216,11 +300,16 @@ def _args(*argv: str) -> argparse.Namespace:
     return p.parse_args(list(argv))
 
 
-def test_pte_autotunes_unless_intervals_are_given() -> None:
-    a = attrs_from_args(_args("1"), autotune_default=True)
-    assert a.intervals_goal.aggrs == int(AUTOTUNE_GOAL[1])
-    assert attrs_from_args(_args("1", "--sample", "10ms"), autotune_default=True).intervals_goal.aggrs == 0
-    assert attrs_from_args(_args("1"), autotune_default=False).intervals_goal.aggrs == 0
+def test_pte_chooses_its_intervals_unless_given() -> None:
+    a = attrs_from_args(_args("1"), source_chooses=True)
+    assert a.source_intervals == SourceIntervals() and a.intervals_goal.aggrs == 0
+    assert (a.sample_interval_us, a.aggr_interval_us) == (10_000, 200_000)
+    fixed = attrs_from_args(_args("1", "--sample", "5ms", "--aggr", "100ms"), source_chooses=True)
+    assert fixed.source_intervals is None and (fixed.sample_interval_us, fixed.aggr_interval_us) == (5000, 100_000)
+    tuned = attrs_from_args(_args("1", "--monitoring_intervals_autotune"), source_chooses=True)
+    assert tuned.source_intervals is None and tuned.intervals_goal.aggrs == int(AUTOTUNE_GOAL[1])
+    other = attrs_from_args(_args("1"), source_chooses=False)
+    assert other.source_intervals is None and (other.sample_interval_us, other.aggr_interval_us) == (5000, 100_000)
 
 
 def test_source_options_pte() -> None:

@@ -1,0 +1,103 @@
+"""The pte source's cost model: what a window costs the monitor, and the intervals that keep it within budget.
+
+**What is measured.** The thread CPU time of the monitor (``time.thread_time_ns()`` of the kdamond's thread),
+split per window into the part that follows the sampling rate (``per_sample_ns``: waking up and reading the
+probes each sampling interval) and the part paid once per window (``fixed_ns``: clearing, the engine's
+aggregation work, the snapshot consumers, DAMOS, ops updates), as exponential averages.
+
+**The intervals** (``Attrs.source_intervals``, the default of ``pte``): a window of ``n`` sampling intervals
+costs ``fixed + n * per_sample``, so the aggregation interval that spends ``budget`` of a core is
+``(fixed + n * per_sample) / budget``, kept within ``[min_aggr, max_aggr]`` (100 ms .. 1 s by default: a
+snapshot at least every second). With ``n = 20`` samples per aggregation (the kernel's 5 ms / 100 ms ratio).
+When even ``max_aggr`` costs more than the budget, ``n`` shrinks (fewer, longer sampling intervals: a coarser
+``nr_accesses`` scale, as ``max_nr_accesses`` shrinks) down to :data:`MIN_SAMPLES`; past that the budget is
+exceeded and the source says so.
+
+**Probes** take at most a share of the budget: ``probes * reads * walk_ns <= PROBE_SHARE * budget * aggr``.
+
+See docs/pte.md, section "Bounded cost".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+__all__ = ("CostModel", "choose_intervals", "probe_budget", "SAMPLES_PER_AGGR", "MIN_SAMPLES", "PROBE_SHARE")
+
+#: Sampling intervals per aggregation interval (the kernel's defaults: 5 ms / 100 ms).
+SAMPLES_PER_AGGR = 20
+#: The fewest sampling intervals per aggregation the budget may shrink it to.
+MIN_SAMPLES = 5
+#: The share of the budget probe reads may take.
+PROBE_SHARE = 0.3
+_EWMA = 0.3
+
+
+@dataclass
+class CostModel:
+    """Exponential averages of the measured costs (ns). Starting values are priors measured on a 2-core VM."""
+
+    fixed_ns: float = 600_000.0
+    per_sample_ns: float = 60_000.0
+    walk_ns_per_probe: float = 200.0
+    windows: int = 0
+
+    def add_window(self, fixed_ns: float, sample_loop_ns: float, nr_samples: int) -> None:
+        """One window's measurement: CPU outside and inside the sampling loop of *nr_samples* intervals."""
+        per = sample_loop_ns / max(nr_samples, 1)
+        if self.windows == 0:
+            self.fixed_ns, self.per_sample_ns = float(fixed_ns), float(per)
+        else:
+            self.fixed_ns += _EWMA * (fixed_ns - self.fixed_ns)
+            self.per_sample_ns += _EWMA * (per - self.per_sample_ns)
+        self.windows += 1
+
+    def add_walk(self, ns: float, nr_probes: int) -> None:
+        """A walk of *nr_probes* that took *ns*: only large walks say what a probe costs (a walk's fixed cost,
+        the system call and a cold start after a sleep, is tens of µs)."""
+        if nr_probes >= 512:
+            self.walk_ns_per_probe += _EWMA * (ns / nr_probes - self.walk_ns_per_probe)
+
+    def window_ns(self, nr_samples: int) -> float:
+        return self.fixed_ns + nr_samples * self.per_sample_ns
+
+    def share(self, nr_samples: int, aggr_us: int) -> float:
+        """The share of one core a window of *nr_samples* intervals over *aggr_us* costs."""
+        return self.window_ns(nr_samples) / max(aggr_us * 1000, 1)
+
+
+def choose_intervals(cost: CostModel, budget: float, min_aggr_us: int, max_aggr_us: int,
+                     samples: int = SAMPLES_PER_AGGR) -> tuple[int, int, bool]:
+    """The ``(sample_us, aggr_us)`` that keep *cost* within *budget* (a share of one core; 0: no bound, the
+    shortest intervals), and whether the budget is met."""
+    if budget <= 0:
+        return _whole(min_aggr_us, samples, min_aggr_us, max_aggr_us)[0], min_aggr_us, True
+    need_us = int(math.ceil(cost.window_ns(samples) / budget / 1000))
+    aggr = min(max(need_us, min_aggr_us), max_aggr_us)
+    n = samples
+    if need_us > max_aggr_us:
+        # fewer sampling intervals per aggregation: max_nr_accesses shrinks instead of the time resolution
+        fit = int((budget * max_aggr_us * 1000 - cost.fixed_ns) / max(cost.per_sample_ns, 1.0))
+        n = min(samples, max(MIN_SAMPLES, fit))
+    sample, aggr = _whole(aggr, n, min_aggr_us, max_aggr_us)
+    met = cost.share(n, aggr) <= budget * 1.05
+    return sample, aggr, met
+
+
+def _whole(aggr_us: int, n: int, lo: int, hi: int) -> tuple[int, int]:
+    # a sampling interval of whole 100 µs, and the aggregation interval n of them, within [lo, hi]
+    sample = -(-aggr_us // (n * 100)) * 100
+    if sample * n > hi:
+        sample = max(100, hi // (n * 100) * 100)
+    while sample * n < lo:
+        sample += 100
+    return sample, sample * n
+
+
+def probe_budget(cost: CostModel, budget: float, aggr_us: int, nr_reads: int) -> int:
+    """How many probes the budget pays for, read *nr_reads* times a window; 0 budget: no bound (-1)."""
+    if budget <= 0:
+        return -1
+    per_probe = max(cost.walk_ns_per_probe, 1.0) * max(nr_reads, 1)
+    return int(PROBE_SHARE * budget * aggr_us * 1000 / per_probe)
