@@ -41,7 +41,8 @@ _OPTIONS: tuple[tuple[str, Any, Any, str], ...] = (
      "access rate range, percent of the maximum (aggr/sample), e.g. '0%% 0%%'; or 'N samples'"),
     ("--damos_sz_region", 2, ("MIN", "MAX"), "region size range, e.g. '4KiB max'"),
     ("--damos_age", 2, ("MIN", "MAX"),
-     "age range: times (bare numbers are us), e.g. '30s max'; or 'N aggr_intervals'"),
+     "age range: times (bare numbers are us; they stay times when the intervals change), e.g. '30s max'; or "
+     "'N aggr_intervals'"),
     ("--damos_apply_interval", 1, "TIME", "apply the scheme every TIME (bare numbers are us; default: every "
                                           "aggregation interval)"),
     ("--damos_quotas", "+", ("TIME_MS", "SIZE"),

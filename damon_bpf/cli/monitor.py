@@ -278,19 +278,27 @@ def prometheus_exporter(mon: Monitor, args: argparse.Namespace) -> Any:
 
 
 def announce(mon: Monitor, doing: str, to: str = "") -> None:
-    """The start-up lines on standard error: what is monitored, by which source (and where it attaches), and the
-    source's notes."""
+    """The start-up lines on standard error: what is monitored, by which source (and where it attaches), the
+    source's notes and the session's (:func:`print_session_notes`)."""
     for path, nr in mon.completed_records:
         print(f"damon-bpf: {path}: completed a killed recording: {nr} snapshot{'s' if nr != 1 else ''} recovered "
               f"from its journal", file=sys.stderr)
     ops = mon.ctx.ops if mon.ctx else None
     if ops is None:
+        print_session_notes(mon)
         return
     what = " ".join(str(p) for p in mon.pids)
     via = f" ({ops.attach_point})" if ops.attach_point else ""
     print(f"damon-bpf: {doing} pid {what} with source {mon.spec.source}{via}{' to ' + to if to else ''}; "
           f"Ctrl-C to stop", file=sys.stderr)
     for note in ops.notes:
+        print(f"damon-bpf: note: {note}", file=sys.stderr)
+    print_session_notes(mon)
+
+
+def print_session_notes(mon: Monitor) -> None:
+    """The session's notes (``Monitor.notes``: DAMOS schemes that can never match, ...) on standard error."""
+    for note in mon.notes:
         print(f"damon-bpf: note: {note}", file=sys.stderr)
 
 
@@ -308,6 +316,8 @@ def run_session(spec: MonitorSpec, args: argparse.Namespace, out: TextIO = sys.s
             mon.open()
             if not args.json:
                 announce(mon, "monitoring")
+            else:
+                print_session_notes(mon)
             view.warning = blind_to_resident(spec.source, spec.source_options)
             if view.warning:
                 print(f"damon-bpf: warning: {view.warning}", file=sys.stderr)

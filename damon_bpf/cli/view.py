@@ -116,8 +116,9 @@ def render_schemes(schemes: Sequence[Any], *, width: int = 80, dry_run: bool = F
 
 
 def schemes_json(schemes: Sequence[Any]) -> list[dict[str, Any]]:
-    """The schemes for JSON output: ``Scheme.to_dict()`` (parameters in the kernel's units and ``stats``) plus
-    ``"active"``, whether the watermarks let the scheme run."""
+    """The schemes for JSON output: ``Scheme.to_dict()`` (parameters in the kernel's units, access-pattern bounds
+    in the unit they were given in, and ``stats``) plus ``"active"``, whether the watermarks let the scheme
+    run."""
     return [dict(s.to_dict(), active=bool(s.wmarks.activated)) for s in schemes]
 
 

@@ -7,8 +7,15 @@ with the offending option or JSON field in the message.
 
 **Units.** damo's human forms are converted to DAMON's raw units with the monitoring
 :class:`~damon_bpf.engine.Attrs`, as damo does: an access rate in percent of ``max_nr_accesses`` to samples, an
-age given as a time to aggregation intervals, ``max`` to the field's largest value. Bare numbers are in the
-field's unit; strings may carry their own (:mod:`damon_bpf.config.units`).
+age given as a time to aggregation intervals, ``max`` to the field's largest value. The pattern also keeps a
+percentage or a time as given, and the engine converts it again whenever the intervals change
+(:meth:`~damon_bpf.engine.damos.AccessPattern.rebase`), so ``5s`` stays five seconds; ``N samples`` and
+``N aggr_intervals`` stay as given. Bare numbers are in the field's unit; strings may carry their own
+(:mod:`damon_bpf.config.units`).
+
+**Patterns that cannot match.** :func:`schemes_never_matching` names the schemes of an initialised context
+that can match no region in the session (a minimum age longer than the run, an access rate above what an
+aggregation interval can have, a minimum above its maximum or above the size monitored).
 
 **Command line.** Each ``--damos_action`` starts a scheme, and the ``--damos_*`` options after it apply to that
 scheme. As in damo, a ``--damos_quotas`` without a reset interval never resets its charge window (``max``),
@@ -26,6 +33,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from damon_bpf.engine.damos import (
     UINT_MAX,
+    AccessPattern,
     Action,
     Filter,
     FilterType,
@@ -35,10 +43,13 @@ from damon_bpf.engine.damos import (
     Scheme,
     Watermarks,
     WmarkMetric,
+    access_pct_to_nr_accesses,
+    age_us_to_aggr_intervals,
+    format_pct,
 )
-from damon_bpf.engine.model import Attrs
+from damon_bpf.engine.model import Attrs, Ctx
 from damon_bpf.errors import InvalidParamsError
-from damon_bpf.config.units import U64_MAX, text_to_bytes, text_to_ms, text_to_permil, text_to_us
+from damon_bpf.config.units import U64_MAX, format_bytes, text_to_bytes, text_to_ms, text_to_permil, text_to_us
 
 __all__ = (
     "DAMOS_CLI_OPTIONS",
@@ -53,6 +64,8 @@ __all__ = (
     "schemes_to_json",
     "nr_accesses_from_text",
     "age_from_text",
+    "pattern_never_matches",
+    "schemes_never_matching",
 )
 
 #: The ``--damos_*`` options :func:`schemes_from_cli` understands, with the number of words each takes
@@ -198,21 +211,39 @@ def _unit_count(v: Any, unit: str) -> int | None:
     return None
 
 
+def _nr_bound(v: Any, attrs: Attrs, where: str) -> tuple[int, Fraction | None]:
+    # (samples for attrs, the percentage when given as one)
+    n = _unit_count(v, "samples")
+    if n is not None:
+        if n < 0:
+            raise _err(where, f"must not be negative: {v!r}")
+        return min(n, UINT_MAX), None
+    if isinstance(v, str) and v.strip().lower() in ("min", "max"):
+        return (0 if v.strip().lower() == "min" else UINT_MAX), None
+    pct = _percent(v, where)
+    return access_pct_to_nr_accesses(pct, attrs), pct
+
+
+def _age_bound(v: Any, attrs: Attrs, where: str) -> tuple[int, int | None]:
+    # (aggregation intervals for attrs, the time in µs when given as one; a time of 2**64-1 µs is damo's max)
+    n = _unit_count(v, "aggr_intervals")
+    if n is not None:
+        if n < 0:
+            raise _err(where, f"must not be negative: {v!r}")
+        return min(n, UINT_MAX), None
+    if isinstance(v, str) and v.strip().lower() in ("min", "max"):
+        return (0 if v.strip().lower() == "min" else UINT_MAX), None
+    us = _time_us(v, where)
+    return age_us_to_aggr_intervals(us, attrs), (us if us < U64_MAX else None)
+
+
 def nr_accesses_from_text(v: Any, attrs: Attrs, where: str = "nr_accesses") -> int:
     """An ``nr_accesses`` bound in sampling intervals: ``"N samples"``, a percentage of ``attrs``'
     ``max_nr_accesses`` (``"5 %"``, ``5``: damo's ``int(percent * max / 100)``), ``min`` or ``max``.
 
     :raises InvalidParamsError: not one of those forms (the message starts with *where*)
     """
-    n = _unit_count(v, "samples")
-    if n is not None:
-        if n < 0:
-            raise _err(where, f"must not be negative: {v!r}")
-        return min(n, UINT_MAX)
-    if isinstance(v, str) and v.strip().lower() in ("min", "max"):
-        return 0 if v.strip().lower() == "min" else UINT_MAX
-    pct = _percent(v, where)
-    return min(int(pct * attrs.max_nr_accesses / 100), UINT_MAX)
+    return _nr_bound(v, attrs, where)[0]
 
 
 def age_from_text(v: Any, attrs: Attrs, where: str = "age") -> int:
@@ -221,30 +252,27 @@ def age_from_text(v: Any, attrs: Attrs, where: str = "age") -> int:
 
     :raises InvalidParamsError: not one of those forms (the message starts with *where*)
     """
-    n = _unit_count(v, "aggr_intervals")
-    if n is not None:
-        if n < 0:
-            raise _err(where, f"must not be negative: {v!r}")
-        return min(n, UINT_MAX)
-    if isinstance(v, str) and v.strip().lower() in ("min", "max"):
-        return 0 if v.strip().lower() == "min" else UINT_MAX
-    us = _time_us(v, where)
-    if us >= U64_MAX:
-        return UINT_MAX
-    return min(us // max(attrs.aggr_interval_us, 1), UINT_MAX)
+    return _age_bound(v, attrs, where)[0]
 
 
-def _pattern_bounds(kind: str, lo: Any, hi: Any, attrs: Attrs, where: str, sep: str = " ") -> tuple[int, int]:
+def _set_pattern_bounds(p: AccessPattern, kind: str, lo: Any, hi: Any, attrs: Attrs, where: str,
+                        sep: str = " ") -> None:
+    # one pair of bounds in the kernel's units for attrs, and, for a time or a percentage, in the unit given
+    # (AccessPattern.rebase converts those again when the intervals change)
     wlo, whi = f"{where}{sep}min", f"{where}{sep}max"
     if kind == "sz":
         a, b = _bytes(lo, wlo), _bytes(hi, whi)
+        p.min_sz_bytes, p.max_sz_bytes = a, b
     elif kind == "nr":
-        a, b = nr_accesses_from_text(lo, attrs, wlo), nr_accesses_from_text(hi, attrs, whi)
+        (a, a_pct), (b, b_pct) = _nr_bound(lo, attrs, wlo), _nr_bound(hi, attrs, whi)
+        p.min_nr_accesses, p.max_nr_accesses = a, b
+        p.min_nr_accesses_pct, p.max_nr_accesses_pct = a_pct, b_pct
     else:
-        a, b = age_from_text(lo, attrs, wlo), age_from_text(hi, attrs, whi)
+        (a, a_us), (b, b_us) = _age_bound(lo, attrs, wlo), _age_bound(hi, attrs, whi)
+        p.min_age_region, p.max_age_region = a, b
+        p.min_age_us, p.max_age_us = a_us, b_us
     if a > b:
         raise _err(where, f"minimum {lo!r} is larger than maximum {hi!r}")
-    return a, b
 
 
 def _action(word: Any, where: str) -> Action:
@@ -342,7 +370,8 @@ def schemes_from_cli(groups: Iterable[tuple[str, Sequence[str]]], attrs: Attrs) 
     ``("--damos_access_rate", ["0%", "0%"])`` (the leading dashes are optional). Every ``--damos_action`` starts
     a scheme; the other options apply to the latest one. See the module docstring for the grammar.
 
-    :param attrs: the monitoring attributes the percentages and ages are converted with
+    :param attrs: the monitoring attributes the percentages and ages are converted with at the start (bounds
+        given as a percentage or a time are converted again when the intervals change)
     :raises InvalidParamsError: an option before any ``--damos_action``, a wrong number of values, or a bad
         value; the message names the option and the scheme
     """
@@ -412,11 +441,11 @@ def _cli_apply(b: _Building, name: str, vals: list[str], attrs: Attrs, where: st
     q = s.quota
     p = s.pattern
     if name == "damos_access_rate":
-        p.min_nr_accesses, p.max_nr_accesses = _pattern_bounds("nr", vals[0], vals[1], attrs, where)
+        _set_pattern_bounds(p, "nr", vals[0], vals[1], attrs, where)
     elif name == "damos_sz_region":
-        p.min_sz_bytes, p.max_sz_bytes = _pattern_bounds("sz", vals[0], vals[1], attrs, where)
+        _set_pattern_bounds(p, "sz", vals[0], vals[1], attrs, where)
     elif name == "damos_age":
-        p.min_age_region, p.max_age_region = _pattern_bounds("age", vals[0], vals[1], attrs, where)
+        _set_pattern_bounds(p, "age", vals[0], vals[1], attrs, where)
     elif name == "damos_apply_interval":
         s.apply_interval_us = _time_us(vals[0], where)
     elif name == "damos_quotas":
@@ -625,7 +654,8 @@ def scheme_from_json(d: Mapping[str, Any], attrs: Attrs, where: str = "scheme") 
     """One scheme from damo's JSON shape (``damo args damon``); fields left out take damo's defaults, unknown fields
     and output-only ones (``stats``, ``effective_sz_bytes``) are ignored.
 
-    :param attrs: the monitoring attributes the percentages and ages are converted with
+    :param attrs: the monitoring attributes the percentages and ages are converted with at the start (bounds
+        given as a percentage or a time are converted again when the intervals change)
     :raises InvalidParamsError: a missing action or a bad field; the message names the field
     """
     if not isinstance(d, Mapping):
@@ -637,11 +667,9 @@ def scheme_from_json(d: Mapping[str, Any], attrs: Attrs, where: str = "scheme") 
     ap = _get(d, "access_pattern", {}, where, dict)
     w = f"{where}.access_pattern"
     p = s.pattern
-    p.min_sz_bytes, p.max_sz_bytes = _pattern_bounds("sz", *_minmax(ap, "sz_bytes", w), attrs, f"{w}.sz_bytes",
-                                                     ".")
-    p.min_nr_accesses, p.max_nr_accesses = _pattern_bounds("nr", *_minmax(ap, "nr_accesses", w), attrs,
-                                                           f"{w}.nr_accesses", ".")
-    p.min_age_region, p.max_age_region = _pattern_bounds("age", *_minmax(ap, "age", w), attrs, f"{w}.age", ".")
+    _set_pattern_bounds(p, "sz", *_minmax(ap, "sz_bytes", w), attrs, f"{w}.sz_bytes", ".")
+    _set_pattern_bounds(p, "nr", *_minmax(ap, "nr_accesses", w), attrs, f"{w}.nr_accesses", ".")
+    _set_pattern_bounds(p, "age", *_minmax(ap, "age", w), attrs, f"{w}.age", ".")
     s.apply_interval_us = _time_us(_get(d, "apply_interval_us", 0, where), f"{where}.apply_interval_us")
     # target node: "target_nid" (older damo, our to_dict) or the first of "dests" (damo 2.x/3.x)
     dests = _get(d, "dests", [], where, list)
@@ -833,36 +861,35 @@ def _fmt_ms(ms: int) -> str:
     return "max" if ms >= U64_MAX else _fmt_us(ms * 1000)
 
 
-def _fmt_nr_accesses(n: int, attrs: Attrs) -> str:
-    # a percentage when it converts back exactly, else samples
-    if n >= UINT_MAX:
-        return "max"
-    mx = attrs.max_nr_accesses
-    pct = Fraction(n * 100, mx)
-    if pct.denominator == 1 and int(pct * mx / 100) == n:
-        return f"{pct.numerator} %"
-    return f"{n} samples"
+def _fmt_nr_accesses(n: int, pct: Fraction | None) -> str:
+    # in the unit given: a percentage, or samples
+    if pct is not None:
+        return format_pct(pct)
+    return "max" if n >= UINT_MAX else f"{n} samples"
 
 
-def _fmt_age(n: int, attrs: Attrs) -> str:
-    if n >= UINT_MAX:
-        return "max"
-    return _fmt_us(n * max(attrs.aggr_interval_us, 1))
+def _fmt_age(n: int, us: int | None) -> str:
+    # in the unit given: a time, or aggregation intervals
+    if us is not None:
+        return _fmt_us(us)
+    return "max" if n >= UINT_MAX else f"{n} aggr_intervals"
 
 
 def scheme_to_json(s: Scheme, attrs: Attrs) -> dict[str, Any]:
     """*s* in damo's JSON shape with human units (``"30 s"``, ``"5 %"``, ``"128 MiB"``), written so that
-    :func:`scheme_from_json` with the same *attrs* gives the same scheme back. Access rates that are not a whole
-    percentage are written as ``"N samples"``."""
+    :func:`scheme_from_json` gives the same scheme back. Ages and access rates keep the unit they were given in
+    (a time or ``"N aggr_intervals"``, a percentage or ``"N samples"``), so they mean the same after the read
+    whatever the intervals; *attrs* is no longer needed for them."""
     p, q, w = s.pattern, s.quota, s.wmarks
     out: dict[str, Any] = {
         "action": s.action.value,
         "target_nid": s.target_nid,
         "access_pattern": {
             "sz_bytes": {"min": _fmt_bytes(p.min_sz_bytes), "max": _fmt_bytes(p.max_sz_bytes)},
-            "nr_accesses": {"min": _fmt_nr_accesses(p.min_nr_accesses, attrs),
-                            "max": _fmt_nr_accesses(p.max_nr_accesses, attrs)},
-            "age": {"min": _fmt_age(p.min_age_region, attrs), "max": _fmt_age(p.max_age_region, attrs)},
+            "nr_accesses": {"min": _fmt_nr_accesses(p.min_nr_accesses, p.min_nr_accesses_pct),
+                            "max": _fmt_nr_accesses(p.max_nr_accesses, p.max_nr_accesses_pct)},
+            "age": {"min": _fmt_age(p.min_age_region, p.min_age_us),
+                    "max": _fmt_age(p.max_age_region, p.max_age_us)},
         },
         "apply_interval_us": _fmt_us(s.apply_interval_us),
         "quotas": {
@@ -892,3 +919,56 @@ def schemes_to_json(schemes: Sequence[Scheme], attrs: Attrs, *, kdamonds: bool =
     if kdamonds:
         return {"kdamonds": [{"contexts": [{"schemes": lst}]}]}
     return lst
+
+
+# -- schemes that cannot match ---------------------------------------------------------------------------------
+
+def pattern_never_matches(s: Scheme, attrs: Attrs, *, duration_us: int | None = None,
+                          sz_monitored: int = 0) -> list[str]:
+    """Why *s*'s access pattern can match no region in a session with *attrs* (after
+    :meth:`~damon_bpf.engine.damos.AccessPattern.rebase` for them), each reason a short phrase; empty when it may
+    match. Checked: a minimum age given as a time longer than the session's *duration_us*; a minimum access rate
+    above the ``max_nr_accesses`` of *attrs*; a minimum above its maximum once converted; a minimum region size
+    above the *sz_monitored* bytes all targets span (0: unknown, not checked).
+    """
+    p = s.pattern
+    why: list[str] = []
+    if duration_us is not None and p.min_age_us is not None and p.min_age_us > duration_us:
+        why.append(f"its minimum age {_fmt_us(p.min_age_us)} is longer than the {_fmt_us(duration_us)} run")
+    mx = attrs.max_nr_accesses
+    nr_min = _fmt_nr_accesses(p.min_nr_accesses, p.min_nr_accesses_pct)
+    if p.min_nr_accesses > mx:
+        conv = "" if p.min_nr_accesses_pct is None else f" ({p.min_nr_accesses} samples)"
+        why.append(f"its minimum access rate {nr_min}{conv} is above the {mx} samples an aggregation interval "
+                   f"has")
+    elif p.min_nr_accesses > p.max_nr_accesses:
+        why.append(f"its minimum access rate {nr_min} ({p.min_nr_accesses} samples) is above its maximum "
+                   f"{_fmt_nr_accesses(p.max_nr_accesses, p.max_nr_accesses_pct)} ({p.max_nr_accesses} samples)")
+    if p.min_age_region > p.max_age_region:
+        why.append(f"its minimum age {_fmt_age(p.min_age_region, p.min_age_us)} ({p.min_age_region} aggregation "
+                   f"intervals) is above its maximum {_fmt_age(p.max_age_region, p.max_age_us)} "
+                   f"({p.max_age_region})")
+    if p.min_sz_bytes > p.max_sz_bytes:
+        why.append(f"its minimum region size {_fmt_bytes(p.min_sz_bytes)} is above its maximum "
+                   f"{_fmt_bytes(p.max_sz_bytes)}")
+    elif sz_monitored and p.min_sz_bytes > sz_monitored:
+        why.append(f"its minimum region size {_fmt_bytes(p.min_sz_bytes)} is larger than the "
+                   f"{format_bytes(sz_monitored)} monitored")
+    return why
+
+
+def schemes_never_matching(ctx: Ctx, duration_us: int | None = None) -> list[str]:
+    """One line for each scheme of *ctx* whose access pattern can match no region in this session (see
+    :func:`pattern_never_matches`; the size monitored is the targets' regions as they are now), e.g.
+    ``scheme 0 (pageout) can never match: its minimum age 5 s is longer than the 3 s run``. Call it once the
+    context is initialised (``Kdamond.init()``: the regions are set and the bounds converted for ``ctx.attrs``).
+
+    :param duration_us: how long the session runs; None: until stopped
+    """
+    sz = sum(t.ra.sz_total() for t in ctx.targets)
+    out = []
+    for i, s in enumerate(ctx.schemes):
+        why = pattern_never_matches(s, ctx.attrs, duration_us=duration_us, sz_monitored=sz)
+        if why:
+            out.append(f"scheme {i} ({s.action.value}) can never match: {'; '.join(why)}")
+    return out

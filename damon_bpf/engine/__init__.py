@@ -10,8 +10,9 @@ Kernel release
 
 Deliberate differences
     ``nr_accesses_bp`` kept as the <= 7.2 pseudo moving sum (for damo's records), batched checks, restarting a
-    window that fell behind, a seedable ``Ctx.rng``, DAMOS merge-back per target, no online commits, and the
-    ``task_mem_stall_us`` goal metric.
+    window that fell behind, a seedable ``Ctx.rng``, DAMOS merge-back per target, no online commits, the
+    ``task_mem_stall_us`` goal metric, and DAMOS pattern bounds given as a time or a percentage converted again
+    when the intervals change (``AccessPattern.rebase``).
 
 ``docs/engine.md`` lists each kernel function with its counterpart here and the tests that check it, and each
 deliberate difference with its reason.

@@ -554,6 +554,9 @@ def update_monitoring_results(ctx: Ctx, new: Attrs, aggregating: bool) -> None:
 
 def set_attrs(ctx: Ctx, attrs: Attrs) -> None:
     """``damon_set_attrs()``: validate, re-base the deadlines, rescale regions and scheme apply deadlines.
+    Unlike the kernel, the schemes' pattern bounds given as a time or a percentage are converted again for
+    *attrs* (:meth:`~damon_bpf.engine.damos.AccessPattern.rebase`); those in aggregation intervals or samples
+    stay, as the kernel's do.
 
     :raises InvalidParamsError: the kernel's ``-EINVAL`` cases
     """
@@ -568,6 +571,8 @@ def set_attrs(ctx: Ctx, attrs: Attrs) -> None:
     ctx.attrs = attrs
     for s in ctx.schemes:
         s.set_next_apply_sis(ctx)
+        # not in the kernel: bounds given as a time or a percentage keep their meaning (AccessPattern.rebase)
+        s.pattern.rebase(attrs)
 
 
 def next_boundary_sis(ctx: Ctx) -> int:
@@ -580,7 +585,8 @@ def next_boundary_sis(ctx: Ctx) -> int:
 
 
 def init_ctx(ctx: Ctx) -> None:
-    """``kdamond_init_ctx()``: deadlines in sample-interval units from ``passed_sample_intervals = 0``."""
+    """``kdamond_init_ctx()``: deadlines in sample-interval units from ``passed_sample_intervals = 0``; the
+    schemes' bounds given as a time or a percentage are converted for ``ctx.attrs`` (not in the kernel)."""
     a = ctx.attrs
     if not a.aggr_samples:
         a.aggr_samples = a.aggr_interval_us // (a.sample_interval_us or 1)
@@ -591,3 +597,4 @@ def init_ctx(ctx: Ctx) -> None:
     ctx.next_intervals_tune_sis = ctx.next_aggregation_sis * a.intervals_goal.aggrs
     for s in ctx.schemes:
         s.set_next_apply_sis(ctx)
+        s.pattern.rebase(a)  # bounds given as a time or a percentage, for the attrs the loop starts with

@@ -7,8 +7,10 @@ prioritisation through the score histogram, resumption where the previous quota 
 core-layer filters with the kernel's allow/reject defaults, watermarks, and the statistics and tried regions.
 
 Units, as the kernel's: sizes in bytes, ``nr_accesses`` in sampling intervals per aggregation window
-(``0..aggr/sample``), ages in aggregation intervals. damo's human forms (``%``, times) are converted by
-:mod:`damon_bpf.config.schemes`.
+(``0..aggr/sample``), ages in aggregation intervals. damo's human forms (``%``, times) are parsed by
+:mod:`damon_bpf.config.schemes`; a pattern keeps them beside the kernel's fields and
+:meth:`AccessPattern.rebase` converts them again (damo's rules) whenever the monitoring attributes change, which
+the kernel does not do (see :class:`AccessPattern`).
 
 The engine does no I/O: metrics for quota goals and watermarks come from ``Ctx.damos_metric`` (the ops layer
 provides it), actions are applied by ``ops.apply_scheme``, and time from ``Ctx.clock_ns``.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -32,11 +35,14 @@ from damon_bpf.engine.core import (
     split_region_at,
     target_nr_accesses_mvsum,
 )
-from damon_bpf.engine.model import Ctx, Region, Target
+from damon_bpf.engine.model import Attrs, Ctx, Region, Target
 from damon_bpf.errors import InvalidParamsError
 
 __all__ = (
     "UINT_MAX",
+    "age_us_to_aggr_intervals",
+    "access_pct_to_nr_accesses",
+    "format_pct",
     "Action",
     "FilterType",
     "CORE_FILTER_TYPES",
@@ -123,9 +129,51 @@ class WmarkMetric(enum.Enum):
     FREE_MEM_RATE = "free_mem_rate"
 
 
+def age_us_to_aggr_intervals(age_us: int, attrs: Attrs) -> int:
+    """An age given as a time in aggregation intervals of *attrs*, as damo converts it (``DamonAge``:
+    ``int(usec / aggr_us)``, here in exact integers); ``2**64-1`` µs (damo's ``max``) and anything beyond
+    ``UINT_MAX`` intervals is ``UINT_MAX``."""
+    if age_us >= ULONG_MAX:
+        return UINT_MAX
+    return min(age_us // max(attrs.aggr_interval_us, 1), UINT_MAX)
+
+
+def access_pct_to_nr_accesses(pct: Fraction, attrs: Attrs) -> int:
+    """An access rate in percent of *attrs*' ``max_nr_accesses`` in sampling intervals, as damo converts it
+    (``DamonNrAccesses``: ``int(percent * max / 100)``, here exact), capped at ``UINT_MAX``."""
+    return min(int(pct * attrs.max_nr_accesses / 100), UINT_MAX)
+
+
+def format_pct(p: Fraction) -> str:
+    """A percentage as text that parses back to exactly *p*: ``"5 %"``, ``"12.5 %"``; a terminating decimal for
+    every percentage read from text or a float, ``"N/D %"`` otherwise."""
+    if p.denominator == 1:
+        return f"{p.numerator} %"
+    d, twos, fives = p.denominator, 0, 0
+    while d % 2 == 0:
+        d, twos = d // 2, twos + 1
+    while d % 5 == 0:
+        d, fives = d // 5, fives + 1
+    if d != 1:
+        return f"{p.numerator}/{p.denominator} %"
+    digits = max(twos, fives)
+    scaled = p.numerator * 10**digits // p.denominator
+    whole, frac = divmod(scaled, 10**digits)
+    return f"{whole}.{frac:0{digits}d} %"
+
+
 @dataclass
 class AccessPattern:
-    """``struct damos_access_pattern``; every bound is inclusive."""
+    """``struct damos_access_pattern``; every bound is inclusive.
+
+    The six kernel fields are what DAMOS matches. A bound the user gave in damo's human units also keeps that
+    unit in its ``*_us`` / ``*_pct`` twin (None: given in the kernel's unit, or ``min``/``max``, which mean the
+    same at any intervals): an age as a time, an access rate as a percentage of ``max_nr_accesses``.
+    :meth:`rebase` re-derives the kernel fields from them whenever the monitoring attributes change
+    (``set_attrs()``, ``init_ctx()``), so ``5 s`` stays five seconds while the intervals tune; bounds given in
+    ``aggr_intervals`` or ``samples`` stay as they are. The kernel has no such twin: its patterns are in
+    aggregation intervals and samples only, and ``damon_set_attrs()`` leaves them alone.
+    """
 
     min_sz_bytes: int = 0
     max_sz_bytes: int = ULONG_MAX
@@ -133,6 +181,24 @@ class AccessPattern:
     max_nr_accesses: int = UINT_MAX
     min_age_region: int = 0
     max_age_region: int = UINT_MAX
+    #: the access-rate bounds in percent of ``max_nr_accesses``, when given so
+    min_nr_accesses_pct: Fraction | None = None
+    max_nr_accesses_pct: Fraction | None = None
+    #: the age bounds in µs, when given as a time
+    min_age_us: int | None = None
+    max_age_us: int | None = None
+
+    def rebase(self, attrs: Attrs) -> None:
+        """Re-derive the kernel fields of the bounds given as a percentage or a time for *attrs* (damo's
+        conversions: :func:`access_pct_to_nr_accesses`, :func:`age_us_to_aggr_intervals`); the others stay."""
+        if self.min_nr_accesses_pct is not None:
+            self.min_nr_accesses = access_pct_to_nr_accesses(self.min_nr_accesses_pct, attrs)
+        if self.max_nr_accesses_pct is not None:
+            self.max_nr_accesses = access_pct_to_nr_accesses(self.max_nr_accesses_pct, attrs)
+        if self.min_age_us is not None:
+            self.min_age_region = age_us_to_aggr_intervals(self.min_age_us, attrs)
+        if self.max_age_us is not None:
+            self.max_age_region = age_us_to_aggr_intervals(self.max_age_us, attrs)
 
     def validate(self) -> None:
         if self.min_sz_bytes > self.max_sz_bytes or self.min_nr_accesses > self.max_nr_accesses \
@@ -152,10 +218,19 @@ class AccessPattern:
         return bool(self.matches_arrays(one[0:1], one[1:2], one[2:3])[0])
 
     def to_dict(self) -> dict[str, Any]:
+        """damo's JSON shape, each bound in the unit it was given in: ``"N samples"`` / ``"N aggr_intervals"``,
+        or ``"P %"`` / ``"T us"``."""
+        def nr(n: int, pct: Fraction | None) -> str:
+            return f"{n} samples" if pct is None else format_pct(pct)
+
+        def age(n: int, us: int | None) -> str:
+            return f"{n} aggr_intervals" if us is None else f"{us} us"
+
         return {"sz_bytes": {"min": self.min_sz_bytes, "max": self.max_sz_bytes},
-                "nr_accesses": {"min": f"{self.min_nr_accesses} samples", "max": f"{self.max_nr_accesses} samples"},
-                "age": {"min": f"{self.min_age_region} aggr_intervals",
-                        "max": f"{self.max_age_region} aggr_intervals"}}
+                "nr_accesses": {"min": nr(self.min_nr_accesses, self.min_nr_accesses_pct),
+                                "max": nr(self.max_nr_accesses, self.max_nr_accesses_pct)},
+                "age": {"min": age(self.min_age_region, self.min_age_us),
+                        "max": age(self.max_age_region, self.max_age_us)}}
 
 
 @dataclass

@@ -98,6 +98,8 @@ class Monitor:
         self.follow_errors: list[str] = []
         self.metrics: Any = None  # the DAMOS metrics provider, when a scheme needs one
         self.completed_records: list[tuple[str, int]] = []
+        #: one line each for the user, found when the session opened (e.g. a DAMOS scheme that can never match)
+        self.notes: list[str] = []
         self._stop_requested = False
         self._closed = False
 
@@ -144,6 +146,7 @@ class Monitor:
                 for s in ctx.schemes:
                     self.metrics.check(s)  # a metric this machine cannot measure is refused before the start
             self.kdamond.init()
+            self._note_unmatchable_schemes(ctx)
             if self.spec.follow_children:
                 self._start_following(pids)
         except BaseException:
@@ -151,6 +154,15 @@ class Monitor:
             raise
         if self._stop_requested:  # a signal came while the source was starting
             self.kdamond.stop()
+
+    def _note_unmatchable_schemes(self, ctx: Ctx) -> None:
+        # once the regions are set and the patterns converted for the starting attrs (Kdamond.init)
+        from damon_bpf.config.schemes import schemes_never_matching
+
+        d = self.spec.duration_s
+        for note in schemes_never_matching(ctx, None if d is None else round(d * 1_000_000)):
+            log.info("%s", note)
+            self.notes.append(note)
 
     def _start_following(self, pids: list[int]) -> None:
         from damon_bpf.linux.proc_events import ChildFollower

@@ -90,13 +90,26 @@ def test_stat_scheme_counts_in_json(target: tuple[int, int, int], tmp_path: Path
     assert "dry_run" not in last
     every, hot = last["schemes"]
     assert every["action"] == "stat" and every["active"] is True
-    assert every["access_pattern"]["nr_accesses"] == {"min": "0 samples", "max": "10 samples"}
+    # the bounds keep the unit they were given in (they follow the intervals if these change)
+    assert every["access_pattern"]["nr_accesses"] == {"min": "0 %", "max": "100 %"}
     assert every["stats"]["nr_tried"] > 0 and every["stats"]["sz_tried"] > 0
     assert every["stats"]["nr_applied"] == 0 and every["stats"]["sz_applied"] == 0  # stat applies nothing
     assert 0 < hot["stats"]["sz_tried"] < every["stats"]["sz_tried"]
     # cumulative counters never go down
     tried = [s["schemes"][0]["stats"]["nr_tried"] for s in snaps]
     assert tried == sorted(tried)
+
+
+@pytest.mark.parametrize("json_out", [True, False], ids=["json", "text"])
+def test_a_scheme_that_can_never_match_is_noted_once(target: tuple[int, int, int], json_out: bool) -> None:
+    pid, _, _ = target
+    r = cli("monitor", "--source", "synthetic", *(["--json"] if json_out else []), "--aggr", "50ms",
+            "--duration", "0.5s", "--damos_action", "stat", "--damos_age", "5s", "max",
+            "--damos_action", "stat", "--damos_age", "100ms", "max", str(pid))
+    assert r.returncode == 0, r.stderr
+    notes = [ln for ln in r.stderr.splitlines() if "never match" in ln]
+    assert notes == ["damon-bpf: note: scheme 0 (stat) can never match: its minimum age 5 s is longer than the "
+                     "500 ms run"]
 
 
 def test_text_view_shows_schemes_and_dry_run(target: tuple[int, int, int]) -> None:
