@@ -3,7 +3,9 @@
 Takes every source, monitoring and DAMOS option of ``damon-bpf monitor`` (its ``add_arguments`` is called
 here), plus ``-o/--out``. The record file is complete whenever the command ends: on ``--duration``, when the
 targets exit, on Ctrl-C or SIGTERM; after a SIGKILL it holds the state of the last second, and
-``damon-bpf record --recover FILE`` rebuilds the rest from ``FILE.journal``.
+``damon-bpf record --recover FILE`` rebuilds the rest from ``FILE.journal``. When damo's reports cannot show
+everything of the record for a reason in damo itself (``damo report wss`` and ``nr_regions`` leave out the first
+20 snapshots of each target), the command ends with one warning line saying so (``records.damo_caveat``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from damon_bpf.cli import monitor as monitor_cli
 from damon_bpf.engine import StopReason
 from damon_bpf.errors import InvalidParamsError
 from damon_bpf.session.monitor import Monitor, MonitorSpec
-from damon_bpf.results.records import RecordWriter, recover_file
+from damon_bpf.results.records import RecordWriter, damo_caveat, recover_file
 from damon_bpf.config.units import format_bytes, text_to_sec
 
 
@@ -138,4 +140,7 @@ def run(args: argparse.Namespace) -> int:
         size = "?"
     print(f"damon-bpf: recorded {writer.nr_snapshots} snapshots of {writer.nr_targets} "
           f"target{'s' if writer.nr_targets != 1 else ''} to {args.out} ({size})", file=sys.stderr)
+    caveat = damo_caveat(writer.nr_snapshots_per_target)  # what damo's reports cannot show, in damo itself
+    if caveat is not None:
+        print(f"damon-bpf: warning: {caveat}", file=sys.stderr)
     return 0

@@ -297,9 +297,14 @@ def _info_run(args: argparse.Namespace) -> int:
     lines = reports.format_record_info(records, raw=args.raw_number)
     iv = next((r.intervals for r in records if r.intervals), None)
     if iv is not None:
+        # damon-bpf's records keep the first intervals (damo's scale for every snapshot) and each snapshot's own
+        # sampling interval, which changes when the session tunes its intervals
+        samples = {s.sample_interval_us for r in records for s in r.snapshots if s.sample_interval_us}
+        changed = (f" (sampling changed during the recording: {reports.fmt_time_ns(min(samples) * 1000)} to "
+                   f"{reports.fmt_time_ns(max(samples) * 1000)})" if len(samples) > 1 and not iv.tuned else "")
         lines.append(f"intervals: sample {reports.fmt_time_ns(iv.sample_us * 1000)}, aggr "
                      f"{reports.fmt_time_ns(iv.aggr_us * 1000)}, update {reports.fmt_time_ns(iv.ops_update_us * 1000)}"
-                     + (" (auto-tuned)" if iv.tuned else ""))
+                     + (" (auto-tuned)" if iv.tuned else changed))
     lines.append(f"records: {len(records)}, snapshots: {nr}")
     _write_lines(lines)
     return 0

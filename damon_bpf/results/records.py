@@ -4,8 +4,10 @@ damon-bpf's counterpart of damo's ``damo record`` output (``src/_damo_records.py
 writes, for an output path ``FILE`` (existing files first renamed to ``*.old``; mode 0600, as damo):
 
 - ``FILE``: damo's ``json_compressed`` type, a zlib stream (not gzip) of a JSON array with one record per
-  target; plain integers, epoch-nanosecond times, ``nr_accesses`` on the kernel's scale. It is rewritten
-  atomically about every second and at close, so a reader always finds a complete file.
+  target; plain integers, epoch-nanosecond times, ``nr_accesses`` on the kernel's scale. Its intervals are the
+  first snapshot's, without an intervals goal, so damo's heats keep one scale when the intervals change (see
+  ``_RecordsBuilder._intervals``). It is rewritten atomically about every second and at close, so a reader
+  always finds a complete file. :func:`damo_caveat` says what damo's reports cannot show on a record.
 - ``FILE.journal``: append-only JSON lines, one per aggregation interval, for crash safety; :func:`recover`
   and :func:`recover_file` rebuild ``FILE`` from it (``damon-bpf record --recover FILE``).
 - ``FILE.attribution``: the code-attribution sidecar (:mod:`damon_bpf.results.attribution`), written only
@@ -27,7 +29,7 @@ import zlib
 from pathlib import Path
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import IO, Any, Callable, Iterable, Iterator, Sequence
+from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -50,6 +52,8 @@ __all__ = (
     "complete_dead_recordings",
     "write_perf_script",
     "rename_old",
+    "damo_caveat",
+    "DAMO_SKIPPED_SNAPSHOTS",
     "JOURNAL_SUFFIX",
     "ATTRIBUTION_SUFFIX",
 )
@@ -169,19 +173,57 @@ class Record:
         return aggr / ratio, aggr
 
 
+# -- what damo's reports need ----------------------------------------------------------------------------------
+
+#: snapshots that damo 3.4.3 leaves out at the start of each record (target), DAMON's regions being still
+#: adaptive then: ``damo report wss`` (``--exclude_samples``, default 20; with none left it prints
+#: ``# no snapshot``) and ``damo report nr_regions`` (fixed ``snapshots[20:]``; with none left it divides by
+#: zero)
+DAMO_SKIPPED_SNAPSHOTS = 20
+
+
+def damo_caveat(nr_snapshots: Mapping[int, int]) -> str | None:
+    """The damo reports that cannot work on a record for a reason in damo itself, in one line (None when all
+    of them work).
+
+    :param nr_snapshots: target id -> snapshots of that target in the record
+    """
+    counts = {t: n for t, n in nr_snapshots.items() if n > 0}
+    if not counts:
+        return ("no snapshot was recorded (the recording ended within its first aggregation interval): damo's "
+                "reports have nothing to show ('damo report heatmap' fails)")
+    skip = DAMO_SKIPPED_SNAPSHOTS
+    short = sorted(t for t, n in counts.items() if n <= skip)
+    if not short:
+        return None
+    if len(short) == len(counts):
+        lo, hi = min(counts.values()), max(counts.values())
+        have = f"only {hi}" if lo == hi else f"only {lo} to {hi} per target"
+        return (f"{have} snapshots: damo leaves out the first {skip} of each target, so 'damo report wss' "
+                f"prints '# no snapshot' (give it --exclude_samples 0) and 'damo report nr_regions' fails "
+                f"(ZeroDivisionError); record more than {skip} aggregation intervals")
+    ids = ", ".join(str(t) for t in short)
+    one = len(short) == 1
+    return (f"target{'' if one else 's'} {ids} {'has' if one else 'have'} {skip} snapshots or fewer: 'damo "
+            f"report nr_regions' fails on this record (ZeroDivisionError; it leaves out the first {skip} "
+            f"snapshots of each target) and 'damo report wss' leaves {'it' if one else 'them'} out")
+
+
 # -- writing: JSON text of records ----------------------------------------------------------------------------
 
 
 def _snapshot_json(start_time: int, end_time: int, starts: Sequence[int], ends: Sequence[int],
                    nr_accesses: Sequence[int], ages: Sequence[int], max_nr_accesses: int, aggr_us: int,
-                   sample_us: int | None) -> str:
+                   sample_us: int | None, percents: Sequence[int] | None = None) -> str:
     # Every key damo writes (the "full" variant of the writer contract), all values plain integers. Written
-    # by hand rather than with json.dumps: this runs for every snapshot of a recording.
+    # by hand rather than with json.dumps: this runs for every snapshot of a recording. percents: when not
+    # n * 100 // max_nr_accesses (samples rescaled from another sampling ratio).
     mx = max(1, max_nr_accesses)
+    pcts = percents if percents is not None else [n * 100 // mx for n in nr_accesses]
     regions = ", ".join(
-        f'{{"start": {s}, "end": {e}, "nr_accesses": {{"samples": {n}, "percent": {n * 100 // mx}}}, '
+        f'{{"start": {s}, "end": {e}, "nr_accesses": {{"samples": {n}, "percent": {pc}}}, '
         f'"age": {{"usec": {a * aggr_us}, "aggr_intervals": {a}}}, "probe_hits": [], "sz_filter_passed": 0}}'
-        for s, e, n, a in zip(starts, ends, nr_accesses, ages))
+        for s, e, n, pc, a in zip(starts, ends, nr_accesses, pcts, ages))
     total = sum(ends) - sum(starts)
     si = "null" if sample_us is None else str(int(sample_us))
     return (f'{{"start_time": {start_time}, "end_time": {end_time}, "regions": [{regions}], '
@@ -335,20 +377,25 @@ class _RecordsBuilder:
         self.nr_snapshots = 0
 
     def _intervals(self, entry: dict[str, Any]) -> Intervals:
+        # The first snapshot's intervals, with the intervals goal left out (all zero) even when the session
+        # auto-tunes: with a goal, damo converts each snapshot's samples to hz with that snapshot's own
+        # sampling interval (damo_report_access.snapshot_monitoring_intervals), so once the intervals grow a
+        # region hot in every sample reads 1/sample_interval hz, many times less than before, and damo's
+        # heatmap turns black (its colours span the whole record's heats). Without a goal damo uses these
+        # intervals for every snapshot: the heat is the access ratio (samples / max), on one scale for the
+        # whole record. Each snapshot keeps its real sampling interval (sample_interval_us, which damo then
+        # ignores) and its real duration; the session's goal stays in the journal's header.
         a = self.attrs or {}
-        g = a.get("intervals_goal") or {}
         return Intervals(sample_us=int(entry["sample_us"]), aggr_us=int(entry["aggr_us"]),
-                         ops_update_us=int(a.get("ops_update_us", 1_000_000)),
-                         goal_access_bp=int(g.get("access_bp", 0)), goal_aggrs=int(g.get("aggrs", 0)),
-                         goal_min_sample_us=int(g.get("min_sample_us", 0)),
-                         goal_max_sample_us=int(g.get("max_sample_us", 0)))
+                         ops_update_us=int(a.get("ops_update_us", 1_000_000)))
 
     def add(self, entry: dict[str, Any]) -> None:
         if self.intervals is None:
             self.intervals = self._intervals(entry)
         end_time = int(entry["end_time"])
         aggr_us = int(entry["aggr_us"])
-        mx = int(entry.get("max_nr_accesses") or self.intervals.max_nr_accesses)
+        mx = max(1, int(entry.get("max_nr_accesses") or self.intervals.max_nr_accesses))
+        mx_rec = self.intervals.max_nr_accesses  # the scale of nr_accesses.samples in the whole file
         added = False
         for t in entry["targets"]:
             starts = t["start"]
@@ -364,8 +411,12 @@ class _RecordsBuilder:
                 seg = self._segments[tid] = _Segment(_record_head(tid, t.get("pid"), self.intervals))
                 self._nr[tid] = 0
             nr = [min(max(int(n), 0), mx) for n in t["nr_accesses"]]
-            text = _snapshot_json(start_time, end_time, starts, t["end"], nr, t["age"], mx, aggr_us,
-                                  entry.get("sample_us"))
+            pcts = None
+            if mx != mx_rec:  # another aggr/sample ratio than the first snapshot's: samples on the file's scale
+                pcts = [n * 100 // mx for n in nr]
+                nr = [min((2 * n * mx_rec + mx) // (2 * mx), mx_rec) for n in nr]
+            text = _snapshot_json(start_time, end_time, starts, t["end"], nr, t["age"], mx_rec, aggr_us,
+                                  entry.get("sample_us"), pcts)
             seg.feed(text if self._nr[tid] == 0 else ", " + text)
             self._nr[tid] += 1
             added = True
@@ -375,6 +426,10 @@ class _RecordsBuilder:
     @property
     def nr_targets(self) -> int:
         return len(self._segments)
+
+    @property
+    def nr_per_target(self) -> dict[int, int]:
+        return dict(self._nr)
 
     def to_bytes(self) -> bytes:
         """The complete zlib file for what was added so far."""
@@ -472,6 +527,11 @@ class RecordWriter:
     @property
     def nr_targets(self) -> int:
         return self._builder.nr_targets
+
+    @property
+    def nr_snapshots_per_target(self) -> dict[int, int]:
+        """Target id -> snapshots recorded of that target (a target is in a snapshot while it has regions)."""
+        return self._builder.nr_per_target
 
     def __call__(self, snap: Any) -> None:
         """Record one engine ``Snapshot`` (``damon_bpf.engine.Snapshot``)."""

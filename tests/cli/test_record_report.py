@@ -192,6 +192,143 @@ def test_our_heatmap_matches_damo_on_crafted_records(name: str, tmp_path: Path,
     assert o[:6] + o[7:] == t[:6] + t[7:]  # all but the y-axis (relative in ours)
 
 
+# -- damo's reports on records whose intervals change mid-way, and on short records ----------------------------
+
+
+def _changing_intervals_record(path: Path) -> int:
+    """A crafted 30 s recording, written by the writer `damon-bpf record` uses, whose intervals change as
+    auto-tuning changes them: snapshots of 200 ms (sampling 10 ms) for 10 s, of 1 s (50 ms) for 10 s, then of
+    500 ms (25 ms). A 16 MiB region is hot in every sample, a 16 MiB one warm, 256 MiB cold. Returns the
+    number of snapshots."""
+    from damon_bpf.engine import Attrs, IntervalsGoal, Snapshot, TargetSnapshot
+    from damon_bpf.results.records import RecordWriter
+
+    mib = 1 << 20
+    starts = np.array([_A, _A + 16 * mib, _A + 32 * mib], np.int64)
+    ends = np.array([_A + 16 * mib, _A + 32 * mib, _A + 288 * mib], np.int64)
+    attrs = Attrs(sample_interval_us=10_000, aggr_interval_us=200_000,
+                  intervals_goal=IntervalsGoal(400, 3, 10_000, 50_000))
+    t = t0 = 10**9
+    n = 0
+    with RecordWriter(str(path), attrs=attrs, time_offset_ns=_T) as w:
+        while t < t0 + 30 * 10**9:
+            aggr_us = 200_000 if t < t0 + 10 * 10**9 else 1_000_000 if t < t0 + 20 * 10**9 else 500_000
+            t += aggr_us * 1000
+            nr = np.array([20, 5 + n % 3, 0], np.int64)
+            age = np.array([n % 4, 0, n], np.int64)
+            w(Snapshot(time_ns=t, start_time_ns=t0, passed_sample_intervals=0, sample_interval_us=aggr_us // 20,
+                       aggr_interval_us=aggr_us, max_nr_accesses=20,
+                       targets=(TargetSnapshot(4242, starts, ends, nr, age, nr * 0, nr * 0),)))
+            n += 1
+    return n
+
+
+def _raw_heat_rows(path: Path, resol: tuple[int, int]) -> list[list[float]]:
+    """damo's `report heatmap --output raw` of the record: heats (NaN where nothing) by time row."""
+    raw = damo_ok("report", "heatmap", "--input", str(path), "--output", "raw", "--resol", str(resol[0]),
+                  str(resol[1]))
+    rows: dict[int, list[float]] = {}
+    for line in raw.splitlines():
+        t, _, h = line.split("\t")
+        rows.setdefault(int(t), []).append(float(h))
+    assert len(rows) == resol[0] and all(len(r) == resol[1] for r in rows.values())
+    return list(rows.values())
+
+
+def test_damo_reports_on_changing_intervals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "tuned.data"
+    n = _changing_intervals_record(path)
+    assert n == 50 + 10 + 20
+    # heatmap: the hot region has one heat over the whole 30 s (damo's hz on the first snapshot's intervals),
+    # not 5 times less after 10 s, so no time row is black
+    rows = _raw_heat_rows(path, (30, 40))
+    assert [max(r) for r in rows] == pytest.approx([100.0] * 30)
+    heat = damo_ok("report", "heatmap", "--input", str(path), "--resol", "30", "40")
+    lines = heat.splitlines()
+    assert all(re.fullmatch(r"[0-9]{40}", ln) and max(ln) == "8" for ln in lines[:30]), heat
+    assert "# y-axis: time [" in lines[32] and "(30 s)" in lines[32]
+    ours = run(capsys, "report", "heatmap", "-i", str(path), "--resol", "30", "40", "--color", "never")[1]
+    assert ours.splitlines()[:32] == lines[:32]
+    # wss and nr_regions with their default options (the first 20 snapshots left out)
+    wss = damo_ok("report", "wss", "--input", str(path))
+    assert "# no snapshot" not in wss and "# avr:\t32.000 MiB" in wss, wss
+    assert run(capsys, "report", "wss", "-i", str(path))[1] == wss
+    nr_regions = damo_ok("report", "nr_regions", "--input", str(path))
+    assert "# avr:\t3" in nr_regions and "100\t3" in nr_regions, nr_regions
+    access = damo_ok("report", "access", "--input", str(path))
+    assert "record DAMON intervals: sample 10 ms, aggr 200 ms" in access
+    info = run(capsys, "report", "info", "-i", str(path))[1]
+    assert "intervals: sample 10 ms, aggr 200 ms, update 1 m (sampling changed during the recording: 10 ms to " \
+           "50 ms)" in info
+
+
+def test_short_record_says_what_damo_cannot_report(tmp_path: Path) -> None:
+    target = subprocess.Popen(["sleep", "60"])
+    out = tmp_path / "short.data"
+    try:
+        r = cli("record", "--source", "synthetic", "--aggr", "100ms", "--duration", "1s", "-o", str(out),
+                str(target.pid))
+    finally:
+        target.kill()
+        target.wait()
+    assert r.returncode == 0, r.stderr
+    n = len(read_records(str(out))[0].snapshots)
+    assert 1 <= n <= 20
+    lines = r.stderr.strip().splitlines()
+    assert lines[-2].startswith(f"damon-bpf: recorded {n} snapshots of 1 target to ")
+    assert lines[-1] == (f"damon-bpf: warning: only {n} snapshots: damo leaves out the first 20 of each target, "
+                         "so 'damo report wss' prints '# no snapshot' (give it --exclude_samples 0) and 'damo "
+                         "report nr_regions' fails (ZeroDivisionError); record more than 20 aggregation intervals")
+    # what the line says, in damo 3.4.3 itself
+    assert "# no snapshot" in damo_ok("report", "wss", "--input", str(out))
+    assert "# avr:" in damo_ok("report", "wss", "--input", str(out), "--exclude_samples", "0")
+    nr_regions = damo("report", "nr_regions", "--input", str(out))
+    assert nr_regions.returncode != 0 and "ZeroDivisionError" in nr_regions.stderr
+    heat = damo_ok("report", "heatmap", "--input", str(out), "--resol", "5", "20")
+    assert all(re.fullmatch(r"[0-9 ]{20}", ln) for ln in heat.splitlines()[:5]), heat
+
+
+@pytest.mark.kernel
+def test_short_default_record_of_the_workload_is_read_by_damo(tmp_path: Path) -> None:
+    # the default source and intervals (whatever they are) on the bundled stairs workload, 16 MiB of its 64 hot
+    # at a time: from the first snapshots on, when DAMON's regions are still large, the hot part is a quarter of
+    # them (hotcold's 4 MiB of 68 would be black until the regions have adapted: DAMON, not the record)
+    truth = tmp_path / "truth.jsonl"
+    proc = subprocess.Popen([PY, "-m", "damon_bpf.workload", "--pattern", "stairs", "--scale", "0.25", "--truth",
+                             str(truth), "--quiet"])
+    out = tmp_path / "default.data"
+    try:
+        for _ in range(200):
+            if truth.exists() and truth.read_text().endswith("\n"):
+                break
+            time.sleep(0.05)
+        r = cli("record", "--duration", "6s", "-o", str(out), str(proc.pid), timeout=120)
+    finally:
+        proc.terminate()
+        proc.wait()
+    assert r.returncode == 0, r.stderr
+    regions = json.loads(truth.read_text().splitlines()[0])["regions"]
+    lo, hi = min(x["start"] for x in regions), max(x["end"] for x in regions)
+    (rec,) = read_records(str(out))
+    n = len(rec.snapshots)
+    assert n >= 2, r.stderr
+    # the workload's memory over the whole recording: every time row shows heat, also after the intervals grew
+    heat = damo_ok("report", "heatmap", "--input", str(out), "--resol", "8", "32", "--address_range", str(lo),
+                   str(hi))
+    rows = heat.splitlines()[:8]
+    assert all(re.fullmatch(r"[0-9 ]{32}", ln) and max(ln) >= "1" for ln in rows), heat
+    assert "# access_frequency: 0123456789" in heat
+    nr_regions = damo("report", "nr_regions", "--input", str(out))
+    wss = damo_ok("report", "wss", "--input", str(out))
+    if n <= 20:  # damo itself cannot: record says so
+        assert r.stderr.strip().splitlines()[-1].startswith(f"damon-bpf: warning: only {n} snapshots: ")
+        assert "# no snapshot" in wss and "ZeroDivisionError" in nr_regions.stderr
+    else:
+        assert "damo report" not in r.stderr
+        assert "# avr:" in wss and nr_regions.returncode == 0 and "# avr:" in nr_regions.stdout
+    assert "# avr:" in damo_ok("report", "wss", "--input", str(out), "--exclude_samples", "0")
+
+
 @pytest.mark.kernel
 def test_fault_record_is_read_by_damo(tmp_path: Path) -> None:
     out = tmp_path / "fault.data"

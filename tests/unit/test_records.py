@@ -429,3 +429,86 @@ def test_a_killed_recording_is_completed_by_the_next_session(tmp_path: Path, mon
     told: list[int] = []
     assert sum(len(r.snapshots) for r in read_records(path, on_recover=lambda p, n: told.append(n))) == 6
     assert told == []
+
+
+# -- intervals that change during a recording; what damo's reports need ---------------------------------------
+
+
+def changing_snapshots() -> list[Snapshot]:
+    """Eight "stairs" aggregations whose intervals change: 100 ms / 5 ms, then 1 s / 50 ms (the same 20 samples
+    per aggregation, as auto-tuning keeps), then 200 ms / 20 ms (10 samples per aggregation)."""
+    out = []
+    t = 10**9
+    for i, (aggr_us, sample_us) in enumerate([(100_000, 5000)] * 3 + [(1_000_000, 50_000)] * 3
+                                             + [(200_000, 20_000)] * 2):
+        s = engine_snapshot(i, aggr_us=aggr_us, sample_us=sample_us)
+        t += aggr_us * 1000
+        out.append(Snapshot(time_ns=t, start_time_ns=10**9, passed_sample_intervals=0, sample_interval_us=sample_us,
+                            aggr_interval_us=aggr_us, max_nr_accesses=aggr_us // sample_us, targets=s.targets))
+    return out
+
+
+def test_changing_intervals_are_written_on_one_scale(tmp_path: Path) -> None:
+    # damo converts samples to hz with each snapshot's own intervals only when the record has an intervals goal;
+    # the file has none (even for an auto-tuned session), so damo's heats keep one scale: the first snapshot's
+    from damon_bpf.engine import Attrs, IntervalsGoal
+
+    path = tmp_path / "tuned.data"
+    snaps = changing_snapshots()
+    attrs = Attrs(intervals_goal=IntervalsGoal(access_bp=400, aggrs=3, min_sample_us=5000, max_sample_us=50_000))
+    with RecordWriter(str(path), attrs=attrs, time_offset_ns=OFFSET, keep_journal=True) as w:
+        for s in snaps:
+            w(s)
+    (kv,) = json.loads(zlib.decompress(path.read_bytes()))
+    assert kv["intervals"] == {"sample_us": 5000, "aggr_us": 100_000, "ops_update_us": 60_000_000,
+                               "intervals_goal": {"access_bp": 0, "aggrs": 0, "min_sample_us": 0, "max_sample_us": 0}}
+    header = json.loads((tmp_path / "tuned.data.journal").read_text().splitlines()[0])
+    assert header["attrs"]["intervals_goal"]["aggrs"] == 3  # the session's goal is kept in the journal
+    ks = kv["snapshots"]
+    assert [s["sample_interval_us"] for s in ks] == [5000] * 3 + [50_000] * 3 + [20_000] * 2  # the real ones
+    assert [s["end_time"] - s["start_time"] for s in ks] == [10**8] * 3 + [10**9] * 3 + [2 * 10**8] * 2
+    hot = [next(r for r in s["regions"] if r["nr_accesses"]["percent"] == 100) for s in ks]
+    assert [r["nr_accesses"]["samples"] for r in hot] == [20] * 8  # 10 of 10 samples is 20 of the first 20
+    cold = ks[7]["regions"][0]
+    assert cold["age"] == {"usec": 2 * 200_000, "aggr_intervals": 2}  # ages in µs: the snapshot's own aggr
+    (rec,) = read_records(str(path))
+    assert not rec.intervals.tuned  # type: ignore[union-attr]
+    # so a region hot in every sample has the same heat all along (damo: hz at the first intervals)
+    ivs = [rec.snapshot_intervals_us(s) for s in rec.snapshots]
+    assert set(ivs) == {(5000.0, 100_000.0)}
+    assert [int(s.nr_accesses.max()) / (iv[1] / 1e6) for s, iv in zip(rec.snapshots, ivs) if iv] == [200.0] * 8
+    assert recover(str(tmp_path / "tuned.data.journal"))[0].intervals == rec.intervals
+
+
+def test_rescaled_samples_stay_in_range(tmp_path: Path) -> None:
+    path = tmp_path / "r.data"
+    snaps = changing_snapshots()[6:]  # the first at 10 samples per aggregation, then 20
+    later = engine_snapshot(9, aggr_us=100_000, sample_us=5000)
+    later.targets[0].nr_accesses[:] = [0, 1, 2, 3, 19, 20, 7, 11]
+    snaps.append(Snapshot(time_ns=snaps[-1].time_ns + 10**8, start_time_ns=10**9, passed_sample_intervals=0,
+                          sample_interval_us=5000, aggr_interval_us=100_000, max_nr_accesses=20,
+                          targets=later.targets))
+    with RecordWriter(str(path), time_offset_ns=OFFSET) as w:
+        for s in snaps:
+            w(s)
+    (kv,) = json.loads(zlib.decompress(path.read_bytes()))
+    assert kv["intervals"]["sample_us"] == 20_000 and kv["intervals"]["aggr_us"] == 200_000
+    regions = kv["snapshots"][-1]["regions"]
+    assert [r["nr_accesses"]["samples"] for r in regions] == [0, 1, 1, 2, 10, 10, 4, 6]  # half, rounded
+    assert [r["nr_accesses"]["percent"] for r in regions] == [0, 5, 10, 15, 95, 100, 35, 55]  # from the real ones
+
+
+def test_damo_caveat() -> None:
+    from damon_bpf.results.records import DAMO_SKIPPED_SNAPSHOTS, damo_caveat
+
+    assert DAMO_SKIPPED_SNAPSHOTS == 20  # damo 3.4.3: wss --exclude_samples default, nr_regions' snapshots[20:]
+    assert damo_caveat({0: 21}) is None and damo_caveat({0: 300, 1: 21}) is None
+    assert "no snapshot was recorded" in (damo_caveat({}) or "") and damo_caveat({0: 0}) == damo_caveat({})
+    one = damo_caveat({0: 20}) or ""
+    assert one.startswith("only 20 snapshots: ") and "'damo report wss' prints '# no snapshot'" in one
+    assert "--exclude_samples 0" in one and "'damo report nr_regions' fails" in one and "\n" not in one
+    assert (damo_caveat({0: 3, 1: 9}) or "").startswith("only 3 to 9 per target snapshots")
+    some = damo_caveat({0: 300, 1: 5, 2: 300, 3: 20}) or ""
+    assert some.startswith("targets 1, 3 have 20 snapshots or fewer: 'damo report nr_regions' fails")
+    assert "'damo report wss' leaves them out" in some
+    assert (damo_caveat({0: 300, 4: 2}) or "").startswith("target 4 has 20 snapshots or fewer")
