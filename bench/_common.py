@@ -442,6 +442,8 @@ class SourceCase:
     note: str = ""
     #: tune the intervals with damo's recommended goal (4% 3 5ms 10s), starting from sample_us/aggr_us
     autotune: bool = False
+    #: the source chooses its intervals for its cost (the pte default: Attrs.source_intervals)
+    source_intervals: bool = False
     #: at least this long a measured window (auto-tuned intervals grow to seconds), and this long to settle
     min_window_s: float = 0.0
     settle_s: float = 0.0
@@ -459,14 +461,22 @@ class SourceCase:
 
 
 def make_attrs(sample_us: int = 5_000, aggr_us: int = 100_000, max_nr_regions: int = 1000,
-               autotune: bool = False) -> Any:
-    from damon_bpf.engine import Attrs, IntervalsGoal
+               autotune: bool = False, source_intervals: bool = False) -> Any:
+    """The monitoring attributes of a bench case; *source_intervals*: what the CLI gives a source that chooses
+    its own intervals with no interval options (``cli._args.attrs_from_args``)."""
+    from damon_bpf.cli._args import SOURCE_START_INTERVALS
+    from damon_bpf.config.units import text_to_us
+    from damon_bpf.engine import Attrs, IntervalsGoal, SourceIntervals
 
+    if source_intervals:
+        sample_us, aggr_us = (text_to_us(v) for v in SOURCE_START_INTERVALS)
     attrs = Attrs(sample_interval_us=sample_us, aggr_interval_us=aggr_us,
                   ops_update_interval_us=max(1_000_000, aggr_us), min_nr_regions=10,
                   max_nr_regions=max_nr_regions)
     if autotune:
         attrs.intervals_goal = IntervalsGoal(access_bp=400, aggrs=3, min_sample_us=5_000, max_sample_us=10_000_000)
+    if source_intervals:
+        attrs.source_intervals = SourceIntervals()
     return attrs
 
 
@@ -511,7 +521,8 @@ def run_session(pid: int, case: SourceCase, duration_s: float, *, spec: SourceSp
 
     src = spec if spec is not None else case.spec()
     mspec = MonitorSpec(pids=[pid], source=src.ops_id, source_options=dict(src.options),
-                        attrs=make_attrs(case.sample_us, case.aggr_us, max_nr_regions, case.autotune),
+                        attrs=make_attrs(case.sample_us, case.aggr_us, max_nr_regions, case.autotune,
+                                         case.source_intervals),
                         duration_s=None, seed=seed)
     snaps: list[Any] = []
     state: dict[str, Any] = {}

@@ -69,9 +69,9 @@ DELAY_GOAL_AGGR = 3.0
 _NOT_REARMED = ("natural faults come only from first touches and COW; the workload wrote all its memory before "
                 "it started, so resident memory never faults again (no re-arming)")
 CASES = {
-    "pte": C.SourceCase("pte", "pte", autotune=True, min_window_s=60.0, settle_s=30.0,
-                        note="default settings: intervals auto-tuning, sampling interval kept long enough for the "
-                             "monitor to stay within 1% of a core"),
+    "pte": C.SourceCase("pte", "pte", source_intervals=True,
+                        note="default settings: the source chooses its intervals (aggregation 100 ms .. 1 s) to "
+                             "stay within 1% of a core"),
     "pte@5ms": C.SourceCase("pte@5ms", "pte", {"cpu_budget": 0.0},
                             note="fixed 5 ms / 100 ms, no CPU bound (the cost shows in bench/overhead.py)"),
     "fault+pageout": C.SourceCase("fault+pageout", "fault+pageout", file_backed=True),

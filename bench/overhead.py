@@ -62,8 +62,8 @@ RATIO_GOAL = 10.0
 CASES = {
     # default settings: intervals auto-tuning with the 1% CPU bound; on both workloads, so it runs side by side
     # with fault+pageout (file-backed) too
-    "pte": C.SourceCase("pte", "pte", autotune=True, min_window_s=15.0),
-    "pte+file": C.SourceCase("pte (file)", "pte", autotune=True, file_backed=True, min_window_s=15.0),
+    "pte": C.SourceCase("pte", "pte", source_intervals=True),
+    "pte+file": C.SourceCase("pte (file)", "pte", source_intervals=True, file_backed=True),
     "fault": C.SourceCase("fault", "fault"),
     "fault+pageout": C.SourceCase("fault+pageout", "fault+pageout", file_backed=True),
     "fault+numa": C.SourceCase("fault+numa", "fault+numa"),

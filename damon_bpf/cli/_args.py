@@ -31,6 +31,8 @@ def add_monitoring_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--monitoring_intervals_autotune", action="store_true",
                    help="the recommended tuning goal: 4%% 3 5ms 10s (the pte source's default when no "
                         "interval is given)")
+    g.add_argument("--wss-window", default="1s", metavar="TIME",
+                   help="the window of the working set: bytes accessed within the last TIME (default 1s)")
     g.add_argument("--seed", type=int, help="seed the random number generator (reproducible splits)")
 
 
@@ -75,6 +77,14 @@ def attrs_from_args(args: argparse.Namespace, source_chooses: bool = False) -> A
         raise InvalidParamsError("the sampling interval must be positive")
     attrs.validate()
     return attrs
+
+
+def wss_window_from_args(args: argparse.Namespace) -> int:
+    """``--wss-window`` in µs."""
+    us = text_to_us(getattr(args, "wss_window", None) or "1s")
+    if us <= 0:
+        raise InvalidParamsError(f"--wss-window: not a positive time: {args.wss_window!r}")
+    return us
 
 
 def duration_from_args(args: argparse.Namespace) -> float | None:

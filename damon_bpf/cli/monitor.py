@@ -16,6 +16,7 @@ from damon_bpf.cli._args import (
     attrs_from_args,
     duration_from_args,
     targets_from_args,
+    wss_window_from_args,
 )
 from damon_bpf.cli._damos_args import add_damos_args, schemes_from_args
 from damon_bpf.cli.view import render_text, snapshot_to_json
@@ -340,7 +341,8 @@ def spec_from_args(args: argparse.Namespace) -> MonitorSpec:
                        attrs=attrs, duration_s=duration_from_args(args), seed=args.seed,
                        command_stdout_to_stderr=bool(args.json),
                        follow_children=bool(getattr(args, "follow_children", False)),
-                       schemes=schemes, dry_run=bool(getattr(args, "dry_run", False)))
+                       schemes=schemes, dry_run=bool(getattr(args, "dry_run", False)),
+                       working_set_window_us=wss_window_from_args(args))
 
 
 def run(args: argparse.Namespace) -> int:

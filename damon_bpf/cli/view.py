@@ -15,9 +15,17 @@ __all__ = ("render_text", "render_schemes", "schemes_json", "snapshot_to_json", 
 BAR_WIDTH = 10
 
 
-def working_set_bytes(t: TargetSnapshot) -> int:
-    """Bytes of the regions accessed at least once in the aggregation interval."""
+def working_set_bytes(t: TargetSnapshot, snap: Snapshot | None = None) -> int:
+    """The source's estimate of the bytes accessed within the snapshot's working-set window; for a snapshot
+    without one (built by hand, read from an old file), the bytes of the regions accessed at least once in
+    the aggregation interval."""
+    if snap is not None and snap.working_set_window_us:
+        return int(t.working_set_bytes)
     return int(((t.end - t.start) * (t.nr_accesses > 0)).sum())
+
+
+def _window(snap: Snapshot) -> str:
+    return format_time_us(snap.working_set_window_us or snap.aggr_interval_us)
 
 
 def _rows(t: TargetSnapshot, max_rows: int) -> list[tuple[int, int, float, int]]:
@@ -64,10 +72,10 @@ def render_text(snap: Snapshot, *, mappings: Sequence[Any] | None = None, stats:
         lines.append(f"warning: {warning}"[:width])
     per_target_rows = max(3, max_rows // max(1, len(snap.targets)))
     for ti, t in enumerate(snap.targets):
-        wss = working_set_bytes(t)
+        wss = working_set_bytes(t, snap)
         total = int((t.end - t.start).sum())
         lines.append(f"pid {t.pid}: {t.nr_regions} regions, {format_bytes(total)} monitored, "
-                     f"working set {format_bytes(wss)}"[:width])
+                     f"working set ({_window(snap)}) {format_bytes(wss)}"[:width])
         lines.append(f"{'address range':<27} {'size':>10} {'rate':>4} {'Hz':>6} {'age':>9} "
                      f"{'heat':<{BAR_WIDTH}} mapping"[:width])
         name_of = mappings[ti] if mappings and ti < len(mappings) else None
@@ -143,10 +151,11 @@ def snapshot_to_json(snap: Snapshot, stats: dict[str, Any] | None = None, source
         "sample_us": snap.sample_interval_us,
         "aggr_us": snap.aggr_interval_us,
         "max_nr_accesses": snap.max_nr_accesses,
+        "working_set_window_us": snap.working_set_window_us or snap.aggr_interval_us,
         "targets": [
             {
                 "pid": t.pid,
-                "working_set_bytes": working_set_bytes(t),
+                "working_set_bytes": working_set_bytes(t, snap),
                 "regions": [
                     {"start": r.start, "end": r.end, "nr_accesses": r.nr_accesses, "age": r.age,
                      "nr_accesses_bp": r.nr_accesses_bp,

@@ -77,6 +77,10 @@ class DryRunOps:
         return self.inner.notes
 
     @property
+    def observes_samples(self) -> bool:
+        return self.inner.observes_samples
+
+    @property
     def last_ips(self) -> list[list[tuple[int, int, int, int]]] | None:
         return self.inner.last_ips
 
@@ -96,6 +100,21 @@ class DryRunOps:
 
     def check_accesses(self, ctx: Ctx, nr_samples: int = 1) -> int:
         return self.inner.check_accesses(ctx, nr_samples)
+
+    def observe(self, ctx: Ctx, nr_passed: int) -> None:
+        self.inner.observe(ctx, nr_passed)
+
+    def sample_points(self, ctx: Ctx, nr_samples: int) -> Sequence[int]:
+        return self.inner.sample_points(ctx, nr_samples)
+
+    def requested_intervals(self, ctx: Ctx) -> tuple[int, int] | None:
+        return self.inner.requested_intervals(ctx)
+
+    def min_sample_us(self, ctx: Ctx) -> int:
+        return self.inner.min_sample_us(ctx)
+
+    def working_set_bytes(self, ctx: Ctx, window_us: int) -> tuple[list[int], int]:
+        return self.inner.working_set_bytes(ctx, window_us)
 
     def target_valid(self, target: Target) -> bool:
         return self.inner.target_valid(target)

@@ -528,13 +528,7 @@ class PteOps(VaddrOps):
                 ok[i] = False
                 self.nr_zero_page += 1
                 continue
-            try:
-                raw = os.pread(self._kpageflags_fd, 8, pfn * 8)
-            except OSError:
-                continue
-            if len(raw) != 8:
-                continue
-            flags = int.from_bytes(raw, "little")
+            flags = self._kpageflags_word(pfn)
             if flags & _KPF_ZERO_PAGE:
                 self._zero_pfns.add(pfn)
                 ok[i] = False
@@ -607,9 +601,14 @@ class PteOps(VaddrOps):
         small = level == 1
         if small.any() and self._kpageflags_fd >= 0:
             # any PTE-mapped probe may lie in a large folio: mTHP, large page-cache folios, and THPs that lost
-            # their PMD mapping (mremap() to an unaligned address, a partial munmap()): one kpageflags read each
+            # their PMD mapping (mremap() to an unaligned address, a partial munmap()): its own kpageflags word
+            # says whether it is part of one, and only then are its neighbours read
             pfns = (result_phys(res[small]) >> np.uint64(12)).astype(np.int64)
-            starts[small], lengths[small] = folio_ranges(a[small], pfns, self._read_kpageflags)
+            compound = np.array([bool(self._kpageflags_word(p) & (_KPF_COMPOUND_HEAD | _KPF_COMPOUND_TAIL))
+                                 for p in pfns.tolist()], dtype=bool)
+            if compound.any():
+                idx = np.flatnonzero(small)[compound]
+                starts[idx], lengths[idx] = folio_ranges(a[idx], pfns[compound], self._read_kpageflags)
         # MADV_COLD splits a PTE-mapped large folio it covers only in part, and it works one page table at a time
         # (madvise_cold_or_pageout_pte_range()): a folio that sticks out of its VMA or crosses a 2 MiB boundary
         # would be split. Such a target is cleared with clear_refs this window (it splits nothing).
@@ -649,6 +648,13 @@ class PteOps(VaddrOps):
             arr = np.array(kept, dtype=np.int64).reshape(-1, 2)
             pt.vma_bounds = (vmas, arr[:, 0].copy(), arr[:, 1].copy())
         return pt.vma_bounds[1], pt.vma_bounds[2]
+
+    def _kpageflags_word(self, pfn: int) -> int:
+        try:
+            raw = os.pread(self._kpageflags_fd, 8, pfn * 8)
+        except OSError:
+            return 0
+        return int.from_bytes(raw, "little") if len(raw) == 8 else 0
 
     def _read_kpageflags(self, first_pfn: int, n: int) -> npt.NDArray[np.uint64]:
         try:
@@ -729,7 +735,8 @@ class PteOps(VaddrOps):
         si = a.source_intervals
         if si is None or self._windows < 2:
             return None
-        sample, aggr, met = choose_intervals(self.cost, self.cpu_budget, si.min_aggr_us, si.max_aggr_us)
+        sample, aggr, met = choose_intervals(self.cost, self.cpu_budget, si.min_aggr_us, si.max_aggr_us,
+                                             align_us=ctx.working_set_window_us)
         if (sample, aggr) == (a.sample_interval_us, a.aggr_interval_us):
             return None
         if not met and not self._warned_budget:

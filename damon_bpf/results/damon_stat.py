@@ -69,14 +69,19 @@ class DamonStat:
 
 
 def damon_stat(start: I64, end: I64, nr_accesses: I64, age: I64, max_nr_accesses: int,
-               aggr_interval_us: int) -> DamonStat:
-    """The figures of one target's regions (``TargetSnapshot`` columns)."""
+               aggr_interval_us: int, working_set_bytes: int | None = None) -> DamonStat:
+    """The figures of one target's regions (``TargetSnapshot`` columns).
+
+    :param working_set_bytes: the source's estimate of the bytes accessed within its working-set window
+        (``TargetSnapshot.working_set_bytes``); None: the bytes of the regions accessed in the aggregation
+        interval
+    """
     sz = end - start
     rate = nr_accesses / max(max_nr_accesses, 1)
     cum = tuple(int(sz[rate <= b + 1e-12].sum()) for b in ACCESS_RATE_BUCKETS)
     return DamonStat(
         monitored_bytes=int(sz.sum()),
-        working_set_bytes=int(sz[nr_accesses > 0].sum()),
+        working_set_bytes=int(sz[nr_accesses > 0].sum()) if working_set_bytes is None else int(working_set_bytes),
         nr_regions=int(len(start)),
         estimated_memory_bandwidth=estimated_memory_bandwidth(start, end, nr_accesses, aggr_interval_us),
         idle_ms_percentiles=tuple(idle_time_percentiles_ms(start, end, nr_accesses, age, aggr_interval_us)),

@@ -94,6 +94,7 @@ class PrometheusExporter:
         self._targets: list[_TargetFigures] = []
         self._names: dict[int, tuple[str, str]] = {}
         self._intervals = (0, 0)
+        self._wss_window_us = 0
         self._stats: dict[str, Any] = {}
         self._textfile_dir: str | None = None
         self._next_textfile = 0.0
@@ -129,15 +130,17 @@ class PrometheusExporter:
             names = self._names.get(t.pid)
             if names is None:
                 names = self._names[t.pid] = (_read(f"/proc/{t.pid}/comm").strip(), _cgroup_of(t.pid))
+            wss = t.working_set_bytes if snap.working_set_window_us else None
             figures.append(_TargetFigures(str(t.pid), names[0], names[1],
                                           damon_stat(t.start, t.end, t.nr_accesses, t.age, snap.max_nr_accesses,
-                                                     snap.aggr_interval_us)))
+                                                     snap.aggr_interval_us, wss)))
         stats = dict(ops.stats()) if ops is not None else {}
         for pid in [p for p in self._names if p not in live]:
             del self._names[pid]  # a pid used again later gets its new comm and cgroup
         with self._lock:
             self._targets = figures
             self._intervals = (snap.sample_interval_us, snap.aggr_interval_us)
+            self._wss_window_us = snap.working_set_window_us or snap.aggr_interval_us
             self._stats = stats
         if self._textfile_dir is not None and time.monotonic() >= self._next_textfile:
             self._next_textfile = time.monotonic() + 1.0
@@ -157,6 +160,7 @@ class PrometheusExporter:
 
         with self._lock:
             targets, (sample_us, aggr_us), stats = list(self._targets), self._intervals, dict(self._stats)
+            wss_window_us = self._wss_window_us
         labels = ["pid", "comm", "cgroup", "source"]
 
         def gauge(name: str, doc: str, value_of: Any) -> Any:
@@ -165,8 +169,12 @@ class PrometheusExporter:
                 g.add_metric([t.pid, t.comm, t.cgroup, self.source], value_of(t.stat))
             return g
 
-        yield gauge("damon_working_set_bytes", "Bytes of the regions accessed in the last aggregation interval",
-                    lambda s: s.working_set_bytes)
+        yield gauge("damon_working_set_bytes", "Bytes accessed within the last damon_working_set_window_seconds "
+                    "(the access source's estimate)", lambda s: s.working_set_bytes)
+        win = GaugeMetricFamily("damon_working_set_window_seconds", "The window of damon_working_set_bytes",
+                                labels=["source"])
+        win.add_metric([self.source], wss_window_us / 1e6)
+        yield win
         yield gauge("damon_monitored_bytes", "Bytes of the monitored regions", lambda s: s.monitored_bytes)
         yield gauge("damon_regions", "Monitoring regions", lambda s: s.nr_regions)
         yield gauge("damon_estimated_memory_bandwidth_bytes_per_second",

@@ -66,6 +66,8 @@ class MonitorSpec:
     follow_children: bool = False
     schemes: list[Any] = field(default_factory=list)
     dry_run: bool = False
+    #: the window of the working-set estimate (``TargetSnapshot.working_set_bytes``), µs
+    working_set_window_us: int = 1_000_000
 
     def validate(self) -> None:
         if not self.pids and not self.command:
@@ -75,6 +77,8 @@ class MonitorSpec:
                 raise InvalidParamsError(f"invalid pid {pid}")
         if self.duration_s is not None and self.duration_s <= 0:
             raise InvalidParamsError("duration must be positive")
+        if self.working_set_window_us <= 0:
+            raise InvalidParamsError("the working-set window must be positive")
         self.attrs.validate()
 
 
@@ -134,6 +138,7 @@ class Monitor:
             ctx = Ctx(attrs=self.spec.attrs, ops=ops,
                       rng=random.Random(self.spec.seed) if self.spec.seed is not None else random.Random())
             ctx.targets = [Target(pid=pid) for pid in pids]
+            ctx.working_set_window_us = self.spec.working_set_window_us
             ctx.schemes = list(self.spec.schemes)
             ctx.after_aggregation.extend(self.consumers)
             self.ctx = ctx

@@ -215,6 +215,15 @@ def test_intervals_keep_the_budget_within_bounds() -> None:
     assert choose_intervals(c, 0.0, 100_000, 1_000_000)[:2] == (5_000, 100_000)
 
 
+def test_intervals_align_with_the_working_set_window() -> None:
+    c = CostModel(fixed_ns=2_000_000.0, per_sample_ns=50_000.0)  # 300 ms at 1%
+    assert choose_intervals(c, 0.01, 100_000, 1_000_000, align_us=1_000_000)[:2] == (25_000, 500_000)
+    c = CostModel(fixed_ns=1_000_000.0, per_sample_ns=20_000.0)  # 140 ms at 1%
+    assert choose_intervals(c, 0.01, 100_000, 1_000_000, align_us=1_000_000)[:2] == (10_000, 200_000)
+    c = CostModel(fixed_ns=5_000_000.0, per_sample_ns=100_000.0)  # 700 ms: one window is the whole second
+    assert choose_intervals(c, 0.01, 100_000, 1_000_000, align_us=1_000_000)[:2] == (50_000, 1_000_000)
+
+
 def test_intervals_over_budget_shrink_max_nr_accesses_not_the_time_resolution() -> None:
     c = CostModel(fixed_ns=5_000_000.0, per_sample_ns=400_000.0)  # 13 ms a window of 20
     sample, aggr, met = choose_intervals(c, 0.01, 100_000, 1_000_000)
@@ -246,9 +255,9 @@ def test_requested_intervals_change_at_most_every_two_seconds_unless_over_budget
     ops._windows = 5
     ctx = _source_ctx(200_000)
     ops.cost = CostModel(fixed_ns=2_400_000.0, per_sample_ns=80_000.0)  # 4 ms: 400 ms at 1%, 2% now
-    assert ops.requested_intervals(ctx) == (20_000, 400_000)  # over budget: at once
-    ctx.attrs.sample_interval_us, ctx.attrs.aggr_interval_us = 20_000, 400_000
-    ops.cost = CostModel(fixed_ns=1_200_000.0, per_sample_ns=40_000.0)  # cheaper now: 200 ms would do
+    assert ops.requested_intervals(ctx) == (25_000, 500_000)  # over budget: at once; 2 windows a second
+    ctx.attrs.sample_interval_us, ctx.attrs.aggr_interval_us = 25_000, 500_000
+    ops.cost = CostModel(fixed_ns=1_200_000.0, per_sample_ns=40_000.0)  # cheaper now: 200 ms would do (5 a second)
     clock[0] += 500_000_000
     assert ops.requested_intervals(ctx) is None  # within budget: not before 2 s
     clock[0] += 2_000_000_000
