@@ -46,6 +46,11 @@
  *                to pte_out. A slot whose fd no longer leads to a live mm gets
  *                PTE_R_MM_GONE in pte_out. One run serves every target: no per-read work in
  *                user space but this one call.
+ *   pte_walk_slots   walks every slot from args[0] (args[1] of them), each in the mm of its
+ *                own fd (pte_fds), and writes every result to pte_out (PTE_R_MM_GONE where
+ *                the fd leads to no live mm): the walk that prepares a window, for every
+ *                target at once. (A program of its own: one loop that does both would be
+ *                too complex for the verifier.)
  *
  * Context (BPF_PROG_TEST_RUN ctx_in, u64 each): as above.
  *
@@ -357,6 +362,53 @@ int pte_observe(struct bpf_raw_tracepoint_args *ctx)
 			*o = r;
 			nr_acc++;
 		}
+	}
+	pte_stat_add(PTE_ST_WALKS, nr_walks);
+	pte_stat_add(PTE_ST_ACCESSED, nr_acc);
+	pte_stat_add(PTE_ST_READ_FAULT, faults);
+	return PTE_OK;
+}
+
+int pte_walk_slots(struct bpf_raw_tracepoint_args *ctx)
+{
+	u64 first = ctx->args[0], n = ctx->args[1];
+	u64 task = (u64)bpf_get_current_task();
+	u64 pgd = 0, base;
+	u64 nr_walks = 0, nr_acc = 0;
+	u64 cur_fd = ~0ULL;
+	int err = 0, faults = 0, ret = PTE_OK;
+
+	pte_stat_add(PTE_ST_RUNS, 1);
+	base = direct_map_base();
+	for (u32 i = 0; i < WALK_BATCH; i++) {
+		u32 slot = first + i;
+		u64 *a, *o, *fd, r;
+
+		if (i >= n)
+			break;
+		a = pte_addrs.lookup(&slot);
+		o = pte_out.lookup(&slot);
+		fd = pte_fds.lookup(&slot);
+		if (!a || !o || !fd)
+			break;
+		if (*fd != cur_fd) {
+			cur_fd = *fd;
+			pgd = mm_pgd(task, cur_fd, &ret);
+		}
+		if (!pgd) {
+			*o = PTE_R_MM_GONE;
+			continue;
+		}
+		err = 0;
+		r = walk(pgd, *a, base, &err);
+		nr_walks++;
+		if (err) {
+			faults++;
+			r = 0;
+		}
+		*o = r;
+		if ((r & (PTE_R_PRESENT | PTE_R_ACCESSED)) == (PTE_R_PRESENT | PTE_R_ACCESSED))
+			nr_acc++;
 	}
 	pte_stat_add(PTE_ST_WALKS, nr_walks);
 	pte_stat_add(PTE_ST_ACCESSED, nr_acc);

@@ -303,8 +303,6 @@ class PteOps(VaddrOps):
                 " (ptrace access is needed: root, and kernel.yama.ptrace_scope below 3)") from err
         if self.clear == "auto":
             pt.method = "page_idle" if self._idle_fd >= 0 else "madvise"
-            # measure the other method at once, so the cost model has both figures after two windows
-            pt.explore = None if self._idle_fd >= 0 else "clear_refs"
         else:
             pt.method = self.clear
         pt.anon_mthp = _anon_mthp_enabled(self.sys_root)
@@ -391,6 +389,8 @@ class PteOps(VaddrOps):
             addrs = np.concatenate([pt.probes.addr for _, pt, _ in layout])
             fds = np.concatenate([np.full(len(pt.probes), pt.mem_fd, np.uint64) for _, pt, _ in layout])
             self.walker.load_slots(addrs, fds)
+            self.walker.observe(off, 0, every=True)  # every target's probes in one run
+            self._checks += off
         for t, pt, o in layout:
             pt.slot = o
             self._prepare_target(t, pt)
@@ -401,7 +401,7 @@ class PteOps(VaddrOps):
         self._mark_prep_end = time.thread_time_ns()
 
     def _prepare_target(self, t: Target, pt: _PteTarget) -> None:
-        from damon_bpf.probes.pte import R_ACCESSED, R_PRESENT, WalkStatus, result_phys
+        from damon_bpf.probes.pte import R_ACCESSED, R_MM_GONE, R_PRESENT, WalkStatus, result_phys
 
         pr = pt.probes
         n = len(pr)
@@ -409,16 +409,12 @@ class PteOps(VaddrOps):
         pt.advised = np.zeros(n, bool)
         if not n:
             return
-        t0 = time.thread_time_ns()
-        st = self.walker.walk_slots(pt.slot, n, pt.mem_fd)
-        self.cost.add_walk(time.thread_time_ns() - t0, n)
-        self._checks += n
-        if st != WalkStatus.OK:
+        res = self.walker.results(pt.slot, n)
+        if res[0] & np.uint64(R_MM_GONE):
             pr.valid[:] = False
             self.walker.skip_slots(pt.slot + np.arange(n), _SKIP)
-            self._walk_failed(t, pt, st)
+            self._walk_failed(t, pt, WalkStatus.MM_DEAD)
             return
-        res = self.walker.results(pt.slot, n)
         acc = (res & np.uint64(R_PRESENT | R_ACCESSED)) == np.uint64(R_PRESENT | R_ACCESSED)
         # touched between the last read of the previous window and now: count it in that window
         gap = acc & (pr.nwin > 0) & ((pr.hist & np.uint64(1)) == 0)
@@ -513,6 +509,7 @@ class PteOps(VaddrOps):
             self._last_checks = self._checks
             if self._windows > 1:  # the first window clears everything once: not what windows cost
                 self.cost.add_window(fixed, loop, max(self._loop_n, 1))
+                self.cost.add_loop(loop, len(read_points(max(self._loop_n, 1))), self._nslots)
 
     def _page_ok(self, pfns: npt.NDArray[np.int64],
                  check_lru: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.bool_]:
@@ -722,8 +719,10 @@ class PteOps(VaddrOps):
         pt.method = best
         other = "clear_refs" if best == "madvise" else "madvise"
         measured = pt.refs_measured if other == "clear_refs" else pt.madvise_measured
-        if not measured or self._windows % _EXPLORE_EVERY == 0:
-            if max(est_madv, est_refs) <= 4 * min(est_madv, est_refs) or not measured:
+        # the other method is tried when its estimate (measured, or the prior) is within 4x: once at first, then
+        # every _EXPLORE_EVERY windows
+        if max(est_madv, est_refs) <= 4 * min(est_madv, est_refs):
+            if not measured or self._windows % _EXPLORE_EVERY == 0:
                 pt.explore = other
 
     # -- the intervals -----------------------------------------------------------------------------------

@@ -32,6 +32,9 @@ MIN_SAMPLES = 5
 #: The share of the budget probe reads may take.
 PROBE_SHARE = 0.3
 _EWMA = 0.3
+#: What one read of the sampling loop costs besides its probes (the wake-up and the system call, cold), measured on
+#: the development VM: the part of the loop's cost that fewer probes do not save.
+READ_OVERHEAD_NS = 60_000.0
 
 
 @dataclass
@@ -53,11 +56,12 @@ class CostModel:
             self.per_sample_ns += _EWMA * (per - self.per_sample_ns)
         self.windows += 1
 
-    def add_walk(self, ns: float, nr_probes: int) -> None:
-        """A walk of *nr_probes* that took *ns*: only large walks say what a probe costs (a walk's fixed cost,
-        the system call and a cold start after a sleep, is tens of µs)."""
-        if nr_probes >= 512:
-            self.walk_ns_per_probe += _EWMA * (ns / nr_probes - self.walk_ns_per_probe)
+    def add_loop(self, loop_ns: float, nr_reads: int, nr_probes: int) -> None:
+        """A sampling loop of *nr_reads* reads of *nr_probes* probes that took *loop_ns*: what a probe read
+        costs there (cold, in each target's page tables), which is what bounds the probes."""
+        if nr_probes >= 256 and nr_reads:
+            per = max(loop_ns - nr_reads * READ_OVERHEAD_NS, 0.0) / (nr_reads * nr_probes)
+            self.walk_ns_per_probe += _EWMA * (max(per, 20.0) - self.walk_ns_per_probe)
 
     def window_ns(self, nr_samples: int) -> float:
         return self.fixed_ns + nr_samples * self.per_sample_ns

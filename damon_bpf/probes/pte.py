@@ -253,6 +253,7 @@ class PteWalker:
         self._slot_fds_map: _bcc.MappedArray | None = None
         self._first_map: _bcc.MappedArray | None = None
         self._observe_fd = -1
+        self._walk_slots_fd = -1
         self._obs_attr = _TestRunAttr()
         self._obs_ctx = (ctypes.c_uint64 * _CTX_ARGS)()
 
@@ -262,8 +263,10 @@ class PteWalker:
             try:
                 _bcc.load_program(self.bpf, "pte_walk", _bcc.ProgType.RAW_TRACEPOINT)
                 _bcc.load_program(self.bpf, "pte_observe", _bcc.ProgType.RAW_TRACEPOINT)
+                _bcc.load_program(self.bpf, "pte_walk_slots", _bcc.ProgType.RAW_TRACEPOINT)
                 self._prog_fd = _bcc.prog_fd(self.bpf, "pte_walk")
                 self._observe_fd = _bcc.prog_fd(self.bpf, "pte_observe")
+                self._walk_slots_fd = _bcc.prog_fd(self.bpf, "pte_walk_slots")
                 self._fds = {name: _bcc.map_fd(self.bpf, name)
                              for name in ("pte_addrs", "pte_out", "pte_fds", "pte_first", "pte_stats")}
                 self._addrs_map = _bcc.mmap_array(self._fds["pte_addrs"], self.config.max_slots)
@@ -334,11 +337,13 @@ class PteWalker:
                 return st
         return WalkStatus.OK
 
-    def observe(self, n: int, mark: int) -> None:
+    def observe(self, n: int, mark: int, every: bool = False) -> None:
         """One read of a window: ``pte_observe`` over the first *n* loaded slots; a slot not yet found accessed
         and accessed now gets *mark* (see :meth:`first_reads`). No numpy, one system call per ``walk_batch``
-        slots: it runs after every sleep of the sampling loop, when everything is cold."""
+        slots: it runs after every sleep of the sampling loop, when everything is cold. With *every*
+        (``pte_walk_slots``), walk every slot, each in its own target's mm, into :meth:`results`."""
         a, c, batch = self._obs_attr, self._obs_ctx, self.config.walk_batch
+        a.prog_fd = self._walk_slots_fd if every else self._observe_fd
         c[2] = mark
         off = 0
         while off < n:
