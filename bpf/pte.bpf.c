@@ -374,7 +374,8 @@ int pte_walk_slots(struct bpf_raw_tracepoint_args *ctx)
 	u64 first = ctx->args[0], n = ctx->args[1];
 	u64 task = (u64)bpf_get_current_task();
 	u64 pgd = 0, base;
-	u64 nr_walks = 0, nr_acc = 0;
+	u64 nr_walks = 0, nr_acc = 0, nr_huge = 0;
+	u64 np_pgd = 0, np_pud = 0, np_pmd = 0, np_pte = 0;
 	u64 cur_fd = ~0ULL;
 	int err = 0, faults = 0, ret = PTE_OK;
 
@@ -407,11 +408,27 @@ int pte_walk_slots(struct bpf_raw_tracepoint_args *ctx)
 			r = 0;
 		}
 		*o = r;
-		if ((r & (PTE_R_PRESENT | PTE_R_ACCESSED)) == (PTE_R_PRESENT | PTE_R_ACCESSED))
-			nr_acc++;
+		if (r & PTE_R_PRESENT) {
+			if (r & PTE_R_ACCESSED)
+				nr_acc++;
+			if (((r >> 4) & 7) >= 2)
+				nr_huge++;
+		} else {
+			switch ((r >> 4) & 7) {
+			case 1: np_pte++; break;
+			case 2: np_pmd++; break;
+			case 3: np_pud++; break;
+			default: np_pgd++; break;
+			}
+		}
 	}
 	pte_stat_add(PTE_ST_WALKS, nr_walks);
 	pte_stat_add(PTE_ST_ACCESSED, nr_acc);
+	pte_stat_add(PTE_ST_NP_PGD, np_pgd);
+	pte_stat_add(PTE_ST_NP_PUD, np_pud);
+	pte_stat_add(PTE_ST_NP_PMD, np_pmd);
+	pte_stat_add(PTE_ST_NP_PTE, np_pte);
+	pte_stat_add(PTE_ST_HUGE, nr_huge);
 	pte_stat_add(PTE_ST_READ_FAULT, faults);
 	return PTE_OK;
 }

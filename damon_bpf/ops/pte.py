@@ -105,6 +105,8 @@ class _PteTarget:
     nr_to_clear: float = 0.0  # probes found set per window (EWMA): what madvise and page_idle have to clear
     dead: bool = False
     method_used: str = ""  # how the last madvise clear was done in the end (clear_refs for partial folios)
+    refs_ns: int = -(1 << 62)  # time.monotonic_ns() of the last clear_refs
+    nr_shared: int = 0  # probes madvise could not clear (shared pages), cumulative
     anon_mthp: bool = False
     # (the VMA list they come from, starts, ends): see PteOps._vma_bounds
     vma_bounds: tuple[list[Any], npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
@@ -217,6 +219,7 @@ class PteOps(VaddrOps):
         self._pt: dict[int, _PteTarget] = {}  # by target index
         self._rng = np.random.default_rng()
         self._kpageflags_fd = -1
+        self._kpagecount_fd = -1
         self._idle_fd = -1
         self._zero_pfns: set[int] = set()
         self._windows_us: collections.deque[int] = collections.deque(maxlen=HISTORY)
@@ -233,6 +236,7 @@ class PteOps(VaddrOps):
         self._warned_budget = False
         self._probe_target = -1
         self._nslots = 0
+        self._wss_window_us = 1_000_000
         #: accessed pages read as not accessed, as the kernel's damon_get_folio() would not return them
         self.nr_zero_page = 0
         self.nr_off_lru = 0
@@ -271,6 +275,10 @@ class PteOps(VaddrOps):
                 self._kpageflags_fd = os.open(f"{self.proc_root}/kpageflags", os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
                 self._kpageflags_fd = -1
+            try:
+                self._kpagecount_fd = os.open(f"{self.proc_root}/kpagecount", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                self._kpagecount_fd = -1
             if self.clear in ("auto", "page_idle"):
                 try:
                     self._idle_fd = os.open(f"{self.sys_root}/kernel/mm/page_idle/bitmap",
@@ -331,10 +339,10 @@ class PteOps(VaddrOps):
             for pt in self._pt.values():
                 pt.close()
             self._pt.clear()
-            for fd in (self._kpageflags_fd, self._idle_fd):
+            for fd in (self._kpageflags_fd, self._kpagecount_fd, self._idle_fd):
                 if fd >= 0:
                     os.close(fd)
-            self._kpageflags_fd = self._idle_fd = -1
+            self._kpageflags_fd = self._kpagecount_fd = self._idle_fd = -1
             if self.walker is not None:
                 self.walker.close()
                 self.walker = None
@@ -363,6 +371,7 @@ class PteOps(VaddrOps):
                     if self.clear == "auto":
                         self._choose_method(pt)
         live = self._live(ctx)
+        self._wss_window_us = ctx.working_set_window_us
         total_regions = sum(len(t.ra) for t, _ in live)
         budget = probe_budget(self.cost, self.cpu_budget, ctx.attrs.aggr_interval_us,
                               len(read_points(ctx.attrs.max_nr_accesses)))
@@ -428,6 +437,24 @@ class PteOps(VaddrOps):
         pt.nr_to_clear = (1 - _EWMA) * pt.nr_to_clear + _EWMA * need.size
         method = pt.explore or pt.method
         pt.explore = None
+        if method == "madvise":
+            # MADV_COLD leaves the Accessed bit of a page mapped more than once (shared libraries, shared
+            # memory, KSM) alone: such probes are cleared by a clear_refs of the target every so often
+            shared = self._shared(res[need])
+            if shared.any():
+                if time.monotonic_ns() - pt.refs_ns >= self._refs_period_ns(ctx_window_us=self._wss_window_us, pt=pt):
+                    method = "clear_refs"
+                else:
+                    pt.nr_shared += int(np.count_nonzero(shared))
+                    skip = need[shared]
+                    # set since the last clear_refs: touched, as far as the working set can tell, but no first
+                    # touch to time in this window
+                    pr.hist[skip[pr.nwin[skip] > 0]] |= np.uint64(1)
+                    pr.valid[skip] = False
+                    self.walker.skip_slots(pt.slot + skip, _SKIP)
+                    need = need[~shared]
+        if not need.size:
+            return
         if method == "page_idle" and self._idle_fd >= 0:
             ok = self._clear_page_idle(pt, res[need])
         elif method == "clear_refs":
@@ -537,7 +564,31 @@ class PteOps(VaddrOps):
 
     # -- clearing ----------------------------------------------------------------------------------------
 
+    def _shared(self, res: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
+        """Per result, whether its page is mapped more than once (``/proc/kpagecount``)."""
+        from damon_bpf.probes.pte import result_phys
+
+        out = np.zeros(res.size, bool)
+        if self._kpagecount_fd < 0:
+            return out
+        for i, pfn in enumerate((result_phys(res) >> np.uint64(12)).tolist()):
+            try:
+                raw = os.pread(self._kpagecount_fd, 8, int(pfn) * 8)
+            except OSError:
+                continue
+            out[i] = len(raw) == 8 and int.from_bytes(raw, "little") > 1
+        return out
+
+    def _refs_period_ns(self, ctx_window_us: int, pt: _PteTarget) -> float:
+        # how often a target with shared probes gets a clear_refs: every working-set window, or less often
+        # where that would take more than a fifth of the budget
+        period = ctx_window_us * 1000.0
+        if self.cpu_budget > 0:
+            period = max(period, pt.rss_pages * pt.refs_ns_per_page / (0.2 * self.cpu_budget))
+        return period
+
     def _clear_refs(self, pt: _PteTarget) -> bool:
+        pt.refs_ns = time.monotonic_ns()
         t0 = time.thread_time_ns()
         try:
             os.write(pt.refs_fd, b"1")
@@ -834,6 +885,9 @@ class PteOps(VaddrOps):
             out["clear_refs_ns_per_page"] = round(sum(p.refs_ns_per_page for p in live) / len(live), 1)
         if self.nr_zero_page or self.nr_off_lru:
             out["not_lru"] = self.nr_zero_page + self.nr_off_lru
+        shared = sum(p.nr_shared for p in self._pt.values())
+        if shared:
+            out["shared_waits"] = shared
         partial = sum(p.nr_partial_folios for p in self._pt.values())
         if partial:
             out["partial_folios"] = partial
