@@ -490,7 +490,6 @@ class PteOps(VaddrOps):
         firsts = self.walker.first_reads(self._nslots).astype(np.int64)
         mx = 0
         mxacc = ctx.attrs.max_nr_accesses
-        points = read_points(nr_samples)
         gone: list[tuple[Target, _PteTarget]] = []
         for ti, t in enumerate(ctx.targets):
             n = len(t.ra)
@@ -513,7 +512,7 @@ class PteOps(VaddrOps):
                     pfns = (result_phys(out[touched]) >> np.uint64(12)).astype(np.int64)
                     lru = ~pt.advised[touched] if pt.advised.size == k else None
                     pr.first[touched[~self._page_ok(pfns, lru)]] = 0
-                p, has = pr.access_rates(n, points)
+                p, has = pr.access_rates(n)
                 hits = stochastic_round(nr_samples * p, self._rng)
                 if not has.all():
                     # a region without a usable probe this window keeps its last rate

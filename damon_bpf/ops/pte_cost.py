@@ -77,20 +77,25 @@ def choose_intervals(cost: CostModel, budget: float, min_aggr_us: int, max_aggr_
     shortest intervals), and whether the budget is met.
 
     :param align_us: a span (the working-set window) that whole aggregation intervals should fill: an
-        aggregation interval shorter than it becomes the next longer ``align_us / k`` whose sampling interval is
-        a whole µs (1 s: 500, 250, 200, 125, 100 ms...), so the working set covers exactly that span
+        aggregation interval shorter than it becomes the next longer ``align_us / k`` (to 0.1%, with whole-µs
+        sampling intervals: for 1 s, 500, 333.34, 250, 200, 166.66... ms), so the working set covers that span
     """
     if budget <= 0:
         return _whole(min_aggr_us, samples, min_aggr_us, max_aggr_us)[0], min_aggr_us, True
     need_us = int(math.ceil(cost.window_ns(samples) / budget / 1000))
     aggr = min(max(need_us, min_aggr_us), max_aggr_us)
     if 0 < aggr < align_us:
-        fits = [align_us // k for k in range(1, align_us // max(min_aggr_us, 1) + 1)
-                if align_us % (k * samples) == 0 and min_aggr_us <= align_us // k <= max_aggr_us]
-        longer = [a for a in fits if a >= aggr]
+        # k windows of n whole-µs sampling intervals that fill align_us to 0.1%
+        fits = []
+        for k in range(1, align_us // max(min_aggr_us, 1) + 1):
+            sample = round(align_us / (k * samples))
+            if abs(sample * samples * k - align_us) * 1000 <= align_us and \
+                    min_aggr_us <= sample * samples <= max_aggr_us:
+                fits.append((sample * samples, sample))
+        longer = [f for f in fits if f[0] >= aggr]
         if longer:
-            aggr = min(longer)
-            return aggr // samples, aggr, cost.share(samples, aggr) <= budget * 1.05
+            aggr, sample = min(longer)
+            return sample, aggr, cost.share(samples, aggr) <= budget * 1.05
     n = samples
     if need_us > max_aggr_us:
         # fewer sampling intervals per aggregation: max_nr_accesses shrinks instead of the time resolution

@@ -2,28 +2,26 @@
 
 **Clear once per window, then only read.** The kernel clears ("mkolds") one random page per region every sampling
 interval and reads it back one interval later. User space cannot clear one entry for tens of ns, so the pte
-source clears its probe pages once per window (an aggregation, or a shorter batch) and then only *reads* them,
-after the sampling intervals of :func:`read_points`. An Accessed bit that stays set tells when the page was
-first touched in the window: probe ``j`` gives the first read ``r_j`` that found it set, or none.
+source clears its probe pages once per window (an aggregation, or a shorter batch) and then only *reads* them:
+after the first sampling interval, and at the end of the window (:func:`read_points`).
 
-**From first touches to the kernel's scale.** The kernel's ``nr_accesses`` of a region counts the sampling
-intervals in which that interval's random page was accessed: in expectation ``n`` times the mean, over the
-region's pages, of their chance ``p`` to be accessed in one interval. For one page accessed with chance ``p`` per
-interval, the first touch ``T`` is geometric; read every interval, ``1/T`` (0 when never touched) is its
-maximum-likelihood estimate of ``p``. With reads after intervals ``r_1 < ... < r_k = n`` the probe gives ``1/r_j``
-for the first read that found it, whose expectation is ``g(p) = sum_j ((1-p)^r_(j-1) - (1-p)^r_j) / r_j``. The
-region's probes give the mean ``m`` of their ``1/r``, and ``p = g^-1(m)`` is unbiased where the region's pages
-are alike (what adaptive regions aim for). Where a region still mixes hot pages with cold ones it reads lower than the kernel would
-(half its pages hot: 0.3 of the intervals instead of 0.5); pooling the probes instead (``sum touched / sum
-exposure``) would read such a region almost cold (0.05), which keeps the adaptive split from separating them.
+**The kernel's scale.** The kernel's ``nr_accesses`` of a region counts the sampling intervals in which that
+interval's random page was accessed: in expectation ``n`` times the mean, over the region's pages, of their chance
+``p`` to be accessed in one interval. The share of the region's probes found accessed one interval after their
+clear is an unbiased estimate of that mean, whatever mix of pages the region holds (for one page, "accessed in the
+first interval" is the only unbiased estimate of ``p`` from its first touch: the geometric family is complete),
+so ``nr_accesses = n * share``, rounded up or down at random to stay unbiased. Its noise is the kernel's with as
+many probes as the kernel has sampling intervals. Estimates that use the later first touches too (``1/T``, or
+the geometric maximum likelihood) are only right where the region's pages are alike: a region half hot, half cold
+read 0.3 or 0.05 of the intervals instead of 0.5, which kept the adaptive split from finding the hot half.
 
 **Working set within a window.** Probes persist across windows (by address: they follow splits and merges), and
-each keeps a bit per past window, set when it was touched then. The bytes accessed within the last ``W`` are then
-measured, not inferred: per region, the share of its probes touched in the windows that cover ``W``, times its
-size; the classic ``clear_refs`` + ``Referenced`` working set, on a sample. (Inferring it from access rates,
-``1 - (1 - p)^(W/s)``, overstates a region whose few pages are touched often.)
+each keeps a bit per past window, set when it was touched then (found set at any read). The bytes accessed within
+the last ``W`` are then measured, not inferred: per region, the share of its probes touched in the windows that
+cover ``W``, times its size; the classic ``clear_refs`` + ``Referenced`` working set, on a sample. (Inferring it
+from access rates, ``1 - (1 - p)^(W/s)``, overstates a region whose few pages are touched often.)
 
-See docs/pte.md, sections "Clear once, read every sampling interval" and "Working set".
+See docs/pte.md, sections "Clear once, read twice" and "Working set".
 """
 
 from __future__ import annotations
@@ -34,63 +32,24 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ("ProbeSet", "read_points", "first_touch_g", "rate_from_first_touch_mean", "stochastic_round", "PAGE_SZ")
+__all__ = ("ProbeSet", "read_points", "stochastic_round", "PAGE_SZ")
 
 PAGE_SZ = 4096
 #: History bits a probe keeps (windows).
 HISTORY = 63
+#: Probes every region gets, at most, before the rest go by size.
+BASE_PROBES = 8
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
 F64 = npt.NDArray[np.float64]
 
 
-#: Growth of the gap between two reads of a window (see :func:`read_points`).
-READ_GROWTH = 1.6
-
-
 @functools.lru_cache(maxsize=256)
 def read_points(n: int) -> tuple[int, ...]:
-    """The sampling intervals after which a window of *n* reads its probes: 1, 2, 3, 5, 8, 13, 20 for 20. The
-    first touch of an often-touched page is read to the interval; a rarely touched one, whose ``1/T`` is small
-    anyway, to a few. Each read costs a wake-up and a walk: 7 instead of 20 per window."""
-    pts = {n}
-    x = 1.0
-    while x < n:
-        pts.add(int(round(x)))
-        x = max(x * READ_GROWTH, x + 1)
-    return tuple(sorted(p for p in pts if 1 <= p <= n))
-
-
-@functools.lru_cache(maxsize=256)
-def _g_table(points: tuple[int, ...]) -> tuple[F64, F64]:
-    # g(p) on a grid of p, finer near 0 where g is steep: E[1/r] where r is the first read that finds the touch
-    # (0 when none does), for a first touch geometric with chance p per interval
-    p = np.unique(np.concatenate([np.linspace(0.0, 1.0, 401), np.geomspace(1e-5, 0.05, 200)]))
-    q = 1.0 - p
-    r = np.asarray(points, dtype=np.float64)
-    prev = np.concatenate([[0.0], r[:-1]])
-    found = np.power.outer(q, prev) - np.power.outer(q, r)  # P(first touch in (prev, r])
-    g = found @ (1.0 / r)
-    g[-1] = 1.0  # p = 1: touched in the first interval, always
-    return p, np.maximum.accumulate(g)
-
-
-def first_touch_g(p: float | F64, points: int | tuple[int, ...]) -> F64:
-    """``g(p)``: the expectation of ``1/r`` (0 when never) where ``r`` is the first of the read *points* (or
-    every interval up to *points*, an int) that finds a first touch geometric with chance ``p`` per interval."""
-    grid, g = _g_table(_points(points))
-    return np.asarray(np.interp(p, grid, g), dtype=np.float64)
-
-
-def rate_from_first_touch_mean(m: F64, points: int | tuple[int, ...]) -> F64:
-    """``g^-1(m)``: the per-interval access chance whose expected mean of ``1/r`` is *m*."""
-    grid, g = _g_table(_points(points))
-    return np.asarray(np.interp(np.clip(m, 0.0, 1.0), g, grid), dtype=np.float64)
-
-
-def _points(points: int | tuple[int, ...]) -> tuple[int, ...]:
-    return tuple(range(1, max(1, points) + 1)) if isinstance(points, int) else points
+    """The sampling intervals after which a window of *n* reads its probes: after the first (the access rate) and
+    at the end (the working set): ``(1, n)``."""
+    return (1, n) if n > 1 else (1,)
 
 
 def stochastic_round(x: F64, rng: np.random.Generator) -> I64:
@@ -139,8 +98,8 @@ class ProbeSet:
 
     def allocate(self, starts: I64, ends: I64, nr_probes: int, rng: np.random.Generator,
                  retire_chance: float = 0.0) -> int:
-        """Give each region its probes for the next window: at least one, the rest of *nr_probes* in proportion
-        to size; probes outside every region go, a random share *retire_chance* retires (so the pages watched
+        """Give each region its probes for the next window: an equal share of half of *nr_probes* (at least one,
+        at most :data:`BASE_PROBES`), the rest in proportion to size; probes outside every region go, a random share *retire_chance* retires (so the pages watched
         keep changing, as the kernel's random sampling pages do), regions with too many drop their youngest,
         regions with too few get new uniformly random pages. Returns how many probes are new."""
         nreg = int(starts.size)
@@ -153,8 +112,11 @@ class ProbeSet:
             keep &= rng.random(keep.size) >= retire_chance
         self._keep(keep)
         sz = (ends - starts).astype(np.float64)
-        extra = max(0, int(nr_probes) - nreg)
-        want_f = 1.0 + extra * sz / max(sz.sum(), 1.0)
+        # each region an equal share of half the probes (its access rate: the kernel samples every region alike),
+        # up to BASE_PROBES; the rest in proportion to size (the working set: bytes)
+        base = min(BASE_PROBES, max(1, int(nr_probes) // (2 * nreg)))
+        extra = max(0, int(nr_probes) - base * nreg)
+        want_f = base + extra * sz / max(sz.sum(), 1.0)
         want = np.floor(want_f).astype(np.int64)
         want += (rng.random(nreg) < (want_f - want)).astype(np.int64)
         want = np.minimum(want, np.maximum((ends - starts) // PAGE_SZ, 1))
@@ -195,16 +157,15 @@ class ProbeSet:
         self.hist = ((self.hist << np.uint64(1)) | touched) & np.uint64((1 << HISTORY) - 1)
         self.nwin = np.minimum(self.nwin + self.valid.astype(np.int64), HISTORY)
 
-    def access_rates(self, nreg: int, points: tuple[int, ...]) -> tuple[F64, npt.NDArray[np.bool_]]:
-        """Per region, the chance of an access per sampling interval over a window read at *points* (see the
-        module docstring), and whether the region had a usable probe."""
+    def access_rates(self, nreg: int) -> tuple[F64, npt.NDArray[np.bool_]]:
+        """Per region, the chance of an access per sampling interval: the share of its usable probes found
+        accessed by the first read (see the module docstring); and whether the region had a usable probe."""
         v = self.valid
-        inv = np.where(self.first > 0, 1.0 / np.maximum(self.first, 1), 0.0)
         cnt = np.bincount(self.region[v], minlength=nreg)[:nreg]
-        tot = np.bincount(self.region[v], weights=inv[v], minlength=nreg)[:nreg]
+        hit = np.bincount(self.region[v], weights=(self.first[v] == 1).astype(np.float64), minlength=nreg)[:nreg]
         has = cnt > 0
-        m = np.where(has, tot / np.maximum(cnt, 1), 0.0)
-        return rate_from_first_touch_mean(m, points), has
+        out: F64 = np.where(has, hit / np.maximum(cnt, 1), 0.0)
+        return out, has
 
     def touched_share(self, starts: I64, ends: I64, nwindows: int) -> tuple[F64, npt.NDArray[np.bool_]]:
         """Per region (of the given ranges), the share of its probes touched within the last *nwindows*

@@ -6,73 +6,51 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from damon_bpf.ops.pte_sampling import (
-    PAGE_SZ,
-    ProbeSet,
-    first_touch_g,
-    rate_from_first_touch_mean,
-    read_points,
-    stochastic_round,
-)
+from damon_bpf.ops.pte_sampling import BASE_PROBES, PAGE_SZ, ProbeSet, read_points, stochastic_round
 
 MiB = 1 << 20
 
 
-def test_read_points_start_at_every_interval_and_end_at_the_window() -> None:
-    assert read_points(20) == (1, 2, 3, 5, 8, 13, 20)
+def test_read_points_are_the_first_interval_and_the_end() -> None:
+    assert read_points(20) == (1, 20)
     assert read_points(1) == (1,)
-    assert read_points(5) == (1, 2, 3, 5)
-    for n in range(1, 200):
-        pts = read_points(n)
-        assert pts[0] == 1 and pts[-1] == n and list(pts) == sorted(set(pts))
-        assert len(pts) <= 3 + 2 * np.log(n + 1) / np.log(1.6)  # logarithmic in n
 
 
-@pytest.mark.parametrize("points", [20, read_points(20), read_points(7)])
-def test_g_is_increasing_and_inverted_exactly(points: int | tuple[int, ...]) -> None:
-    p = np.linspace(0, 1, 101)
-    g = first_touch_g(p, points)
-    assert g[0] == 0 and g[-1] == 1 and np.all(np.diff(g) >= 0)
-    assert np.all(g >= p - 1e-9)  # 1/r overstates p for a single page: what the inversion undoes
-    back = rate_from_first_touch_mean(g, points)
-    assert np.allclose(back, p, atol=2e-3)
+def _probes(first: np.ndarray, region: np.ndarray) -> ProbeSet:
+    n = first.size
+    return ProbeSet(addr=np.arange(n, dtype=np.uint64), hist=np.zeros(n, np.uint64), nwin=np.zeros(n, np.int64),
+                    first=first.astype(np.int64), valid=np.ones(n, bool), region=region.astype(np.int64))
 
 
 @pytest.mark.parametrize("p", [0.02, 0.1, 0.3, 0.7, 1.0])
-def test_first_touch_estimate_is_close_to_p_for_alike_pages(p: float) -> None:
-    """Homogeneous pages accessed with chance p per interval: the estimate from 8 probes per region, averaged
-    over many regions, is within 15% of p (the kernel's expected nr_accesses / max)."""
+def test_rate_is_unbiased_for_alike_pages(p: float) -> None:
+    """Pages accessed with chance p per interval: the share found accessed after the first interval, over many
+    regions of 8 probes, is p (the kernel's expected nr_accesses / max), within 10%."""
     rng = np.random.default_rng(1)
-    pts = read_points(20)
-    r = np.array(pts)
     t = rng.geometric(p, size=(4000, 8))
-    first = np.where(t <= 20, r[np.minimum(np.searchsorted(r, t), r.size - 1)], 0)
-    pr = ProbeSet(addr=np.arange(first.size, dtype=np.uint64), hist=np.zeros(first.size, np.uint64),
-                  nwin=np.zeros(first.size, np.int64), first=first.ravel().astype(np.int64),
-                  valid=np.ones(first.size, bool), region=np.repeat(np.arange(4000), 8))
-    est, has = pr.access_rates(4000, pts)
+    first = np.where(t == 1, 1, np.where(t <= 20, 20, 0))
+    est, has = _probes(first.ravel(), np.repeat(np.arange(4000), 8)).access_rates(4000)
     assert has.all()
-    assert abs(est.mean() - p) <= 0.15 * p
+    assert abs(est.mean() - p) <= 0.1 * p
 
 
-def test_first_touch_estimate_of_a_hot_cold_mixture() -> None:
-    """Half the probes always touched (read 1), half never: the region reads about 0.3 of the intervals (the
-    kernel: 0.5); pooling first touches would read it almost cold."""
-    n = 1000
-    first = np.tile([1, 0], n // 2)
-    pr = ProbeSet(addr=np.arange(n, dtype=np.uint64), hist=np.zeros(n, np.uint64), nwin=np.zeros(n, np.int64),
-                  first=first.astype(np.int64), valid=np.ones(n, bool), region=np.zeros(n, np.int64))
-    est, _ = pr.access_rates(1, read_points(20))
-    assert 0.2 <= est[0] <= 0.4
-    cold = ProbeSet(addr=np.arange(4, dtype=np.uint64), hist=np.zeros(4, np.uint64), nwin=np.zeros(4, np.int64),
-                    first=np.zeros(4, np.int64), valid=np.ones(4, bool), region=np.zeros(4, np.int64))
-    assert cold.access_rates(1, read_points(20))[0][0] == 0
+@pytest.mark.parametrize("hot", [0.5, 0.25, 0.1])
+def test_rate_is_unbiased_for_a_hot_cold_mixture(hot: float) -> None:
+    """A region whose pages are either always accessed or never reads the hot share of the intervals, as the
+    kernel's expectation (the estimates from later first touches read such a region far colder)."""
+    rng = np.random.default_rng(2)
+    n = 4000 * 8
+    first = np.where(rng.random(n) < hot, 1, 0)
+    est, _ = _probes(first, np.repeat(np.arange(4000), 8)).access_rates(4000)
+    assert abs(est.mean() - hot) <= 0.1 * hot
+    cold = _probes(np.zeros(4), np.zeros(4)).access_rates(1)
+    assert cold[0][0] == 0 and cold[1][0]
 
 
 def test_invalid_probes_do_not_count() -> None:
     pr = ProbeSet(addr=np.arange(3, dtype=np.uint64), hist=np.zeros(3, np.uint64), nwin=np.zeros(3, np.int64),
                   first=np.array([1, 1, 0]), valid=np.array([False, False, True]), region=np.array([0, 1, 1]))
-    est, has = pr.access_rates(2, read_points(20))
+    est, has = pr.access_rates(2)
     assert has.tolist() == [False, True] and est[1] == 0
 
 
@@ -94,7 +72,7 @@ def _regions(*sizes_mib: float) -> tuple[np.ndarray, np.ndarray]:
     return np.array(starts, np.int64), np.array(ends, np.int64)
 
 
-def test_allocate_gives_every_region_a_probe_and_the_rest_by_size() -> None:
+def test_allocate_gives_every_region_its_share_and_the_rest_by_size() -> None:
     rng = np.random.default_rng(3)
     starts, ends = _regions(1, 1, 98, 4 / 1024)  # the last is one page
     pr = ProbeSet()
@@ -103,8 +81,10 @@ def test_allocate_gives_every_region_a_probe_and_the_rest_by_size() -> None:
     reg = pr.regions_of(starts, ends)
     assert (reg >= 0).all() and (reg == pr.region).all()
     cnt = np.bincount(reg, minlength=4)
-    assert cnt[3] == 1 and cnt[0] >= 1 and cnt[1] >= 1
-    assert 180 <= cnt[2] <= 205  # about 200 * 98/100
+    assert cnt[3] == 1  # one page: one probe
+    base = min(BASE_PROBES, 204 // 8)
+    assert cnt[0] >= base and cnt[1] >= base
+    assert 150 <= cnt[2] <= 180  # its base, and about 98% of the rest
     assert (np.diff(pr.addr.astype(np.int64)) > 0).all()  # in order, each page once
     assert (pr.addr.astype(np.int64) % PAGE_SZ == 0).all()
 

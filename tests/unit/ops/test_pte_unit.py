@@ -221,10 +221,12 @@ def test_intervals_keep_the_budget_within_bounds() -> None:
 
 
 def test_intervals_align_with_the_working_set_window() -> None:
-    c = CostModel(fixed_ns=2_000_000.0, per_sample_ns=50_000.0)  # 300 ms at 1%
+    c = CostModel(fixed_ns=2_000_000.0, per_sample_ns=50_000.0)  # 300 ms at 1%: 3 windows a second
+    assert choose_intervals(c, 0.01, 100_000, 1_000_000, align_us=1_000_000)[:2] == (16_667, 333_340)
+    c = CostModel(fixed_ns=3_000_000.0, per_sample_ns=50_000.0)  # 400 ms at 1%: 2 windows a second
     assert choose_intervals(c, 0.01, 100_000, 1_000_000, align_us=1_000_000)[:2] == (25_000, 500_000)
-    c = CostModel(fixed_ns=1_000_000.0, per_sample_ns=20_000.0)  # 140 ms at 1%
-    assert choose_intervals(c, 0.01, 100_000, 1_000_000, align_us=1_000_000)[:2] == (10_000, 200_000)
+    c = CostModel(fixed_ns=1_000_000.0, per_sample_ns=20_000.0)  # 140 ms at 1%: 7 windows a second
+    assert choose_intervals(c, 0.01, 100_000, 1_000_000, align_us=1_000_000)[:2] == (7_143, 142_860)
     c = CostModel(fixed_ns=5_000_000.0, per_sample_ns=100_000.0)  # 700 ms: one window is the whole second
     assert choose_intervals(c, 0.01, 100_000, 1_000_000, align_us=1_000_000)[:2] == (50_000, 1_000_000)
 
