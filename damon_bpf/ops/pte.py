@@ -70,6 +70,20 @@ _RETUNE_NS = 2_000_000_000
 #: Probes per region at most, on average over a target, and the least a target may have if the budget allows.
 _MAX_PROBES_PER_REGION = 16
 _MIN_PROBES_PER_TARGET = 512
+#: A probe's key: its target above these bits, its user address below (user space ends below 2^47 with 4-level
+#: paging, 2^56 with 5-level).
+_KEY_SHIFT_L4 = 48
+_KEY_SHIFT_L5 = 57
+#: What /proc/kpageflags and /proc/kpagecount said of a page frame (part of a large folio, mapped more than once)
+#: is believed for this many windows.
+_FACTS_WINDOWS = 16
+_FACTS_MAX = 1 << 16
+#: A page found on an LRU list is believed to be there for this many windows (the check is per window and per
+#: accessed probe: a /proc/kpageflags read each).
+_LRU_WINDOWS = 4
+#: A target with probes on pages mapped more than once (MADV_COLD cannot clear them) gets a clear_refs at most
+#: this often.
+_SHARED_REFS_NS = 10_000_000_000
 #: The first read given to probes the reads must skip (a set bit that could not be cleared tells nothing).
 _SKIP = 1 << 62
 #: WalkStatus.MM_DEAD (bpf/pte.bpf.c enum pte_ret)
@@ -85,11 +99,6 @@ class _PteTarget:
     ti: int
     mem_fd: int = -1
     refs_fd: int = -1
-    probes: ProbeSet = field(default_factory=ProbeSet)
-    slot: int = -1  # the first of its probes' slots in the walk program this window (-1: none)
-    #: probes MADV_COLD cleared this window: MADV_COLD deactivates, and a folio waits off the LRU in a per-CPU
-    #: batch until it drains, so their LRU state says nothing about what the kernel's check would see
-    advised: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
     method: str = "madvise"
     madvise_ns: float = _PRIOR_MADVISE_NS  # per page cleared (for the live view)
     madvise_window_ns: float = _PRIOR_MADVISE_CALL_NS  # per window: the call and its pages, at today's load
@@ -237,6 +246,19 @@ class PteOps(VaddrOps):
         self._probe_target = -1
         self._nslots = 0
         self._wss_window_us = 1_000_000
+        #: the probes of every target, keyed (target << _shift | address): see pte_sampling.ProbeSet
+        self._probes = ProbeSet()
+        self._facts: dict[int, tuple[int, bool, bool]] = {}
+        self._flags: dict[int, tuple[int, int]] = {}  # pfn -> (window, kpageflags word) of pages found on the LRU
+        self._probe_scale = 1.0
+        #: probes MADV_COLD cleared this window: MADV_COLD deactivates, and a folio waits off the LRU in a per-CPU
+        #: batch until it drains, so their LRU state says nothing about what the kernel's check would see
+        self._advised = np.zeros(0, bool)
+        self._reset: set[int] = set()  # targets whose probes go at the next window (exec)
+        self._shift = _KEY_SHIFT_L4
+        self._mask = (1 << _KEY_SHIFT_L4) - 1
+        self._live_now: list[tuple[int, Target, _PteTarget]] = []
+        self._region_offs = np.zeros(1, np.int64)
         #: accessed pages read as not accessed, as the kernel's damon_get_folio() would not return them
         self.nr_zero_page = 0
         self.nr_off_lru = 0
@@ -268,6 +290,8 @@ class PteOps(VaddrOps):
         super().init(ctx)
         try:
             layout = PagingLayout.detect(self.proc_root)
+            self._shift = _KEY_SHIFT_L5 if layout.levels == 5 else _KEY_SHIFT_L4
+            self._mask = (1 << self._shift) - 1
             cfg = PteWalkConfig(offsets=PteOffsets.from_btf(), layout=layout)
             self.walker = PteWalker(cfg).open()
             self.attach_point = f"page-table walk, {layout.levels}-level, BPF_PROG_TEST_RUN"
@@ -313,8 +337,12 @@ class PteOps(VaddrOps):
             pt.method = "page_idle" if self._idle_fd >= 0 else "madvise"
         else:
             pt.method = self.clear
+        if ti >= 1 << (64 - self._shift) - 1:
+            pt.close()
+            raise InvalidParamsError(f"the pte source watches at most {(1 << (64 - self._shift)) - 1} processes "
+                                     "in one monitor")
         pt.anon_mthp = _anon_mthp_enabled(self.sys_root)
-        pt.probes = ProbeSet()  # a new mm: nothing the old probes showed holds
+        self._reset.add(ti)  # a new mm: nothing the old probes showed holds
         pt.dead = False
         self._pt[ti] = pt
         self._refresh_target(pt)
@@ -351,15 +379,33 @@ class PteOps(VaddrOps):
 
     # -- a window: clear once, read every sampling interval ----------------------------------------------
 
-    def _live(self, ctx: Ctx) -> list[tuple[Target, _PteTarget]]:
+    def _live(self, ctx: Ctx) -> list[tuple[int, Target, _PteTarget]]:
         out = []
         for ti, t in enumerate(ctx.targets):
             pt = self._pt.get(ti)
             if pt is not None and not pt.dead and len(t.ra) and self.target_valid(t):
-                out.append((t, pt))
+                out.append((ti, t, pt))
         return out
 
+    def _keys(self, ti: int, addrs: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
+        # a probe's key: its target in the top bits, its address below (probes of all targets in one order)
+        out: npt.NDArray[np.uint64] = addrs.astype(np.uint64) | np.uint64(ti << self._shift)
+        return out
+
+    def _regions(self, live: list[tuple[int, Target, _PteTarget]]) -> tuple[
+            npt.NDArray[np.uint64], npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+        """Every live target's regions as keys, in one order: starts, ends, and each target's first region."""
+        if not live:
+            z = np.zeros(0, np.uint64)
+            return z, z, np.zeros(1, np.int64)
+        starts = np.concatenate([self._keys(ti, t.ra.start) for ti, t, _ in live])
+        ends = np.concatenate([self._keys(ti, t.ra.end) for ti, t, _ in live])
+        offs = np.concatenate([[0], np.cumsum([len(t.ra) for _, t, _ in live])]).astype(np.int64)
+        return starts, ends, offs
+
     def prepare_access_checks(self, ctx: Ctx) -> None:
+        from damon_bpf.probes.pte import R_ACCESSED, R_MM_GONE, R_PRESENT, result_phys
+
         t0 = time.thread_time_ns()
         self._account_window(t0)
         wall = time.monotonic_ns()
@@ -372,77 +418,87 @@ class PteOps(VaddrOps):
                         self._choose_method(pt)
         live = self._live(ctx)
         self._wss_window_us = ctx.working_set_window_us
-        total_regions = sum(len(t.ra) for t, _ in live)
+        self._live_now = live
+        starts, ends, offs = self._regions(live)
+        self._region_offs = offs
+        total_regions = int(offs[-1])
         budget = probe_budget(self.cost, self.cpu_budget, ctx.attrs.aggr_interval_us,
-                              len(read_points(ctx.attrs.max_nr_accesses)))
+                              len(read_points(ctx.attrs.max_nr_accesses)) + 1)
+        if budget > 0:
+            # when the windows cost more than the budget at the longest aggregation interval allowed, probes give
+            # way first (down to one a region)
+            share = self.cost.share(ctx.attrs.max_nr_accesses, ctx.attrs.aggr_interval_us)
+            si = ctx.attrs.source_intervals
+            if self._windows > 2 and share > 1.05 * self.cpu_budget and (
+                    si is None or ctx.attrs.aggr_interval_us >= si.max_aggr_us):
+                self._probe_scale = max(0.02, self._probe_scale * 0.8)
+            elif share < 0.8 * self.cpu_budget:
+                self._probe_scale = min(1.0, self._probe_scale * 1.1)
+            budget = int(budget * self._probe_scale)
+        cap = sum(max(_MIN_PROBES_PER_TARGET, _MAX_PROBES_PER_REGION * len(t.ra)) for _, t, _ in live)
         room = self.walker.nr_slots
-        if budget < 0 or budget > room:
-            budget = room
-        self._probe_target = budget
-        layout: list[tuple[Target, _PteTarget, int]] = []
-        off = 0
-        for t, pt in live:
-            nreg = len(t.ra)
-            share = budget * nreg // max(total_regions, 1)
-            want = min(max(share, nreg), max(_MIN_PROBES_PER_TARGET, _MAX_PROBES_PER_REGION * nreg))
-            want = min(want, room - off)
-            if want < nreg:
-                break  # no room for one probe per region: this target sits the window out
-            pt.probes.allocate(t.ra.start, t.ra.end, want, self._rng,
-                               retire_chance=_RETIRE_CHANCE if self._windows else 0.0)
-            layout.append((t, pt, off))
-            off += len(pt.probes)
-        for pt in self._pt.values():
-            pt.slot = -1
-        if off:
-            addrs = np.concatenate([pt.probes.addr for _, pt, _ in layout])
-            fds = np.concatenate([np.full(len(pt.probes), pt.mem_fd, np.uint64) for _, pt, _ in layout])
-            self.walker.load_slots(addrs, fds)
-            self.walker.observe(off, 0, every=True)  # every target's probes in one run
-            self._checks += off
-        for t, pt, o in layout:
-            pt.slot = o
-            self._prepare_target(t, pt)
-        self._nslots = off
+        want = min(cap, room) if budget < 0 else min(max(budget, total_regions), cap, room)
+        self._probe_target = want
+        pr = self._probes
+        if self._reset:
+            # targets that exec()-ed: nothing their old probes showed holds
+            pr._keep(~np.isin(pr.addr >> np.uint64(self._shift), np.array(sorted(self._reset), np.uint64)))
+            self._reset.clear()
+        pr.allocate(starts, ends, want, self._rng, retire_chance=_RETIRE_CHANCE if self._windows else 0.0)
+        n = len(pr)
+        self._nslots = n
+        pr.valid = np.ones(n, bool)
+        self._advised = np.zeros(n, bool)
         self._checks = 0
         self._loop_n = 0
         self._mark_prep_start = t0
-        self._mark_prep_end = time.thread_time_ns()
-
-    def _prepare_target(self, t: Target, pt: _PteTarget) -> None:
-        from damon_bpf.probes.pte import R_ACCESSED, R_MM_GONE, R_PRESENT, WalkStatus, result_phys
-
-        pr = pt.probes
-        n = len(pr)
-        pr.valid = np.ones(n, bool)
-        pt.advised = np.zeros(n, bool)
         if not n:
+            self._mark_prep_end = time.thread_time_ns()
             return
-        res = self.walker.results(pt.slot, n)
-        if res[0] & np.uint64(R_MM_GONE):
-            pr.valid[:] = False
-            self.walker.skip_slots(pt.slot + np.arange(n), _SKIP)
-            self._walk_failed(t, pt, WalkStatus.MM_DEAD)
-            return
-        acc = (res & np.uint64(R_PRESENT | R_ACCESSED)) == np.uint64(R_PRESENT | R_ACCESSED)
+        tgt = (pr.addr >> np.uint64(self._shift)).astype(np.int64)
+        fd_of = np.full(max(ti for ti, _, _ in live) + 1, -1, np.int64)
+        for ti, _, pt in live:
+            fd_of[ti] = pt.mem_fd
+        self.walker.load_slots(pr.addr & np.uint64(self._mask), fd_of[tgt].astype(np.uint64))
+        self.walker.observe(n, 0, every=True)  # every target's probes in one run
+        self._checks += n
+        res = self.walker.results(0, n)
+        gone = (res & np.uint64(R_MM_GONE)) != 0
+        acc = ((res & np.uint64(R_PRESENT | R_ACCESSED)) == np.uint64(R_PRESENT | R_ACCESSED)) & ~gone
         # touched between the last read of the previous window and now: count it in that window
         gap = acc & (pr.nwin > 0) & ((pr.hist & np.uint64(1)) == 0)
         if gap.any():
-            gap[gap] = self._page_ok((result_phys(res[gap]) >> np.uint64(12)).astype(np.int64))
-            pr.hist[gap] |= np.uint64(1)
-        if not acc.any():
-            pt.nr_to_clear = (1 - _EWMA) * pt.nr_to_clear
-            return
-        need = np.flatnonzero(acc)
-        pt.nr_to_clear = (1 - _EWMA) * pt.nr_to_clear + _EWMA * need.size
+            gi = np.flatnonzero(gap)
+            ok = self._page_ok((result_phys(res[gi]) >> np.uint64(12)).astype(np.int64))
+            pr.hist[gi[ok]] |= np.uint64(1)
+        # each target's probes are one run of the key order
+        bounds = np.searchsorted(tgt, [ti for ti, _, _ in live] + [1 << 62])
+        for k, (ti, t, pt) in enumerate(live):
+            lo, hi = int(bounds[k]), int(bounds[k + 1])
+            if lo == hi:
+                continue
+            if gone[lo]:
+                pr.valid[lo:hi] = False
+                self.walker.skip_slots(np.arange(lo, hi), _SKIP)
+                self._walk_failed(t, pt, _MM_DEAD)
+                continue
+            need = lo + np.flatnonzero(acc[lo:hi])
+            pt.nr_to_clear = (1 - _EWMA) * pt.nr_to_clear + _EWMA * need.size
+            if need.size:
+                self._clear(t, pt, need, res[need])
+        self._mark_prep_end = time.thread_time_ns()
+
+    def _clear(self, t: Target, pt: _PteTarget, need: npt.NDArray[np.int64], res: npt.NDArray[np.uint64]) -> None:
+        # clear the Accessed bits of one target's probes *need* (indexes of the probe set; res: their walk)
+        pr = self._probes
         method = pt.explore or pt.method
         pt.explore = None
         if method == "madvise":
             # MADV_COLD leaves the Accessed bit of a page mapped more than once (shared libraries, shared
             # memory, KSM) alone: such probes are cleared by a clear_refs of the target every so often
-            shared = self._shared(res[need])
+            compound, shared = self._page_facts(res)
             if shared.any():
-                if time.monotonic_ns() - pt.refs_ns >= self._refs_period_ns(ctx_window_us=self._wss_window_us, pt=pt):
+                if time.monotonic_ns() - pt.refs_ns >= self._refs_period_ns():
                     method = "clear_refs"
                 else:
                     pt.nr_shared += int(np.count_nonzero(shared))
@@ -451,20 +507,20 @@ class PteOps(VaddrOps):
                     # touch to time in this window
                     pr.hist[skip[pr.nwin[skip] > 0]] |= np.uint64(1)
                     pr.valid[skip] = False
-                    self.walker.skip_slots(pt.slot + skip, _SKIP)
-                    need = need[~shared]
+                    self.walker.skip_slots(skip, _SKIP)
+                    need, res, compound = need[~shared], res[~shared], compound[~shared]
         if not need.size:
             return
         if method == "page_idle" and self._idle_fd >= 0:
-            ok = self._clear_page_idle(pt, res[need])
+            ok = self._clear_page_idle(pt, res)
         elif method == "clear_refs":
             ok = self._clear_refs(pt)
         else:
-            ok = self._clear_madvise(t, pt, pr.addr[need], res[need])
-            pt.advised[need] = pt.method_used == "madvise"
+            ok = self._clear_madvise(t, pt, (pr.addr[need] & np.uint64(self._mask)), res, compound)
+            self._advised[need] = pt.method_used == "madvise"
         if not ok:
             pr.valid[need] = False
-            self.walker.skip_slots(pt.slot + need, _SKIP)
+            self.walker.skip_slots(need, _SKIP)
 
     def sample_points(self, ctx: Ctx, nr_samples: int) -> tuple[int, ...]:
         """The reads of a window (:func:`~damon_bpf.ops.pte_sampling.read_points`), less the last, which is the
@@ -474,7 +530,6 @@ class PteOps(VaddrOps):
     def observe(self, ctx: Ctx, nr_passed: int) -> None:
         """One read of the window: every probe not yet found accessed, of every target, in one program run
         (``pte_observe``); those accessed now get *nr_passed* as their first read."""
-        t0 = time.thread_time_ns()
         if self._nslots:
             self.walker.observe(self._nslots, nr_passed)
             self._checks += self._nslots
@@ -487,42 +542,45 @@ class PteOps(VaddrOps):
         self.observe(ctx, nr_samples)
         self._windows_us.appendleft(nr_samples * max(ctx.attrs.sample_interval_us, 1))
         self._windows += 1
-        firsts = self.walker.first_reads(self._nslots).astype(np.int64)
+        pr = self._probes
+        n = self._nslots
+        live = self._live_now
+        nreg = int(self._region_offs[-1])
+        hits_all = np.zeros(nreg, np.int64)
+        has = np.zeros(nreg, bool)
+        gone_t: set[int] = set()
+        if n and len(pr) == n:
+            first = self.walker.first_reads(n).astype(np.int64)
+            pr.valid &= first != _SKIP
+            pr.first = np.where(pr.valid, first, 0)
+            out = self.walker.results(0, n)
+            gone = (out & np.uint64(R_MM_GONE)) != 0
+            if gone.any():
+                gone_t = set((pr.addr[gone] >> np.uint64(self._shift)).astype(np.int64).tolist())
+            touched = np.flatnonzero(pr.first > 0)
+            if touched.size:
+                # what damon_get_folio() would not return is no access (once per window: kpageflags reads)
+                pfns = (result_phys(out[touched]) >> np.uint64(12)).astype(np.int64)
+                pr.first[touched[~self._page_ok(pfns, ~self._advised[touched])]] = 0
+            p, has = pr.access_rates(nreg)
+            hits_all = stochastic_round(nr_samples * p, self._rng)
+            pr.end_window()
         mx = 0
         mxacc = ctx.attrs.max_nr_accesses
-        gone: list[tuple[Target, _PteTarget]] = []
-        for ti, t in enumerate(ctx.targets):
-            n = len(t.ra)
-            if not n:
-                continue
-            hits = np.zeros(n, dtype=np.int64)
-            pt = self._pt.get(ti)
-            if pt is not None and not pt.dead and pt.slot >= 0 and len(pt.probes):
-                pr = pt.probes
-                k = len(pr)
-                first = firsts[pt.slot:pt.slot + k]
-                pr.valid &= first != _SKIP
-                pr.first = np.where(pr.valid, first, 0)
-                touched = np.flatnonzero(pr.first > 0)
-                out = self.walker.results(pt.slot, k)
-                if (out & np.uint64(R_MM_GONE)).any():
-                    gone.append((t, pt))
-                if touched.size:
-                    # what damon_get_folio() would not return is no access (once per window: kpageflags reads)
-                    pfns = (result_phys(out[touched]) >> np.uint64(12)).astype(np.int64)
-                    lru = ~pt.advised[touched] if pt.advised.size == k else None
-                    pr.first[touched[~self._page_ok(pfns, lru)]] = 0
-                p, has = pr.access_rates(n)
-                hits = stochastic_round(nr_samples * p, self._rng)
-                if not has.all():
-                    # a region without a usable probe this window keeps its last rate
-                    last = t.ra.last_nr_accesses * nr_samples / max(mxacc, 1)
-                    hits[~has] = np.rint(last[~has]).astype(np.int64)
-                pr.end_window()
-            hits = np.clip(hits, 0, nr_samples)
-            mx = max(mx, update_regions_access_rate(t, hits, nr_samples, ctx.attrs))
-        for t, pt in gone:
-            self._walk_failed(t, pt, _MM_DEAD)
+        offs = self._region_offs
+        for k, (ti, t, pt) in enumerate(live):
+            lo, hi = int(offs[k]), int(offs[k + 1])
+            if hi - lo != len(t.ra):
+                continue  # (regions cannot change within a window; a guard)
+            hits, got = hits_all[lo:hi], has[lo:hi]
+            if not got.all():
+                # a region without a usable probe this window keeps its last rate
+                last = t.ra.last_nr_accesses * nr_samples / max(mxacc, 1)
+                hits = np.where(got, hits, np.rint(last).astype(np.int64))
+            mx = max(mx, update_regions_access_rate(t, np.clip(hits, 0, nr_samples), nr_samples, ctx.attrs))
+        for ti, t, pt in live:
+            if ti in gone_t:
+                self._walk_failed(t, pt, _MM_DEAD)
         return mx
 
     def _account_window(self, now: int) -> None:
@@ -546,12 +604,16 @@ class PteOps(VaddrOps):
         if self._kpageflags_fd < 0 or not pfns.size:
             return ok
         lru_too = check_lru.tolist() if check_lru is not None else [True] * pfns.size
+        cache, now = self._flags, self._windows
         for i, pfn in enumerate(pfns.tolist()):
             if pfn in self._zero_pfns:
                 ok[i] = False
                 self.nr_zero_page += 1
                 continue
-            flags = self._kpageflags_word(pfn)
+            hit = cache.get(pfn)
+            if hit is None or now - hit[0] > _LRU_WINDOWS:
+                hit = cache[pfn] = (now, self._kpageflags_word(pfn))
+            flags = hit[1]
             if flags & _KPF_ZERO_PAGE:
                 self._zero_pfns.add(pfn)
                 ok[i] = False
@@ -559,31 +621,48 @@ class PteOps(VaddrOps):
             elif not flags & _KPF_LRU and lru_too[i]:
                 ok[i] = False
                 self.nr_off_lru += 1
+                del cache[pfn]  # off the LRU for a moment, most likely: asked again next time
+        if len(cache) > _FACTS_MAX:
+            self._flags = {k: v for k, v in cache.items() if now - v[0] <= _LRU_WINDOWS}
         return ok
 
     # -- clearing ----------------------------------------------------------------------------------------
 
-    def _shared(self, res: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
-        """Per result, whether its page is mapped more than once (``/proc/kpagecount``)."""
+    def _page_facts(self, res: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """Per result, whether its page is part of a large folio (``/proc/kpageflags``) and whether it is mapped
+        more than once (``/proc/kpagecount``). Remembered per page frame for :data:`_FACTS_WINDOWS` windows: a
+        page's folio and sharing rarely change, and two reads per probe per window add up over many targets."""
         from damon_bpf.probes.pte import result_phys
 
-        out = np.zeros(res.size, bool)
-        if self._kpagecount_fd < 0:
-            return out
+        compound = np.zeros(res.size, bool)
+        shared = np.zeros(res.size, bool)
+        cache, now = self._facts, self._windows
         for i, pfn in enumerate((result_phys(res) >> np.uint64(12)).tolist()):
-            try:
-                raw = os.pread(self._kpagecount_fd, 8, int(pfn) * 8)
-            except OSError:
-                continue
-            out[i] = len(raw) == 8 and int.from_bytes(raw, "little") > 1
-        return out
+            hit = cache.get(pfn)
+            if hit is None or now - hit[0] > _FACTS_WINDOWS:
+                big = bool(self._kpageflags_word(pfn) & (_KPF_COMPOUND_HEAD | _KPF_COMPOUND_TAIL)) \
+                    if self._kpageflags_fd >= 0 else False
+                many = False
+                if self._kpagecount_fd >= 0:
+                    try:
+                        raw = os.pread(self._kpagecount_fd, 8, pfn * 8)
+                        many = len(raw) == 8 and int.from_bytes(raw, "little") > 1
+                    except OSError:
+                        pass
+                hit = cache[pfn] = (now, big, many)
+            compound[i], shared[i] = hit[1], hit[2]
+        if len(cache) > _FACTS_MAX:
+            self._facts = {k: v for k, v in cache.items() if now - v[0] <= _FACTS_WINDOWS}
+        return compound, shared
 
-    def _refs_period_ns(self, ctx_window_us: int, pt: _PteTarget) -> float:
-        # how often a target with shared probes gets a clear_refs: every working-set window, or less often
-        # where that would take more than a fifth of the budget
-        period = ctx_window_us * 1000.0
+    def _refs_period_ns(self) -> float:
+        # how often a target with shared probes gets a clear_refs: every _SHARED_REFS_NS at most (clear_refs
+        # also clears PG_referenced of every page: reclaim refaults more, bench/refaults.py), and less often
+        # where the clear_refs of every live target would take more than a fifth of the budget
+        period = float(_SHARED_REFS_NS)
         if self.cpu_budget > 0:
-            period = max(period, pt.rss_pages * pt.refs_ns_per_page / (0.2 * self.cpu_budget))
+            total = sum(p.rss_pages * p.refs_ns_per_page for p in self._pt.values() if not p.dead)
+            period = max(period, total / (0.2 * self.cpu_budget))
         return period
 
     def _clear_refs(self, pt: _PteTarget) -> bool:
@@ -627,7 +706,7 @@ class PteOps(VaddrOps):
         return True
 
     def _clear_madvise(self, t: Target, pt: _PteTarget, addrs: npt.NDArray[np.uint64],
-                       res: npt.NDArray[np.uint64]) -> bool:
+                       res: npt.NDArray[np.uint64], compound: npt.NDArray[np.bool_]) -> bool:
         from damon_bpf.probes.pte import result_level, result_phys
 
         data = t.ops_data
@@ -637,44 +716,45 @@ class PteOps(VaddrOps):
         t0 = time.thread_time_ns()
         a = addrs.astype(np.int64)
         level = result_level(res)
-        starts = a.copy()
-        lengths = np.full(a.size, PAGE_SZ, dtype=np.int64)
-        pmd = level == 2
-        starts[pmd] = a[pmd] & ~(_PMD_SZ - 1)
-        lengths[pmd] = _PMD_SZ
-        pud = level == 3
-        starts[pud] = a[pud] & ~(_PUD_SZ - 1)
-        lengths[pud] = _PUD_SZ
         small = level == 1
-        if small.any() and self._kpageflags_fd >= 0:
-            # any PTE-mapped probe may lie in a large folio: mTHP, large page-cache folios, and THPs that lost
-            # their PMD mapping (mremap() to an unaligned address, a partial munmap()): its own kpageflags word
-            # says whether it is part of one, and only then are its neighbours read
-            pfns = (result_phys(res[small]) >> np.uint64(12)).astype(np.int64)
-            compound = np.array([bool(self._kpageflags_word(p) & (_KPF_COMPOUND_HEAD | _KPF_COMPOUND_TAIL))
-                                 for p in pfns.tolist()], dtype=bool)
-            if compound.any():
-                idx = np.flatnonzero(small)[compound]
-                starts[idx], lengths[idx] = folio_ranges(a[idx], pfns[compound], self._read_kpageflags)
-        # MADV_COLD splits a PTE-mapped large folio it covers only in part, and it works one page table at a time
-        # (madvise_cold_or_pageout_pte_range()): a folio that sticks out of its VMA or crosses a 2 MiB boundary
-        # would be split. Such a target is cleared with clear_refs this window (it splits nothing).
-        vs, ve = self._vma_bounds(pt, data.vmas if isinstance(data, VaddrTargetData) else [])
-        partial = small & (lengths > PAGE_SZ) & ((starts // _PMD_SZ) != ((starts + lengths - 1) // _PMD_SZ))
-        if vs.size:
-            j = np.maximum(np.searchsorted(vs, starts, side="right") - 1, 0)
-            partial |= ~((starts >= vs[j]) & (starts + lengths <= ve[j]))
-        if partial.any():
-            pt.nr_partial_folios += int(np.count_nonzero(partial))
-            pt.method_used = "clear_refs"
-            return self._clear_refs(pt)
-        pt.method_used = "madvise"
-        # one iovec per folio, in address order, without repeats (two probes in one huge page)
-        order = np.lexsort((lengths, starts))
-        starts, lengths = starts[order], lengths[order]
-        keep = np.ones(starts.size, dtype=bool)
-        keep[1:] = starts[1:] >= starts[:-1] + lengths[:-1]
-        starts, lengths = starts[keep], lengths[keep]
+        if small.all() and not compound.any():
+            # the common case: small pages, one iovec each, already in order
+            pt.method_used = "madvise"
+            starts, lengths = a, np.full(a.size, PAGE_SZ, dtype=np.int64)
+        else:
+            starts = a.copy()
+            lengths = np.full(a.size, PAGE_SZ, dtype=np.int64)
+            pmd = level == 2
+            starts[pmd] = a[pmd] & ~(_PMD_SZ - 1)
+            lengths[pmd] = _PMD_SZ
+            pud = level == 3
+            starts[pud] = a[pud] & ~(_PUD_SZ - 1)
+            lengths[pud] = _PUD_SZ
+            # a PTE-mapped probe in a large folio (mTHP, a large page-cache folio, a THP that lost its PMD
+            # mapping: mremap() to an unaligned address, a partial munmap()): advise the whole folio
+            big = small & compound
+            if big.any() and self._kpageflags_fd >= 0:
+                pfns = (result_phys(res[big]) >> np.uint64(12)).astype(np.int64)
+                starts[big], lengths[big] = folio_ranges(a[big], pfns, self._read_kpageflags)
+            # MADV_COLD splits a PTE-mapped large folio it covers only in part, and it works one page table at a
+            # time (madvise_cold_or_pageout_pte_range()): a folio that sticks out of its VMA or crosses a 2 MiB
+            # boundary would be split. Such a target is cleared with clear_refs this window (it splits nothing).
+            vs, ve = self._vma_bounds(pt, data.vmas if isinstance(data, VaddrTargetData) else [])
+            partial = small & (lengths > PAGE_SZ) & ((starts // _PMD_SZ) != ((starts + lengths - 1) // _PMD_SZ))
+            if vs.size:
+                j = np.maximum(np.searchsorted(vs, starts, side="right") - 1, 0)
+                partial |= ~((starts >= vs[j]) & (starts + lengths <= ve[j]))
+            if partial.any():
+                pt.nr_partial_folios += int(np.count_nonzero(partial))
+                pt.method_used = "clear_refs"
+                return self._clear_refs(pt)
+            pt.method_used = "madvise"
+            # one iovec per folio, in address order, without repeats (two probes in one huge page)
+            order = np.lexsort((lengths, starts))
+            starts, lengths = starts[order], lengths[order]
+            keep = np.ones(starts.size, dtype=bool)
+            keep[1:] = starts[1:] >= starts[:-1] + lengths[:-1]
+            starts, lengths = starts[keep], lengths[keep]
         ok = self._madvise_all(pt, pidfd, starts, lengths)
         d = time.thread_time_ns() - t0
         per = d / max(1, starts.size)
@@ -834,17 +914,17 @@ class PteOps(VaddrOps):
         cum = np.cumsum(np.fromiter(self._windows_us, dtype=np.int64))
         m = int(np.argmin(np.abs(cum - window_us))) + 1
         span = int(cum[m - 1])
-        base, _ = super().working_set_bytes(ctx, span)
-        out = []
-        for ti, t in enumerate(ctx.targets):
-            pt = self._pt.get(ti)
-            if pt is None or not len(t.ra) or not len(pt.probes):
-                out.append(base[ti])
-                continue
-            share, has = pt.probes.touched_share(t.ra.start, t.ra.end, m)
+        out, _ = super().working_set_bytes(ctx, span)
+        live = [(ti, t, pt) for ti, t in enumerate(ctx.targets) if len(t.ra)
+                for pt in [self._pt.get(ti)] if pt is not None]
+        if not live or not len(self._probes):
+            return out, span
+        starts, ends, offs = self._regions(live)
+        share, has = self._probes.touched_share(starts, ends, m)
+        for k, (ti, t, _) in enumerate(live):
+            lo, hi = int(offs[k]), int(offs[k + 1])
             sz = (t.ra.end - t.ra.start).astype(np.float64)
-            rate_based = self._rate_share(ctx, t, span)
-            out.append(int((sz * np.where(has, share, rate_based)).sum()))
+            out[ti] = int((sz * np.where(has[lo:hi], share[lo:hi], self._rate_share(ctx, t, span))).sum())
         return out, span
 
     @staticmethod
@@ -873,7 +953,7 @@ class PteOps(VaddrOps):
             "huge": st["huge"],
             "read_faults": st["read_faults"],
             "clear": ",".join(methods),
-            "probes": sum(len(pt.probes) for pt in live),
+            "probes": len(self._probes),
             "walk_ns_per_page": round(self.cost.walk_ns_per_probe, 1),
             "cpu_per_window_us": round(self._last_window_ns / 1e3, 1),
         }

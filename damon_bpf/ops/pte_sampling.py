@@ -86,22 +86,25 @@ class ProbeSet:
         self.addr, self.hist, self.nwin = self.addr[keep], self.hist[keep], self.nwin[keep]
         self.first, self.valid, self.region = self.first[keep], self.valid[keep], self.region[keep]
 
-    def regions_of(self, starts: I64, ends: I64) -> I64:
-        """The index of the region holding each probe, -1 where none does."""
-        a = self.addr.astype(np.int64)
-        if not starts.size:
+    def regions_of(self, starts: npt.ArrayLike, ends: npt.ArrayLike) -> I64:
+        """The index of the region holding each probe, -1 where none does (addresses, or any unsigned keys
+        that order like them)."""
+        a = self.addr
+        s, e = np.asarray(starts).astype(np.uint64), np.asarray(ends).astype(np.uint64)
+        if not s.size:
             return np.full(a.size, -1, np.int64)
-        i = np.searchsorted(starts, a, side="right") - 1
-        inside = (i >= 0) & (a < ends[np.maximum(i, 0)])
+        i = np.searchsorted(s, a, side="right").astype(np.int64) - 1
+        inside = (i >= 0) & (a < e[np.maximum(i, 0)])
         out: I64 = np.where(inside, i, -1)
         return out
 
-    def allocate(self, starts: I64, ends: I64, nr_probes: int, rng: np.random.Generator,
+    def allocate(self, starts: npt.ArrayLike, ends: npt.ArrayLike, nr_probes: int, rng: np.random.Generator,
                  retire_chance: float = 0.0) -> int:
         """Give each region its probes for the next window: an equal share of half of *nr_probes* (at least one,
         at most :data:`BASE_PROBES`), the rest in proportion to size; probes outside every region go, a random share *retire_chance* retires (so the pages watched
         keep changing, as the kernel's random sampling pages do), regions with too many drop their youngest,
         regions with too few get new uniformly random pages. Returns how many probes are new."""
+        starts, ends = np.asarray(starts).astype(np.uint64), np.asarray(ends).astype(np.uint64)
         nreg = int(starts.size)
         if not nreg:
             self._keep(np.zeros(len(self), bool))
@@ -111,7 +114,8 @@ class ProbeSet:
         if retire_chance > 0 and keep.any():
             keep &= rng.random(keep.size) >= retire_chance
         self._keep(keep)
-        sz = (ends - starts).astype(np.float64)
+        pages_of = ((ends - starts) // np.uint64(PAGE_SZ)).astype(np.int64)
+        sz = pages_of.astype(np.float64)
         # each region an equal share of half the probes (its access rate: the kernel samples every region alike),
         # up to BASE_PROBES; the rest in proportion to size (the working set: bytes)
         base = min(BASE_PROBES, max(1, int(nr_probes) // (2 * nreg)))
@@ -119,7 +123,7 @@ class ProbeSet:
         want_f = base + extra * sz / max(sz.sum(), 1.0)
         want = np.floor(want_f).astype(np.int64)
         want += (rng.random(nreg) < (want_f - want)).astype(np.int64)
-        want = np.minimum(want, np.maximum((ends - starts) // PAGE_SZ, 1))
+        want = np.minimum(want, np.maximum(pages_of, 1))
         # regions with too many: keep the oldest (longest history) of each
         order = np.lexsort((-self.nwin, self.region))
         ri_sorted = self.region[order]
@@ -133,9 +137,9 @@ class ProbeSet:
         total = int(need.sum())
         if total:
             reg = np.repeat(np.arange(nreg), need)
-            pages = np.maximum((ends[reg] - starts[reg]) // PAGE_SZ, 1)
-            off = (rng.random(total) * pages).astype(np.int64)
-            new = (starts[reg] + off * PAGE_SZ).astype(np.uint64)
+            pages = np.maximum(pages_of[reg], 1)
+            off = (rng.random(total) * pages).astype(np.uint64)
+            new = starts[reg] + off * np.uint64(PAGE_SZ)
             self.addr = np.concatenate([self.addr, new])
             self.hist = np.concatenate([self.hist, np.zeros(total, np.uint64)])
             self.nwin = np.concatenate([self.nwin, np.zeros(total, np.int64)])
@@ -167,11 +171,12 @@ class ProbeSet:
         out: F64 = np.where(has, hit / np.maximum(cnt, 1), 0.0)
         return out, has
 
-    def touched_share(self, starts: I64, ends: I64, nwindows: int) -> tuple[F64, npt.NDArray[np.bool_]]:
+    def touched_share(self, starts: npt.ArrayLike, ends: npt.ArrayLike, nwindows: int) -> tuple[
+            F64, npt.NDArray[np.bool_]]:
         """Per region (of the given ranges), the share of its probes touched within the last *nwindows*
         completed windows, from the probes with that much history (or, in a region without such probes, from
         whatever history its probes have), and whether the region had any probe with history."""
-        nreg = int(starts.size)
+        nreg = int(np.asarray(starts).size)
         ri = self.regions_of(starts, ends)
         mask = np.uint64((1 << min(max(nwindows, 1), HISTORY)) - 1)
         touched = ((self.hist & mask) != 0).astype(np.float64)
