@@ -1,6 +1,7 @@
-"""Shared helpers of ``bench/accuracy.py``, ``bench/overhead.py`` and ``bench/pte_cost.py``.
+"""Shared helpers of the benches (``bench/accuracy.py``, ``bench/overhead.py``, ``bench/pte_cost.py``,
+``bench/wss.py``, ``bench/many_targets.py``, ``bench/refaults.py``, ...).
 
-Two halves:
+Three parts:
 
 - **Bench statistics** (no I/O, unit-tested in ``tests/unit/test_bench_scoring.py``): workload throughput from
   ground-truth phase records, slowdown, CPU per event, summaries ("once settled" medians), goals and the text
@@ -13,6 +14,10 @@ Two halves:
   (:func:`damon_bpf.linux.process.terminate`), and a guard that puts back any sysctl found changed at the end
   (the library restores its own overrides, :class:`damon_bpf.linux.sysctl.SysctlOverride`; the guard is the bench's
   belt and braces).
+- **Working sets** (``bench/wss.py``, ``bench/many_targets.py``): the classic reference (``clear_refs``, a
+  window, ``Referenced:`` of ``smaps_rollup``; parsers unit-tested in ``tests/unit/test_bench_wss.py``), a
+  snapshot consumer that records the monitor's ``working_set_bytes`` where the library has it (issue #16) and a
+  labelled fallback where it does not, and ``bench/wss_target.py`` as a child process.
 
 The bench scripts are not a package: they import this file with ``sys.path`` set to ``bench/``.
 """
@@ -664,12 +669,17 @@ class RefSample:
     window_s: float  # from the clear to the read (a little longer than asked)
     referenced_bytes: int  # smaps_rollup's Referenced: the whole process
     in_ranges_bytes: int | None = None  # of the mappings that overlap the workload's own ranges (mapping-granular)
+    #: of the mappings without a file (anonymous, heap, stacks): Referenced also counts PG_referenced, which
+    #: other processes set on shared file pages (libraries read at their start-up), so the whole figure jumps
+    #: while other programs start; this part does not
+    anon_bytes: int | None = None
 
 
 def reference_wss(pid: int, window_s: float = 1.0, ranges: Sequence[Sequence[int]] | None = None) -> RefSample:
     """The classic working-set reference of *pid*: :func:`clear_refs`, wait *window_s*, then read
-    ``Referenced:`` (with *ranges*, also the referenced bytes of the mappings that overlap them, from
-    ``/proc/PID/smaps``). Never while a pte monitor watches *pid*: it clears the bits that source reads."""
+    ``Referenced:`` (and from ``/proc/PID/smaps``, the referenced bytes of the mappings without a file, and with
+    *ranges* those of the mappings that overlap them). Never while a pte monitor watches *pid*: it clears the bits
+    that source reads."""
     return reference_wss_many([pid], window_s, {pid: ranges} if ranges is not None else None)[0]
 
 
@@ -687,8 +697,10 @@ def reference_wss_many(pids: Sequence[int], window_s: float = 1.0,
         ref = referenced_bytes(pid)
         t = time.monotonic()
         rs = (ranges or {}).get(pid)
-        inr = referenced_in(smaps_referenced(pid), rs) if rs is not None else None
-        out.append(RefSample(pid, t, t - t_clear[pid], ref, inr))
+        maps = smaps_referenced(pid)
+        inr = referenced_in(maps, rs) if rs is not None else None
+        anon = sum(r for _, _, r, name in maps if not name or name.startswith("["))
+        out.append(RefSample(pid, t, t - t_clear[pid], ref, inr, anon))
     return out
 
 
@@ -713,6 +725,8 @@ def ref_summary(samples: Sequence[RefSample]) -> dict[str, Any]:
             "max": max((s.referenced_bytes for s in samples), default=None),
             "in_ranges_median": statistics.median([s.in_ranges_bytes or 0 for s in samples])
             if samples and all(s.in_ranges_bytes is not None for s in samples) else None,
+            "anon_median": statistics.median([s.anon_bytes or 0 for s in samples])
+            if samples and all(s.anon_bytes is not None for s in samples) else None,
             "window_s": statistics.median([s.window_s for s in samples]) if samples else None}
 
 

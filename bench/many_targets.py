@@ -184,6 +184,10 @@ def report(res: dict[str, Any], window_s: float, duration_s: float) -> str:
                        res["total_regions_last"]]]),
              f"(monitor CPU: process CPU of this bench process, which runs the Monitor, from {cpu['from_s']} s to "
              f"{cpu['to_s']} s of the run, less the consumer's own)"]
+    wins = sorted({r["window_us"] for r in res["series_summary"] if r["window_us"] is not None})
+    if wins:
+        lines.append(f"(the monitor's stated window, working_set_window_us: "
+                     f"{', '.join(f'{w / 1e6:g} s' for w in wins)})")
     if not res["has_attribute"]:
         lines.append(f"\n* {C.FALLBACK_NOTE}; 'aggr only': the same for one aggregation interval alone")
     if res["notes"]:

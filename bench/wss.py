@@ -5,8 +5,9 @@
 PG_young and PG_referenced of every page of the process), wait the window W (default 1 s), then read
 ``Referenced:`` of ``/proc/PID/smaps_rollup``: the bytes of the process's pages accessed within W, the whole
 process (interpreter, libraries, stacks included), as the monitor's ``working_set_bytes`` counts it. The
-referenced bytes of the mappings that hold the workload's own ranges are kept too (``in ranges``; mapping-granular,
-information only).
+referenced bytes of the mappings that hold the workload's own ranges (``in ranges``; mapping-granular) and of the
+mappings without a file (``anon``) are kept too, for information: ``Referenced`` also counts ``PG_referenced`` of
+shared library pages, which other programs starting on the machine set, so single whole-process samples jump.
 
 ``clear_refs`` clears the very bits the ``pte`` source reads, so reference and monitor never run at the same
 time: on a stationary workload, the reference is taken N times (default 5) **before** the monitored phase and N
@@ -151,7 +152,7 @@ def report(results: list[dict[str, Any]], window_s: float) -> str:
     for r in results:
         m = r["monitor"]
         rows.append([r["workload"], r["hot"], _mib_range(r["reference_before"]), _mib_range(r["reference_after"]),
-                     C.fmt(r["reference"]["in_ranges_median"], "mib"),
+                     C.fmt(r["reference"]["in_ranges_median"], "mib"), C.fmt(r["reference"]["anon_median"], "mib"),
                      C.fmt(m["median"], "mib") + ("" if m["figure"] == "working_set_bytes" else " *"),
                      C.fmt(m["aggr_fallback_median"], "mib"), C.fmt(r["rel_error"], "pct"), f"+-{GOAL:.0%}",
                      C.verdict(r["goal_met"]), C.fmt(m["nr_regions_median"], "f0"),
@@ -160,8 +161,15 @@ def report(results: list[dict[str, Any]], window_s: float) -> str:
              "Referenced\n(MiB, median (min-max), whole process, before and after the monitored phase); monitor = "
              f"median over its snapshots\nafter the first {SKIP_S:g} s (pte source, defaults); error against the "
              "median of all reference samples",
-             C.table(["workload", "hot set", "ref before", "ref after", "ref in ranges", "monitor", "aggr only",
+             C.table(["workload", "hot set", "ref before", "ref after", "in ranges", "anon", "monitor", "aggr only",
                       "error", "goal", "met", "regions", "max gap s"], rows)]
+    lines.append("(in ranges: Referenced of the mappings holding the workload's own ranges; anon: of the mappings "
+                 "without a file;\nthe whole-process figure also counts PG_referenced of shared library pages, "
+                 "which other programs' start-up sets:\nits jumps in single samples)")
+    wins = sorted({r["monitor"]["window_us"] for r in results if r["monitor"]["window_us"] is not None})
+    if wins:
+        lines.append(f"(the monitor's stated window, working_set_window_us: "
+                     f"{', '.join(f'{w / 1e6:g} s' for w in wins)})")
     if any(not r["has_attribute"] for r in results):
         lines.append(f"\n* {C.FALLBACK_NOTE}; 'aggr only': the same for one aggregation interval alone")
     notes = sorted({n for r in results for n in r["source_notes"]})

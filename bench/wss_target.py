@@ -3,8 +3,9 @@
 and ``bench/refaults.py``.
 
 It maps ``--size-mib`` MiB, writes every page once (anonymous memory) or reads every page once (``--file``:
-the file is mapped shared and read only, with ``MADV_RANDOM`` so that a fault reads one page, not a readahead
-window), then touches its hot pages until it is ended (SIGTERM, SIGINT), in one of three ways:
+the file is mapped shared and read only; with ``--cold-random`` its cold part, after the hot part, then gets
+``MADV_RANDOM``, so that a fault there reads one page, not a read-around window of cold neighbours), then touches
+its hot pages until it is ended (SIGTERM, SIGINT), in one of three ways:
 
 - **random** (default): ``--rate`` touches per second (0: as fast as it can), each at a page drawn uniformly
   from the hot pages. With ``--hot-share S`` < 1 only that share of the touches goes to the hot pages and the
@@ -22,7 +23,7 @@ With ``--cgroup DIR`` it first moves itself into that cgroup (writes its pid to 
 every page it faults in is charged there.
 
 Usage: bench/wss_target.py [--size-mib 256] [--hot-mib 200] [--scattered] [--rate 1000000] [--sweep-ms 100]
-[--file PATH] [--hot-share 1.0] [--cgroup DIR] [--report] [--seed 1]
+[--file PATH] [--hot-share 1.0] [--cold-random] [--cgroup DIR] [--report] [--seed 1]
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep-ms", type=float, default=0.0, help="write each hot page once every this many ms")
     ap.add_argument("--file", help="map this file (shared, read only) instead of anonymous memory")
     ap.add_argument("--hot-share", type=float, default=1.0, help="share of random touches on hot pages")
+    ap.add_argument("--cold-random", action="store_true",
+                    help="MADV_RANDOM on the cold part of the mapping (after the contiguous hot part)")
     ap.add_argument("--cgroup", help="move into this cgroup directory first")
     ap.add_argument("--report", action="store_true", help="print 'tick <time> <touches>' every second")
     ap.add_argument("--seed", type=int, default=1)
@@ -69,7 +72,6 @@ def main(argv: list[str] | None = None) -> int:
         size = os.fstat(fd).st_size // PAGE * PAGE
         mm = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
         os.close(fd)
-        mm.madvise(mmap.MADV_RANDOM)
         arr = np.frombuffer(mm, dtype=np.uint8)
         int(arr[::PAGE].sum())  # fault every page in once
     else:
@@ -93,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         mask = np.ones(nr_pages, dtype=bool)
         mask[hot] = False
         cold = np.flatnonzero(mask).astype(np.int64)
+    if args.cold_random and not args.scattered and nr_hot < nr_pages:
+        # a fault in the cold part reads one page, not a read-around window of its cold neighbours; the kernel
+        # then also ignores that part's Accessed bits for reclaim (vma_has_recency()), the hot part keeps them
+        mm.madvise(mmap.MADV_RANDOM, nr_hot * PAGE, size - nr_hot * PAGE)
     addr = arr.ctypes.data
     print(f"ready {addr} {size} {nr_hot * PAGE}", flush=True)
 
