@@ -163,7 +163,7 @@ def report(res: dict[str, Any], window_s: float, duration_s: float) -> str:
         ref = t["reference"]
         rng = (f"{ref['median'] / C.MiB:.1f} ({ref['min'] / C.MiB:.1f}-{ref['max'] / C.MiB:.1f})"
                if ref["median"] is not None else "-")
-        rows.append([t["pid"], rng, C.fmt(ref["in_ranges_median"], "mib"),
+        rows.append([t["pid"], rng, C.fmt(ref["in_ranges_median"], "mib"), C.fmt(ref["anon_median"], "mib"),
                      C.fmt(t["figure"], "mib") + ("" if t["kind"] == "working_set_bytes" else " *"),
                      C.fmt(t["aggr_fallback"], "mib"), C.fmt(t["rel_error"], "pct"), f"+-{WS_GOAL:.0%}",
                      C.verdict(t["goal_met"]), C.fmt(t["nr_regions"], "f0")])
@@ -172,8 +172,11 @@ def report(res: dict[str, Any], window_s: float, duration_s: float) -> str:
     lines = [f"{n} targets, one pte monitor (defaults) in this process for {duration_s:g} s; working set W = "
              f"{window_s:g} s\n(reference: clear_refs + W + smaps_rollup Referenced, MiB, median (min-max) before "
              f"and after;\nmonitor: median over its snapshots of the last {END_S:g} s)",
-             C.table(["pid", "reference", "in mapping", "monitor", "aggr only", "error", "goal", "met", "regions"],
-                     rows),
+             C.table(["pid", "reference", "in mapping", "anon", "monitor", "aggr only", "error", "goal", "met",
+                      "regions"], rows),
+             "(in mapping: Referenced of its 256 MiB mapping; anon: of its mappings without a file; the whole-process "
+             "figure also\ncounts PG_referenced of shared library pages, which other programs' start-up sets: its "
+             "jumps in single samples)",
              "",
              C.table(["targets", "within +-25%", "goal", "met", "monitor CPU", "goal", "met", "consumer CPU",
                       "snapshots", "max gap s", "sample/aggr ms", "regions"],

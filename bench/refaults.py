@@ -495,7 +495,8 @@ def report(summary: list[dict[str, Any]], version: int, args: argparse.Namespace
             lines.append(f"\nno monitored method changes refaults per touch beyond the unmonitored runs' own spread "
                          f"(+-{C.fmt(floor, 'pct')}): {figs}")
         else:
-            lines.append(f"\nleast disturbing of the monitored methods: {best['method']} (refaults per touch "
+            what = "least disturbing of the monitored methods" if len(ranked) > 1 else "the monitored method"
+            lines.append(f"\n{what}: {best['method']} (refaults per touch "
                          f"{C.fmt(best['refaults_change_vs_none'], 'pct')} against the unmonitored runs' drift; "
                          f"throughput {C.fmt(best['throughput_change'], 'pct')} against its own base); all: {figs}"
                          + (f"; unmonitored runs' spread +-{C.fmt(spread, 'pct')}" if spread is not None else ""))
