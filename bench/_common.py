@@ -1,6 +1,7 @@
-"""Shared helpers of ``bench/accuracy.py``, ``bench/overhead.py`` and ``bench/pte_cost.py``.
+"""Shared helpers of the benches (``bench/accuracy.py``, ``bench/overhead.py``, ``bench/pte_cost.py``,
+``bench/wss.py``, ``bench/many_targets.py``, ``bench/refaults.py``, ...).
 
-Two halves:
+Three parts:
 
 - **Bench statistics** (no I/O, unit-tested in ``tests/unit/test_bench_scoring.py``): workload throughput from
   ground-truth phase records, slowdown, CPU per event, summaries ("once settled" medians), goals and the text
@@ -13,6 +14,10 @@ Two halves:
   (:func:`damon_bpf.linux.process.terminate`), and a guard that puts back any sysctl found changed at the end
   (the library restores its own overrides, :class:`damon_bpf.linux.sysctl.SysctlOverride`; the guard is the bench's
   belt and braces).
+- **Working sets** (``bench/wss.py``, ``bench/many_targets.py``): the classic reference (``clear_refs``, a
+  window, ``Referenced:`` of ``smaps_rollup``; parsers unit-tested in ``tests/unit/test_bench_wss.py``), a
+  snapshot consumer that records the monitor's ``working_set_bytes`` where the library has it (issue #16) and a
+  labelled fallback where it does not, and ``bench/wss_target.py`` as a child process.
 
 The bench scripts are not a package: they import this file with ``sys.path`` set to ``bench/``.
 """
@@ -32,7 +37,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
@@ -593,6 +598,333 @@ def run_session(pid: int, case: SourceCase, duration_s: float, *, spec: SourceSp
         bpf_run_ns=(run1[0] - run0[0]) if run0 and run1 else None,
         bpf_run_cnt=(run1[1] - run0[1]) if run0 and run1 else None,
         notes=notes, stop_reason=str(getattr(reason, "name", reason)), error=error)
+
+
+# ================================================================================================ working sets
+# The classic reference of a process's working set (bench/wss.py, bench/many_targets.py): clear the Accessed bits
+# and PG_referenced of all its pages (``echo 1 > /proc/PID/clear_refs``), wait the window, and count the pages
+# found referenced again (``Referenced:`` of /proc/PID/smaps_rollup, or per mapping of /proc/PID/smaps). It
+# clears the very bits the pte source reads, so it never runs while a pte monitor watches the same process.
+
+
+def parse_referenced(text: str) -> int:
+    """Bytes of the ``Referenced:`` line of a ``/proc/PID/smaps_rollup`` (the sum over all its lines when given
+    a whole ``/proc/PID/smaps``).
+
+    :raises ValueError: no ``Referenced:`` line
+    """
+    total = 0
+    found = False
+    for line in text.splitlines():
+        if line.startswith("Referenced:"):
+            parts = line.split()
+            total += int(parts[1]) * (1024 if len(parts) < 3 or parts[2] == "kB" else 1)
+            found = True
+    if not found:
+        raise ValueError("no 'Referenced:' line")
+    return total
+
+
+def parse_smaps_referenced(text: str) -> list[tuple[int, int, int, str]]:
+    """Each mapping of a ``/proc/PID/smaps`` as ``(start, end, referenced bytes, name)`` (name: the path or
+    ``[heap]`` etc., empty for anonymous memory)."""
+    out: list[tuple[int, int, int, str]] = []
+    cur: list[Any] | None = None
+    for line in text.splitlines():
+        head = line.split(None, 5)
+        if head and "-" in head[0] and ":" not in head[0]:
+            # a mapping's header: "start-end perms offset dev inode [name]"
+            if cur is not None:
+                out.append((cur[0], cur[1], cur[2], cur[3]))
+            lo, hi = head[0].split("-")
+            cur = [int(lo, 16), int(hi, 16), 0, head[5].strip() if len(head) > 5 else ""]
+        elif cur is not None and line.startswith("Referenced:"):
+            cur[2] = int(line.split()[1]) * 1024
+    if cur is not None:
+        out.append((cur[0], cur[1], cur[2], cur[3]))
+    return out
+
+
+def referenced_in(mappings: Sequence[tuple[int, int, int, str]], ranges: Iterable[Sequence[int]]) -> int:
+    """Referenced bytes of the mappings that overlap any of *ranges* (``[start, end)``). Mapping-granular: a
+    mapping that holds more than the ranges (the kernel merges adjacent anonymous mappings) counts whole."""
+    rs = [(int(a), int(b)) for a, b in ranges]
+    return sum(ref for lo, hi, ref, _ in mappings if any(lo < b and a < hi for a, b in rs))
+
+
+def clear_refs(pid: int) -> None:
+    """``echo 1 > /proc/PID/clear_refs``: clear the Accessed bits (and PG_referenced, PG_young) of every page
+    of the process."""
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("1")
+
+
+def referenced_bytes(pid: int) -> int:
+    """``Referenced:`` of ``/proc/PID/smaps_rollup``, in bytes."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        return parse_referenced(f.read())
+
+
+def smaps_referenced(pid: int) -> list[tuple[int, int, int, str]]:
+    """:func:`parse_smaps_referenced` of ``/proc/PID/smaps``."""
+    with open(f"/proc/{pid}/smaps") as f:
+        return parse_smaps_referenced(f.read())
+
+
+@dataclass
+class RefSample:
+    """One reference measurement of a process's working set."""
+
+    pid: int
+    t: float  # monotonic seconds at the read
+    window_s: float  # from the clear to the read (a little longer than asked)
+    referenced_bytes: int  # smaps_rollup's Referenced: the whole process
+    in_ranges_bytes: int | None = None  # of the mappings that overlap the workload's own ranges (mapping-granular)
+    #: of the mappings without a file (anonymous, heap, stacks): Referenced also counts PG_referenced, which
+    #: other processes set on shared file pages (libraries read at their start-up), so the whole figure jumps
+    #: while other programs start; this part does not
+    anon_bytes: int | None = None
+
+
+def reference_wss(pid: int, window_s: float = 1.0, ranges: Sequence[Sequence[int]] | None = None) -> RefSample:
+    """The classic working-set reference of *pid*: :func:`clear_refs`, wait *window_s*, then read
+    ``Referenced:`` (and from ``/proc/PID/smaps``, the referenced bytes of the mappings without a file, and with
+    *ranges* those of the mappings that overlap them). Never while a pte monitor watches *pid*: it clears the bits
+    that source reads."""
+    return reference_wss_many([pid], window_s, {pid: ranges} if ranges is not None else None)[0]
+
+
+def reference_wss_many(pids: Sequence[int], window_s: float = 1.0,
+                       ranges: Mapping[int, Sequence[Sequence[int]]] | None = None) -> list[RefSample]:
+    """:func:`reference_wss` of several processes in one window: clear them all, wait, read them all in the same
+    order (each one's window is from its own clear to its own read)."""
+    t_clear = {}
+    for pid in pids:
+        clear_refs(pid)
+        t_clear[pid] = time.monotonic()
+    time.sleep(window_s)
+    out = []
+    for pid in pids:
+        ref = referenced_bytes(pid)
+        t = time.monotonic()
+        rs = (ranges or {}).get(pid)
+        maps = smaps_referenced(pid)
+        inr = referenced_in(maps, rs) if rs is not None else None
+        anon = sum(r for _, _, r, name in maps if not name or name.startswith("["))
+        out.append(RefSample(pid, t, t - t_clear[pid], ref, inr, anon))
+    return out
+
+
+def reference_series(pids: Sequence[int], window_s: float, n: int,
+                     ranges: Mapping[int, Sequence[Sequence[int]]] | None = None,
+                     gap_s: float = 0.2) -> dict[int, list[RefSample]]:
+    """*n* rounds of :func:`reference_wss_many`, *gap_s* apart: pid -> its samples."""
+    out: dict[int, list[RefSample]] = {pid: [] for pid in pids}
+    for i in range(n):
+        if i:
+            time.sleep(gap_s)
+        for s in reference_wss_many(pids, window_s, ranges):
+            out[s.pid].append(s)
+    return out
+
+
+def ref_summary(samples: Sequence[RefSample]) -> dict[str, Any]:
+    """Median, min and max of the samples' ``Referenced`` bytes (and of their in-ranges bytes)."""
+    return {"n": len(samples),
+            "median": statistics.median([s.referenced_bytes for s in samples]) if samples else None,
+            "min": min((s.referenced_bytes for s in samples), default=None),
+            "max": max((s.referenced_bytes for s in samples), default=None),
+            "in_ranges_median": statistics.median([s.in_ranges_bytes or 0 for s in samples])
+            if samples and all(s.in_ranges_bytes is not None for s in samples) else None,
+            "anon_median": statistics.median([s.anon_bytes or 0 for s in samples])
+            if samples and all(s.anon_bytes is not None for s in samples) else None,
+            "window_s": statistics.median([s.window_s for s in samples]) if samples else None}
+
+
+def rel_error(value: float | None, ref: float | None) -> float | None:
+    """``(value - ref) / ref`` (``None`` without both, or for a zero reference)."""
+    if value is None or not ref:
+        return None
+    return (value - ref) / ref
+
+
+def monitor_spec_fields() -> set[str]:
+    """The fields of :class:`~damon_bpf.session.monitor.MonitorSpec` in this checkout (to pass new ones, such
+    as ``working_set_window_us``, only where they exist)."""
+    import dataclasses
+
+    from damon_bpf.session.monitor import MonitorSpec
+
+    return {f.name for f in dataclasses.fields(MonitorSpec)}
+
+
+class WorkingSetRecorder:
+    """A snapshot consumer that keeps, per snapshot and target, what a working-set comparison needs (cheap: no
+    copies of whole snapshots):
+
+    - ``working_set_bytes`` of each :class:`~damon_bpf.engine.TargetSnapshot` and the snapshot's
+      ``working_set_window_us``, where the library has them (the interface of issue #16); ``None`` otherwise;
+    - the fallbacks for a library without them: the bytes of the regions with ``nr_accesses > 0`` in that one
+      aggregation interval (``aggr``), and the accessed ranges themselves, from which :meth:`series` builds the
+      union over the snapshots of the last *window_s* (``window``: "accessed within the last window");
+    - the number of regions.
+
+    With :attr:`monitor` set, it also keeps the source's stats (``Monitor.source_stats()``, read at most once a
+    *stats_period_s*: the source drops its counters when the run ends, so they cannot be read after it). It
+    counts its own CPU time (``thread_time``), so a CPU figure of the monitoring process can leave the bench's
+    consumer out."""
+
+    def __init__(self, window_s: float = 1.0, stats_period_s: float = 1.0) -> None:
+        self.window_s = window_s
+        self.rows: list[dict[str, Any]] = []
+        self.cpu_s = 0.0
+        self.on_snapshot: Callable[[Any], None] | None = None
+        self.monitor: Any = None
+        self.stats: dict[str, Any] = {}
+        self.stats_period_s = stats_period_s
+        self._stats_t = -math.inf
+
+    def __call__(self, snap: Any) -> None:
+        import numpy as np
+
+        c0 = time.thread_time()
+        targets = []
+        for tg in snap.targets:
+            acc = tg.nr_accesses > 0
+            starts, ends = tg.start[acc], tg.end[acc]
+            ws = getattr(tg, "working_set_bytes", None)
+            targets.append({"pid": tg.pid, "ws": None if ws is None else int(ws),
+                            "aggr": int(np.sum(ends - starts)), "acc": (starts, ends),
+                            "nr_regions": int(tg.start.size)})
+        win = getattr(snap, "working_set_window_us", None)
+        self.rows.append({"t_ns": int(snap.time_ns), "start_ns": int(snap.start_time_ns),
+                          "window_us": None if win is None else int(win), "aggr_us": int(snap.aggr_interval_us),
+                          "sample_us": int(snap.sample_interval_us), "targets": targets})
+        t = snap.time_ns / 1e9
+        if self.monitor is not None and t - self._stats_t >= self.stats_period_s:
+            self.stats = self.monitor.source_stats()
+            self._stats_t = t
+        self.cpu_s += time.thread_time() - c0
+        if self.on_snapshot is not None:
+            self.on_snapshot(snap)
+
+    @property
+    def has_attribute(self) -> bool:
+        """Whether the library gave ``working_set_bytes`` (else the figures are the fallbacks)."""
+        return any(t["ws"] is not None for r in self.rows for t in r["targets"])
+
+    def series(self) -> list[dict[str, Any]]:
+        """Per snapshot: ``t`` (seconds since the kdamond started), ``window_us``, ``aggr_us``, ``sample_us``
+        and per target (in snapshot order) ``pid``, ``ws`` (the attribute or ``None``), ``aggr``, ``window``
+        (the union fallback over the last *window_s*, counting only snapshots inside it) and ``nr_regions``."""
+        out = []
+        hist: dict[int, list[tuple[int, Any]]] = {}
+        w_ns = int(self.window_s * 1e9)
+        for r in self.rows:
+            t_ns = r["t_ns"]
+            row = {"t": round((t_ns - r["start_ns"]) / 1e9, 3), "window_us": r["window_us"],
+                   "aggr_us": r["aggr_us"], "sample_us": r["sample_us"], "targets": []}
+            for i, tg in enumerate(r["targets"]):
+                h = hist.setdefault(i, [])
+                h.append((t_ns, tg["acc"]))
+                # snapshots whose aggregation window ends within the last window_s (the one ending at t_ns -
+                # window_s started before it: left out)
+                while h and h[0][0] <= t_ns - w_ns + r["aggr_us"] * 1000 - 1:
+                    h.pop(0)
+                union = S.total_bytes(S.normalize(_concat_ranges([a for _, a in h])))
+                row["targets"].append({"pid": tg["pid"], "ws": tg["ws"], "aggr": tg["aggr"], "window": union,
+                                       "nr_regions": tg["nr_regions"]})
+            out.append(row)
+        return out
+
+
+def _concat_ranges(parts: Sequence[tuple[Any, Any]]) -> Any:
+    import numpy as np
+
+    if not parts:
+        return np.zeros((0, 2), dtype=np.int64)
+    return np.stack([np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])], axis=1)
+
+
+def monitor_figure(row_target: dict[str, Any]) -> tuple[int, str]:
+    """The monitor's working set of one target of :meth:`WorkingSetRecorder.series`: ``working_set_bytes``
+    where the library has it, else the window fallback; with the name of what it is."""
+    if row_target["ws"] is not None:
+        return row_target["ws"], "working_set_bytes"
+    return row_target["window"], "fallback"
+
+
+FALLBACK_NOTE = ("this library has no working_set_bytes (issue #16 not merged): the monitor's figure is the "
+                 "fallback, the union of the regions with nr_accesses > 0 over the snapshots of the last window")
+
+
+class TargetProc:
+    """``bench/wss_target.py`` as a child process (see its docstring for the modes); *args* are its options.
+    Waits for its ``ready`` line; with ``--report`` in *args*, a thread keeps its ``tick`` lines."""
+
+    SCRIPT = REPO / "bench" / "wss_target.py"
+
+    def __init__(self, args: Sequence[str]) -> None:
+        self.cmd = [sys.executable, str(self.SCRIPT), *args]
+        self.proc: subprocess.Popen[str] | None = None
+        self.addr = self.size = self.hot_bytes = 0
+        self.ticks: list[tuple[float, int]] = []
+        self._reader: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> TargetProc:
+        self.proc = spawn(self.cmd, stdout=subprocess.PIPE, text=True)
+        return self
+
+    def wait_ready(self) -> TargetProc:
+        assert self.proc is not None and self.proc.stdout is not None
+        line = self.proc.stdout.readline().split()
+        if len(line) != 4 or line[0] != "ready":
+            rc = self.proc.poll()
+            self.close()
+            raise RuntimeError(f"wss_target.py did not start (exit code {rc})")
+        self.addr, self.size, self.hot_bytes = int(line[1]), int(line[2]), int(line[3])
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for line in self.proc.stdout:
+            w = line.split()
+            if len(w) == 3 and w[0] == "tick":
+                self.ticks.append((float(w[1]), int(w[2])))
+
+    def rate(self, t0: float, t1: float) -> float | None:
+        """Its touches per second between monotonic times *t0* and *t1*, from its ticks."""
+        pts = [(t, n) for t, n in self.ticks if t0 <= t <= t1]
+        if len(pts) < 2 or pts[-1][0] <= pts[0][0]:
+            return None
+        return (pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0])
+
+    @property
+    def ranges(self) -> list[tuple[int, int]]:
+        return [(self.addr, self.addr + self.size)]
+
+    def close(self) -> None:
+        if self.proc is not None:
+            stop_child(self.proc)
+
+    def __enter__(self) -> TargetProc:
+        self.start()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def environment() -> dict[str, Any]:
