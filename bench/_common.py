@@ -789,14 +789,14 @@ class WorkingSetRecorder:
 
         c0 = time.thread_time()
         targets = []
+        win = getattr(snap, "working_set_window_us", None) or None  # 0: a snapshot without the estimate
         for tg in snap.targets:
             acc = tg.nr_accesses > 0
             starts, ends = tg.start[acc], tg.end[acc]
-            ws = getattr(tg, "working_set_bytes", None)
+            ws = getattr(tg, "working_set_bytes", None) if win is not None else None
             targets.append({"pid": tg.pid, "ws": None if ws is None else int(ws),
                             "aggr": int(np.sum(ends - starts)), "acc": (starts, ends),
                             "nr_regions": int(tg.start.size)})
-        win = getattr(snap, "working_set_window_us", None)
         self.rows.append({"t_ns": int(snap.time_ns), "start_ns": int(snap.start_time_ns),
                           "window_us": None if win is None else int(win), "aggr_us": int(snap.aggr_interval_us),
                           "sample_us": int(snap.sample_interval_us), "targets": targets})

@@ -453,7 +453,10 @@ def _hex_to_u64(col: Sequence[str]) -> npt.NDArray[np.uint64]:
     # int(x, 16) over a column ('' is 0); map() keeps the loop in C
     if "" in col:
         col = [x or "0" for x in col]
-    return np.fromiter(map(int, col, itertools.repeat(16)), dtype=np.uint64, count=len(col))
+    try:
+        return np.fromiter(map(int, col, itertools.repeat(16)), dtype=np.uint64, count=len(col))
+    except OverflowError:
+        raise PerfDataError("an address wider than 64 bits") from None
 
 
 def _is_chain_line(line: str) -> bool:
