@@ -514,12 +514,13 @@ class Session:
 
 def run_session(pid: int, case: SourceCase, duration_s: float, *, spec: SourceSpec | None = None, seed: int = 1,
                 max_nr_regions: int = 1000, on_open: Callable[[], None] | None = None,
-                keep_snapshots: bool = True) -> Session:
+                keep_snapshots: bool = True, skip_s: float = 0.0) -> Session:
     """Monitor *pid* with *case*'s source (*spec*, default ``case.spec()``) for *duration_s* seconds of measured
     window, in this thread.
 
-    The window runs from the first snapshot (after one aggregation interval, so setup is not in it) until the
-    first snapshot at least *duration_s* later; CPU time, the source's stats and the BPF program run time are
+    The window runs from the first snapshot (after one aggregation interval, so setup is not in it; with
+    *skip_s*, the first snapshot at least that long after it: the steady state) until the first snapshot at
+    least *duration_s* later; CPU time, the source's stats and the BPF program run time are
     taken at those two snapshots. *on_open* is called once the source is attached, before monitoring.
     """
     from damon_bpf.session.monitor import Monitor, MonitorSpec
@@ -547,6 +548,9 @@ def run_session(pid: int, case: SourceCase, duration_s: float, *, spec: SourceSp
 
     def consumer(snap: Any) -> None:
         t = snap.time_ns / 1e9
+        state.setdefault("first", t)
+        if "t0" not in state and t < state["first"] + skip_s:
+            return
         if "t0" not in state:
             st0 = mon.source_stats()  # also the baseline of the source's rates
             state.update(t0=t, cpu0=time.process_time(), run0=bpf_run(st0), stats_on0=stats_on(), stats0=st0)

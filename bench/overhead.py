@@ -62,8 +62,11 @@ RATIO_GOAL = 10.0
 CASES = {
     # default settings: intervals auto-tuning with the 1% CPU bound; on both workloads, so it runs side by side
     # with fault+pageout (file-backed) too
-    "pte": C.SourceCase("pte", "pte", source_intervals=True),
-    "pte+file": C.SourceCase("pte (file)", "pte", source_intervals=True, file_backed=True),
+    # the defaults: the source chooses its intervals within its 1% budget; steady state after the first 5 s
+    "pte": C.SourceCase("pte", "pte", source_intervals=True, settle_s=5.0),
+    "pte+file": C.SourceCase("pte (file)", "pte", source_intervals=True, file_backed=True, settle_s=5.0),
+    # kernel DAMON's own intervals, fixed, up to 1000 regions (goal: <= 5% of a core, <= 5% slowdown)
+    "pte@5ms": C.SourceCase("pte@5ms", "pte", settle_s=5.0),
     "fault": C.SourceCase("fault", "fault"),
     "fault+pageout": C.SourceCase("fault+pageout", "fault+pageout", file_backed=True),
     "fault+numa": C.SourceCase("fault+numa", "fault+numa"),
@@ -82,7 +85,7 @@ def _off_window(seconds: float) -> dict[str, Any]:
 
 def _on_window(wl: C.BundledWorkload, case: C.SourceCase, seconds: float) -> dict[str, Any]:
     spec = case.spec(wl)
-    s = C.run_session(wl.pid, case, seconds, spec=spec, keep_snapshots=False)
+    s = C.run_session(wl.pid, case, seconds, spec=spec, keep_snapshots=False, skip_s=case.settle_s)
     events = s.delta("events")
     wall = s.wall_s
     return {
@@ -98,7 +101,8 @@ def _on_window(wl: C.BundledWorkload, case: C.SourceCase, seconds: float) -> dic
         "stats": s.stats, "notes": s.notes, "error": s.error}
 
 
-def run_sources(sources: list[str], window_s: float, threads: int, warmup_s: float) -> list[dict[str, Any]]:
+def run_sources(sources: list[str], window_s: float, threads: int, warmup_s: float,
+                rounds: int = 1) -> list[dict[str, Any]]:
     """Per workload (anonymous, file-backed): off, on(A), off, on(B), off, ... windows of the same length; each
     on window is compared with the mean of the off windows on either side of it (cancels a linear drift)."""
     out = []
@@ -112,12 +116,14 @@ def run_sources(sources: list[str], window_s: float, threads: int, warmup_s: flo
             # let it reach its steady pace: its first seconds run measurably slower (khugepaged, page cache)
             time.sleep(warmup_s)
             wins = [_off_window(window_s)]
-            for case in cases:
+            order = [c for _ in range(rounds) for c in cases]
+            for k, case in enumerate(order):
                 print(f"overhead: {case.label:14s} on {window_s:g} s between off windows, hotcold "
-                      f"{'file-backed' if file_backed else 'anonymous'}, {threads} threads ...", file=sys.stderr,
-                      flush=True)
+                      f"{'file-backed' if file_backed else 'anonymous'}, {threads} threads (round "
+                      f"{k // len(cases) + 1}/{rounds}) ...", file=sys.stderr, flush=True)
                 wins.append(_on_window(wl, case, window_s))
                 wins.append(_off_window(window_s))
+            cases = order
             wl.stop()
             truth = wl.truth()
         for w in wins:
@@ -253,7 +259,8 @@ def report(res: list[dict[str, Any]], cmp: dict[str, Any] | None, window_s: floa
                           "lookup, per-CPU interval bitmaps, read/write flag, IP attribution, token bucket) and "
                           "runs in a VM; the figure is per program run, also for other processes' faults")
     wins = sorted({r.get("window_s", window_s) for r in res}) or [window_s]
-    lines.append(f"(a)-(c) hotcold workload, {threads} threads; monitor at 5 ms / 100 ms (pte: auto-tuned), up to "
+    lines.append(f"(a)-(c) hotcold workload, {threads} threads; monitor at 5 ms / 100 ms (pte: its own intervals; "
+                 f"pte sources measured after their first 5 s), up to "
                  f"1000 regions; {'/'.join(f'{w:g}' for w in wins)} s windows, off/on/off\n(slowdown: 1 - on/mean(off before, off after) touches/s; "
                  "noise: how much those two off windows differ;\nmonitor CPU: this process's CPU / wall; BPF CPU: "
                  "program run time / wall, in the workload's context;\nBPF ns/ev: per program run, the source's "
@@ -343,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sources", help=f"comma-separated, from {', '.join(CASES)}")
     ap.add_argument("--threads", type=int, default=2, help="workload threads (default 2)")
     ap.add_argument("--no-perf-compare", action="store_true", help="skip (d)")
+    ap.add_argument("--window", type=float, help="seconds per window (default 5; 2 with --quick)")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the off/on sequence (default 1)")
     ap.add_argument("--json", help="output file (default bench/results/overhead.json)")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
@@ -354,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         sources, window_s, cmp_s = list(CASES), 5.0, 5.0
     if args.sources is not None:
         sources = C.name_list(args.sources)
+    if args.window:
+        window_s = args.window
     C.check_names(ap, sources, CASES, "source")
     t0 = time.monotonic()
     load0 = os.getloadavg()
@@ -363,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with guard:
             if sources:
-                res = run_sources(sources, window_s, args.threads, 1.0 if args.quick else 5.0)
+                res = run_sources(sources, window_s, args.threads, 1.0 if args.quick else 5.0, args.rounds)
             if not args.no_perf_compare:
                 cmp = run_perf_compare(cmp_s, include_fault=not args.quick)
     finally:

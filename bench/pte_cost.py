@@ -34,12 +34,13 @@ Sweeps: regions 10, 100, 1000, 10000 on the default target; target RSS 256 MiB, 
 regions (``--quick``: 256 MiB and 1 GiB); a size that does not fit in MemAvailable (with 1 GiB to spare) is
 skipped with a note. One target at a time, a fresh one per cell.
 
-End to end: the library's :class:`~damon_bpf.session.monitor.Monitor` with ``source="pte"`` (default options: clear
-``auto``, 1% budget) on the default target, with the attributes ``damon-bpf monitor --source pte`` uses (at most
-1000 regions, intervals auto-tuning to ``AUTOTUNE_GOAL`` of ``damon_bpf/cli/_args.py``: 4%, 3 aggregations,
-5 ms..10 s), for ~15 s (``--quick`` 12 s): the process CPU share (``time.process_time()`` delta over wall time,
-after the first 5 s; the monitor is the only work of this process then), the sampling interval it settled at and
-its path there, the regions and the source's stats (clear method, ``min_sample_us`` floor).
+The per-interval cells above are the primitives' costs. Since issue #16 the source clears its probes once per
+window and reads them twice (docs/pte.md): end to end, the library's :class:`~damon_bpf.session.monitor.Monitor`
+with ``source="pte"`` (default options: clear ``auto``, 1% budget) on the default target, with the attributes
+``damon-bpf monitor --source pte`` uses (at most 1000 regions, the source's own intervals), for ~15 s
+(``--quick`` 12 s): the process CPU share (``time.process_time()`` delta over wall time, after the first 5 s; the
+monitor is the only work of this process then), the intervals it settled at, the probes, the cost of one probe
+read in BPF and the monitor's whole CPU per page check, beside kernel DAMON's per-page check.
 
 Usage: bench/pte_cost.py [--quick] [--json FILE] [--size-mib 1024] [--hot-mib 64] [--reps N] [--no-e2e]
 Writes bench/results/pte_cost.json (or --json FILE). Needs root.
@@ -379,9 +380,9 @@ def sweep_tables(res: list[dict[str, Any]], title: str) -> str:
 
 
 def default_pte_attrs() -> Any:
-    """The monitoring attributes ``damon-bpf monitor --source pte PID`` uses: the CLI's defaults (5 ms / 100 ms,
-    1 s updates, 10..1000 regions) with the intervals auto-tuning that the pte source turns on by default
-    (``damon_bpf.cli._args.AUTOTUNE_GOAL``: 4%, 3 aggregations, 5 ms..10 s)."""
+    """The monitoring attributes ``damon-bpf monitor --source pte PID`` uses: the CLI's defaults (1 s updates,
+    10..1000 regions) with the intervals the pte source chooses by default (``Attrs.source_intervals``:
+    aggregation 100 ms .. 1 s, 20 samples each, within its CPU budget)."""
     from damon_bpf.cli._args import attrs_from_args
 
     ns = argparse.Namespace(sample=None, aggr=None, updr="1s", minr=10, maxr=1000, monitoring_intervals_goal=None,
@@ -409,6 +410,9 @@ def end_to_end(size_mib: int, hot_mib: int, duration_s: float, skip_s: float, se
 
         def mark_end() -> None:
             marks.update(w1=time.monotonic(), c1=time.process_time(), stats1=mon.source_stats())
+            ops = mon.ctx.ops if mon.ctx is not None else None
+            if ops is not None and hasattr(ops, "cost"):
+                marks.update(walk_ns_per_page=ops.cost.walk_ns_per_probe)
             ctx = mon.ctx
             if ctx is not None:
                 marks.update(sample_us=ctx.attrs.sample_interval_us, aggr_us=ctx.attrs.aggr_interval_us,
@@ -448,19 +452,33 @@ def end_to_end(size_mib: int, hot_mib: int, duration_s: float, skip_s: float, se
             "sample_us": marks.get("sample_us"), "aggr_us": marks.get("aggr_us"),
             "goal_min_sample_us": marks.get("min_sample_us"), "nr_regions": marks.get("nr_regions"),
             "source_stats": marks.get("stats1", {}), "source_stats_at_skip": marks.get("stats0", {}),
+            # the monitor's CPU per page check: all its work (reads, clears, the engine) over the probe reads
+            "ns_per_page_check": _per_check(marks, share), "walk_ns_per_page": marks.get("walk_ns_per_page"),
             "notes": notes, "snapshots": snaps}
+
+
+def _per_check(marks: dict[str, Any], share: float | None) -> float | None:
+    # CPU ns of the window per probe read (walks: "walks" of the source's stats, cumulative)
+    a, b = marks.get("stats0", {}).get("walks"), marks.get("stats1", {}).get("walks")
+    if share is None or not isinstance(a, int) or not isinstance(b, int) or b <= a:
+        return None
+    return (marks["c1"] - marks["c0"]) * 1e9 / (b - a)
+
+
+#: What kernel DAMON's vaddr check costs per page (damon_ptep_mkold() + the young check: tens of ns, docs/pte.md)
+KERNEL_NS_PER_CHECK = "tens of ns"
 
 
 def e2e_table(e: dict[str, Any]) -> str:
     st = e["source_stats"]
     rows = [[f"{e['size_mib']}M", C.fmt(e["cpu_share"], "pct2"), interval_text(e["sample_us"]),
              interval_text(e["aggr_us"]), e["nr_regions"] if e["nr_regions"] is not None else "-",
-             st.get("clear", "-"), interval_text(st.get("min_sample_us")),
-             C.fmt(st.get("cpu_per_sample_us"), "f0"), C.fmt(st.get("walk_ns_per_region"), "f0"),
+             st.get("clear", "-"), st.get("probes", "-"), C.fmt(e.get("walk_ns_per_page"), "f0"),
+             C.fmt(e.get("ns_per_page_check"), "f0"), KERNEL_NS_PER_CHECK,
              C.fmt(st.get("madvise_us_per_page"), "f2"), C.fmt(st.get("clear_refs_ns_per_page"), "f1"),
              len(e["snapshots"])]]
-    t = C.table(["RSS", "CPU share", "sample", "aggr", "regions", "clear", "min_sample_us", "src us/intvl",
-                 "walk ns/rgn", "madv us/pg", "refs ns/pg", "snapshots"], rows)
+    t = C.table(["RSS", "CPU share", "sample", "aggr", "regions", "clear", "probes", "read ns/page",
+                 "all ns/check", "kernel", "madv us/pg", "refs ns/pg", "snapshots"], rows)
     extra = []
     traj: list[str] = []
     for sn in e["snapshots"]:
@@ -470,6 +488,8 @@ def e2e_table(e: dict[str, Any]) -> str:
     if traj:
         shown = traj if len(traj) <= 12 else traj[:6] + ["..."] + traj[-5:]
         extra.append("sample interval, snapshot by snapshot: " + " -> ".join(shown))
+    extra.append("read ns/page: the BPF read of one probe in the sampling loop (cold); all ns/check: the monitor's "
+                 "whole CPU (reads, clears, the engine, the snapshot) over its probe reads")
     if e["error"]:
         extra.append(f"error: {e['error']}")
     extra.extend(f"note: {n}" for n in e["notes"])

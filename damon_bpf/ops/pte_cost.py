@@ -1,9 +1,9 @@
 """The pte source's cost model: what a window costs the monitor, and the intervals that keep it within budget.
 
 **What is measured.** The thread CPU time of the monitor (``time.thread_time_ns()`` of the kdamond's thread),
-split per window into the part that follows the sampling rate (``per_sample_ns``: waking up and reading the
-probes each sampling interval) and the part paid once per window (``fixed_ns``: clearing, the engine's
-aggregation work, the snapshot consumers, DAMOS, ops updates), as exponential averages.
+split per window into the part spent in the sampling loop (``per_sample_ns``, per sampling interval: the
+wake-ups and the reads) and the part paid once per window (``fixed_ns``: clearing, the engine's aggregation work,
+the snapshot consumers, DAMOS, ops updates), as medians of the last windows.
 
 **The intervals** (``Attrs.source_intervals``, the default of ``pte``): a window of ``n`` sampling intervals
 costs ``fixed + n * per_sample``, so the aggregation interval that spends ``budget`` of a core is
@@ -21,7 +21,8 @@ See docs/pte.md, section "Bounded cost".
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, field
 
 __all__ = ("CostModel", "choose_intervals", "probe_budget", "SAMPLES_PER_AGGR", "MIN_SAMPLES", "PROBE_SHARE")
 
@@ -32,6 +33,8 @@ MIN_SAMPLES = 5
 #: The share of the budget probe reads may take.
 PROBE_SHARE = 0.3
 _EWMA = 0.3
+#: Windows the cost medians are taken over.
+RECENT = 9
 #: What one read of the sampling loop costs besides its probes (the wake-up and the system call, cold), measured on
 #: the development VM: the part of the loop's cost that fewer probes do not save.
 READ_OVERHEAD_NS = 60_000.0
@@ -39,21 +42,23 @@ READ_OVERHEAD_NS = 60_000.0
 
 @dataclass
 class CostModel:
-    """Exponential averages of the measured costs (ns). Starting values are priors measured on a 2-core VM."""
+    """The measured costs (ns): medians of the last :data:`RECENT` windows, so that a rare expensive window (a
+    periodic ``clear_refs``, an ops update of many targets) does not swing the intervals; it still counts in the
+    average the budget is about, as a small share. Starting values are priors measured on a 2-core VM."""
 
     fixed_ns: float = 600_000.0
     per_sample_ns: float = 60_000.0
     walk_ns_per_probe: float = 200.0
     windows: int = 0
+    _fixed: list[float] = field(default_factory=list, repr=False)
+    _per: list[float] = field(default_factory=list, repr=False)
 
     def add_window(self, fixed_ns: float, sample_loop_ns: float, nr_samples: int) -> None:
         """One window's measurement: CPU outside and inside the sampling loop of *nr_samples* intervals."""
-        per = sample_loop_ns / max(nr_samples, 1)
-        if self.windows == 0:
-            self.fixed_ns, self.per_sample_ns = float(fixed_ns), float(per)
-        else:
-            self.fixed_ns += _EWMA * (fixed_ns - self.fixed_ns)
-            self.per_sample_ns += _EWMA * (per - self.per_sample_ns)
+        self._fixed = (self._fixed + [float(fixed_ns)])[-RECENT:]
+        self._per = (self._per + [sample_loop_ns / max(nr_samples, 1)])[-RECENT:]
+        self.fixed_ns = float(statistics.median(self._fixed))
+        self.per_sample_ns = float(statistics.median(self._per))
         self.windows += 1
 
     def add_loop(self, loop_ns: float, nr_reads: int, nr_probes: int) -> None:

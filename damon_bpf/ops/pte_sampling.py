@@ -101,7 +101,7 @@ class ProbeSet:
     def allocate(self, starts: npt.ArrayLike, ends: npt.ArrayLike, nr_probes: int, rng: np.random.Generator,
                  retire_chance: float = 0.0) -> int:
         """Give each region its probes for the next window: an equal share of half of *nr_probes* (at least one,
-        at most :data:`BASE_PROBES`), the rest in proportion to size; probes outside every region go, a random share *retire_chance* retires (so the pages watched
+        at most :data:`BASE_PROBES`), the rest by size times the spread of what its probes showed; probes outside every region go, a random share *retire_chance* retires (so the pages watched
         keep changing, as the kernel's random sampling pages do), regions with too many drop their youngest,
         regions with too few get new uniformly random pages. Returns how many probes are new."""
         starts, ends = np.asarray(starts).astype(np.uint64), np.asarray(ends).astype(np.uint64)
@@ -117,10 +117,16 @@ class ProbeSet:
         pages_of = ((ends - starts) // np.uint64(PAGE_SZ)).astype(np.int64)
         sz = pages_of.astype(np.float64)
         # each region an equal share of half the probes (its access rate: the kernel samples every region alike),
-        # up to BASE_PROBES; the rest in proportion to size (the working set: bytes)
+        # up to BASE_PROBES; the rest where the working set is uncertain: by size times the spread of what the
+        # region's probes showed in the last window (Neyman's allocation; a region all touched or all idle needs
+        # few, and every probe of a hot region costs a clear each window)
         base = min(BASE_PROBES, max(1, int(nr_probes) // (2 * nreg)))
         extra = max(0, int(nr_probes) - base * nreg)
-        want_f = base + extra * sz / max(sz.sum(), 1.0)
+        cnt = np.bincount(self.region, minlength=nreg)[:nreg]
+        hot = np.bincount(self.region, weights=(self.hist & np.uint64(1)).astype(np.float64), minlength=nreg)[:nreg]
+        share = np.where(cnt > 0, hot / np.maximum(cnt, 1), 0.5)
+        weight = sz * (0.1 + np.sqrt(share * (1.0 - share)))
+        want_f = base + extra * weight / max(weight.sum(), 1e-9)
         want = np.floor(want_f).astype(np.int64)
         want += (rng.random(nreg) < (want_f - want)).astype(np.int64)
         want = np.minimum(want, np.maximum(pages_of, 1))
