@@ -61,6 +61,8 @@ _PRIOR_MADVISE_CALL_NS = 60_000.0
 _PRIOR_CLEAR_REFS_NS_PER_PAGE = 60.0
 _PRIOR_PAGE_IDLE_NS = 1_000.0
 _EWMA = 0.2
+#: The share of a window's CPU budget madvise may take before clear_refs, when much cheaper, takes over.
+_MADVISE_SHARE = 0.3
 #: Re-measure the clearing method not in use every this many windows (when its estimate is within 4x).
 _EXPLORE_EVERY = 32
 #: How often the resident size is re-read and the clearing method chosen.
@@ -245,6 +247,7 @@ class PteOps(VaddrOps):
         self._warned_budget = False
         self._probe_target = -1
         self._nslots = 0
+        self._aggr_us = 200_000
         self._wss_window_us = 1_000_000
         #: the probes of every target, keyed (target << _shift | address): see pte_sampling.ProbeSet
         self._probes = ProbeSet()
@@ -418,6 +421,7 @@ class PteOps(VaddrOps):
                         self._choose_method(pt)
         live = self._live(ctx)
         self._wss_window_us = ctx.working_set_window_us
+        self._aggr_us = ctx.attrs.aggr_interval_us
         self._live_now = live
         starts, ends, offs = self._regions(live)
         self._region_offs = offs
@@ -842,18 +846,22 @@ class PteOps(VaddrOps):
             return
         est_madv = pt.madvise_window_ns
         est_refs = pt.rss_pages * pt.refs_ns_per_page
-        best = "madvise" if est_madv <= est_refs else "clear_refs"
+        # madvise disturbs reclaim least (bench/refaults.py: +0.4% refaults against +124% for clear_refs, which
+        # clears PG_referenced of every page): it stays unless it costs more than 4x clear_refs and more than
+        # _MADVISE_SHARE of a window's budget
+        window_budget = self.cpu_budget * self._aggr_us * 1000
+        pricey = est_madv > 4 * est_refs and (not window_budget or est_madv > _MADVISE_SHARE * window_budget)
+        best = "clear_refs" if pricey else "madvise"
         if best != pt.method:
             log.info("pte: pid %d: clearing with %s (%.0f us) instead of %s (%.0f us)", pt.pid, best,
                      min(est_madv, est_refs) / 1e3, pt.method, max(est_madv, est_refs) / 1e3)
         pt.method = best
-        other = "clear_refs" if best == "madvise" else "madvise"
-        measured = pt.refs_measured if other == "clear_refs" else pt.madvise_measured
-        # the other method is tried when its estimate (measured, or the prior) is within 4x: once at first, then
-        # every _EXPLORE_EVERY windows
-        if max(est_madv, est_refs) <= 4 * min(est_madv, est_refs):
-            if not measured or self._windows % _EXPLORE_EVERY == 0:
-                pt.explore = other
+        # clear_refs is measured (once at first, then every _EXPLORE_EVERY windows) only while it could take over
+        if best == "madvise" and est_madv > 4 * est_refs and (not pt.refs_measured
+                                                              or self._windows % _EXPLORE_EVERY == 0):
+            pt.explore = "clear_refs"
+        elif best == "clear_refs" and self._windows % _EXPLORE_EVERY == 0:
+            pt.explore = "madvise"
 
     # -- the intervals -----------------------------------------------------------------------------------
 

@@ -3,11 +3,11 @@
 **What is measured.** The thread CPU time of the monitor (``time.thread_time_ns()`` of the kdamond's thread),
 split per window into the part spent in the sampling loop (``per_sample_ns``, per sampling interval: the
 wake-ups and the reads) and the part paid once per window (``fixed_ns``: clearing, the engine's aggregation work,
-the snapshot consumers, DAMOS, ops updates), as medians of the last windows.
+the snapshot consumers, DAMOS, ops updates), as means of the last windows without their most expensive one.
 
 **The intervals** (``Attrs.source_intervals``, the default of ``pte``): a window of ``n`` sampling intervals
 costs ``fixed + n * per_sample``, so the aggregation interval that spends ``budget`` of a core is
-``(fixed + n * per_sample) / budget``, kept within ``[min_aggr, max_aggr]`` (100 ms .. 1 s by default: a
+``(fixed + n * per_sample) / (0.9 * budget)`` (a margin for what the model misses), kept within ``[min_aggr, max_aggr]`` (100 ms .. 1 s by default: a
 snapshot at least every second). With ``n = 20`` samples per aggregation (the kernel's 5 ms / 100 ms ratio).
 When even ``max_aggr`` costs more than the budget, ``n`` shrinks (fewer, longer sampling intervals: a coarser
 ``nr_accesses`` scale, as ``max_nr_accesses`` shrinks) down to :data:`MIN_SAMPLES`; past that the budget is
@@ -33,8 +33,10 @@ MIN_SAMPLES = 5
 #: The share of the budget probe reads may take.
 PROBE_SHARE = 0.3
 _EWMA = 0.3
-#: Windows the cost medians are taken over.
+#: Windows the costs are averaged over.
 RECENT = 9
+#: The share of the budget the intervals are chosen for.
+BUDGET_MARGIN = 0.9
 #: What one read of the sampling loop costs besides its probes (the wake-up and the system call, cold), measured on
 #: the development VM: the part of the loop's cost that fewer probes do not save.
 READ_OVERHEAD_NS = 60_000.0
@@ -42,9 +44,10 @@ READ_OVERHEAD_NS = 60_000.0
 
 @dataclass
 class CostModel:
-    """The measured costs (ns): medians of the last :data:`RECENT` windows, so that a rare expensive window (a
-    periodic ``clear_refs``, an ops update of many targets) does not swing the intervals; it still counts in the
-    average the budget is about, as a small share. Starting values are priors measured on a 2-core VM."""
+    """The measured costs (ns): means of the last :data:`RECENT` windows without the most expensive one, so that
+    a rare expensive window (a ``clear_refs`` every 10 s) does not swing the intervals, while what comes every
+    few windows (an ops update every second) still counts. Starting values are priors measured on a 2-core
+    VM."""
 
     fixed_ns: float = 600_000.0
     per_sample_ns: float = 60_000.0
@@ -57,8 +60,8 @@ class CostModel:
         """One window's measurement: CPU outside and inside the sampling loop of *nr_samples* intervals."""
         self._fixed = (self._fixed + [float(fixed_ns)])[-RECENT:]
         self._per = (self._per + [sample_loop_ns / max(nr_samples, 1)])[-RECENT:]
-        self.fixed_ns = float(statistics.median(self._fixed))
-        self.per_sample_ns = float(statistics.median(self._per))
+        self.fixed_ns = _trimmed_mean(self._fixed)
+        self.per_sample_ns = _trimmed_mean(self._per)
         self.windows += 1
 
     def add_loop(self, loop_ns: float, nr_reads: int, nr_probes: int) -> None:
@@ -76,6 +79,12 @@ class CostModel:
         return self.window_ns(nr_samples) / max(aggr_us * 1000, 1)
 
 
+def _trimmed_mean(values: list[float]) -> float:
+    if len(values) < 3:
+        return float(statistics.fmean(values))
+    return float((sum(values) - max(values)) / (len(values) - 1))
+
+
 def choose_intervals(cost: CostModel, budget: float, min_aggr_us: int, max_aggr_us: int,
                      samples: int = SAMPLES_PER_AGGR, align_us: int = 0) -> tuple[int, int, bool]:
     """The ``(sample_us, aggr_us)`` that keep *cost* within *budget* (a share of one core; 0: no bound, the
@@ -87,6 +96,8 @@ def choose_intervals(cost: CostModel, budget: float, min_aggr_us: int, max_aggr_
     """
     if budget <= 0:
         return _whole(min_aggr_us, samples, min_aggr_us, max_aggr_us)[0], min_aggr_us, True
+    # aim a little below the budget: what the model misses (other threads, the first window) stays within it
+    budget *= BUDGET_MARGIN
     need_us = int(math.ceil(cost.window_ns(samples) / budget / 1000))
     aggr = min(max(need_us, min_aggr_us), max_aggr_us)
     if 0 < aggr < align_us:

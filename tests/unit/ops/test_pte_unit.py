@@ -154,28 +154,38 @@ def _ctx(nr_regions: int, goal: IntervalsGoal | None = None) -> tuple[Ctx, Targe
     return ctx, t
 
 
-def test_cost_model_chooses_the_cheaper_clear() -> None:
-    ops = pte_ops.PteOps()
+def test_clear_method_prefers_madvise_within_the_budget() -> None:
+    """madvise disturbs reclaim least (bench/refaults.py): clear_refs takes over only when madvise costs more than
+    4x it and more than 30% of a window's budget."""
+    ops = pte_ops.PteOps(cpu_budget=0.01)
+    ops._aggr_us = 500_000  # 5 ms of budget a window
     pt = pte_ops._PteTarget(pid=1, ti=0, rss_pages=10_000, madvise_measured=True, refs_measured=True)
-    pt.madvise_window_ns, pt.refs_ns_per_page = 5_600_000.0, 60.0  # 5.6 ms against 0.6 ms
+    pt.madvise_window_ns, pt.refs_ns_per_page = 1_000_000.0, 60.0  # 1 ms against 0.6 ms: madvise stays
+    ops._choose_method(pt)
+    assert pt.method == "madvise"
+    pt.madvise_window_ns = 2_000_000.0  # 3.3x clear_refs, 40% of the window's budget: still madvise
+    ops._choose_method(pt)
+    assert pt.method == "madvise"
+    pt.madvise_window_ns = 3_000_000.0  # 5x clear_refs and 60% of the window's budget: clear_refs
     ops._choose_method(pt)
     assert pt.method == "clear_refs"
     pt.rss_pages = 10_000_000  # 600 ms of clear_refs
     ops._choose_method(pt)
     assert pt.method == "madvise"
-    # few set probes make madvise cheap even with a small RSS
-    pt.rss_pages, pt.madvise_window_ns = 50_000, 20_000.0
-    ops._choose_method(pt)
-    assert pt.method == "madvise"
 
 
-def test_cost_model_measures_an_unmeasured_method() -> None:
-    ops = pte_ops.PteOps()
-    # clear_refs of 2000 pages (prior 60 ns a page: 120 us) is within 4x of madvise's 60 us: try it once
-    pt = pte_ops._PteTarget(pid=1, ti=0, rss_pages=2_000, madvise_measured=True, refs_measured=False)
+def test_clear_refs_is_measured_only_when_it_could_take_over() -> None:
+    ops = pte_ops.PteOps(cpu_budget=0.01)
+    ops._aggr_us = 500_000
+    # madvise 4.5x the prior of clear_refs but within 30% of the budget: madvise stays, clear_refs is tried once
+    pt = pte_ops._PteTarget(pid=1, ti=0, rss_pages=5_000, madvise_measured=True, refs_measured=False)
+    pt.madvise_window_ns = 1_350_000.0
     ops._choose_method(pt)
     assert pt.method == "madvise" and pt.explore == "clear_refs"
-    # 100000 pages (6 ms): not worth a try
+    # over 4x and over 30% of the budget: clear_refs (its prior) takes over
+    pt.madvise_window_ns = 3_000_000.0
+    ops._choose_method(pt)
+    assert pt.method == "clear_refs"
     pt = pte_ops._PteTarget(pid=1, ti=0, rss_pages=100_000, madvise_measured=True, refs_measured=False)
     ops._choose_method(pt)
     assert pt.method == "madvise" and pt.explore is None
@@ -209,7 +219,7 @@ def test_folio_ranges_512_page_folio_is_advised_exactly() -> None:
 
 
 def test_intervals_keep_the_budget_within_bounds() -> None:
-    c = CostModel(fixed_ns=2_000_000.0, per_sample_ns=50_000.0)  # 3 ms a window of 20
+    c = CostModel(fixed_ns=1_800_000.0, per_sample_ns=45_000.0)  # 2.7 ms a window of 20 (0.9 of 1%)
     sample, aggr, met = choose_intervals(c, 0.01, 100_000, 1_000_000)
     assert (sample, aggr, met) == (15_000, 300_000, True)
     assert c.share(20, aggr) <= 0.01
@@ -221,21 +231,21 @@ def test_intervals_keep_the_budget_within_bounds() -> None:
 
 
 def test_intervals_align_with_the_working_set_window() -> None:
-    c = CostModel(fixed_ns=2_000_000.0, per_sample_ns=50_000.0)  # 300 ms at 1%: 3 windows a second
+    c = CostModel(fixed_ns=1_800_000.0, per_sample_ns=45_000.0)  # 300 ms at 1%: 3 windows a second
     assert choose_intervals(c, 0.01, 100_000, 1_000_000, align_us=1_000_000)[:2] == (16_667, 333_340)
-    c = CostModel(fixed_ns=3_000_000.0, per_sample_ns=50_000.0)  # 400 ms at 1%: 2 windows a second
+    c = CostModel(fixed_ns=2_700_000.0, per_sample_ns=45_000.0)  # 400 ms at 1%: 2 windows a second
     assert choose_intervals(c, 0.01, 100_000, 1_000_000, align_us=1_000_000)[:2] == (25_000, 500_000)
-    c = CostModel(fixed_ns=1_000_000.0, per_sample_ns=20_000.0)  # 140 ms at 1%: 7 windows a second
+    c = CostModel(fixed_ns=900_000.0, per_sample_ns=18_000.0)  # 140 ms at 1%: 7 windows a second
     assert choose_intervals(c, 0.01, 100_000, 1_000_000, align_us=1_000_000)[:2] == (7_143, 142_860)
-    c = CostModel(fixed_ns=5_000_000.0, per_sample_ns=100_000.0)  # 700 ms: one window is the whole second
+    c = CostModel(fixed_ns=4_500_000.0, per_sample_ns=90_000.0)  # 700 ms: one window is the whole second
     assert choose_intervals(c, 0.01, 100_000, 1_000_000, align_us=1_000_000)[:2] == (50_000, 1_000_000)
 
 
 def test_intervals_over_budget_shrink_max_nr_accesses_not_the_time_resolution() -> None:
-    c = CostModel(fixed_ns=5_000_000.0, per_sample_ns=400_000.0)  # 13 ms a window of 20
+    c = CostModel(fixed_ns=4_500_000.0, per_sample_ns=360_000.0)  # 11.7 ms a window of 20
     sample, aggr, met = choose_intervals(c, 0.01, 100_000, 1_000_000)
     assert 990_000 <= aggr <= 1_000_000  # a snapshot every second still (n whole 100 µs intervals)
-    assert aggr // sample == 12 and met  # 5 ms + 12 * 0.4 ms = 9.8 ms: within 1% of a core
+    assert aggr // sample == 12 and met  # 4.5 ms + 12 * 0.36 ms = 8.8 ms: within 0.9 of 1% of a core
     hopeless = CostModel(fixed_ns=50_000_000.0, per_sample_ns=400_000.0)
     sample, aggr, met = choose_intervals(hopeless, 0.01, 100_000, 1_000_000)
     assert 990_000 <= aggr <= 1_000_000 and aggr // sample == MIN_SAMPLES and not met
@@ -261,10 +271,10 @@ def test_requested_intervals_change_at_most_every_two_seconds_unless_over_budget
     ops = pte_ops.PteOps(cpu_budget=0.01)
     ops._windows = 5
     ctx = _source_ctx(200_000)
-    ops.cost = CostModel(fixed_ns=2_400_000.0, per_sample_ns=80_000.0)  # 4 ms: 400 ms at 1%, 2% now
+    ops.cost = CostModel(fixed_ns=2_160_000.0, per_sample_ns=72_000.0)  # 4 ms: 400 ms at 1%, 2% now
     assert ops.requested_intervals(ctx) == (25_000, 500_000)  # over budget: at once; 2 windows a second
     ctx.attrs.sample_interval_us, ctx.attrs.aggr_interval_us = 25_000, 500_000
-    ops.cost = CostModel(fixed_ns=1_200_000.0, per_sample_ns=40_000.0)  # cheaper now: 200 ms would do (5 a second)
+    ops.cost = CostModel(fixed_ns=1_080_000.0, per_sample_ns=36_000.0)  # cheaper now: 200 ms would do (5 a second)
     clock[0] += 500_000_000
     assert ops.requested_intervals(ctx) is None  # within budget: not before 2 s
     clock[0] += 2_000_000_000
