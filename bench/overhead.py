@@ -66,7 +66,7 @@ CASES = {
     "pte": C.SourceCase("pte", "pte", source_intervals=True, settle_s=5.0),
     "pte+file": C.SourceCase("pte (file)", "pte", source_intervals=True, file_backed=True, settle_s=5.0),
     # kernel DAMON's own intervals, fixed, up to 1000 regions (goal: <= 5% of a core, <= 5% slowdown)
-    "pte@5ms": C.SourceCase("pte@5ms", "pte", settle_s=5.0),
+    "pte@5ms": C.SourceCase("pte@5ms", "pte", {"cpu_budget": 0.0}, settle_s=5.0),
     "fault": C.SourceCase("fault", "fault"),
     "fault+pageout": C.SourceCase("fault+pageout", "fault+pageout", file_backed=True),
     "fault+numa": C.SourceCase("fault+numa", "fault+numa"),

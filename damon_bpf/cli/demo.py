@@ -109,5 +109,5 @@ def _score(truth_path: str, snap: object) -> None:
           f"{format_bytes(detected)}; precision {precision:.2f}, recall {recall:.2f} (by bytes)", file=sys.stderr)
     window = snap.working_set_window_us  # type: ignore[attr-defined]
     if window:
-        print(f"damon-bpf: working set (accessed in the last {window / 1e6:g} s) {format_bytes(t.working_set_bytes)}: "
-              f"the hot set and the interpreter's own memory", file=sys.stderr)
+        print(f"damon-bpf: working set (accessed in the last {window / 1e6:.3g} s) "
+              f"{format_bytes(t.working_set_bytes)}: the hot set and the interpreter's own memory", file=sys.stderr)
