@@ -514,7 +514,8 @@ class Session:
 
 def run_session(pid: int, case: SourceCase, duration_s: float, *, spec: SourceSpec | None = None, seed: int = 1,
                 max_nr_regions: int = 1000, on_open: Callable[[], None] | None = None,
-                keep_snapshots: bool = True, skip_s: float = 0.0) -> Session:
+                keep_snapshots: bool = True, skip_s: float = 0.0,
+                on_window: Callable[[], None] | None = None) -> Session:
     """Monitor *pid* with *case*'s source (*spec*, default ``case.spec()``) for *duration_s* seconds of measured
     window, in this thread.
 
@@ -552,6 +553,8 @@ def run_session(pid: int, case: SourceCase, duration_s: float, *, spec: SourceSp
         if "t0" not in state and t < state["first"] + skip_s:
             return
         if "t0" not in state:
+            if on_window is not None:
+                on_window()
             st0 = mon.source_stats()  # also the baseline of the source's rates
             state.update(t0=t, cpu0=time.process_time(), run0=bpf_run(st0), stats_on0=stats_on(), stats0=st0)
             if keep_snapshots:
@@ -560,6 +563,8 @@ def run_session(pid: int, case: SourceCase, duration_s: float, *, spec: SourceSp
         if keep_snapshots:
             snaps.append(snap)
         if t >= state["t0"] + duration_s and "t1" not in state:
+            if on_window is not None:
+                on_window()
             st1 = mon.source_stats()
             state.update(t1=t, cpu1=time.process_time(), run1=bpf_run(st1), stats=st1, stats_on1=stats_on())
             mon.stop()
