@@ -75,7 +75,9 @@ def monitor_phase(pid: int, window_s: float, duration_s: float, clear: str | Non
     extra: dict[str, Any] = {}
     if "working_set_window_us" in C.monitor_spec_fields():
         extra["working_set_window_us"] = int(window_s * 1e6)
-    spec = MonitorSpec(pids=[pid], source="pte", source_options=opts, duration_s=duration_s, **extra)
+    # what `damon-bpf monitor --source pte PID...` runs with no interval options: the source's own intervals
+    spec = MonitorSpec(attrs=C.make_attrs(source_intervals=True), pids=[pid], source="pte", source_options=opts,
+                       duration_s=duration_s, **extra)
     rec = C.WorkingSetRecorder(window_s)
     t0 = time.monotonic()
     cpu0 = time.process_time()

@@ -433,8 +433,9 @@ class PteOps(VaddrOps):
             # way first (down to one a region)
             share = self.cost.share(ctx.attrs.max_nr_accesses, ctx.attrs.aggr_interval_us)
             si = ctx.attrs.source_intervals
-            if self._windows > 2 and share > 1.05 * self.cpu_budget and (
-                    si is None or ctx.attrs.aggr_interval_us >= si.max_aggr_us):
+            # (with intervals of the user's, the probes stay: they asked for those intervals, at that cost)
+            if self._windows > 2 and share > 1.05 * self.cpu_budget and si is not None and \
+                    ctx.attrs.aggr_interval_us >= si.max_aggr_us:
                 self._probe_scale = max(0.02, self._probe_scale * 0.8)
             elif share < 0.8 * self.cpu_budget:
                 self._probe_scale = min(1.0, self._probe_scale * 1.1)
