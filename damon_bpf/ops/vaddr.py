@@ -366,7 +366,7 @@ class VaddrOps(BaseOperations):
             raise
 
     #: Maps read per ops update at most: with more process targets, each update takes the next ones in turn
-    #: (reading /proc/<pid>/maps costs ~0.2 ms a process here; 32 targets every second would be 1% of a core).
+    #: (reading /proc/<pid>/maps costs ~0.2-0.3 ms a process here; 32 targets every second would be 1% of a core).
     max_maps_per_update = 8
 
     def update(self, ctx: Ctx) -> None:
