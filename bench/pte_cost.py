@@ -570,8 +570,8 @@ def main(argv: list[str] | None = None) -> int:
                 e = end_to_end(args.size_mib, args.hot_mib, e2e_s, 5.0, args.seed)
                 out["end_to_end"] = e
                 texts.append(f"pte end to end: Monitor(source='pte', default options), max 1000 regions, intervals "
-                             f"autotune (4%, 3 aggrs, 5 ms..10 s), {args.size_mib} MiB target, CPU share after "
-                             f"the first 5 s of {e2e_s:g} s:\n" + e2e_table(e))
+                             f"chosen by the source (aggregation 100 ms..1 s), {args.size_mib} MiB target, CPU share "
+                             f"after the first 5 s of {e2e_s:g} s:\n" + e2e_table(e))
                 print(texts[-1], flush=True)
     finally:
         C.kill_children()
