@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     runs, stairs_s = (1, 20.0) if args.quick else (args.runs, args.stairs_s)
     load0 = C.environment()["loadavg"]
     out: dict[str, Any] = {"environment": C.environment(), "hotcold": [], "stairs": None}
-    for threads in (1, 2):
+    for threads in (1, 2) if runs > 0 else ():
         for i in range(runs):
             print(f"responsive: hotcold, {threads} thread(s), run {i + 1}/{runs} ...", file=sys.stderr, flush=True)
             out["hotcold"].append(hotcold_run(threads, 10.0, 3.0))

@@ -36,7 +36,7 @@ from damon_bpf.engine.core import update_regions_access_rate
 from damon_bpf.engine.model import Ctx, Target
 from damon_bpf.errors import InvalidParamsError, NotSupportedError, PermissionDeniedError, TargetGoneError
 from damon_bpf.linux.syscalls import MADV_COLD, process_madvise
-from damon_bpf.ops.pte_cost import CostModel, choose_intervals, probe_budget
+from damon_bpf.ops.pte_cost import SOFT_MAX_AGGR_US, CostModel, choose_intervals, probe_budget
 from damon_bpf.ops.pte_sampling import HISTORY, ProbeSet, read_points, stochastic_round
 from damon_bpf.ops.vaddr import VaddrOps, VaddrTargetData
 
@@ -76,6 +76,8 @@ _MIN_PROBES_PER_TARGET = 512
 #: paging, 2^56 with 5-level).
 _KEY_SHIFT_L4 = 48
 _KEY_SHIFT_L5 = 57
+#: The least share of the probe budget the probes give way to when windows cost more than the budget.
+_PROBE_SCALE_MIN = 0.02
 #: What /proc/kpageflags and /proc/kpagecount said of a page frame (part of a large folio, mapped more than once)
 #: is believed for this many windows.
 _FACTS_WINDOWS = 16
@@ -435,8 +437,8 @@ class PteOps(VaddrOps):
             si = ctx.attrs.source_intervals
             # (with intervals of the user's, the probes stay: they asked for those intervals, at that cost)
             if self._windows > 2 and share > 1.05 * self.cpu_budget and si is not None and \
-                    ctx.attrs.aggr_interval_us >= si.max_aggr_us:
-                self._probe_scale = max(0.02, self._probe_scale * 0.8)
+                    ctx.attrs.aggr_interval_us >= min(SOFT_MAX_AGGR_US, si.max_aggr_us):
+                self._probe_scale = max(_PROBE_SCALE_MIN, self._probe_scale * 0.8)
             elif share < 0.8 * self.cpu_budget:
                 self._probe_scale = min(1.0, self._probe_scale * 1.1)
             budget = int(budget * self._probe_scale)
@@ -873,8 +875,10 @@ class PteOps(VaddrOps):
         si = a.source_intervals
         if si is None or self._windows < 2:
             return None
+        # past SOFT_MAX_AGGR_US only when the probes have given way as far as they go
+        soft = None if self._probe_scale <= _PROBE_SCALE_MIN * 1.01 else SOFT_MAX_AGGR_US
         sample, aggr, met = choose_intervals(self.cost, self.cpu_budget, si.min_aggr_us, si.max_aggr_us,
-                                             align_us=ctx.working_set_window_us)
+                                             align_us=ctx.working_set_window_us, soft_max_us=soft)
         if (sample, aggr) == (a.sample_interval_us, a.aggr_interval_us):
             return None
         if not met and not self._warned_budget:

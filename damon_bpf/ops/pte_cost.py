@@ -37,6 +37,9 @@ _EWMA = 0.3
 RECENT = 9
 #: The share of the budget the intervals are chosen for.
 BUDGET_MARGIN = 0.9
+#: The longest aggregation interval while the budget can be kept at it (probes give way first): a change of
+#: phase shows in the window after the one it happened in, so within a second.
+SOFT_MAX_AGGR_US = 500_000
 #: What one read of the sampling loop costs besides its probes (the wake-up and the system call, cold), measured on
 #: the development VM: the part of the loop's cost that fewer probes do not save.
 READ_OVERHEAD_NS = 60_000.0
@@ -86,10 +89,13 @@ def _trimmed_mean(values: list[float]) -> float:
 
 
 def choose_intervals(cost: CostModel, budget: float, min_aggr_us: int, max_aggr_us: int,
-                     samples: int = SAMPLES_PER_AGGR, align_us: int = 0) -> tuple[int, int, bool]:
+                     samples: int = SAMPLES_PER_AGGR, align_us: int = 0,
+                     soft_max_us: int | None = None) -> tuple[int, int, bool]:
     """The ``(sample_us, aggr_us)`` that keep *cost* within *budget* (a share of one core; 0: no bound, the
     shortest intervals), and whether the budget is met.
 
+    :param soft_max_us: the aggregation interval not to exceed while the budget allows it at all (a change of
+        phase is seen within two windows: :data:`SOFT_MAX_AGGR_US` keeps that within a second); None: no such
     :param align_us: a span (the working-set window) that whole aggregation intervals should fill: an
         aggregation interval shorter than it becomes the next longer ``align_us / k`` (to 0.1%, with whole-µs
         sampling intervals: for 1 s, 500, 333.34, 250, 200, 166.66... ms), so the working set covers that span
@@ -99,6 +105,8 @@ def choose_intervals(cost: CostModel, budget: float, min_aggr_us: int, max_aggr_
     # aim a little below the budget: what the model misses (other threads, the first window) stays within it
     budget *= BUDGET_MARGIN
     need_us = int(math.ceil(cost.window_ns(samples) / budget / 1000))
+    if soft_max_us is not None:
+        need_us = min(need_us, max(soft_max_us, min_aggr_us))
     aggr = min(max(need_us, min_aggr_us), max_aggr_us)
     if 0 < aggr < align_us:
         # k windows of n whole-µs sampling intervals that fill align_us to 0.1%

@@ -380,3 +380,20 @@ def test_add_monitoring_args_leave_intervals_unset() -> None:
     ns = p.parse_args([])
     assert ns.sample is None and ns.aggr is None
     assert attrs_from_args(ns).sample_interval_us == 5000 and attrs_from_args(ns).aggr_interval_us == 100_000
+
+
+def test_intervals_stay_within_half_a_second_while_probes_can_give_way() -> None:
+    """A change of phase shows in the window after the one it happened in: at most 500 ms windows keep that within
+    a second; longer ones only once the probes have given way as far as they go."""
+    c = CostModel(fixed_ns=6_000_000.0, per_sample_ns=60_000.0)  # 7.2 ms a window: 800 ms at 0.9%
+    assert choose_intervals(c, 0.01, 100_000, 1_000_000, soft_max_us=500_000)[1] == 500_000
+    assert choose_intervals(c, 0.01, 100_000, 1_000_000, soft_max_us=None)[1] == 800_000
+    ops = pte_ops.PteOps(cpu_budget=0.01)
+    ops._windows = 5
+    ctx = _source_ctx(200_000)
+    ops.cost = c
+    assert ops.requested_intervals(ctx) == (25_000, 500_000)
+    ops._probe_scale = pte_ops._PROBE_SCALE_MIN
+    ctx.attrs.sample_interval_us, ctx.attrs.aggr_interval_us = 25_000, 500_000
+    ops._retuned_ns = 0
+    assert ops.requested_intervals(ctx) == (50_000, 1_000_000)
