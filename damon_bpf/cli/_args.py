@@ -29,8 +29,8 @@ def add_monitoring_args(p: argparse.ArgumentParser) -> None:
                    metavar=("ACCESS_BP", "AGGRS", "MIN_SAMPLE", "MAX_SAMPLE"),
                    help="adaptive intervals tuning goal, e.g. '4%% 3 5ms 10s'")
     g.add_argument("--monitoring_intervals_autotune", action="store_true",
-                   help="the recommended tuning goal: 4%% 3 5ms 10s (the pte source's default when no "
-                        "interval is given)")
+                   help="the kernel's intervals tuning with the recommended goal: 4%% 3 5ms 10s (without it and "
+                        "without --sample/--aggr, the pte source chooses its own intervals)")
     g.add_argument("--wss-window", default="1s", metavar="TIME",
                    help="the window of the working set: bytes accessed within the last TIME (default 1s)")
     g.add_argument("--seed", type=int, help="seed the random number generator (reproducible splits)")

@@ -56,12 +56,15 @@ def add_source_args(p: argparse.ArgumentParser, default: str = "auto") -> None:
                         "perf: perf samples with data addresses (BPF; PEBS/IBS when the CPU has them); synthetic: "
                         "generated from a pattern; auto (default): perf with hardware sampling if available, else "
                         "pte, else fault")
-    g.add_argument("--pte-clear", choices=("auto", "madvise", "clear_refs"), default="auto",
-                   help="pte source: how Accessed bits are cleared: process_madvise(MADV_COLD) per sample, "
-                        "/proc/PID/clear_refs for the whole process, or auto (by measured cost, per target)")
+    g.add_argument("--pte-clear", choices=("auto", "page_idle", "madvise", "clear_refs"), default="auto",
+                   help="pte source: how the probes' Accessed bits are cleared: /sys/kernel/mm/page_idle/bitmap "
+                        "(the kernel's own mkold, where it has idle page tracking), process_madvise(MADV_COLD) of "
+                        "the probes, /proc/PID/clear_refs for the whole process, or auto (page_idle where "
+                        "available, else madvise unless clear_refs is much cheaper)")
     g.add_argument("--cpu-budget", default="1%", metavar="SHARE",
-                   help="pte source: the share of one core the monitor may spend per sampling interval; with "
-                        "intervals auto-tuning the sampling interval is kept long enough (default 1%%; 0: none)")
+                   help="pte source: the share of one core the monitor may spend; with the source's own intervals "
+                        "(no --sample/--aggr) the aggregation interval (100 ms..1 s) is kept long enough "
+                        "(default 1%%; 0: none)")
     g.add_argument("--numa-hint-faults", action="store_true",
                    help="fault source: enable kernel.numa_balancing for the session (restored after) so resident "
                         "memory keeps faulting; needs a multi-threaded target on one-node machines")
