@@ -260,12 +260,46 @@ static __always_inline u64 direct_map_base(void)
 	return base;
 }
 
+/* What one run saw, for pte_stats: per result, present and accessed, huge, or where the walk stopped. */
+struct pte_counts {
+	u64 walks, acc, huge, np_pgd, np_pud, np_pmd, np_pte;
+};
+
+static __always_inline void pte_count(struct pte_counts *c, u64 r)
+{
+	c->walks++;
+	if (r & PTE_R_PRESENT) {
+		if (r & PTE_R_ACCESSED)
+			c->acc++;
+		if (((r >> 4) & 7) >= 2)
+			c->huge++;
+		return;
+	}
+	switch ((r >> 4) & 7) {
+	case 1: c->np_pte++; break;
+	case 2: c->np_pmd++; break;
+	case 3: c->np_pud++; break;
+	default: c->np_pgd++; break;
+	}
+}
+
+static __always_inline void pte_counts_add(struct pte_counts *c, int faults)
+{
+	pte_stat_add(PTE_ST_WALKS, c->walks);
+	pte_stat_add(PTE_ST_ACCESSED, c->acc);
+	pte_stat_add(PTE_ST_NP_PGD, c->np_pgd);
+	pte_stat_add(PTE_ST_NP_PUD, c->np_pud);
+	pte_stat_add(PTE_ST_NP_PMD, c->np_pmd);
+	pte_stat_add(PTE_ST_NP_PTE, c->np_pte);
+	pte_stat_add(PTE_ST_HUGE, c->huge);
+	pte_stat_add(PTE_ST_READ_FAULT, faults);
+}
+
 int pte_walk(struct bpf_raw_tracepoint_args *ctx)
 {
 	u64 first = ctx->args[0], n = ctx->args[1], fdnum = ctx->args[2];
 	u64 pgd, base;
-	u64 np_pgd = 0, np_pud = 0, np_pmd = 0, np_pte = 0;
-	u64 nr_walks = 0, nr_acc = 0, nr_huge = 0;
+	struct pte_counts c = {};
 	int err = 0, faults = 0, ret = PTE_OK;
 
 	pte_stat_add(PTE_ST_RUNS, 1);
@@ -291,29 +325,9 @@ int pte_walk(struct bpf_raw_tracepoint_args *ctx)
 			r = 0;
 		}
 		*o = r;
-		nr_walks++;
-		if (r & PTE_R_PRESENT) {
-			if (r & PTE_R_ACCESSED)
-				nr_acc++;
-			if (((r >> 4) & 7) >= 2)
-				nr_huge++;
-		} else {
-			switch ((r >> 4) & 7) {
-			case 1: np_pte++; break;
-			case 2: np_pmd++; break;
-			case 3: np_pud++; break;
-			default: np_pgd++; break;
-			}
-		}
+		pte_count(&c, r);
 	}
-	pte_stat_add(PTE_ST_WALKS, nr_walks);
-	pte_stat_add(PTE_ST_ACCESSED, nr_acc);
-	pte_stat_add(PTE_ST_NP_PGD, np_pgd);
-	pte_stat_add(PTE_ST_NP_PUD, np_pud);
-	pte_stat_add(PTE_ST_NP_PMD, np_pmd);
-	pte_stat_add(PTE_ST_NP_PTE, np_pte);
-	pte_stat_add(PTE_ST_HUGE, nr_huge);
-	pte_stat_add(PTE_ST_READ_FAULT, faults);
+	pte_counts_add(&c, faults);
 	return PTE_OK;
 }
 
@@ -374,9 +388,8 @@ int pte_walk_slots(struct bpf_raw_tracepoint_args *ctx)
 	u64 first = ctx->args[0], n = ctx->args[1];
 	u64 task = (u64)bpf_get_current_task();
 	u64 pgd = 0, base;
-	u64 nr_walks = 0, nr_acc = 0, nr_huge = 0;
-	u64 np_pgd = 0, np_pud = 0, np_pmd = 0, np_pte = 0;
 	u64 cur_fd = ~0ULL;
+	struct pte_counts c = {};
 	int err = 0, faults = 0, ret = PTE_OK;
 
 	pte_stat_add(PTE_ST_RUNS, 1);
@@ -402,33 +415,13 @@ int pte_walk_slots(struct bpf_raw_tracepoint_args *ctx)
 		}
 		err = 0;
 		r = walk(pgd, *a, base, &err);
-		nr_walks++;
 		if (err) {
 			faults++;
 			r = 0;
 		}
 		*o = r;
-		if (r & PTE_R_PRESENT) {
-			if (r & PTE_R_ACCESSED)
-				nr_acc++;
-			if (((r >> 4) & 7) >= 2)
-				nr_huge++;
-		} else {
-			switch ((r >> 4) & 7) {
-			case 1: np_pte++; break;
-			case 2: np_pmd++; break;
-			case 3: np_pud++; break;
-			default: np_pgd++; break;
-			}
-		}
+		pte_count(&c, r);
 	}
-	pte_stat_add(PTE_ST_WALKS, nr_walks);
-	pte_stat_add(PTE_ST_ACCESSED, nr_acc);
-	pte_stat_add(PTE_ST_NP_PGD, np_pgd);
-	pte_stat_add(PTE_ST_NP_PUD, np_pud);
-	pte_stat_add(PTE_ST_NP_PMD, np_pmd);
-	pte_stat_add(PTE_ST_NP_PTE, np_pte);
-	pte_stat_add(PTE_ST_HUGE, nr_huge);
-	pte_stat_add(PTE_ST_READ_FAULT, faults);
+	pte_counts_add(&c, faults);
 	return PTE_OK;
 }
