@@ -19,6 +19,7 @@ __all__ = (
     "TargetGoneError",
     "ProcessGoneError",
     "MissingDependencyError",
+    "IOFailureError",
 )
 
 
@@ -65,3 +66,8 @@ class ProcessGoneError(TargetGoneError, ProcessLookupError):
 
 class MissingDependencyError(NotSupportedError):
     """A system package the request needs is not installed; the message names it."""
+
+
+class IOFailureError(DamonBpfError):
+    """Reading or writing a file failed in the machine, not in the request: the disk is full, over quota,
+    read-only, or the device reports an error (``ENOSPC``, ``EDQUOT``, ``EROFS``, ``EIO``). The CLI's exit code 6."""

@@ -16,6 +16,7 @@ from typing import NamedTuple, NoReturn, Sequence
 from damon_bpf.errors import (
     DamonBpfError,
     InvalidParamsError,
+    IOFailureError,
     MissingDependencyError,
     NotSupportedError,
     PermissionDeniedError,
@@ -30,6 +31,7 @@ EXIT_USAGE = 2
 EXIT_NOT_SUPPORTED = 3
 EXIT_PERMISSION = 4
 EXIT_TARGET_GONE = 5
+EXIT_IO = 6
 EXIT_INTERRUPTED = 130
 
 
@@ -97,6 +99,8 @@ def exit_code_for(err: DamonBpfError) -> int:
         return EXIT_NOT_SUPPORTED
     if isinstance(err, InvalidParamsError):
         return EXIT_USAGE
+    if isinstance(err, IOFailureError):
+        return EXIT_IO
     return EXIT_ERROR
 
 

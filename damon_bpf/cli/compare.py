@@ -98,6 +98,9 @@ def run(args: argparse.Namespace) -> int:
     pids, cmd = targets_from_args(args)
     if args.png:
         _check_matplotlib()
+        from damon_bpf.linux.files import check_replaceable
+
+        check_replaceable(args.png)  # refused before the sources run, not after
     names = parse_sources(args.sources) if args.sources is not None else list(DEFAULT_SOURCES)
     if args.sources is None and args.workload is not None:
         names.append("synthetic")

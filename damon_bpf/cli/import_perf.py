@@ -33,8 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a perf recording with data addresses: perf record -d (e.g. -e page-faults -d), "
                         "perf mem record, perf c2c record")
     p.add_argument("-o", "--output", default="damon.data", metavar="FILE",
-                   help="the record to write (damo's format; default damon.data); FILE.attribution gets the code "
-                        "attribution")
+                   help="the record to write (damo's format; default damon.data; an existing regular file is renamed "
+                        "to FILE.old); FILE.attribution gets the code attribution")
     p.add_argument("--pid", type=int, action="append", metavar="PID",
                    help="replay only this process (repeatable; default: every process with samples)")
     p.add_argument("--estimator", choices=ESTIMATORS, default="auto",
@@ -83,8 +83,12 @@ def import_perf(perf_data: str, output: str, attrs: Attrs, *, pids: list[int] | 
     :param samples: already read samples (skips running perf script for them)
     :raises MissingDependencyError: perf is not installed
     :raises PerfDataError: not a perf.data file, or no data addresses
-    :raises InvalidParamsError: no samples with data addresses (for the asked pids)
+    :raises InvalidParamsError: no samples with data addresses (for the asked pids); *output* may not be
+        replaced (a folder, device, symlink)
     """
+    from damon_bpf.results.records import RecordWriter, check_record_path
+
+    check_record_path(output)  # before perf runs
     if samples is None:
         samples = read_perf_data(perf_data, perf=perf)
     if not len(samples):
@@ -95,7 +99,6 @@ def import_perf(perf_data: str, output: str, attrs: Attrs, *, pids: list[int] | 
             syms = read_symbols(perf_data, perf=perf)
         except DamonBpfError:
             syms = {}
-    from damon_bpf.results.records import RecordWriter
 
     ops = ReplayOps(samples, estimator=estimator)
     # time offset 0: the record's times are the perf timestamps; the writer renames an old FILE.attribution
@@ -104,9 +107,9 @@ def import_perf(perf_data: str, output: str, attrs: Attrs, *, pids: list[int] | 
     consume, close = writer, writer.close
     try:
         side: AttributionWriter | None = AttributionWriter(sidecar_path(output)) if attribution else None
-    except OSError as err:
+    except BaseException:
         writer.close()
-        raise DamonBpfError(f"cannot write {sidecar_path(output)}: {err.strerror}") from err
+        raise
 
     def _consumer(snap: Snapshot) -> None:
         consume(snap)

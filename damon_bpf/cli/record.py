@@ -6,6 +6,11 @@ targets exit, on Ctrl-C or SIGTERM; after a SIGKILL it holds the state of the la
 ``damon-bpf record --recover FILE`` rebuilds the rest from ``FILE.journal``. When damo's reports cannot show
 everything of the record for a reason in damo itself (``damo report wss`` and ``nr_regions`` leave out the first
 20 snapshots of each target), the command ends with one warning line saying so (``records.damo_caveat``).
+
+``-o FILE`` replaces only a regular file (moved to ``FILE.old``): a folder, device or symlink there is refused
+with exit code 2 before the session starts. A write that fails for lack of space ends the recording with exit
+code 6, the record holding its last complete rewrite and the error saying how to rebuild the rest from
+``FILE.journal``.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from damon_bpf.cli import monitor as monitor_cli
 from damon_bpf.engine import StopReason
 from damon_bpf.errors import InvalidParamsError
 from damon_bpf.session.monitor import Monitor, MonitorSpec
-from damon_bpf.results.records import RecordWriter, damo_caveat, recover_file
+from damon_bpf.results.records import RecordWriter, check_record_path, damo_caveat, recover_file
 from damon_bpf.config.units import format_bytes, text_to_sec
 
 
@@ -34,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "reports (damo report heatmap/wss/access --input FILE) and 'damon-bpf report' read.")
     g = p.add_argument_group("recording")
     g.add_argument("-o", "--out", default="damon.data", metavar="FILE",
-                   help="record file (default damon.data; an existing one is renamed to FILE.old, as damo does)")
+                   help="record file (default damon.data; an existing one is renamed to FILE.old, as damo does; "
+                        "anything but a regular file is refused)")
     g.add_argument("--live", action="store_true", help="also show the live view while recording (as monitor)")
     g.add_argument("--flush", default="1s", metavar="TIME",
                    help="rewrite the record file at least this often (default 1s); between rewrites, "
@@ -97,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParamsError(f"invalid --flush {args.flush!r}")
     spec = spec_from_args(args)
     mon = Monitor(spec)  # validates the spec before any file is touched
+    check_record_path(args.out)  # and the output before the session starts
     live = args.live or args.json
     view = None
     if live:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import os
 import sys
 from types import SimpleNamespace
 from typing import Any, Callable, NamedTuple, TextIO
 
-from damon_bpf.errors import DamonBpfError, InvalidParamsError
+from damon_bpf.errors import InvalidParamsError
+from damon_bpf.linux.files import atomic_open, check_replaceable
 from damon_bpf.results.records import Record, read_records, records_to_kvpairs, write_perf_script
 from damon_bpf.config.units import text_to_bytes, text_to_ns
 
@@ -131,13 +133,16 @@ def _heatmap_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stdout_skip_colorset_example", action="store_true",
                    help="leave out the '# access_frequency' line")
     p.add_argument("--png", metavar="FILE",
-                   help="draw a picture instead (time x address, every monitored block with the gaps skipped; "
-                        "suffix picks the format); needs matplotlib")
+                   help="draw a picture instead, to exactly FILE (time x address, every monitored block with the "
+                        "gaps skipped; the suffix picks the format: .svg, .pdf, ...; PNG for any other); needs "
+                        "matplotlib")
 
 
 def _heatmap_run(args: argparse.Namespace) -> int:
     from damon_bpf.results import damo_reports as reports
 
+    if args.png:
+        check_replaceable(args.png)  # before the record is read
     records = load(args)
     base = reports.base_time(records)
     recs, guide = reports.select_target(records, args.target)
@@ -187,12 +192,16 @@ def _wss_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--per_target", action="store_true", help="one distribution per target (default: summed)")
     p.add_argument("--raw_number", action="store_true", help="sizes in bytes")
     p.add_argument("--nr_cols_bar", type=int, default=59, metavar="N", help="bar width (default 59; 0: none)")
-    p.add_argument("--png", metavar="FILE", help="draw the percentile curve instead; needs matplotlib")
+    p.add_argument("--png", metavar="FILE",
+                   help="draw the percentile curve instead, to exactly FILE (PNG unless the suffix names another "
+                        "format); needs matplotlib")
 
 
 def _wss_run(args: argparse.Namespace) -> int:
     from damon_bpf.results import damo_reports as reports
 
+    if args.png:
+        check_replaceable(args.png)  # before the record is read
     records = load(args)
     if args.exclude_samples < 0:
         raise InvalidParamsError("--exclude_samples must not be negative")
@@ -258,15 +267,11 @@ def _raw_run(args: argparse.Namespace) -> int:
 
     from damon_bpf.results import damo_reports as reports
 
-    records = load(args)
-    out: TextIO = sys.stdout
-    f: TextIO | None = None
     if args.out:
-        try:
-            f = out = open(args.out, "w")
-        except OSError as err:
-            raise InvalidParamsError(f"cannot write {args.out}: {err.strerror}") from err
-    try:
+        check_replaceable(args.out)  # before the record is read
+    records = load(args)
+
+    def write(out: TextIO) -> None:
         if args.format == "perf-script":
             write_perf_script(records, out)
         elif args.format == "json":
@@ -274,11 +279,18 @@ def _raw_run(args: argparse.Namespace) -> int:
             out.write("\n")
         else:
             _write_lines(reports.format_raw(records, raw=args.raw_number), out)
-    except OSError as err:
-        raise DamonBpfError(f"cannot write {args.out or 'the output'}: {err.strerror}") from err
-    finally:
-        if f is not None:
-            f.close()
+
+    if not args.out:
+        write(sys.stdout)
+        return 0
+    # a new file (0600) renamed over FILE: never written through a symlink, into a device or a folder
+    with atomic_open(args.out) as f:
+        text = io.TextIOWrapper(f, encoding="utf-8")
+        try:
+            write(text)
+            text.flush()
+        finally:
+            text.detach()
     return 0
 
 

@@ -960,8 +960,8 @@ def write_heatmap(result: ComparisonResult, path: str, nbins: int = 200) -> None
                  f"{' (' + result.workload + ')' if result.workload else ''}, sources run {how}; "
                  "seconds since the start", fontsize=9)
     try:
-        fig.savefig(path, dpi=100)
-    except OSError as err:
-        raise DamonBpfError(f"cannot write {path}: {err.strerror or err}") from err
+        from damon_bpf.linux.files import save_figure
+
+        save_figure(fig, path, dpi=100)  # exactly path, never through a symlink or into a device
     finally:
         plt.close(fig)

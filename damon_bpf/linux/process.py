@@ -9,10 +9,40 @@ import subprocess
 import types
 from typing import Any, Callable, Iterator, Sequence
 
-__all__ = ("spawn", "terminate", "on_signals", "STOP_SIGNALS")
+__all__ = ("spawn", "terminate", "on_signals", "start_time", "is_running", "STOP_SIGNALS")
 
 #: the signals that end a session cleanly (Ctrl-C, kill, a closed terminal)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def start_time(pid: int) -> int | None:
+    """When process *pid* started (field 22 of ``/proc/PID/stat``, clock ticks since boot), which tells a reused
+    pid from the process that had it before; None when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def is_running(pid: int, started: int | None = None) -> bool:
+    """Whether process *pid* exists and has not exited (a zombie has), and, when *started* is given, is the one
+    that started then (:func:`start_time`) rather than a later one that got the same pid."""
+    if pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return False
+    except OSError:  # cannot tell: assume it is there
+        return True
+    try:
+        if fields[0] in ("Z", "X"):
+            return False
+        return started is None or int(fields[19]) == started
+    except (IndexError, ValueError):
+        return True
 
 
 def spawn(cmd: Sequence[str], **popen_kwargs: Any) -> subprocess.Popen[bytes]:

@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from damon_bpf.errors import DamonBpfError, InvalidParamsError
+from damon_bpf.linux.files import atomic_write, create_file
 
 __all__ = (
     "SIDECAR_SUFFIX",
@@ -61,12 +62,14 @@ class AttributionWriter:
     """Writes a ``FILE.attribution`` sidecar (see the module docstring), one JSON line per call of
     :meth:`write`. Use as a context manager or call :meth:`close`.
 
-    :param path: the sidecar's path (:func:`sidecar_path`) or an open text stream
+    :param path: the sidecar's path (:func:`sidecar_path`; created 0600, replacing only a regular file:
+        :func:`damon_bpf.linux.files.create_file`) or an open text stream
+    :raises DamonBpfError: the file cannot be created (InvalidParamsError: a folder, symlink, device is there)
     """
 
     def __init__(self, path: str | IO[str]) -> None:
         if isinstance(path, str):
-            self._f: IO[str] = open(path, "w", encoding="utf-8")
+            self._f: IO[str] = open(create_file(path), "w", encoding="utf-8")
             self._own = True
         else:
             self._f = path
@@ -430,11 +433,14 @@ def folded_lines(regions: Iterable[RankedRegion], comms: dict[int, str] | None =
 
 
 def write_folded(out: str | IO[str], lines: Iterable[str]) -> None:
-    """Write folded-stack lines to a path or stream."""
+    """Write folded-stack lines to a path (atomically, 0600: :func:`damon_bpf.linux.files.atomic_write`) or
+    stream.
+
+    :raises DamonBpfError: the path cannot be written (InvalidParamsError: a folder, symlink, device is there)
+    """
     text = "".join(line + "\n" for line in lines)
     if isinstance(out, (str, os.PathLike)):
-        with open(out, "w", encoding="utf-8") as f:
-            f.write(text)
+        atomic_write(os.fspath(out), text.encode())
     else:
         out.write(text)
 

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from damon_bpf.errors import InvalidParamsError, MissingDependencyError
+from damon_bpf.linux.files import save_figure
 from damon_bpf.results.records import Record, RecordSnapshot
 from damon_bpf.config.units import format_bytes
 
@@ -677,11 +678,13 @@ def plot_heatmap(records: Sequence[Record], path: str, *, target_id: int | None 
                  time_range: tuple[float, float] | None = None,
                  address_ranges: Sequence[tuple[int, int]] | None = None,
                  resol: tuple[int, int] = (500, 500), title: str | None = None) -> Heatmap:
-    """Draw a time × address heatmap to *path* (format from its suffix: png, svg, pdf, ...). The address axis
-    shows every contiguous monitored block side by side, big unmapped gaps skipped (marked by lines), each
-    labelled with its start address.
+    """Draw a time × address heatmap to exactly *path* (format from its suffix: png, svg, pdf, ...; PNG for any
+    other), written as :func:`damon_bpf.linux.files.save_figure` does. The address axis shows every contiguous
+    monitored block side by side, big unmapped gaps skipped (marked by lines), each labelled with its start
+    address.
 
     :raises MissingDependencyError: matplotlib is not installed
+    :raises DamonBpfError: *path* cannot be written (InvalidParamsError: a folder, device, symlink is there)
     """
     plt = _pyplot()
     base = base_time(records)
@@ -707,15 +710,19 @@ def plot_heatmap(records: Sequence[Record], path: str, *, target_id: int | None 
     ax.set_title(title or f"access heatmap, target {hm.target_id}")
     fig.colorbar(im, ax=ax, label=f"access frequency ({hm.unit})")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        save_figure(fig, path)
+    finally:
+        plt.close(fig)
     return hm
 
 
 def plot_wss(dists: dict[int, list[int]], path: str, *, title: str | None = None, sorted_: bool = True) -> None:
-    """Draw the working set size distribution (percentile curve per target) to *path*.
+    """Draw the working set size distribution (percentile curve per target) to exactly *path*, as
+    :func:`plot_heatmap` does.
 
     :raises MissingDependencyError: matplotlib is not installed
+    :raises DamonBpfError: *path* cannot be written
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
@@ -735,5 +742,7 @@ def plot_wss(dists: dict[int, list[int]], path: str, *, title: str | None = None
         ax.legend()
     ax.set_title(title or "working set size distribution")
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        save_figure(fig, path)
+    finally:
+        plt.close(fig)

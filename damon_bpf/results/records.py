@@ -1,7 +1,8 @@
 """Record files: damo's monitoring-results format, written while monitoring, read back, and recovered.
 
 damon-bpf's counterpart of damo's ``damo record`` output (``src/_damo_records.py``). :class:`RecordWriter`
-writes, for an output path ``FILE`` (existing files first renamed to ``*.old``; mode 0600, as damo):
+writes, for an output path ``FILE`` (existing files first renamed to ``*.old``; mode 0600, as damo; every file
+created without following anyone's symlink and only ever replacing regular files: :mod:`damon_bpf.linux.files`):
 
 - ``FILE``: damo's ``json_compressed`` type, a zlib stream (not gzip) of a JSON array with one record per
   target; plain integers, epoch-nanosecond times, ``nr_accesses`` on the kernel's scale. Its intervals are the
@@ -9,7 +10,9 @@ writes, for an output path ``FILE`` (existing files first renamed to ``*.old``; 
   ``_RecordsBuilder._intervals``). It is rewritten atomically about every second and at close, so a reader
   always finds a complete file. :func:`damo_caveat` says what damo's reports cannot show on a record.
 - ``FILE.journal``: append-only JSON lines, one per aggregation interval, for crash safety; :func:`recover`
-  and :func:`recover_file` rebuild ``FILE`` from it (``damon-bpf record --recover FILE``).
+  and :func:`recover_file` rebuild ``FILE`` from it (``damon-bpf record --recover FILE``). A later session
+  completes the record of a killed recording by itself (:func:`complete_from_journal`), but only from files of
+  root (or the caller) in a folder others cannot change (:func:`recovery_problem`).
 - ``FILE.attribution``: the code-attribution sidecar (:mod:`damon_bpf.results.attribution`), written only
   when the source attributes events to instruction pointers.
 
@@ -35,6 +38,9 @@ import numpy as np
 import numpy.typing as npt
 
 from damon_bpf.errors import DamonBpfError, InvalidParamsError
+from damon_bpf.linux import files
+from damon_bpf.linux.process import is_running, start_time
+from damon_bpf.linux.state import STATE_DIR, state_dir
 from damon_bpf.config.units import U64_MAX, text_to_bp, text_to_bytes, text_to_ns, text_to_us
 
 __all__ = (
@@ -50,6 +56,8 @@ __all__ = (
     "recover_file",
     "complete_from_journal",
     "complete_dead_recordings",
+    "recovery_problem",
+    "check_record_path",
     "write_perf_script",
     "rename_old",
     "damo_caveat",
@@ -64,7 +72,7 @@ JOURNAL_SUFFIX = ".journal"
 ATTRIBUTION_SUFFIX = ".attribution"
 JOURNAL_FORMAT = "damon-bpf-record-journal"
 JOURNAL_VERSION = 1
-FILE_MODE = 0o600
+FILE_MODE = files.FILE_MODE
 
 _I64 = npt.NDArray[np.int64]
 
@@ -262,44 +270,25 @@ def records_to_kvpairs(records: Iterable[Record]) -> list[dict[str, Any]]:
     return out
 
 
-def _atomic_write(path: str, data: bytes) -> None:
-    tmp = f"{path}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    try:
-        dfd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-
-
 def write_records(records: Iterable[Record], path: str) -> None:
-    """Write *records* to *path* as damo's default ``json_compressed`` type, atomically.
+    """Write *records* to *path* as damo's default ``json_compressed`` type, atomically
+    (:func:`damon_bpf.linux.files.atomic_write`).
 
+    :raises InvalidParamsError: *path* is not a regular file damon-bpf may replace (a folder, device, symlink)
+    :raises IOFailureError: the disk is full (or another device error)
     :raises DamonBpfError: the file cannot be written
     """
     data = zlib.compress(json.dumps(records_to_kvpairs(records)).encode())
-    try:
-        _atomic_write(path, data)
-    except OSError as err:
-        raise DamonBpfError(f"cannot write {path}: {err.strerror}") from err
+    files.atomic_write(path, data)
 
 
 def rename_old(path: str) -> None:
-    """Rename an existing *path* to ``path.old`` (replacing an older one), as ``damo record`` does."""
-    if os.path.lexists(path):
-        os.replace(path, path + ".old")
+    """Rename an existing *path* to ``path.old`` (replacing an older one), as ``damo record`` does; only regular
+    files (:func:`damon_bpf.linux.files.rename_old`).
+
+    :raises InvalidParamsError: *path* or ``path.old`` is a folder, device, symlink or another user's file
+    """
+    files.rename_old(path)
 
 
 # -- incremental zlib stream ----------------------------------------------------------------------------------
@@ -466,6 +455,19 @@ def _attrs_kv(attrs: Any) -> dict[str, Any] | None:
             if g is not None else None}
 
 
+def check_record_path(path: str) -> None:
+    """Check that a :class:`RecordWriter` may write the record *path*: ``FILE``, ``FILE.journal`` and
+    ``FILE.attribution`` (and their ``.old`` names, where they exist) are absent or regular files damon-bpf may
+    replace (:func:`damon_bpf.linux.files.replace_problem`).
+
+    :raises InvalidParamsError: one is not (a folder, a device, a symlink, another user's file), with the reason
+    """
+    for p in (path, path + JOURNAL_SUFFIX, path + ATTRIBUTION_SUFFIX):
+        files.check_replaceable(p)
+        if os.path.lexists(p):
+            files.check_replaceable(p + ".old")
+
+
 class RecordWriter:
     """Records monitoring results to damo's format: call it with every engine ``Snapshot`` (it is a
     ``Monitor`` consumer), then :meth:`close`. See the module docstring for the files.
@@ -498,24 +500,43 @@ class RecordWriter:
         self._attribution: IO[str] | None = None
         self.closed = False
         self.nr_rewrites = 0
+        self._journal: IO[str] | None = None
+        self._registration: Path | None = None
+        check_record_path(path)  # refuse before anything is touched
         try:
             complete_from_journal(path)  # a killed recording of the same file: make its record whole first
             for p in (path, self.journal_path, self.attribution_path):
-                rename_old(p)
-            if os.path.exists(path + ".tmp"):
-                os.unlink(path + ".tmp")
-            fd = os.open(self.journal_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, FILE_MODE)
-            self._journal: IO[str] | None = os.fdopen(fd, "w")
+                files.rename_old(p)
+            fd = files.create_file(self.journal_path, append=True)
+            self._journal = os.fdopen(fd, "w")
             self._journal.write(json.dumps({
                 "type": "header", "format": JOURNAL_FORMAT, "version": JOURNAL_VERSION,
                 "time_offset_ns": self.time_offset_ns, "created": time.time(), "attrs": attrs_kv,
-                "pid": os.getpid(), "starttime": _starttime(os.getpid())}) + "\n")
+                "pid": os.getpid(), "starttime": start_time(os.getpid())}) + "\n")
             self._journal.flush()
             self._registration = _register_recording(path)
             self._write_file()  # an empty record list: the file exists from the start
             self._next_rewrite = 0.0  # and gets the first snapshot at once
         except OSError as err:
-            raise DamonBpfError(f"cannot write {path}: {err.strerror}") from err
+            self._abandon()
+            raise files.write_error(err.filename or self.journal_path, err) from err
+        except BaseException:
+            self._abandon()
+            raise
+
+    def _abandon(self) -> None:
+        # the writer could not start: nothing of it stays (its journal holds no snapshot yet)
+        self.closed = True
+        if self._journal is not None:
+            try:
+                self._journal.close()
+            except OSError:
+                pass
+            self._journal = None
+            _unlink(self.journal_path)
+        if self._registration is not None:
+            _unlink(str(self._registration))
+            self._registration = None
 
     # -- consumer ----------------------------------------------------------------------------------------
 
@@ -554,7 +575,7 @@ class RecordWriter:
             if time.monotonic() >= self._next_rewrite:
                 self._write_file()
         except OSError as err:
-            raise DamonBpfError(f"cannot write {err.filename or self.path}: {err.strerror}") from err
+            raise files.write_error(err.filename or self.journal_path, err) from err
 
     def _write_attribution(self, end_time: int, snap: Any) -> None:
         if self._ips is None:
@@ -576,14 +597,13 @@ class RecordWriter:
         if not lines:
             return
         if self._attribution is None:
-            fd = os.open(self.attribution_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, FILE_MODE)
-            self._attribution = os.fdopen(fd, "w")
+            self._attribution = os.fdopen(files.create_file(self.attribution_path, append=True), "w")
         self._attribution.write("\n".join(lines) + "\n")
         self._attribution.flush()
 
     def _write_file(self) -> None:
         t0 = time.monotonic()
-        _atomic_write(self.path, self._builder.to_bytes())
+        files.atomic_write(self.path, self._builder.to_bytes())
         self.nr_rewrites += 1
         now = time.monotonic()
         self._rewrite_cost = now - t0
@@ -592,21 +612,27 @@ class RecordWriter:
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Rewrite the record file now."""
-        try:
-            self._write_file()
-        except OSError as err:
-            raise DamonBpfError(f"cannot write {self.path}: {err.strerror}") from err
+        """Rewrite the record file now.
+
+        :raises DamonBpfError: it cannot be written (:class:`~damon_bpf.errors.IOFailureError`: disk full)
+        """
+        self._write_file()
 
     def close(self) -> None:
-        """Write the final record file; remove the journal (unless kept). Safe to call twice."""
+        """Write the final record file; remove the journal (unless kept, or the record could not be completed:
+        then the error says how to rebuild it from the journal). The recording's registration in
+        ``/run/damon-bpf`` goes in every case. Safe to call twice.
+
+        :raises DamonBpfError: the final record cannot be written (IOFailureError: disk full)
+        """
         if self.closed:
             return
         self.closed = True
+        error: DamonBpfError | None = None
         try:
             self._write_file()
-        except OSError as err:
-            raise DamonBpfError(f"cannot write {self.path}: {err.strerror}") from err
+        except DamonBpfError as err:
+            error = err
         finally:
             for f in (self._journal, self._attribution):
                 if f is not None:
@@ -615,14 +641,18 @@ class RecordWriter:
                     except OSError:
                         pass
             self._journal = self._attribution = None
-        if not self.keep_journal:
-            try:
-                os.unlink(self.journal_path)
-            except OSError:
-                pass
-        reg = getattr(self, "_registration", None)
-        if reg is not None:
-            reg.unlink(missing_ok=True)
+            if self._registration is not None:
+                _unlink(str(self._registration))
+                self._registration = None
+        if error is None:
+            # the final record holds every snapshot the journal has (a snapshot goes to the journal first)
+            if not self.keep_journal:
+                _unlink(self.journal_path)
+            return
+        if os.path.exists(self.journal_path):
+            raise type(error)(f"{error}; {self.journal_path} keeps what was recorded: 'damon-bpf record --recover "
+                              f"{self.path}' rebuilds the record from it") from error
+        raise error
 
     def __enter__(self) -> RecordWriter:
         return self
@@ -689,9 +719,12 @@ def recover(journal_path: str) -> list[Record]:
 
 def recover_file(path: str) -> tuple[str, list[Record]]:
     """Rebuild the record file *path* from ``path.journal`` (or, if *path* is a journal, the record file it
-    belongs to). An existing record file is renamed to ``*.old``.
+    belongs to). An existing record file is renamed to ``*.old``. The caller asked for it: the files' owners
+    are not checked (:func:`complete_from_journal` does that), but nothing is written through a symlink, and
+    only a regular file is renamed.
 
     :return: (the record file written, its records)
+    :raises InvalidParamsError: no journal, or the record file may not be replaced (a folder, device, symlink)
     """
     if path.endswith(JOURNAL_SUFFIX):
         journal, out = path, path[: -len(JOURNAL_SUFFIX)]
@@ -699,11 +732,9 @@ def recover_file(path: str) -> tuple[str, list[Record]]:
         journal, out = path + JOURNAL_SUFFIX, path
     if not os.path.exists(journal):
         raise InvalidParamsError(f"no journal to recover from: {journal} does not exist")
+    files.check_replaceable(out)
     records = recover(journal)
-    try:
-        rename_old(out)
-    except OSError as err:
-        raise DamonBpfError(f"cannot rename {out}: {err.strerror}") from err
+    files.rename_old(out)
     write_records(records, out)
     return out, records
 
@@ -924,55 +955,68 @@ def _is_fake(snap: RecordSnapshot) -> bool:
             and snap.age[0] == -1)
 
 
-def _starttime(pid: int) -> int | None:
-    # field 22 of /proc/PID/stat: the process's start time, which tells a reused pid from the writer
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def _writer_alive(header: dict[str, Any]) -> bool:
     pid = header.get("pid")
     if not isinstance(pid, int) or pid <= 0:
         return False
-    st = _starttime(pid)
-    return st is not None and (header.get("starttime") is None or st == header.get("starttime"))
+    st = header.get("starttime")
+    return is_running(pid, st if isinstance(st, int) else None)
 
 
 def _nr_snapshots(records: Iterable[Record]) -> int:
     return sum(len(r.snapshots) for r in records)
 
 
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 #: where live recordings are listed, so that a later session can complete the record of one that was killed
-RECORDINGS_DIR = Path("/run/damon-bpf")
+#: (root's state folder, :mod:`damon_bpf.linux.state`)
+RECORDINGS_DIR = STATE_DIR
 
 
 def _register_recording(path: str) -> Path | None:
-    # a file in RECORDINGS_DIR naming this process and its record; None when the folder is not writable
+    # a file in RECORDINGS_DIR naming this process and its record; None when the folder cannot be used (not
+    # root: silently; not trusted: a warning)
     try:
-        RECORDINGS_DIR.mkdir(parents=True, exist_ok=True)
-        reg = RECORDINGS_DIR / f"record-{os.getpid()}-{zlib.crc32(os.path.abspath(path).encode()):08x}.json"
-        reg.write_text(json.dumps({"pid": os.getpid(), "starttime": _starttime(os.getpid()),
-                                   "path": os.path.abspath(path)}))
+        d = state_dir(RECORDINGS_DIR)
+        reg = d / f"record-{os.getpid()}-{zlib.crc32(os.path.abspath(path).encode()):08x}.json"
+        files.atomic_write(str(reg), json.dumps({"pid": os.getpid(), "starttime": start_time(os.getpid()),
+                                                 "path": os.path.abspath(path)}).encode())
         return reg
-    except OSError:
+    except (OSError, DamonBpfError) as err:
+        if os.geteuid() == 0:
+            log.warning("%s is not completed by a later session if this one is killed: %s", path, err)
         return None
 
 
 def complete_dead_recordings() -> list[tuple[str, int]]:
     """Complete the records of recordings that were killed (their writer is gone) from their journals, so that
-    damo reads everything too; returns ``(record path, snapshots recovered)`` of each one completed."""
+    damo reads everything too; returns ``(record path, snapshots recovered)`` of each one completed. Only the
+    registrations root's state folder holds are believed, and only records :func:`complete_from_journal` may
+    complete."""
     done: list[tuple[str, int]] = []
-    if not RECORDINGS_DIR.is_dir():
+    if not os.access(RECORDINGS_DIR, os.R_OK | os.W_OK | os.X_OK):  # none, or root's and this is not root
         return done
-    for reg in RECORDINGS_DIR.glob("record-*.json"):
+    try:
+        d = state_dir(RECORDINGS_DIR, create=False)
+    except FileNotFoundError:
+        return done
+    except (OSError, DamonBpfError) as err:
+        log.warning("killed recordings not completed: %s", err)
+        return done
+    for reg in d.glob("record-*.json"):
         try:
-            info = json.loads(reg.read_text())
+            info = json.loads(files.read_private(reg))
             if _writer_alive(info):
                 continue
-            path = str(info["path"])
+            path = info["path"]
+            if not isinstance(path, str) or not os.path.isabs(path):
+                raise ValueError(f"not an absolute path: {path!r}")
             result = (complete_from_journal(path, writer_gone=True) if os.path.exists(path + JOURNAL_SUFFIX)
                       else None)
             if result is not None:
@@ -983,11 +1027,28 @@ def complete_dead_recordings() -> list[tuple[str, int]]:
     return done
 
 
+def recovery_problem(path: str) -> str | None:
+    """Why the record *path* may not be completed from its journal without being asked (a later session, a
+    reader), in a few words: the journal or the record is not a regular file of root or the caller, or their
+    folder is not root's or the caller's, or others may write in it (a sticky folder, as ``/tmp``, is fine:
+    others cannot move or replace these files there). None: it may."""
+    for p in (path + JOURNAL_SUFFIX, path):
+        problem = files.file_problem(p)
+        if problem is not None:
+            return f"{p}: {problem}"
+    folder = os.path.dirname(os.path.abspath(path))
+    problem = files.folder_problem(folder, sticky_ok=True)
+    if problem is not None:
+        return f"{folder}: {problem}"
+    return None
+
+
 def complete_from_journal(path: str, body: list[Record] | None = None,
                           writer_gone: bool = False) -> tuple[list[Record], int] | None:
     """When ``path.journal`` holds more snapshots than the record file *path* (its recording was killed
     between two rewrites), rebuild *path* from the journal, as ``record --recover`` does, unless the recording
-    is still running (then the file is its writer's and is left alone).
+    is still running (then the file is its writer's and is left alone), or the files could be someone else's
+    (:func:`recovery_problem`: then a warning says so, and how to recover them by hand).
 
     :param body: the records already read from *path* (read here when None)
     :param writer_gone: the caller knows the writer is gone (the journal's own pid is not checked)
@@ -1008,6 +1069,11 @@ def complete_from_journal(path: str, body: list[Record] | None = None,
         return None
     extra = _nr_snapshots(full) - _nr_snapshots(body)
     if extra <= 0:
+        return None
+    problem = recovery_problem(path)
+    if problem is not None:
+        log.warning("%s: the recording was cut short; %d more snapshots in %s are not recovered unasked (%s): "
+                    "'damon-bpf record --recover %s' recovers them", path, extra, journal, problem, path)
         return None
     try:
         write_records(full, path)

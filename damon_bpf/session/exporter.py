@@ -4,7 +4,8 @@
 aggregation it keeps the latest figures of each live target (:mod:`damon_bpf.results.damon_stat`), and a
 collector on a private registry yields them when scraped, so a target that exits simply stops being exported
 (no stale series). Serve them with :meth:`PrometheusExporter.serve` (``/metrics``) or write a node_exporter
-textfile with :meth:`PrometheusExporter.write_textfile_to` (a temporary file renamed over the old one).
+textfile with :meth:`PrometheusExporter.write_textfile_to` (a temporary file renamed over the old one, never
+through a symlink: :func:`damon_bpf.linux.files.atomic_write`).
 
 Metrics are in base units; labels ``pid``, ``comm``, ``cgroup``, ``source``; never per region. See the README's
 "Fleets: Prometheus" section for the list.
@@ -264,11 +265,17 @@ class PrometheusExporter:
         self._textfile_dir = directory
 
     def _write_textfile(self) -> None:
-        from prometheus_client import write_to_textfile
+        from prometheus_client import generate_latest
+        from prometheus_client.openmetrics.exposition import ALLOWUTF8
+
+        from damon_bpf.linux.files import atomic_write
 
         assert self._textfile_dir is not None
-        # write_to_textfile writes a temporary file beside it and renames it over the old one
-        write_to_textfile(os.path.join(self._textfile_dir, TEXTFILE_NAME), self.registry)
+        # a temporary file beside it, created exclusively (not prometheus_client's write_to_textfile: its
+        # temporary name is predictable and opened following symlinks), renamed over the old one; 0644, for
+        # node_exporter, which runs as another user
+        atomic_write(os.path.join(self._textfile_dir, TEXTFILE_NAME), generate_latest(self.registry, ALLOWUTF8),
+                     mode=0o644)
 
     def close(self) -> None:
         """Stop serving (the textfile, if any, stays as last written)."""

@@ -104,15 +104,20 @@ class Truth:
 class TruthWriter:
     """Write ground-truth records as JSON lines, flushing each one so readers see them at once.
 
-    :param path: the file to create (truncated if it exists)
+    :param path: the file to create (replacing a regular file, never written through a symlink:
+        :func:`damon_bpf.linux.files.create_file`)
     :raises DamonBpfError: the file cannot be created
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        from damon_bpf.linux.files import create_file
+
         try:
-            self._file: IO[str] | None = open(path, "w", encoding="utf-8")
-        except OSError as err:
-            raise DamonBpfError(f"cannot create truth file {os.fspath(path)!r}: {err.strerror or err}") from err
+            self._file: IO[str] | None = open(create_file(os.fspath(path)), "w", encoding="utf-8")
+        except DamonBpfError as err:
+            cause = err.__cause__
+            why = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(err)
+            raise type(err)(f"cannot create truth file {os.fspath(path)!r}: {why}") from err
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record and flush it.
