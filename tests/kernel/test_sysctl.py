@@ -1,5 +1,5 @@
-"""Sysctl overrides: shared within a process (the last restore puts the value back), refused at a conflicting
-value, and restored by the watchdog when the process is SIGKILLed (issue #12)."""
+"""Sysctl overrides: shared within a process and across processes (the last restore puts the value back; issue #17),
+refused at a conflicting value, and restored by the watchdog when the process is SIGKILLed (issue #12)."""
 
 from __future__ import annotations
 
@@ -50,3 +50,35 @@ def test_watchdog_restores_after_sigkill() -> None:
     p.wait()
     assert read_sysctl(NAME) == before
     assert dt < 1.0, f"restored only after {dt:.2f} s"
+
+
+def _session(value: str) -> subprocess.Popen[str]:
+    # another damon-bpf process holding NAME at *value* until its standard input closes
+    code = (f"import sys\nfrom damon_bpf.linux.sysctl import SysctlOverride\n"
+            f"o = SysctlOverride({NAME!r}, {value!r}).apply()\nprint('set', flush=True)\nsys.stdin.read()\n"
+            f"o.restore()\nprint('restored', flush=True)\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert p.stdout is not None and p.stdout.readline().strip() == "set"
+    return p
+
+
+def test_sessions_in_two_processes_share_the_change() -> None:
+    # issue #17 item 6: the first of two --numa-hint-faults sessions to exit put the sysctls back under the other
+    before = read_sysctl(NAME)
+    other = "0" if before == "1" else "1"
+    p = _session(other)
+    try:
+        assert read_sysctl(NAME) == other
+        with pytest.raises(InvalidParamsError, match=f"held at {other} by damon-bpf session {p.pid}; cannot set"):
+            SysctlOverride(NAME, before).apply()
+        mine = SysctlOverride(NAME, other).apply()
+        assert mine.original == before
+        p.communicate("", timeout=10)  # the first session ends first: the sysctl stays, this one needs it
+        assert p.returncode == 0
+        assert read_sysctl(NAME) == other
+        mine.restore()  # the last one restores
+        assert read_sysctl(NAME) == before
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
