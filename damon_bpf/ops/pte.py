@@ -267,6 +267,8 @@ class PteOps(VaddrOps):
         #: accessed pages read as not accessed, as the kernel's damon_get_folio() would not return them
         self.nr_zero_page = 0
         self.nr_off_lru = 0
+        self._claims: dict[int, Any] = {}  # pid -> state.Claim: this monitor clears the pid's Accessed bits
+        self._opened = False  # init() is done
 
     # -- setup -----------------------------------------------------------------------------------------
 
@@ -319,6 +321,7 @@ class PteOps(VaddrOps):
             for ti, t in enumerate(ctx.targets):
                 if t.pid is not None:
                     self._open_target(ti, t)
+            self._opened = True
         except BaseException:
             self.cleanup(ctx)
             raise
@@ -347,11 +350,38 @@ class PteOps(VaddrOps):
             raise InvalidParamsError(f"the pte source watches at most {(1 << (64 - self._shift)) - 1} processes "
                                      "in one monitor")
         pt.anon_mthp = _anon_mthp_enabled(self.sys_root)
+        self._claim(t.pid)
         self._reset.add(ti)  # a new mm: nothing the old probes showed holds
         pt.dead = False
         self._pt[ti] = pt
         self._refresh_target(pt)
         return pt
+
+    def _claim(self, pid: int) -> None:
+        # Two monitors clearing one process's Accessed bits each clear the bits the other wants to read: both see
+        # fewer accesses than there are. A claim in root's state folder (released when this monitor ends, also by
+        # SIGKILL) lets the second one say so. A warning, not a refusal: the numbers are off, nothing breaks, and
+        # an exporter running for hours should not stop a short look with 'monitor' (nor be stopped by it).
+        if pid in self._claims or self.proc_root != "/proc":
+            return
+        from damon_bpf.errors import DamonBpfError
+        from damon_bpf.linux.state import Claim
+
+        claim = Claim(f"pte-{pid}")
+        try:
+            got = claim.acquire()
+        except (OSError, DamonBpfError) as err:
+            log.debug("pte: no claim on pid %d: %s", pid, err)
+            return
+        self._claims[pid] = claim
+        if not got:
+            who = f"damon-bpf process {claim.holder}" if claim.holder else "another damon-bpf session"
+            msg = (f"pte: {who} clears the Accessed bits of pid {pid} too: both see fewer accesses than there "
+                   "are (monitor a process with one pte source at a time)")
+            if self._opened:  # a target added later (--follow-children): the start-up notes are printed already
+                log.warning("%s", msg)
+            else:
+                self.notes.append(msg)
 
     def _refresh_target(self, pt: _PteTarget) -> None:
         # resident pages: what clear_refs costs
@@ -372,6 +402,10 @@ class PteOps(VaddrOps):
             for pt in self._pt.values():
                 pt.close()
             self._pt.clear()
+            for claim in self._claims.values():
+                claim.release()
+            self._claims.clear()
+            self._opened = False
             for fd in (self._kpageflags_fd, self._kpagecount_fd, self._idle_fd):
                 if fd >= 0:
                     os.close(fd)
