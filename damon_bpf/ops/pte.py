@@ -953,13 +953,14 @@ class PteOps(VaddrOps):
     # -- the working set ---------------------------------------------------------------------------------
 
     def working_set_bytes(self, ctx: Ctx, window_us: int) -> tuple[list[int], int]:
-        """Per target, the bytes accessed within the last windows that together come closest to *window_us*
-        (probes touched in them, per region; see :mod:`damon_bpf.ops.pte_sampling`), and that span (µs)."""
+        """Per target, the bytes accessed within the fewest last windows that together cover *window_us* (probes
+        touched in them, per region; see :mod:`damon_bpf.ops.pte_sampling`), and that span (µs)."""
         self.after_window_note(ctx)
         if not self._windows_us:
             return super().working_set_bytes(ctx, window_us)
+        # the fewest last windows that cover the span asked (to 5%): windows change length with the intervals
         cum = np.cumsum(np.fromiter(self._windows_us, dtype=np.int64))
-        m = int(np.argmin(np.abs(cum - window_us))) + 1
+        m = min(int(np.searchsorted(cum, 0.95 * window_us)) + 1, cum.size)
         span = int(cum[m - 1])
         out, _ = super().working_set_bytes(ctx, span)
         live = [(ti, t, pt) for ti, t in enumerate(ctx.targets) if len(t.ra)
