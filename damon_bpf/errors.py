@@ -19,6 +19,7 @@ __all__ = (
     "TargetGoneError",
     "ProcessGoneError",
     "MissingDependencyError",
+    "IOFailureError",
 )
 
 
@@ -65,3 +66,8 @@ class ProcessGoneError(TargetGoneError, ProcessLookupError):
 
 class MissingDependencyError(NotSupportedError):
     """A system package the request needs is not installed; the message names it."""
+
+
+class IOFailureError(DamonBpfError):
+    """Reading or writing failed for a reason of the system, not of the input: a full disk (``ENOSPC``), a
+    device that refuses output (``/dev/full``), an I/O error (``EIO``). The CLI's exit code 6."""
