@@ -32,6 +32,8 @@ SOURCES = ("auto", "pte", "fault", "perf", "synthetic")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.usage = "damon-bpf monitor [options] PID... | damon-bpf monitor [options] -- CMD [ARGS...]"
+    p.epilog = ("With -- CMD, the exit code is CMD's own exit status when CMD ended by itself (128+N for signal N); "
+                "otherwise 0, or the code of an error (see the README's exit codes).")
     add_target_args(p)
     p.add_argument("--follow-children", action="store_true",
                    help="also monitor the processes the targets fork later (process-events connector)")

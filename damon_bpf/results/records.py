@@ -1043,7 +1043,18 @@ def read_records(path: str, on_recover: Callable[[str, int], None] | None = None
     :raises InvalidParamsError: missing, unreadable, corrupt, or not a record file (one-line message)
     """
     records = _read_file(path)
-    done = complete_from_journal(path, records)
+    journal = path + JOURNAL_SUFFIX
+    if os.path.lexists(journal):
+        try:
+            limits.require_regular(journal)  # a FIFO there would block the recovery
+        except InvalidParamsError as err:
+            log.warning("%s: not recovered from the journal: %s", path, err)
+            return records
+    try:
+        done = complete_from_journal(path, records)
+    except RecursionError:
+        log.warning("%s: not recovered from the journal: JSON nested too deeply", path)
+        return records
     if done is None:
         return records
     full, extra = done
@@ -1068,7 +1079,10 @@ def _read_file(path: str) -> list[Record]:
         raise InvalidParamsError(f"{path}: a perf.data file; convert it with 'perf script -i {path} > FILE.txt' "
                                  "and read that")
     if _is_journal(data[:400]):
-        return recover(path)
+        try:
+            return recover(path)
+        except RecursionError:  # a line nested too deeply for json
+            raise InvalidParamsError(f"{path}: JSON nested too deeply") from None
     stripped = data.lstrip()
     if stripped[:1] in (b"[", b"{"):
         return _from_json_bytes(data, path)

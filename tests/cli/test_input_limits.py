@@ -291,3 +291,17 @@ def test_exit_codes_are_documented() -> None:
     table = readme.split("### Exit codes", 1)[1].split("\n\n", 3)[2]
     documented = {int(line.split("|")[1]) for line in table.splitlines()[2:]}
     assert documented == set(EXIT_CODES)
+
+
+def test_a_deep_or_fifo_journal_beside_a_record(tmp_path: Path, record: Path) -> None:
+    from damon_bpf.results.records import JOURNAL_FORMAT, JOURNAL_SUFFIX
+
+    journal = Path(str(record) + JOURNAL_SUFFIX)
+    journal.write_text(json.dumps({"format": JOURNAL_FORMAT, "version": 1}) + "\n" + "[" * 100_000 + "\n")
+    one_error_line(cli("report", "info", "-i", str(journal)), 2, "JSON nested too deeply")
+    r = cli("report", "info", "-i", str(record))  # the record is read; the journal is left alone, with a warning
+    assert r.returncode == 0 and "not recovered from the journal" in r.stderr, r.stderr
+    journal.unlink()
+    os.mkfifo(journal)
+    r = cli("report", "info", "-i", str(record), timeout=30)
+    assert r.returncode == 0 and "a FIFO, not a regular file" in r.stderr, r.stderr
