@@ -4,17 +4,43 @@ words and value grammar (``5ms``, ``1s``, ``64MiB``)."""
 from __future__ import annotations
 
 import argparse
+import os
+import threading
+import time
 
 from damon_bpf.engine import Attrs, IntervalsGoal, SourceIntervals
 from damon_bpf.errors import InvalidParamsError
 from damon_bpf.config.units import text_to_bp, text_to_sec, text_to_us
 
-__all__ = ("AUTOTUNE_GOAL", "add_target_args", "add_monitoring_args", "attrs_from_args", "targets_from_args")
+__all__ = ("AUTOTUNE_GOAL", "add_target_args", "add_monitoring_args", "attrs_from_args", "targets_from_args",
+           "positive_int", "nonnegative_int")
+
+
+def _int_arg(text: str, minimum: int, what: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < minimum:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {v}")
+    return v
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type=`` for counts that must be 1 or more (``--every``): a one-line error otherwise."""
+    return _int_arg(text, 1, "a positive integer")
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse ``type=`` for counts where 0 means "none" or "default" (``--rows``, ``--rate-limit``)."""
+    return _int_arg(text, 0, "0 or more")
 
 
 def add_target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("pids", nargs="*", metavar="PID", help="processes to monitor (all their threads)")
-    p.add_argument("--duration", metavar="TIME", help="stop after this long (e.g. 30s, 2m)")
+    p.add_argument("--duration", metavar="TIME",
+                   help="stop after this long (e.g. 30s, 2m); a start-up (schemes, BPF compilation) longer than "
+                        "that ends the command with an error")
 
 
 def add_monitoring_args(p: argparse.ArgumentParser) -> None:
@@ -71,7 +97,11 @@ def attrs_from_args(args: argparse.Namespace, source_chooses: bool = False) -> A
     if by_source:
         attrs.source_intervals = SourceIntervals()
     if goal:
-        attrs.intervals_goal = IntervalsGoal(access_bp=text_to_bp(goal[0]), aggrs=int(goal[1]),
+        try:
+            aggrs = int(goal[1])
+        except ValueError:
+            raise InvalidParamsError(f"--monitoring_intervals_goal: AGGRS is not an integer: {goal[1]!r}") from None
+        attrs.intervals_goal = IntervalsGoal(access_bp=text_to_bp(goal[0]), aggrs=aggrs,
                                              min_sample_us=text_to_us(goal[2]), max_sample_us=text_to_us(goal[3]))
     if attrs.sample_interval_us <= 0:
         raise InvalidParamsError("the sampling interval must be positive")
@@ -91,9 +121,19 @@ def duration_from_args(args: argparse.Namespace) -> float | None:
     if args.duration is None:
         return None
     d = text_to_sec(args.duration)
-    if d <= 0:
+    if not d > 0:
         raise InvalidParamsError(f"invalid duration {args.duration!r}")
+    if d >= threading.TIMEOUT_MAX:  # "max", or longer than a timer can wait (292 years): no limit
+        return None
     return d
+
+
+def started_at(args: argparse.Namespace) -> float:
+    """When the command started, after its options were parsed (``time.monotonic()``, set by
+    :func:`damon_bpf.cli.main`): a start-up (schemes, the access source, BPF compilation) longer than
+    ``--duration`` from there ends the command (``MonitorSpec.started_at``)."""
+    t = getattr(args, "started_at", None)
+    return float(t) if t is not None else time.monotonic()
 
 
 def targets_from_args(args: argparse.Namespace) -> tuple[list[int], list[str] | None]:
@@ -106,4 +146,8 @@ def targets_from_args(args: argparse.Namespace) -> tuple[list[int], list[str] | 
             pids.append(int(w))
         except ValueError:
             raise InvalidParamsError(f"not a pid: {w!r} (to run a command, put it after --)") from None
+    for pid in pids:
+        if pid == os.getpid() or (pid > 0 and os.path.exists(f"/proc/self/task/{pid}")):
+            # `exec damon-bpf monitor $$`: the shell's pid is now ours
+            raise InvalidParamsError(f"pid {pid} is this damon-bpf process: it does not monitor itself")
     return pids, cmd or None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Sequence
 
-from damon_bpf.config.schemes import load_schemes, schemes_from_cli
+from damon_bpf.config.schemes import check_nr_schemes, load_schemes, schemes_from_cli
 from damon_bpf.engine import Attrs
 from damon_bpf.engine.damos import Scheme
 from damon_bpf.errors import InvalidParamsError
@@ -96,6 +96,7 @@ def schemes_from_args(args: argparse.Namespace, attrs: Attrs) -> list[Scheme]:
     words = getattr(args, _DEST, None) or []
     if words:
         schemes += schemes_from_cli(words, attrs)
+        check_nr_schemes(len(schemes))  # --schemes and --damos_action together
     if getattr(args, "dry_run", False) and not schemes:
         raise InvalidParamsError("--dry-run needs a scheme (--damos_action or --schemes)")
     return schemes

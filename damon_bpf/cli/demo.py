@@ -12,7 +12,13 @@ import time
 
 import numpy as np
 
-from damon_bpf.cli._args import add_monitoring_args, attrs_from_args, wss_window_from_args
+from damon_bpf.cli._args import (
+    add_monitoring_args,
+    attrs_from_args,
+    nonnegative_int,
+    positive_int,
+    wss_window_from_args,
+)
 from damon_bpf.cli.monitor import auto_source, pattern_from_truth, run_session
 from damon_bpf.errors import DamonBpfError
 from damon_bpf.session.monitor import MonitorSpec
@@ -31,8 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "probing of a file-backed workload; synthetic: generated accesses that follow the "
                         "workload's phases")
     p.add_argument("--json", action="store_true", help="JSON lines instead of the live view")
-    p.add_argument("--every", type=int, default=1, metavar="N", help="show every N-th aggregation interval")
-    p.add_argument("--rows", type=int, default=0, metavar="N", help="region rows in the live view")
+    p.add_argument("--every", type=positive_int, default=1, metavar="N", help="show every N-th aggregation interval")
+    p.add_argument("--rows", type=nonnegative_int, default=0, metavar="N", help="region rows in the live view")
     add_monitoring_args(p)
 
 

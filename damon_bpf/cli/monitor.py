@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import sys
 import threading
@@ -15,11 +14,15 @@ from damon_bpf.cli._args import (
     add_target_args,
     attrs_from_args,
     duration_from_args,
+    nonnegative_int,
+    positive_int,
+    started_at,
     targets_from_args,
     wss_window_from_args,
 )
 from damon_bpf.cli._damos_args import add_damos_args, schemes_from_args
 from damon_bpf.cli.view import render_text, snapshot_to_json
+from damon_bpf.config import limits
 from damon_bpf.engine import Snapshot, StopReason
 from damon_bpf.errors import InvalidParamsError
 from damon_bpf.session.monitor import Monitor, MonitorSpec, synthetic_pattern_for_workload
@@ -29,6 +32,8 @@ SOURCES = ("auto", "pte", "fault", "perf", "synthetic")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.usage = "damon-bpf monitor [options] PID... | damon-bpf monitor [options] -- CMD [ARGS...]"
+    p.epilog = ("With -- CMD, the exit code is CMD's own exit status when CMD ended by itself (128+N for signal N); "
+                "otherwise 0, or the code of an error (see the README's exit codes).")
     add_target_args(p)
     p.add_argument("--follow-children", action="store_true",
                    help="also monitor the processes the targets fork later (process-events connector)")
@@ -38,9 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--synthetic-workload", metavar="TRUTH",
                    help="synthetic source: follow the phases of a bundled workload, from its --truth file")
     p.add_argument("--json", action="store_true", help="one JSON object per line per aggregation interval")
-    p.add_argument("--every", type=int, default=1, metavar="N",
+    p.add_argument("--every", type=positive_int, default=1, metavar="N",
                    help="show every N-th aggregation interval (default 1)")
-    p.add_argument("--rows", type=int, default=0, metavar="N",
+    p.add_argument("--rows", type=nonnegative_int, default=0, metavar="N",
                    help="region rows in the live view (default: fit the terminal)")
     p.add_argument("--prometheus", metavar="ADDR:PORT",
                    help="also serve the session's figures to Prometheus at http://ADDR:PORT/metrics (see "
@@ -74,8 +79,9 @@ def add_source_args(p: argparse.ArgumentParser, default: str = "auto") -> None:
     g.add_argument("--event", metavar="EVENTS",
                    help="perf source: perf event names, e.g. page-faults, mem-loads,mem-stores, ibs_op//, "
                         "cpu/mem-loads,ldlat=30/P (default: hardware data-address sampling, else page-faults)")
-    g.add_argument("--period", type=int, metavar="N", help="perf source: sampling period (default: per event)")
-    g.add_argument("--rate-limit", type=int, default=200_000, metavar="N",
+    g.add_argument("--period", type=positive_int, metavar="N",
+                   help="perf source: sampling period (default: per event)")
+    g.add_argument("--rate-limit", type=nonnegative_int, default=200_000, metavar="N",
                    help="BPF sources: count at most N events per second per CPU (overhead bound; 0: none)")
     g.add_argument("--no-bpf-stats", action="store_true",
                    help="BPF sources: do not enable kernel.bpf_stats_enabled (no BPF ns per event figure)")
@@ -163,13 +169,9 @@ def source_options(args: argparse.Namespace, source: str | None = None) -> dict[
     if args.synthetic_pattern and args.synthetic_workload:
         raise InvalidParamsError("give --synthetic-pattern or --synthetic-workload, not both")
     if args.synthetic_pattern:
-        try:
-            with open(args.synthetic_pattern) as f:
-                return {"pattern": json.load(f), "seed": args.seed}
-        except OSError as err:
-            raise InvalidParamsError(f"cannot read {args.synthetic_pattern}: {err.strerror}") from err
-        except json.JSONDecodeError as err:
-            raise InvalidParamsError(f"{args.synthetic_pattern}: not JSON ({err.msg}, line {err.lineno})") from err
+        path = args.synthetic_pattern
+        data = limits.read_regular(path, limits.MAX_CONFIG_BYTES, "--synthetic-pattern file")
+        return {"pattern": limits.json_loads(data, path), "seed": args.seed}
     if args.synthetic_workload:
         return {"pattern": pattern_from_truth(args.synthetic_workload), "seed": args.seed}
     return {"seed": args.seed}
@@ -306,9 +308,13 @@ def print_session_notes(mon: Monitor) -> None:
         print(f"damon-bpf: note: {note}", file=sys.stderr)
 
 
-def run_session(spec: MonitorSpec, args: argparse.Namespace, out: TextIO = sys.stdout) -> tuple[int, Monitor,
-                                                                                                  LiveView]:
-    """Run a monitoring session with the live view until it ends; returns (exit code, monitor, view)."""
+def run_session(spec: MonitorSpec, args: argparse.Namespace,
+                out: TextIO | None = None) -> tuple[int, Monitor, LiveView]:
+    """Run a monitoring session with the live view until it ends; returns (exit code, monitor, view).
+
+    :param out: where the view goes (default: the standard output of the time of the call)
+    """
+    out = out if out is not None else sys.stdout
     mon = Monitor(spec)
     view = LiveView(mon, out, as_json=args.json, every=args.every, rows=args.rows, source=spec.source)
     mon.consumers.append(view)
@@ -330,7 +336,13 @@ def run_session(spec: MonitorSpec, args: argparse.Namespace, out: TextIO = sys.s
             mon.close()
     if reason is StopReason.TARGETS_GONE and not args.json:
         print("damon-bpf: every target exited", file=sys.stderr)
-    return 0, mon, view
+    return command_exit_code(mon), mon, view
+
+
+def command_exit_code(mon: Monitor) -> int:
+    """The exit code of ``monitor``/``record``: the spawned command's exit status when it ended by itself (so a
+    failed ``-- CMD`` is not hidden), else 0."""
+    return mon.command_status or 0
 
 
 def spec_from_args(args: argparse.Namespace) -> MonitorSpec:
@@ -341,7 +353,8 @@ def spec_from_args(args: argparse.Namespace) -> MonitorSpec:
     attrs = attrs_from_args(args, source_chooses=source == "pte")
     schemes = schemes_from_args(args, attrs)
     return MonitorSpec(pids=pids, command=cmd, source=source, source_options=source_options(args, source),
-                       attrs=attrs, duration_s=duration_from_args(args), seed=args.seed,
+                       attrs=attrs, duration_s=duration_from_args(args), started_at=started_at(args),
+                       seed=args.seed,
                        command_stdout_to_stderr=bool(args.json),
                        follow_children=bool(getattr(args, "follow_children", False)),
                        schemes=schemes, dry_run=bool(getattr(args, "dry_run", False)),

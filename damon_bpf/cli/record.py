@@ -150,4 +150,4 @@ def run(args: argparse.Namespace) -> int:
     caveat = damo_caveat(writer.nr_snapshots_per_target)  # what damo's reports cannot show, in damo itself
     if caveat is not None:
         print(f"damon-bpf: warning: {caveat}", file=sys.stderr)
-    return 0
+    return monitor_cli.command_exit_code(mon)

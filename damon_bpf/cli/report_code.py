@@ -26,6 +26,7 @@ from damon_bpf.results.attribution import (
     sidecar_path,
     write_folded,
 )
+from damon_bpf.config.limits import require_regular
 from damon_bpf.errors import InvalidParamsError
 from damon_bpf.config.units import format_bytes
 
@@ -59,6 +60,7 @@ def build_report(record: str, sidecar: str | None = None, *, top: int = 5, ips: 
     notes: list[str] = []
     lines: list[dict[str, Any]] = []
     if os.path.exists(side):
+        require_regular(side)  # a FIFO or a device would block or never end
         lines = read_attribution(side)
     elif sidecar:
         raise InvalidParamsError(f"{sidecar}: no such file")

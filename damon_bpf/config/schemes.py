@@ -26,11 +26,11 @@ See docs/schemes.md for the unit rules and the full option grammar.
 
 from __future__ import annotations
 
-import json
 import os
 from fractions import Fraction
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from damon_bpf.config import limits
 from damon_bpf.engine.damos import (
     UINT_MAX,
     AccessPattern,
@@ -311,7 +311,14 @@ def _tuner(word: Any, where: str) -> str:
     return str(word)
 
 
+def _check_count(nr: int, limit: int, what: str, where: str) -> None:
+    if nr > limit:
+        raise _err(where, f"{nr} {what}: at most {limit} are taken per scheme")
+
+
 def _validate(s: Scheme, where: str) -> Scheme:
+    _check_count(len(s.filters), limits.MAX_SCHEME_FILTERS, "filters", where)
+    _check_count(len(s.quota.goals), limits.MAX_QUOTA_GOALS, "quota goals", where)
     for f in s.filters:
         if f.type is FilterType.ADDR and f.addr_start >= f.addr_end:
             raise _err(where, f"addr filter: start {f.addr_start:#x} is not below end {f.addr_end:#x}")
@@ -381,6 +388,7 @@ def schemes_from_cli(groups: Iterable[tuple[str, Sequence[str]]], attrs: Attrs) 
         vals = [str(v) for v in values]
         where = f"--{name}"
         if name == "damos_action":
+            check_nr_schemes(len(built) + 1)
             built.append(_cli_action(vals, len(built), where))
             continue
         if not built:
@@ -691,7 +699,9 @@ def scheme_from_json(d: Mapping[str, Any], attrs: Attrs, where: str = "scheme") 
                               high=_permil(_get(wd, "high_permil", 0, ww), f"{ww}.high_permil"),
                               mid=_permil(_get(wd, "mid_permil", 0, ww), f"{ww}.mid_permil"),
                               low=_permil(_get(wd, "low_permil", 0, ww), f"{ww}.low_permil"))
-    for i, fd in enumerate(_get(d, "filters", [], where, list)):
+    filters = _get(d, "filters", [], where, list)
+    _check_count(len(filters), limits.MAX_SCHEME_FILTERS, "filters", f"{where}.filters")
+    for i, fd in enumerate(filters):
         s.filters.append(_filter_from_json(fd, f"{where}.filters[{i}]"))
     return _validate(s, where)
 
@@ -708,7 +718,9 @@ def _quota_from_json(qd: Mapping[str, Any], w: str) -> Quota:
               weight_age=_permil(_get(wts, "age_permil", 0, f"{w}.weights"), f"{w}.weights.age_permil"),
               fail_charge_num=_int(_get(qd, "fail_charge_num", 0, w), f"{w}.fail_charge_num"),
               fail_charge_denom=_int(_get(qd, "fail_charge_denom", 0, w), f"{w}.fail_charge_denom"))
-    for i, gd in enumerate(_get(qd, "goals", [], w, list)):
+    goals = _get(qd, "goals", [], w, list)
+    _check_count(len(goals), limits.MAX_QUOTA_GOALS, "quota goals", f"{w}.goals")
+    for i, gd in enumerate(goals):
         gw = f"{w}.goals[{i}]"
         if not isinstance(gd, Mapping):
             raise _err(gw, "a quota goal must be an object")
@@ -798,34 +810,50 @@ def _scheme_dicts(obj: Any) -> list[tuple[str, Any]]:
 def schemes_from_json(obj: Any, attrs: Attrs) -> list[Scheme]:
     """Schemes from parsed JSON in any of damo's shapes: a list of schemes, a full ``{"kdamonds": [{"contexts":
     [{"schemes": [...]}]}]}`` file (every context's schemes, in order), a context object with ``"schemes"``,
-    or one scheme object. A string is parsed as JSON text first.
+    or one scheme object. A string is parsed as JSON text first (at most
+    :data:`~damon_bpf.config.limits.MAX_JSON_DEPTH` deep).
 
-    :raises InvalidParamsError: not JSON, an unexpected shape, or a bad field (named with its JSON path)
+    :raises InvalidParamsError: not JSON, an unexpected shape, more than
+        :data:`~damon_bpf.config.limits.MAX_SCHEMES` schemes, or a bad field (named with its JSON path)
     """
     if isinstance(obj, (str, bytes)):
         try:
-            obj = json.loads(obj)
-        except json.JSONDecodeError as err:
-            raise InvalidParamsError(f"not JSON ({err.msg}, line {err.lineno} column {err.colno})") from None
-    return [scheme_from_json(d, attrs, where) for where, d in _scheme_dicts(obj)]
+            obj = limits.json_loads(obj, "JSON text")
+        except InvalidParamsError as err:
+            raise InvalidParamsError(str(err).removeprefix("JSON text: ")) from None
+    dicts = _scheme_dicts(obj)
+    check_nr_schemes(len(dicts))
+    return [scheme_from_json(d, attrs, where) for where, d in dicts]
+
+
+def check_nr_schemes(nr: int) -> None:
+    """Refuse more than :data:`~damon_bpf.config.limits.MAX_SCHEMES` schemes.
+
+    :raises InvalidParamsError: too many
+    """
+    if nr > limits.MAX_SCHEMES:
+        raise InvalidParamsError(f"{nr} schemes: at most {limits.MAX_SCHEMES} are taken")
 
 
 def load_schemes(file_or_json: str, attrs: Attrs) -> list[Scheme]:
     """damo's ``-c/--schemes`` argument: the path of a JSON file, or JSON text (see :func:`schemes_from_json`).
+    A file must be a regular file of at most :data:`~damon_bpf.config.limits.MAX_CONFIG_BYTES`, in UTF-8.
 
     :raises InvalidParamsError: the file cannot be read, or its content is not valid
     """
-    text = file_or_json
+    text: str | bytes = file_or_json
     src = "JSON text"
-    if os.path.isfile(file_or_json):
+    if os.path.lexists(file_or_json):
         src = file_or_json
+        data = limits.read_regular(file_or_json, limits.MAX_CONFIG_BYTES, "--schemes file")
         try:
-            with open(file_or_json, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as err:
-            raise InvalidParamsError(f"cannot read {file_or_json}: {err.strerror or err}") from err
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidParamsError(f"{src}: not UTF-8 text (a JSON file is expected)") from None
     elif not file_or_json.lstrip().startswith(("[", "{")):
         raise InvalidParamsError(f"{file_or_json!r} is neither a file nor JSON text")
+    elif len(file_or_json) > limits.MAX_CONFIG_BYTES:
+        raise InvalidParamsError(f"JSON text: longer than {limits.describe_size(limits.MAX_CONFIG_BYTES)}")
     try:
         return schemes_from_json(text, attrs)
     except InvalidParamsError as err:

@@ -7,6 +7,7 @@ expects, and human-formatted strings carry their own unit (``5ms``, ``1 GiB``, `
 
 from __future__ import annotations
 
+import math
 import re
 
 from damon_bpf.errors import InvalidParamsError
@@ -52,12 +53,21 @@ _NUM_UNIT = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-zA-Z%]*)
 
 
 def _special(text: str) -> int | None:
+    if not isinstance(text, str):  # e.g. argparse's [] for `--opt=--` (Python < 3.12)
+        raise InvalidParamsError(f"invalid value: {text!r}")
     t = text.strip().lower()
     if t == "min":
         return 0
     if t == "max":
         return U64_MAX
     return None
+
+
+def _int(x: float, text: object, what: str) -> int:
+    # a finite number to int; infinity (1e400) and NaN are one-line input errors, not OverflowError/ValueError
+    if not math.isfinite(x):
+        raise InvalidParamsError(f"invalid {what} value: {text!r} (not a finite number)")
+    return int(x)
 
 
 def _pairs(text: str, what: str) -> list[tuple[float, str]]:
@@ -80,7 +90,7 @@ def _pairs(text: str, what: str) -> list[tuple[float, str]]:
 def text_to_bytes(text: str | int | float) -> int:
     """Parse a size (binary suffixes: ``4KiB``, ``1.5 G``); a bare number is in bytes."""
     if isinstance(text, (int, float)):
-        return int(text)
+        return _int(text, text, "size")
     sp = _special(text)
     if sp is not None:
         return sp
@@ -92,12 +102,12 @@ def text_to_bytes(text: str | int | float) -> int:
             total += num * _SIZE_UNITS[unit]
         else:
             raise InvalidParamsError(f"invalid size unit {unit!r} in {text!r}")
-    return int(total)
+    return _int(total, text, "size")
 
 
 def _text_to_time(text: str | int | float, unit_ns: int, default_ns: int) -> int:
     if isinstance(text, (int, float)):
-        return int(text * default_ns // unit_ns)
+        return _int(text * default_ns // unit_ns, text, "time")
     sp = _special(text)
     if sp is not None:
         return sp
@@ -109,6 +119,7 @@ def _text_to_time(text: str | int | float, unit_ns: int, default_ns: int) -> int
             total_ns += num * _TIME_UNITS_NS[unit]
         else:
             raise InvalidParamsError(f"invalid time unit {unit!r} in {text!r}")
+    _int(total_ns, text, "time")  # refuses infinity
     return int(round(total_ns / unit_ns))
 
 
@@ -139,7 +150,7 @@ def text_to_sec(text: str | int | float) -> float:
 
 def _ratio(text: str | int | float, scale: int, name: str) -> int:
     if isinstance(text, (int, float)):
-        return int(text)
+        return _int(text, text, name)
     s = str(text).replace(",", "").strip()
     try:
         if s.endswith("%"):
@@ -147,7 +158,7 @@ def _ratio(text: str | int | float, scale: int, name: str) -> int:
         if s.endswith("bp"):
             return int(round(float(s[:-2]) * scale / 10000))
         return int(round(float(s)))
-    except ValueError as err:
+    except (ValueError, OverflowError) as err:  # OverflowError: 1e400
         raise InvalidParamsError(f"invalid {name} value: {text!r}") from err
 
 

@@ -24,12 +24,14 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
+from damon_bpf.config.limits import MAX_PERF_SCRIPT_BYTES, describe_size, require_regular
 from damon_bpf.errors import InvalidParamsError, MissingDependencyError, PermissionDeniedError
 
 __all__ = (
@@ -190,15 +192,29 @@ def perf_binary(perf: str | None = None) -> str:
     return path
 
 
-def _run_perf(args: list[str], path: str) -> str:
+def _run_perf(args: list[str], path: str, limit: int = MAX_PERF_SCRIPT_BYTES) -> str:
+    # perf's standard output, at most *limit* bytes (perf is stopped past that); its standard error goes to a
+    # temporary file, so neither pipe can fill up while the other is read
     try:
-        proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              errors="replace", check=False)
+        with tempfile.TemporaryFile() as err_f:
+            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err_f)
+            assert proc.stdout is not None
+            with proc.stdout:
+                out = proc.stdout.read(limit + 1)
+                if len(out) > limit:
+                    proc.kill()
+                    proc.wait()
+                    raise InvalidParamsError(f"{path}: perf's text of the recording is larger than "
+                                             f"{describe_size(limit)}; cut the recording down (perf record "
+                                             "--duration, or perf script --time) or lower its sampling rate")
+            proc.wait()
+            err_f.seek(0)
+            stderr = err_f.read().decode(errors="replace")
     except FileNotFoundError as err:
         raise MissingDependencyError(_INSTALL_HINT) from err
     if proc.returncode != 0:
-        _raise_perf_error(proc.stderr, path)
-    return proc.stdout
+        _raise_perf_error(stderr, path)
+    return out.decode(errors="replace")
 
 
 def _raise_perf_error(stderr: str, path: str) -> None:
@@ -256,8 +272,9 @@ def read_evlist(path: str, perf: str | None = None) -> list[PerfEvent]:
     :raises PerfDataError: *path* is not a readable perf.data file
     """
     exe = perf_binary(perf)
-    if not os.path.exists(path):
+    if not os.path.lexists(path):
         raise InvalidParamsError(f"{path}: no such file")
+    require_regular(path)  # perf would wait on a FIFO and read a device forever
     out = _run_perf([exe, "evlist", "-v", "-f", "-i", path], path)
     events = parse_evlist(out)
     if not events:

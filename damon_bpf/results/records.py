@@ -37,6 +37,7 @@ from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from damon_bpf.config import limits
 from damon_bpf.errors import DamonBpfError, InvalidParamsError
 from damon_bpf.linux import files
 from damon_bpf.linux.process import is_running, start_time
@@ -828,9 +829,20 @@ def _parse_snapshot(kv: dict[str, Any], intervals: Intervals | None) -> RecordSn
         order = np.argsort(start, kind="stable")
         start, end, nr, age = start[order], end[order], nr[order], age[order]
     si = kv.get("sample_interval_us")
-    return RecordSnapshot(start_time=_ns(kv["start_time"]), end_time=_ns(kv["end_time"]),
+    snap = RecordSnapshot(start_time=_ns(kv["start_time"]), end_time=_ns(kv["end_time"]),
                           start=start, end=end, nr_accesses=nr, age=age,
                           sample_interval_us=int(text_to_us(si)) if si is not None else None)
+    _check_regions(snap)
+    return snap
+
+
+def _check_regions(snap: RecordSnapshot) -> None:
+    # what the reports rely on: every region non-empty, counts not negative
+    bad = np.flatnonzero((snap.end <= snap.start) | (snap.start < 0) | (snap.nr_accesses < 0) | (snap.age < 0))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"region {i}: {int(snap.start[i])}-{int(snap.end[i])} with nr_accesses "
+                         f"{int(snap.nr_accesses[i])} and age {int(snap.age[i])} (an empty range or a negative count)")
 
 
 def _parse_json_records(obj: Any, path: str) -> list[Record]:
@@ -937,9 +949,13 @@ def _parse_perf_script(text: str, path: str) -> list[Record]:
             snaps[0].start_time = int(snaps[0].end_time - avg)
         if snaps and _is_fake(snaps[-1]):
             snaps.pop()
-        for sn in snaps:
+        for i, sn in enumerate(snaps):
             if sn.start_time < 0 or sn.start_time >= sn.end_time:
                 sn.start_time = sn.end_time - 1
+            try:
+                _check_regions(sn)
+            except ValueError as err:
+                raise InvalidParamsError(f"{path}: target {tid} snapshot {i}: {err}") from None
         out.append(rec)
     return out
 
@@ -1093,7 +1109,18 @@ def read_records(path: str, on_recover: Callable[[str, int], None] | None = None
     :raises InvalidParamsError: missing, unreadable, corrupt, or not a record file (one-line message)
     """
     records = _read_file(path)
-    done = complete_from_journal(path, records)
+    journal = path + JOURNAL_SUFFIX
+    if os.path.lexists(journal):
+        try:
+            limits.require_regular(journal)  # a FIFO there would block the recovery
+        except InvalidParamsError as err:
+            log.warning("%s: not recovered from the journal: %s", path, err)
+            return records
+    try:
+        done = complete_from_journal(path, records)
+    except RecursionError:
+        log.warning("%s: not recovered from the journal: JSON nested too deeply", path)
+        return records
     if done is None:
         return records
     full, extra = done
@@ -1105,33 +1132,23 @@ def read_records(path: str, on_recover: Callable[[str, int], None] | None = None
 
 
 def _read_file(path: str) -> list[Record]:
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except IsADirectoryError as err:
-        raise InvalidParamsError(f"cannot read {path}: is a directory") from err
-    except OSError as err:
-        raise InvalidParamsError(f"cannot read {path}: {err.strerror}") from err
+    # a regular file of at most MAX_INPUT_BYTES, inflated to at most MAX_DECOMPRESSED_BYTES, JSON at most
+    # MAX_JSON_DEPTH deep (damon_bpf.config.limits)
+    data = limits.read_regular(path, limits.MAX_INPUT_BYTES, "record file")
     if not data:
         raise InvalidParamsError(f"{path}: empty file")
     if len(data) >= 2 and (data[0] & 0x0F) == 8 and ((data[0] << 8) | data[1]) % 31 == 0:
-        try:
-            text = zlib.decompress(data)
-        except zlib.error as err:
-            raise InvalidParamsError(f"{path}: corrupt zlib data ({err})") from err
-        return _from_json_bytes(text, path)
+        return _from_json_bytes(limits.inflate(data, path, json_text=True), path, depth_checked=True)
     if data.startswith(b"\x1f\x8b"):
-        import gzip
-
-        try:
-            return _from_json_bytes(gzip.decompress(data), path)
-        except (OSError, EOFError) as err:
-            raise InvalidParamsError(f"{path}: corrupt gzip data ({err})") from err
+        return _from_json_bytes(limits.inflate(data, path, gzip=True, json_text=True), path, depth_checked=True)
     if data.startswith(b"PERFILE2"):
         raise InvalidParamsError(f"{path}: a perf.data file; convert it with 'perf script -i {path} > FILE.txt' "
                                  "and read that")
     if _is_journal(data[:400]):
-        return recover(path)
+        try:
+            return recover(path)
+        except RecursionError:  # a line nested too deeply for json
+            raise InvalidParamsError(f"{path}: JSON nested too deeply") from None
     stripped = data.lstrip()
     if stripped[:1] in (b"[", b"{"):
         return _from_json_bytes(data, path)
@@ -1142,9 +1159,13 @@ def _read_file(path: str) -> list[Record]:
     return _parse_perf_script(text_s, path)
 
 
-def _from_json_bytes(data: bytes, path: str) -> list[Record]:
+def _from_json_bytes(data: bytes, path: str, depth_checked: bool = False) -> list[Record]:
+    if not depth_checked:
+        limits.check_json_depth(data, path)
     try:
         obj = json.loads(data)
+    except RecursionError:
+        raise InvalidParamsError(f"{path}: JSON nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as err:
         raise InvalidParamsError(f"{path}: corrupt JSON ({err})") from err
     return _parse_json_records(obj, path)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from damon_bpf.engine import Snapshot, StopReason
-from damon_bpf.errors import DamonBpfError, InvalidParamsError, TargetGoneError
+from damon_bpf.errors import DamonBpfError, InvalidParamsError, PermissionDeniedError, TargetGoneError
 from damon_bpf.linux.process import on_signals
 from damon_bpf.ops.damos_filters import normalize_cgroup_path, parse_proc_cgroup
 from damon_bpf.results.damon_stat import ACCESS_RATE_BUCKETS, DamonStat, damon_stat
@@ -246,11 +246,14 @@ class PrometheusExporter:
         """Serve ``/metrics`` on *addr*:*port* from a background thread.
 
         :raises InvalidParamsError: the address cannot be bound (in use, not local)
+        :raises PermissionDeniedError: binding it is not allowed (``EACCES``: a privileged port)
         """
         from prometheus_client import start_http_server
 
         try:
             self._server = start_http_server(port, addr=addr, registry=self.registry)
+        except PermissionError as err:  # EACCES: a port below 1024 (net.ipv4.ip_unprivileged_port_start)
+            raise PermissionDeniedError(f"cannot listen on {addr}:{port}: {err.strerror or err}") from err
         except OSError as err:
             raise InvalidParamsError(f"cannot listen on {addr}:{port}: {err.strerror or err}") from err
 
@@ -322,10 +325,12 @@ def run_export(spec: Any, exporter: PrometheusExporter, watcher: Any = None,
                 stopped.wait(watcher.interval_s)  # an empty cgroup: serve no target, look again
                 continue
             remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            if remaining is not None and remaining <= 0 and not first:
                 break
+            # the first monitor keeps the spec's duration and start (its open() refuses a start-up longer than the
+            # duration); a later one runs for what is left
             mon = Monitor(dataclasses.replace(spec, pids=pids, command=spec.command if first else None,
-                                              duration_s=remaining))
+                                              **({} if first else {"duration_s": remaining, "started_at": None})))
             exporter.attach(mon)
             current[:] = [mon]
             try:

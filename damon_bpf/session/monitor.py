@@ -25,7 +25,8 @@ from damon_bpf.engine import Attrs, Ctx, Kdamond, Snapshot, StopReason, Target, 
 from damon_bpf.errors import DamonBpfError, InvalidParamsError, TargetGoneError
 from damon_bpf.linux.process import on_signals, spawn, terminate
 
-__all__ = ("MonitorSpec", "Monitor", "DEFAULT_ATTRS", "synthetic_pattern_for_workload")
+__all__ = ("MonitorSpec", "Monitor", "DEFAULT_ATTRS", "synthetic_pattern_for_workload", "exit_status",
+           "startup_overrun")
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,10 @@ class MonitorSpec:
     :ivar source: the access source, an ops id (``synthetic``, ``fault``, ``perf``)
     :ivar source_options: keyword arguments for the source's ops constructor
     :ivar duration_s: stop after this long; None: until stopped or every target exited
+    :ivar started_at: when the start-up began (``time.monotonic()``; the CLI gives the time the command started):
+        a start-up (schemes, access source, BPF compilation) longer than *duration_s* from there is refused
+        (:func:`startup_overrun`); None: the start-up is not bounded. The monitoring itself lasts *duration_s*
+        from :meth:`Monitor.run`
     :ivar schemes: DAMOS schemes (``damon_bpf.engine.damos.Scheme``, e.g. from :mod:`damon_bpf.config.schemes`),
         applied by the access source's operations set; their stats count in place
     :ivar dry_run: decide as usual but apply nothing: the schemes' stats count what would have been applied
@@ -59,6 +64,7 @@ class MonitorSpec:
     source_options: dict[str, Any] = field(default_factory=dict)
     attrs: Attrs = field(default_factory=_default_attrs)
     duration_s: float | None = None
+    started_at: float | None = None
     seed: int | None = None
     #: send the spawned command's standard output to our standard error (keeps JSON output parseable)
     command_stdout_to_stderr: bool = False
@@ -104,13 +110,22 @@ class Monitor:
         self.completed_records: list[tuple[str, int]] = []
         #: one line each for the user, found when the session opened (e.g. a DAMOS scheme that can never match)
         self.notes: list[str] = []
+        #: the spawned command's exit status when it ended by itself before the session closed (a signal N is
+        #: ``128 + N``, as shells say it); None while it runs, when the session ended it, or without a command
+        self.command_status: int | None = None
         self._stop_requested = False
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     def open(self) -> None:
-        """Check the pids, spawn the command, select and initialise the access source."""
+        """Check the pids, spawn the command, select and initialise the access source.
+
+        :raises InvalidParamsError: also when the start-up took longer than the duration, counted from
+            ``spec.started_at`` (:func:`startup_overrun`; checked between its steps: a BPF compilation under
+            way finishes first)
+        """
+        self._check_startup()
         for pid in self.spec.pids:
             if not os.path.exists(f"/proc/{pid}"):
                 raise TargetGoneError(pid, f"no such process: {pid}")
@@ -154,11 +169,25 @@ class Monitor:
             self._note_unmatchable_schemes(ctx)
             if self.spec.follow_children:
                 self._start_following(pids)
+            self._check_startup()
+        except TargetGoneError as err:
+            self.close()
+            if self.child is not None and err.pid == self.child.pid and self.command_status is not None:
+                cmd = self.spec.command[0] if self.spec.command else "?"
+                raise TargetGoneError(err.pid, f"the command {cmd!r} (pid {err.pid}) exited with "
+                                               f"status {self.command_status} before monitoring started") from err
+            raise
         except BaseException:
             self.close()
             raise
         if self._stop_requested:  # a signal came while the source was starting
             self.kdamond.stop()
+
+    def _check_startup(self) -> None:
+        # the start-up is bounded by the duration too (`--duration 2s` never means "still starting at 30 s")
+        d, t0 = self.spec.duration_s, self.spec.started_at
+        if d is not None and t0 is not None and time.monotonic() - t0 > d:
+            raise startup_overrun(d, time.monotonic() - t0)
 
     def _note_unmatchable_schemes(self, ctx: Ctx) -> None:
         # once the regions are set and the patterns converted for the starting attrs (Kdamond.init)
@@ -264,6 +293,9 @@ class Monitor:
                     self.metrics = None
             finally:
                 if self.child is not None:
+                    status = self.child.poll()  # before terminate(): did it end by itself?
+                    if status is not None:
+                        self.command_status = exit_status(status)
                     terminate(self.child, timeout_s=3)
 
     def __enter__(self) -> Monitor:
@@ -290,6 +322,18 @@ class Monitor:
             stats.setdefault("reports_accounted", s.nr_accounted)
             stats.setdefault("reports_stale", s.nr_stale)
         return stats
+
+
+def exit_status(returncode: int) -> int:
+    """A :class:`subprocess.Popen` return code as a shell reports it: 0..255, or ``128 + N`` for signal N."""
+    return 128 - returncode if returncode < 0 else returncode & 0xFF
+
+
+def startup_overrun(duration_s: float, elapsed_s: float) -> InvalidParamsError:
+    """The error of a session whose duration ran out before monitoring began."""
+    return InvalidParamsError(f"the start-up took longer than the duration ({elapsed_s:.1f} s of {duration_s:g} s: "
+                              "schemes, access source, BPF compilation): nothing was monitored; give a longer "
+                              "duration")
 
 
 def synthetic_pattern_for_workload(start: Any, config: Any, p_hot: float = 0.3) -> dict[str, Any]:

@@ -332,7 +332,7 @@ def test_short_default_record_of_the_workload_is_read_by_damo(tmp_path: Path) ->
 @pytest.mark.kernel
 def test_fault_record_is_read_by_damo(tmp_path: Path) -> None:
     out = tmp_path / "fault.data"
-    r = cli("record", "--source", "fault", "--duration", "2s", "-o", str(out), "--", PY, TOUCHER, "64", "8", "-",
+    r = cli("record", "--source", "fault", "--duration", "6s", "-o", str(out), "--", PY, TOUCHER, "64", "8", "-",
             "1", "churn", timeout=120)
     assert r.returncode == 0, r.stderr
     assert "with source fault" in r.stderr

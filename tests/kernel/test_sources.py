@@ -117,7 +117,7 @@ def _cli(*args: str, timeout: float = 60, **kw: object) -> subprocess.CompletedP
 
 
 def test_cli_fault_json_has_raw_counts_and_stats() -> None:
-    r = _cli("monitor", "--source", "fault", "--json", "--duration", "2s", "--", sys.executable, TOUCHER, "64",
+    r = _cli("monitor", "--source", "fault", "--json", "--duration", "6s", "--", sys.executable, TOUCHER, "64",
              "8", "-", "1", "churn")
     assert r.returncode == 0, r.stderr
     objs = [json.loads(ln) for ln in r.stdout.splitlines()]
