@@ -20,8 +20,9 @@ Rounds, for ``--minutes`` (default 20; ``--quick``: 2), each with its settings d
    ``bpf_prog_left``      a BPF program of ours (the functions of ``bpf/*.bpf.c``: ``pte_walk``, ``on_fault_raw``...)
                           loaded during the round is still loaded 3 s after the exit, held by one of our processes
                           or by none (``bpftool prog show``; holders from ``/proc/*/fdinfo``)
-   ``sysctl_left``        ``kernel.numa_balancing``, ``kernel.bpf_stats_enabled`` or ``kernel.task_delayacct`` is
-                          not back to its value before the round within 3 s (the watchdog's delay after a SIGKILL);
+   ``sysctl_left``        ``kernel.numa_balancing``, ``kernel.bpf_stats_enabled`` or ``kernel.task_delayacct``, which
+                          the session changed (its ``/run/damon-bpf/sysctl-NAME-PID.json`` was seen), is not back to
+                          its value before the round within 3 s (the watchdog's delay after a SIGKILL);
                           ``sysctl_record_left``: the session's ``/run/damon-bpf/sysctl-*.json`` is still there
    ``process_left``       a process started by the session (the ``-- CMD`` child, its children, the sysctl
                           watchdog: every process whose environment has the round's marker) is alive 3 s after
@@ -46,17 +47,20 @@ Rounds, for ``--minutes`` (default 20; ``--quick``: 2), each with its settings d
 
 At the end one more short session completes the last killed recording, and every record of the soak is read
 once more by both readers (failures then count as ``final_*``). The summary also says how often the watched paths
-were taken (``exercised``): rounds in which a sysctl was seen changed while the session ran (and of those, how
-many were SIGKILLed: the watchdog's path), killed recordings whose file was behind its journal at the kill (the
-next session's completion path), ``-- CMD`` and ``--follow-children`` rounds, scrapes. Other developers' damon-bpf sessions on the machine are told apart: a changed sysctl
-that a live session not ours holds (its ``/run/damon-bpf/sysctl-*.json``) and a program held by a process not
-ours are noted (``foreign_*``), not counted. "Ours" is a marker in the environment of every process the soak
-starts (inherited by their children), read from ``/proc/PID/environ``.
+were taken (``exercised``): rounds whose session changed a sysctl (and of those, how many were SIGKILLed: the
+watchdog's path), killed recordings whose file was behind its journal at the kill (the next session's completion
+path), ``-- CMD`` and ``--follow-children`` rounds, scrapes.
+
+Other developers' damon-bpf sessions and tests on the machine are told apart, noted (``foreign_*``) and not
+counted: a program held by a process not ours, and a changed sysctl that a live session not ours holds (its
+``/run/damon-bpf/sysctl-*.json``) or that the round's session did not record changing (a session records before
+it changes; a test may keep its records elsewhere). "Ours" is a marker in the environment of every process the
+soak starts (inherited by their children), read from ``/proc/PID/environ``.
 
 The soak cleans up at exit, also on Ctrl-C or SIGTERM: it kills the session and the workload (by pid), every
-process left with its marker, restores a sysctl left changed by one of its sessions (unless a live session not
-ours holds it), removes its registrations from ``/run/damon-bpf`` and its temporary folder (``--keep`` keeps
-the folder).
+process left with its marker, restores a sysctl that one of its sessions changed if it is not back (unless a live
+session not ours holds it), removes its registrations from ``/run/damon-bpf`` and its temporary folder
+(``--keep`` keeps the folder).
 
 Usage: scripts/soak.py [--minutes 20 | --quick] [--seed N] [--rounds N] [--json FILE] [--keep]
 Writes bench/results/soak.json (or --json FILE) and prints a summary table. Needs root (BPF, sysctls).
@@ -388,7 +392,8 @@ class Round:
     exit_s: float | None = None
     scrapes_ok: int = 0
     scrapes_failed: int = 0
-    #: sysctls seen changed while the session ran (the restore paths the round exercised)
+    #: sysctls the session changed: its /run/damon-bpf/sysctl-NAME-PID.json seen while it ran (the restore paths
+    #: the round exercised; a change without such a record is another program's)
     sysctls_changed: list[str] = field(default_factory=list)
     #: a killed record: (snapshots in the file, in the journal) right after the kill
     record_at_kill: tuple[int | None, int | None] | None = None
@@ -536,9 +541,7 @@ class Soak:
         next_scrape = t0 + self.rng.uniform(0.5, 2.0)
         while time.monotonic() < t0 + rnd.run_s and p.poll() is None:
             time.sleep(0.2)
-            for name, value in read_sysctls().items():
-                if value != before[name] and name not in rnd.sysctls_changed:
-                    rnd.sysctls_changed.append(name)
+            self.see_sysctl_records(rnd, p.pid)
             if not rnd.started:
                 rnd.started = self.session_started(rnd, out_path, err_path)
             if rnd.started and not checked_pending:
@@ -658,7 +661,15 @@ class Soak:
                 out.append(pid)
         return out
 
+    @staticmethod
+    def see_sysctl_records(rnd: Round, session_pid: int) -> None:
+        for _, data in state_files("sysctl"):
+            name = data.get("name")
+            if data.get("pid") == session_pid and isinstance(name, str) and name not in rnd.sysctls_changed:
+                rnd.sysctls_changed.append(name)
+
     def check_sysctls(self, rnd: Round, before: dict[str, str], session_pid: int) -> None:
+        self.see_sysctl_records(rnd, session_pid)
         deadline = time.monotonic() + GRACE_S
         now = read_sysctls()
         while now != before and time.monotonic() < deadline:
@@ -667,10 +678,13 @@ class Soak:
         for name in SYSCTLS:
             if now[name] == before[name]:
                 continue
+            # other developers' sessions and tests change these too: only a change this session recorded (it
+            # records before it changes) is its own
             foreign = self.foreign_sysctl_holders(name)
-            if foreign:
-                self.note(rnd, "foreign_sysctl", f"{name}={now[name]} (was {before[name]}), held by pid "
-                          f"{', '.join(map(str, foreign))} (not ours)")
+            if foreign or name not in rnd.sysctls_changed:
+                who = (f"held by pid {', '.join(map(str, foreign))} (not ours)" if foreign
+                       else "not changed by this session (no record of it)")
+                self.note(rnd, "foreign_sysctl", f"{name}={now[name]} (was {before[name]}), {who}")
                 continue
             self.fail(rnd, "sysctl_left", f"{name}={now[name]}, was {before[name]} before the round")
             write_sysctl(name, before[name])
@@ -853,8 +867,9 @@ class Soak:
             except ProcessLookupError:
                 pass
         now = read_sysctls()
+        ours = {n for r in self.rounds for n in r.sysctls_changed}
         for name, value in self.initial_sysctls.items():
-            if now[name] != value and not self.foreign_sysctl_holders(name):
+            if now[name] != value and name in ours and not self.foreign_sysctl_holders(name):
                 print(f"soak: restoring {name}={value} (found {now[name]})", file=sys.stderr)
                 write_sysctl(name, value)
         for path, data in state_files("sysctl"):
