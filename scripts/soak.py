@@ -21,9 +21,10 @@ Rounds, for ``--minutes`` (default 20; ``--quick``: 2), each with its settings d
                           loaded during the round is still loaded 3 s after the exit, held by one of our processes
                           or by none (``bpftool prog show``; holders from ``/proc/*/fdinfo``)
    ``sysctl_left``        ``kernel.numa_balancing``, ``kernel.bpf_stats_enabled`` or ``kernel.task_delayacct``, which
-                          the session changed (its ``/run/damon-bpf/sysctl-NAME-PID.json`` was seen), is not back to
-                          its value before the round within 3 s (the watchdog's delay after a SIGKILL);
-                          ``sysctl_record_left``: the session's ``/run/damon-bpf/sysctl-*.json`` is still there
+                          the session changed (it was among the holders of ``/run/damon-bpf/sysctl-NAME.json``),
+                          is not back to its value before the round within 3 s (the watchdog's delay after a
+                          SIGKILL);
+                          ``sysctl_record_left``: the session is still a holder in ``/run/damon-bpf/sysctl-*.json``
    ``process_left``       a process started by the session (the ``-- CMD`` child, its children, the sysctl
                           watchdog: every process whose environment has the round's marker) is alive 3 s after
    ``tmp_left``           a file beside the records or in the textfile folder other than ``rN.data``,
@@ -275,6 +276,16 @@ def state_files(kind: str) -> list[tuple[Path, dict[str, Any]]]:
     return out
 
 
+def sysctl_holders(data: dict[str, Any]) -> list[int]:
+    """The pids holding a sysctl changed, from its record: ``sysctl-NAME.json`` (``holders``: the sessions that
+    share the change) or, of older versions, ``sysctl-NAME-PID.json`` (``pid``)."""
+    holders = data.get("holders")
+    if isinstance(holders, list):
+        return [h["pid"] for h in holders if isinstance(h, dict) and isinstance(h.get("pid"), int)]
+    pid = data.get("pid")
+    return [pid] if isinstance(pid, int) else []
+
+
 def bpf_program_names() -> tuple[str, ...]:
     """The BPF functions of ``bpf/*.bpf.c`` (``int NAME(...ctx...)`` at the start of a line), as the kernel
     names the programs (15 characters at most)."""
@@ -392,7 +403,7 @@ class Round:
     exit_s: float | None = None
     scrapes_ok: int = 0
     scrapes_failed: int = 0
-    #: sysctls the session changed: its /run/damon-bpf/sysctl-NAME-PID.json seen while it ran (the restore paths
+    #: sysctls the session changed: it was seen holding /run/damon-bpf/sysctl-NAME.json while it ran (the restore paths
     #: the round exercised; a change without such a record is another program's)
     sysctls_changed: list[str] = field(default_factory=list)
     #: a killed record: (snapshots in the file, in the journal) right after the kill
@@ -656,16 +667,16 @@ class Soak:
         # live sessions not ours that hold *name* changed (their /run/damon-bpf/sysctl-*.json)
         out = []
         for _, data in state_files("sysctl"):
-            pid = data.get("pid")
-            if data.get("name") == name and isinstance(pid, int) and _alive(pid) and not is_ours(pid, self.token):
-                out.append(pid)
+            if data.get("name") != name:
+                continue
+            out += [pid for pid in sysctl_holders(data) if _alive(pid) and not is_ours(pid, self.token)]
         return out
 
     @staticmethod
     def see_sysctl_records(rnd: Round, session_pid: int) -> None:
         for _, data in state_files("sysctl"):
             name = data.get("name")
-            if data.get("pid") == session_pid and isinstance(name, str) and name not in rnd.sysctls_changed:
+            if session_pid in sysctl_holders(data) and isinstance(name, str) and name not in rnd.sysctls_changed:
                 rnd.sysctls_changed.append(name)
 
     def check_sysctls(self, rnd: Round, before: dict[str, str], session_pid: int) -> None:
@@ -689,9 +700,10 @@ class Soak:
             self.fail(rnd, "sysctl_left", f"{name}={now[name]}, was {before[name]} before the round")
             write_sysctl(name, before[name])
         for path, data in state_files("sysctl"):
-            if data.get("pid") == session_pid:
+            if session_pid in sysctl_holders(data):
                 self.fail(rnd, "sysctl_record_left", f"{path.name}: {json.dumps(data)}")
-                path.unlink(missing_ok=True)
+                if "pid" in data:  # a record of one session (older versions); a shared one is the library's
+                    path.unlink(missing_ok=True)
 
     def check_bpf(self, rnd: Round, prog_floor: int) -> None:
         deadline = time.monotonic() + GRACE_S
@@ -724,12 +736,15 @@ class Soak:
                 self.fail(rnd, "tmp_left", f"{d.name}/{name} ({os.path.getsize(path)} bytes)")
 
     def check_state_tmp(self, rnd: Round, before: set[str], session_pid: int) -> None:
-        # temporary files of the session's own state files (record-PID-..., sysctl-...-PID...) in /run/damon-bpf
+        # temporary files of state files (record-PID-CRC.json.RANDOM.tmp, sysctl-NAME.json.RANDOM.tmp) left in
+        # /run/damon-bpf; another session's may exist for a moment, so only one still there after the grace counts
         if not STATE_DIR.is_dir():
             return
-        pat = re.compile(rf"-{session_pid}[-.]")
-        for name in sorted(set(os.listdir(STATE_DIR)) - before):
-            if pat.search(name) and not name.endswith((".json", ".lock")):
+        new = [n for n in sorted(set(os.listdir(STATE_DIR)) - before) if not n.endswith((".json", ".lock"))]
+        if new:
+            time.sleep(GRACE_S)
+        for name in new:
+            if (STATE_DIR / name).exists():
                 self.fail(rnd, "tmp_left", f"{STATE_DIR}/{name}")
                 (STATE_DIR / name).unlink(missing_ok=True)
 
@@ -873,8 +888,9 @@ class Soak:
                 print(f"soak: restoring {name}={value} (found {now[name]})", file=sys.stderr)
                 write_sysctl(name, value)
         for path, data in state_files("sysctl"):
-            if data.get("pid") in self.session_pids and not _alive(int(data["pid"])):
-                path.unlink(missing_ok=True)  # one of our dead sessions': its value is back (above)
+            holders = sysctl_holders(data)
+            if holders and all(p in self.session_pids and not _alive(p) for p in holders):
+                path.unlink(missing_ok=True)  # held only by our dead sessions: its value is back (above)
         for path, data in state_files("record"):
             if str(data.get("path", "")).startswith(str(self.dir) + os.sep):
                 path.unlink(missing_ok=True)
