@@ -297,7 +297,14 @@ def announce(mon: Monitor, doing: str, to: str = "") -> None:
     via = f" ({ops.attach_point})" if ops.attach_point else ""
     print(f"damon-bpf: {doing} pid {what} with source {mon.spec.source}{via}{' to ' + to if to else ''}; "
           f"Ctrl-C to stop", file=sys.stderr)
-    for note in ops.notes:
+    print_notes(mon)
+
+
+def print_notes(mon: Monitor) -> None:
+    """The source's notes (a cost, another session clearing the same process, ...) and the session's, on standard
+    error."""
+    ops = mon.ctx.ops if mon.ctx else None
+    for note in ops.notes if ops is not None else ():
         print(f"damon-bpf: note: {note}", file=sys.stderr)
     print_session_notes(mon)
 
@@ -326,8 +333,8 @@ def run_session(spec: MonitorSpec, args: argparse.Namespace,
             mon.open()
             if not args.json:
                 announce(mon, "monitoring")
-            else:
-                print_session_notes(mon)
+            else:  # standard output is JSON; the source's notes (numbers that are off) still go to stderr
+                print_notes(mon)
             view.warning = blind_to_resident(spec.source, spec.source_options)
             if view.warning:
                 print(f"damon-bpf: warning: {view.warning}", file=sys.stderr)

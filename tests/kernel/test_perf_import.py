@@ -206,6 +206,8 @@ def test_import_exact_page_faults(recordings: _Recordings, tmp_path: Path) -> No
     side = Path(str(out) + ".attribution")
     lines = side.read_text().splitlines()
     assert lines and '"ips"' in lines[0] and f'"pid":{child.pid}' in lines[0]
+    # issue #17: the sidecar is as private as the record (it was 0644 beside a 0600 record)
+    assert (side.stat().st_mode & 0o777) == (out.stat().st_mode & 0o777) == 0o600
 
 
 def test_import_frequency_mode_uses_density(recordings: _Recordings, tmp_path: Path,

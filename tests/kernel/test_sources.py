@@ -179,3 +179,30 @@ def test_demo_fault_source_on_file_backed_memory() -> None:
     assert "source fault" in r.stdout
     prec, rec = _demo_scores(r.stderr)
     assert prec >= 0.7 and rec >= 0.6, r.stderr
+
+
+def test_two_pte_monitors_of_one_process_say_so() -> None:
+    # issue #17 item 6: two monitors clearing one process's Accessed bits disturb each other; the second says so,
+    # and once the first is gone a third one takes the claim without a word
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    first = None
+    try:
+        first = subprocess.Popen([sys.executable, "-m", "damon_bpf", "monitor", "--source", "pte", "--json",
+                                  "--duration", "40s", str(sleeper.pid)], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        assert first.stdout is not None
+        assert first.stdout.readline(), "the first monitor printed no snapshot"  # it is monitoring: claim held
+        second = _cli("monitor", "--source", "pte", "--json", "--duration", "6s", str(sleeper.pid))
+        assert second.returncode == 0, second.stderr
+        warn = f"damon-bpf process {first.pid} clears the Accessed bits of pid {sleeper.pid} too"
+        assert warn in second.stderr, second.stderr
+        first.terminate()
+        assert first.wait(timeout=30) == 0
+        third = _cli("monitor", "--source", "pte", "--json", "--duration", "6s", str(sleeper.pid))
+        assert third.returncode == 0 and "clears the Accessed bits" not in third.stderr, third.stderr
+    finally:
+        if first is not None and first.poll() is None:
+            first.kill()
+            first.wait()
+        sleeper.kill()
+        sleeper.wait()
