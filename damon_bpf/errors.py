@@ -50,8 +50,10 @@ class InvalidParamsError(DamonBpfError, ValueError):
 class TargetGoneError(DamonBpfError):
     """A monitoring target (process) does not exist or has exited."""
 
-    def __init__(self, pid: int, msg: str | None = None) -> None:
+    def __init__(self, pid: int, msg: str | None = None, *, command_status: int | None = None) -> None:
         self.pid = pid
+        #: the exit status of a command damon-bpf started (``-- CMD``) that ended before monitoring began
+        self.command_status = command_status
         super().__init__(msg or f"process {pid} does not exist or has exited")
 
 

@@ -113,7 +113,8 @@ def exit_code_for(err: DamonBpfError) -> int:
     if isinstance(err, PermissionDeniedError):
         return EXIT_PERMISSION
     if isinstance(err, TargetGoneError):
-        return EXIT_TARGET_GONE
+        # `-- CMD` that failed before monitoring began: its own status, so a failed command is not hidden
+        return err.command_status or EXIT_TARGET_GONE
     if isinstance(err, (NotSupportedError, MissingDependencyError)):
         return EXIT_NOT_SUPPORTED
     if isinstance(err, InvalidParamsError):

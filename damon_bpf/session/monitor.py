@@ -175,7 +175,8 @@ class Monitor:
             if self.child is not None and err.pid == self.child.pid and self.command_status is not None:
                 cmd = self.spec.command[0] if self.spec.command else "?"
                 raise TargetGoneError(err.pid, f"the command {cmd!r} (pid {err.pid}) exited with "
-                                               f"status {self.command_status} before monitoring started") from err
+                                               f"status {self.command_status} before monitoring started",
+                                      command_status=self.command_status) from err
             raise
         except BaseException:
             self.close()
