@@ -30,15 +30,22 @@ def check_hardware_events(
         sysfs alone (for a fake *sysfs_root*).
     :return: ``(spec, precise_ip the kernel accepted)`` per event; the level is None without *probe*.
     :raises NotSupportedError: no such PMU or event, a PMU without PEBS (``caps/max_precise`` = 0), or the kernel
-        refuses the event; the message says why.
+        refuses the event; the message says why (without the ``event 'TEXT': `` prefix of the parser).
     :raises PermissionDeniedError: ``perf_event_open`` was denied (not root, ``kernel.perf_event_paranoid``).
     """
     pmus = Pmus(sysfs_root)
     checked: list[tuple[EventSpec, int | None]] = []
-    for spec in parse_event(text, sysfs_root=sysfs_root):
-        if spec.kind == "pebs" and pmus.max_precise(spec.pmu) == 0:
-            raise NotSupportedError(f"{spec.pmu} PMU reports caps/max_precise=0: no PEBS (virtual machine?)")
-        checked.append((spec, detect(spec) if probe else None))
+    try:
+        for spec in parse_event(text, sysfs_root=sysfs_root):
+            if spec.kind == "pebs" and pmus.max_precise(spec.pmu) == 0:
+                raise NotSupportedError(f"{spec.pmu} PMU reports caps/max_precise=0: no PEBS (virtual machine?)")
+            checked.append((spec, detect(spec) if probe else None))
+    except (NotSupportedError, PermissionDeniedError) as err:
+        # The reason without "event 'mem': ": the caller names what it checked.
+        prefix = f"event {text!r}: "
+        if str(err).startswith(prefix):
+            raise type(err)(str(err)[len(prefix) :]) from err
+        raise
     return checked
 
 
@@ -65,8 +72,6 @@ def _choose(sysfs_root: str | os.PathLike[str], probe: bool) -> tuple[list[Event
         specs = [spec for spec, _ in check_hardware_events("mem", sysfs_root, probe=probe)]
     except (NotSupportedError, PermissionDeniedError) as err:
         reason = str(err)
-        if reason.startswith("event 'mem': "):
-            reason = reason[len("event 'mem': ") :]
         spe = Pmus(sysfs_root).spe()
         if spe:
             reason += f"; {spe[0]} is present, but {SPE_REASON}"
