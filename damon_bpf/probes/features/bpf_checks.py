@@ -39,9 +39,9 @@ def _check_bpf_syscall(cp: CheckPass) -> str:
 
 @feature("bpf/jit")
 def _check_bpf_jit(cp: CheckPass) -> str:
-    value = cp.sysctl("net.core.bpf_jit_enable")
-    if value is None:
-        raise NotSupportedError("no net.core.bpf_jit_enable: kernel built without CONFIG_BPF_JIT")
+    value = cp.require_sysctl(
+        "net.core.bpf_jit_enable", "no net.core.bpf_jit_enable: kernel built without CONFIG_BPF_JIT"
+    )
     if value == "0":
         raise NotSupportedError("JIT off (net.core.bpf_jit_enable=0): programs run in the slower interpreter")
     return f"net.core.bpf_jit_enable={value}" + (" (with debug output)" if value == "2" else "")
@@ -57,9 +57,9 @@ def _check_bpf_btf(cp: CheckPass) -> str:
 
 @feature("bpf/stats")
 def _check_bpf_stats(cp: CheckPass) -> str:
-    value = cp.sysctl("kernel.bpf_stats_enabled")
-    if value is None:
-        raise NotSupportedError("no kernel.bpf_stats_enabled sysctl: per-program run time is not available")
+    value = cp.require_sysctl(
+        "kernel.bpf_stats_enabled", "no kernel.bpf_stats_enabled sysctl: per-program run time is not available"
+    )
     return f"kernel.bpf_stats_enabled={value} ({'on' if value == '1' else 'off'})"
 
 

@@ -87,6 +87,16 @@ class CheckPass:
         except NotSupportedError:
             return None
 
+    def require_sysctl(self, name: str, missing: str) -> str:
+        """The value of sysctl *name*.
+
+        :raises NotSupportedError: with reason *missing* when this kernel has no such sysctl.
+        """
+        value = self.sysctl(name)
+        if value is None:
+            raise NotSupportedError(missing)
+        return value
+
     def feature_probe(self) -> probes.BccBPF:
         """The compiled feature probe program.
 

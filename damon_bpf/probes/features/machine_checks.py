@@ -79,9 +79,9 @@ _NUMA_BALANCING_MODES = {"0": "off", "1": "on", "2": "memory tiering only", "3":
 
 @feature("numa/balancing")
 def _check_numa_balancing(cp: CheckPass) -> str:
-    value = cp.sysctl("kernel.numa_balancing")
-    if value is None:
-        raise NotSupportedError("no kernel.numa_balancing sysctl: kernel built without CONFIG_NUMA_BALANCING")
+    value = cp.require_sysctl(
+        "kernel.numa_balancing", "no kernel.numa_balancing sysctl: kernel built without CONFIG_NUMA_BALANCING"
+    )
     return f"kernel.numa_balancing={value} ({_NUMA_BALANCING_MODES.get(value, 'unknown mode')})"
 
 
