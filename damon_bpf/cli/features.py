@@ -1,6 +1,6 @@
 """``damon-bpf features [--json]``: what this machine supports (damo's ``damo features`` counterpart).
 
-Prints one row per feature of :mod:`damon_bpf.session.features`: name, yes/no, and the reason (no) or a short detail
+Prints one row per feature of :mod:`damon_bpf.probes.features`: name, yes/no, and the reason (no) or a short detail
 (yes), in a table under 80 columns; ``--json`` prints a list of ``{name, supported, reason, detail}`` objects.
 Needs no root: checks that need privileges say so in their reason. Exits 0 whatever is supported.
 """
@@ -13,7 +13,7 @@ import os
 import textwrap
 from collections.abc import Sequence
 
-from damon_bpf.session import features
+from damon_bpf.probes import features
 
 __all__ = ("add_arguments", "format_table", "run")
 

@@ -59,13 +59,14 @@ def _path(name: str) -> Path:
     return Path("/proc/sys") / name.replace(".", "/")
 
 
-def read_sysctl(name: str) -> str:
-    """The current value of sysctl *name* (``kernel.numa_balancing``).
+def read_sysctl(name: str, *, proc_root: str = "/proc") -> str:
+    """The current value of sysctl *name* (``kernel.numa_balancing``), read under *proc_root* (tests: a fake tree).
 
     :raises NotSupportedError: this kernel has no such sysctl
     """
     try:
-        return _path(name).read_text().strip()
+        path = _path(name) if proc_root == "/proc" else Path(proc_root, "sys", name.replace(".", "/"))
+        return path.read_text().strip()
     except FileNotFoundError as err:
         raise NotSupportedError(f"this kernel has no sysctl {name}") from err
 

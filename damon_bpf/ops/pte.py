@@ -274,15 +274,9 @@ class PteOps(VaddrOps):
 
     def check_supported(self) -> None:
         super().check_supported()
-        from damon_bpf.probes.pte import PagingLayout, PteOffsets
+        from damon_bpf.probes.pte import check_walk_supported
 
-        if os.geteuid() != 0:
-            raise PermissionDeniedError("the pte source loads a BPF program and reads page tables: run as root")
-        PagingLayout.detect(self.proc_root)
-        PteOffsets.from_btf()
-        from damon_bpf.probes._bcc import load_bcc
-
-        load_bcc()
+        check_walk_supported(self.proc_root)
         if self.clear == "page_idle" and not self._page_idle_path_ok():
             raise NotSupportedError(f"--pte-clear page_idle: {self.sys_root}/kernel/mm/page_idle/bitmap is not "
                                     "available (the kernel lacks CONFIG_IDLE_PAGE_TRACKING)")

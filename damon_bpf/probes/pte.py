@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from damon_bpf.errors import InvalidParamsError, NotSupportedError, ProbeLoadError
+from damon_bpf.errors import InvalidParamsError, NotSupportedError, PermissionDeniedError, ProbeLoadError
 from damon_bpf.linux import syscalls
 from damon_bpf.probes import _bcc
 
@@ -45,6 +45,7 @@ __all__ = (
     "R_ACCESSED",
     "R_DIRTY",
     "R_MM_GONE",
+    "check_walk_supported",
     "result_level",
     "result_phys",
 )
@@ -218,6 +219,24 @@ class PteWalkConfig:
             f"-DOFF_MM_PGD={o.mm_pgd}",
             f"-DOFF_MM_USERS={o.mm_users}",
         ]
+
+
+def check_walk_supported(proc_root: str = "/proc") -> PteWalkConfig:
+    """Whether this machine can walk page tables as the ``pte`` source does: root, an x86-64 paging layout, the
+    struct offsets from BTF and bcc; the one check of :meth:`damon_bpf.ops.pte.PteOps.check_supported` and of the
+    ``probe/pte_accessed_bit`` row of ``damon-bpf features`` (which then also walks its own pages).
+
+    :return: the walk's configuration on this machine.
+    :raises PermissionDeniedError: not root.
+    :raises NotSupportedError: another architecture, hidden kernel addresses, no BTF or a struct member missing.
+    :raises MissingDependencyError: bcc is not installed.
+    """
+    if os.geteuid() != 0:
+        raise PermissionDeniedError("the pte source loads a BPF program and reads page tables: run as root")
+    layout = PagingLayout.detect(proc_root)
+    config = PteWalkConfig(offsets=PteOffsets.from_btf(), layout=layout)
+    _bcc.load_bcc()
+    return config
 
 
 class _TestRunAttr(ctypes.Structure):

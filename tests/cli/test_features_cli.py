@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from damon_bpf.session import features
+from damon_bpf.probes import features
 from damon_bpf.cli import features as cli_features
 
 _KEYS = {"name", "supported", "reason", "detail"}

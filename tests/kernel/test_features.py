@@ -1,4 +1,4 @@
-"""damon_bpf.session.features: real probes on this kernel (root + bcc), plus parsing tests on fake /proc and /sys trees.
+"""damon_bpf.probes.features: real probes on this kernel (root + bcc), plus parsing tests on fake /proc and /sys trees.
 
 The parsing tests are marked ``nokernel``: they live here, next to the checks they cover, but need neither root
 nor bcc.
@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from damon_bpf.session import features
+from damon_bpf.probes import features
+from damon_bpf.probes import perf_events
+from damon_bpf.probes.features import bpf_checks, common
 from damon_bpf.linux import syscalls
 from damon_bpf.errors import MissingDependencyError, NotSupportedError, PermissionDeniedError
 
@@ -206,7 +208,10 @@ def test_pebs_attr_from_sysfs(fake_root: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(syscalls, "perf_event_open", fake_open)
     feat = features.check("pmu/intel_pebs_mem_loads")
     assert feat.supported, feat.reason
-    assert opened == [(4, 0x1CD, 3, 2, syscalls.PERF_SAMPLE_ADDR, 0)]
+    # The attr of --source perf (one check for both): perf mem's ldlat=30 after the alias's ldlat=3, precise_ip
+    # from caps/max_precise down (modifier P), the source's sample_type.
+    assert opened == [(4, 0x1CD, 30, 3, perf_events.SAMPLE_TYPE, 0)]
+    assert feat.detail == "cpu/mem-loads,ldlat=30/P, precise_ip=3"
     stores = features.check("pmu/intel_pebs_mem_stores")
     assert not stores.supported
     assert "no mem-stores event" in stores.reason
@@ -256,8 +261,8 @@ def test_failing_check_becomes_unsupported(monkeypatch: pytest.MonkeyPatch) -> N
     def missing(run: object) -> str:
         raise MissingDependencyError("frobnicator is not installed")
 
-    monkeypatch.setitem(features._CHECKS, "test/boom", boom)
-    monkeypatch.setitem(features._CHECKS, "test/missing", missing)
+    monkeypatch.setitem(common.CHECKS, "test/boom", boom)
+    monkeypatch.setitem(common.CHECKS, "test/missing", missing)
     feat = features.check("test/boom")
     assert feat == features.Feature("test/boom", False, reason="RuntimeError: kaboom")
     with pytest.raises(NotSupportedError, match="kaboom"):
@@ -281,9 +286,9 @@ def test_tracepoint_field_offset() -> None:
         "\tfield:unsigned long address;\toffset:8;\tsize:8;\tsigned:0;\n"
         "\tfield:unsigned long error_code;\toffset:24;\tsize:8;\tsigned:0;\n"
     )
-    assert features._tracepoint_field_offset(fmt, "address") == 8
-    assert features._tracepoint_field_offset(fmt, "error_code") == 24
-    assert features._tracepoint_field_offset(fmt, "ip") is None
+    assert bpf_checks._tracepoint_field_offset(fmt, "address") == 8
+    assert bpf_checks._tracepoint_field_offset(fmt, "error_code") == 24
+    assert bpf_checks._tracepoint_field_offset(fmt, "ip") is None
 
 
 @pytest.mark.nokernel

@@ -20,6 +20,7 @@ import pytest
 from damon_bpf.errors import InvalidParamsError, NotSupportedError, ProbeAttachError
 from damon_bpf.probes import _bcc
 from damon_bpf.probes import perf_events as pe
+from damon_bpf.probes.perf_events import opening as pe_opening
 
 _AGG_EVENTS = 0  # enum agg_stat in bpf/access_agg_types.h
 _NR_PAGES = 64
@@ -80,7 +81,7 @@ def _has_hardware_pmu() -> bool:
 
 
 def _online() -> int:
-    return len(pe._online_cpus())
+    return len(pe_opening._online_cpus())
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -129,7 +130,7 @@ def test_attach_page_faults_counts_own_faults(bpf: Any) -> None:
     attached = pe.attach(bpf, spec)
     try:
         assert attached.fn_name == "on_sample_read" and attached.pid == -1
-        assert len(attached.fds) == _online() and attached.cpus == tuple(pe._online_cpus())
+        assert len(attached.fds) == _online() and attached.cpus == tuple(pe_opening._online_cpus())
         assert _nr_fds() == before_fds + _online()
         before = _events(bpf)
         _touch_fresh_pages()
@@ -229,7 +230,7 @@ def test_precise_max_steps_down_and_rollback(bpf: Any, monkeypatch: pytest.Monke
     attached = pe.attach(bpf, spec)
     try:
         assert attached.precise_ip == 1
-        cpus = pe._online_cpus()
+        cpus = pe_opening._online_cpus()
         assert calls == [(3, cpus[0]), (2, cpus[0])] + [(1, c) for c in cpus]
         before = _events(bpf)
         _touch_fresh_pages()
@@ -239,8 +240,8 @@ def test_precise_max_steps_down_and_rollback(bpf: Any, monkeypatch: pytest.Monke
     assert _nr_fds() == before_fds
 
     # A failure on a later CPU closes the events already opened.
-    if len(pe._online_cpus()) > 1:
-        last = pe._online_cpus()[-1]
+    if len(pe_opening._online_cpus()) > 1:
+        last = pe_opening._online_cpus()[-1]
 
         def fail_last(prog: Any, fn_name: str, attr: Any, *, pid: int = -1, cpu: int = -1) -> dict[int, int]:
             if cpu == last:
@@ -259,7 +260,7 @@ def test_bcc_attach_perf_event_of_same_key_survives(bpf: Any) -> None:
     # An attach_perf_event() of (software, page faults) keeps its bcc entry while a raw attach of the same
     # (type, config) comes and goes.
     before_fds = _nr_fds()
-    _bcc.attach_perf_event(bpf, pe.FN_READ, ev_type=1, ev_config=2, sample_period=1, cpu=pe._online_cpus()[0])
+    _bcc.attach_perf_event(bpf, pe.FN_READ, ev_type=1, ev_config=2, sample_period=1, cpu=pe_opening._online_cpus()[0])
     try:
         attached = pe.attach(bpf, pe.parse_event("page-faults")[0])
         pe.detach(bpf, attached)

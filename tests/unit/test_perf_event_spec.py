@@ -476,7 +476,7 @@ class _FakeOpen:
 
     def __call__(self, attr: syscalls.PerfEventAttr, pid: int = -1, cpu: int = 0, **_: object) -> int:
         self.calls.append((attr.type, attr.config, attr.config1, attr.precise_ip, pid, cpu))
-        assert attr.sample_type & pe.PERF_SAMPLE_ADDR and attr.disabled == 1 and attr.freq == 0
+        assert attr.sample_type & syscalls.PERF_SAMPLE_ADDR and attr.disabled == 1 and attr.freq == 0
         err = self.results.pop(0)
         if err:
             raise OSError(err, os.strerror(err))
