@@ -47,6 +47,8 @@ from damon_bpf.linux.syscalls import (
     pidfd_open,
     process_madvise,
 )
+from damon_bpf.linux.cgroups import read_memcg_path
+from damon_bpf.linux.process import is_running
 from damon_bpf.linux.sysfs import parse_list
 from damon_bpf.ops import damos_filters
 from damon_bpf.ops.common import (
@@ -486,13 +488,13 @@ class VaddrOps(BaseOperations):
             return True
         data = target.ops_data
         if not isinstance(data, VaddrTargetData):
-            return self._proc_alive(pid, None)
+            return is_running(pid, proc_root=self.proc_root)
         if data.gone:
             return False
         if data.pidfd is not None:
             alive = not _pidfd_exited(data.pidfd)
         else:
-            alive = self._proc_alive(pid, data.starttime)
+            alive = is_running(pid, data.starttime, self.proc_root)
         if not alive:
             data.gone = True
         return alive
@@ -633,7 +635,7 @@ class VaddrOps(BaseOperations):
         memcg = None
         if "memcg" in types:
             if state.memcg_sis != ctx.passed_sample_intervals or state.memcg is None:
-                memcg = damos_filters.read_memcg_path(pid, self.proc_root)
+                memcg = read_memcg_path(pid, self.proc_root)
                 if _pidfd_exited(data.pidfd):
                     raise TargetGoneError(pid)
                 state.memcg, state.memcg_sis = memcg, ctx.passed_sample_intervals
@@ -734,13 +736,6 @@ class VaddrOps(BaseOperations):
         if key not in state.warned:
             state.warned.add(key)
             log.warning(msg, *args)
-
-    def _proc_alive(self, pid: int, starttime: int | None) -> bool:
-        try:
-            st = read_stat(pid, self.proc_root)
-        except (TargetGoneError, PermissionDeniedError):
-            return False
-        return not st.exited and (starttime is None or st.starttime == starttime)
 
 
 class FvaddrOps(VaddrOps):
