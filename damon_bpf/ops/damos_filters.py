@@ -9,7 +9,8 @@ when a ``hugepage_size`` filter needs folio sizes) gets one decision, with the k
 cgroup; ``hugepage_size`` uses the ``PAGEMAP_SCAN`` ioctl (Linux 6.7+); ``unmapped`` never matches inside a VMA;
 ``young`` and ``active`` are refused by :func:`check_filters`, never silently ignored.
 
-Everything here but :class:`PagemapScanner` and :func:`read_memcg_path` is pure and works on plain data.
+Everything here but :class:`PagemapScanner` is pure and works on plain data (a process's memory cgroup comes
+from :func:`damon_bpf.linux.cgroups.read_memcg_path`).
 See docs/ops.md, section "DAMOS ops-layer filters", for the decision rule and what each type approximates.
 """
 
@@ -22,7 +23,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-from damon_bpf.errors import InvalidParamsError, NotSupportedError, PermissionDeniedError, TargetGoneError
+from damon_bpf.errors import InvalidParamsError, NotSupportedError, TargetGoneError
+from damon_bpf.linux.cgroups import normalize_cgroup_path
 from damon_bpf.linux.procmaps import Vma, mappings_in
 
 __all__ = (
@@ -36,9 +38,6 @@ __all__ = (
     "is_anon_vma",
     "split_at_vmas",
     "split_by_huge",
-    "normalize_cgroup_path",
-    "parse_proc_cgroup",
-    "read_memcg_path",
     "filter_match",
     "piece_passes",
     "evaluate",
@@ -162,44 +161,6 @@ def split_by_huge(pieces: Iterable[Piece], huge: Sequence[tuple[int, int]], huge
         if cur < p.end:
             out.append(Piece(cur, p.end, p.vma, p.folio_sz))
     return out
-
-
-# -- memcg -----------------------------------------------------------------------------------------------------
-
-def normalize_cgroup_path(path: str) -> str:
-    """``"a/b/"`` and ``"/a/b"`` name the same cgroup: one leading ``/``, no trailing one (root: ``"/"``)."""
-    parts = [p for p in path.strip().split("/") if p]
-    return "/" + "/".join(parts)
-
-
-def parse_proc_cgroup(text: str) -> str | None:
-    """The memory cgroup path in ``/proc/<pid>/cgroup`` (``hierarchy-ID:controllers:path`` lines): the line
-    whose controllers include ``memory`` (cgroup v1), else the cgroup v2 line ``0::<path>``; None if neither."""
-    v2 = None
-    for line in text.splitlines():
-        hid, sep, rest = line.partition(":")
-        ctrls, sep2, path = rest.partition(":")
-        if not sep or not sep2:
-            continue
-        if "memory" in ctrls.split(","):
-            return normalize_cgroup_path(path)
-        if hid == "0" and ctrls == "":
-            v2 = normalize_cgroup_path(path)
-    return v2
-
-
-def read_memcg_path(pid: int, proc_root: str = "/proc") -> str | None:
-    """:func:`parse_proc_cgroup` of ``/proc/<pid>/cgroup``.
-
-    :raises TargetGoneError: the process does not exist
-    """
-    try:
-        with open(os.path.join(proc_root, str(pid), "cgroup")) as f:
-            return parse_proc_cgroup(f.read())
-    except (FileNotFoundError, ProcessLookupError) as err:
-        raise TargetGoneError(pid) from err
-    except PermissionError as err:
-        raise PermissionDeniedError(f"cannot read /proc/{pid}/cgroup") from err
 
 
 # -- matching --------------------------------------------------------------------------------------------------
