@@ -48,6 +48,7 @@ from damon_bpf.linux.syscalls import (
     PERF_TYPE_TRACEPOINT,
     errname,
 )
+from damon_bpf.linux.sysctl import read_sysctl
 from damon_bpf.linux.sysfs import format_list, parse_list, place_pmu_format
 from damon_bpf.probes import _bcc
 
@@ -1001,8 +1002,8 @@ def _fill(attr: Any, spec: EventSpec, precise_ip: int, *, pid: int = -1) -> Any:
 
 def _paranoid() -> str:
     try:
-        return Path("/proc/sys/kernel/perf_event_paranoid").read_text().strip()
-    except OSError:
+        return read_sysctl("kernel.perf_event_paranoid")
+    except (OSError, NotSupportedError):
         return "unknown"
 
 
