@@ -48,6 +48,7 @@ from damon_bpf.linux.syscalls import (
     process_madvise,
 )
 from damon_bpf.linux.cgroups import read_memcg_path
+from damon_bpf.linux.pagemap import PagemapScanner, pmd_size
 from damon_bpf.linux.process import is_running
 from damon_bpf.linux.sysfs import parse_list
 from damon_bpf.ops import damos_filters
@@ -176,7 +177,7 @@ def memory_nodes(sys_root: str = "/sys") -> list[int]:
 
 @functools.lru_cache(maxsize=1)
 def _pagemap_scan_unsupported() -> str | None:
-    return damos_filters.PagemapScanner.probe()
+    return PagemapScanner.probe()
 
 
 def _hugepage_size_unsupported_reason() -> str | None:
@@ -240,7 +241,7 @@ class _DamosTargetState:
     vmas_sis: int = -1  # ctx.passed_sample_intervals at the read (one apply pass shares it)
     memcg: str | None = None
     memcg_sis: int = -1
-    scanner: damos_filters.PagemapScanner | None = None
+    scanner: PagemapScanner | None = None
     warned: set[str] = field(default_factory=set)
 
     def close(self) -> None:
@@ -642,7 +643,7 @@ class VaddrOps(BaseOperations):
             memcg = state.memcg
         if "hugepage_size" in types and pieces:
             if state.scanner is None:
-                scanner = damos_filters.PagemapScanner()
+                scanner = PagemapScanner()
                 fd = data.pidfd
                 scanner.open(pid, lambda: not _pidfd_exited(fd), self.proc_root)
                 state.scanner = scanner
@@ -653,7 +654,7 @@ class VaddrOps(BaseOperations):
                     raise TargetGoneError(pid) from err
                 raise NotSupportedError(f"DAMOS filter 'hugepage_size': PAGEMAP_SCAN of pid {pid} failed: "
                                         f"{err.strerror}") from err
-            pieces = damos_filters.split_by_huge(pieces, huge, damos_filters.pmd_size(self.sys_root))
+            pieces = damos_filters.split_by_huge(pieces, huge, pmd_size(self.sys_root))
         return damos_filters.evaluate(scheme, pieces, memcg)
 
     def _madvise(self, target: Target, data: VaddrTargetData, state: _DamosTargetState,
