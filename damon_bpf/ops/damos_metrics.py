@@ -6,12 +6,12 @@ The engine does no I/O: it calls ``ctx.damos_metric(goal_or_wmarks, scheme) -> i
 files and taskstats (``task_mem_stall_us``, damon-bpf's own; it turns ``kernel.task_delayacct`` on for the
 session, restored by :meth:`DamosMetrics.close`); ``node_eligible_mem_bp`` is refused.
 
-**Errors.** Every source has a pure parser in :mod:`damon_bpf.linux` (:mod:`~damon_bpf.linux.meminfo`,
-:mod:`~damon_bpf.linux.psi`, :mod:`~damon_bpf.linux.cgroups`, :mod:`~damon_bpf.linux.taskstats`; fed fake file
-contents by the tests); this module holds what the kernel computes from them. A missing *mechanism* (no
-PSI, no NUMA sysfs, no cgroup v2 for ``memory.pressure``, no taskstats) raises
-:class:`~damon_bpf.errors.NotSupportedError` with the reason; :func:`check_scheme` finds these before a scheme
-starts. A missing node or cgroup gives the kernel's fallback values instead.
+**Errors.** Every source has a pure parser in :mod:`damon_bpf.linux` (:mod:`~damon_bpf.linux.memory` for meminfo
+and PSI, :mod:`~damon_bpf.linux.cgroups`, :mod:`~damon_bpf.linux.taskstats`; fed fake file contents by the
+tests); this module holds what the kernel computes from them. A missing *mechanism* (no PSI, no NUMA sysfs, no
+cgroup v2 for ``memory.pressure``, no taskstats) raises :class:`~damon_bpf.errors.NotSupportedError` with the
+reason; :func:`check_scheme` finds these before a scheme starts. A missing node or cgroup gives the kernel's
+fallback values instead.
 
 See docs/ops.md, section "DAMOS quota-goal and watermark metrics", for each metric's source and formula.
 """
@@ -25,8 +25,15 @@ from typing import Any, Callable
 from damon_bpf.engine.model import Ctx
 from damon_bpf.errors import InvalidParamsError, NotSupportedError
 from damon_bpf.linux.cgroups import cgroup_file, cgroup_mounts, read_numa_stat
-from damon_bpf.linux.meminfo import meminfo_path, node_root, read_meminfo, read_node_meminfo
-from damon_bpf.linux.psi import memory_pressure_path, read_cgroup_memory_pressure, read_memory_pressure
+from damon_bpf.linux.memory import (
+    meminfo_path,
+    memory_pressure_path,
+    node_root,
+    read_cgroup_memory_pressure,
+    read_meminfo,
+    read_memory_pressure,
+    read_node_meminfo,
+)
 from damon_bpf.linux.sysctl import SysctlOverride
 from damon_bpf.linux.taskstats import PyrouteTaskStats, TaskStatsClient
 

@@ -36,7 +36,7 @@ from damon_bpf.ops import damos_metrics as dm
 from damon_bpf.ops import vaddr
 from damon_bpf.ops.common import cold_score, cold_scores, hot_score, hot_scores
 from damon_bpf.linux.cgroups import parse_numa_stat
-from damon_bpf.linux.meminfo import parse_meminfo
+from damon_bpf.linux.memory import parse_meminfo
 from damon_bpf.linux.procmaps import Vma
 from damon_bpf.linux.taskstats import TaskDelays
 from damon_bpf.linux import syscalls
