@@ -51,7 +51,7 @@ from damon_bpf.eval import scoring as S  # noqa: E402
 from damon_bpf.eval.compare import SourceSpec, parse_sources, source_spec  # noqa: E402
 from damon_bpf.errors import NotSupportedError  # noqa: E402
 from damon_bpf.linux.process import on_signals, terminate  # noqa: E402
-from damon_bpf.linux.sysctl import STATE_DIR, read_sysctl  # noqa: E402
+from damon_bpf.linux.sysctl import STATE_DIR, held_sysctls, read_sysctl  # noqa: E402
 from damon_bpf.workload import disk_backed_dir as file_dir  # the benches import it from here
 
 # ================================================================================================ statistics
@@ -213,7 +213,8 @@ class SysctlGuard:
 
     Not a second :class:`damon_bpf.linux.sysctl.SysctlOverride`: the library changes and restores its own overrides
     (recorded in :data:`damon_bpf.linux.sysctl.STATE_DIR`); this guard changes nothing itself and is the backstop. On
-    exit it (1) puts back any override this process recorded there and did not restore, and (2) writes back a
+    exit it (1) puts back any override only this process holds there and did not restore
+    (:func:`damon_bpf.linux.sysctl.held_sysctls`), and (2) writes back a
     guarded sysctl that differs from its value on entry, unless another live damon-bpf session had it
     overridden on entry or has it overridden now (other sessions on the same machine turn
     ``kernel.numa_balancing`` or ``kernel.bpf_stats_enabled`` on and off themselves; their values are neither a
@@ -236,13 +237,9 @@ class SysctlGuard:
 
     def owned_by_other_session(self, name: str) -> int | None:
         """The pid of another live damon-bpf session that has *name* overridden (it restores it itself)."""
-        for rec in self.state_dir.glob(f"sysctl-{name}-*.json"):
-            try:
-                pid = int(json.loads(rec.read_text())["pid"])
-            except (OSError, ValueError, KeyError):
-                continue
-            if pid != os.getpid() and Path(f"/proc/{pid}").exists():
-                return pid
+        for held in held_sysctls(self.state_dir):
+            if held.name == name:
+                return next((p for p in held.pids if p != os.getpid()), None)
         return None
 
     def __enter__(self) -> SysctlGuard:
@@ -274,13 +271,11 @@ class SysctlGuard:
             print(f"bench: cannot restore {name}={value}: {err}", file=sys.stderr)
 
     def __exit__(self, *exc: Any) -> None:
-        for rec in self.state_dir.glob(f"sysctl-*-{os.getpid()}.json"):  # our own overrides left behind
-            try:
-                data = json.loads(rec.read_text())
-                self._write(data["name"], str(data["original"]), "an override of this run")
-                rec.unlink()
-            except (OSError, ValueError, KeyError) as err:
-                print(f"bench: cannot restore from {rec}: {err}", file=sys.stderr)
+        # our own overrides left behind, held by no other session (the library's record stays: its restore at
+        # exit, or the watchdog, removes it)
+        for held in held_sysctls(self.state_dir):
+            if held.pids == (os.getpid(),):
+                self._write(held.name, held.original, "an override of this run")
         for n, (v, now) in self.check().items():
             owner = self.foreign_at_entry.get(n) or self.owned_by_other_session(n)
             if owner is not None:
@@ -543,8 +538,8 @@ def run_session(pid: int, case: SourceCase, duration_s: float, *, spec: SourceSp
 
     def stats_on() -> bool:
         try:
-            return Path("/proc/sys/kernel/bpf_stats_enabled").read_text().strip() == "1"
-        except OSError:
+            return read_sysctl("kernel.bpf_stats_enabled") == "1"
+        except (OSError, NotSupportedError):
             return False
 
     def consumer(snap: Any) -> None:

@@ -16,7 +16,8 @@ from typing import Any
 from damon_bpf.cli import monitor as monitor_cli
 from damon_bpf.engine import StopReason
 from damon_bpf.errors import InvalidParamsError
-from damon_bpf.session.cgroups import CgroupWatcher, resolve_cgroup
+from damon_bpf.linux.cgroups import resolve_cgroup
+from damon_bpf.session.cgroups import CgroupWatcher
 from damon_bpf.session.exporter import PrometheusExporter, parse_listen, run_export
 
 DEFAULT_LISTEN = "127.0.0.1:9465"

@@ -1,4 +1,5 @@
-"""Processes the monitor starts, and the signals that stop it."""
+"""Processes: whether one still runs (the one liveness check by pid), the ones the monitor starts, and the
+signals that stop it."""
 
 from __future__ import annotations
 
@@ -9,40 +10,47 @@ import subprocess
 import types
 from typing import Any, Callable, Iterator, Sequence
 
-__all__ = ("spawn", "terminate", "on_signals", "start_time", "is_running", "STOP_SIGNALS")
+from damon_bpf.errors import DamonBpfError, TargetGoneError
+from damon_bpf.linux.procmaps import read_stat
+
+__all__ = ("spawn", "terminate", "on_signals", "start_time", "is_running", "comm", "STOP_SIGNALS")
 
 #: the signals that end a session cleanly (Ctrl-C, kill, a closed terminal)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def start_time(pid: int) -> int | None:
+def start_time(pid: int, proc_root: str = "/proc") -> int | None:
     """When process *pid* started (field 22 of ``/proc/PID/stat``, clock ticks since boot), which tells a reused
-    pid from the process that had it before; None when there is no such process."""
+    pid from the process that had it before; None when there is no such process (or it cannot be read)."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
+        return read_stat(pid, proc_root).starttime
+    except (OSError, DamonBpfError):
         return None
 
 
-def is_running(pid: int, started: int | None = None) -> bool:
+def is_running(pid: int, started: int | None = None, proc_root: str = "/proc") -> bool:
     """Whether process *pid* exists and has not exited (a zombie has), and, when *started* is given, is the one
-    that started then (:func:`start_time`) rather than a later one that got the same pid."""
+    that started then (:func:`start_time`) rather than a later one that got the same pid. The one liveness
+    check of damon-bpf by pid; a process whose ``/proc/PID/stat`` cannot be read or parsed counts as running
+    (cannot tell)."""
     if pid <= 0:
         return False
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
+        st = read_stat(pid, proc_root)
+    except TargetGoneError:
         return False
-    except OSError:  # cannot tell: assume it is there
+    except (OSError, DamonBpfError):  # cannot tell: assume it is there
         return True
+    return not st.exited and (started is None or st.starttime == started)
+
+
+def comm(pid: int, proc_root: str = "/proc") -> str:
+    """The command name of process *pid* (``/proc/PID/comm``); ``""`` when there is no such process."""
     try:
-        if fields[0] in ("Z", "X"):
-            return False
-        return started is None or int(fields[19]) == started
-    except (IndexError, ValueError):
-        return True
+        with open(os.path.join(proc_root, str(pid), "comm")) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def spawn(cmd: Sequence[str], **popen_kwargs: Any) -> subprocess.Popen[bytes]:

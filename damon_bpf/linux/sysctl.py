@@ -39,7 +39,8 @@ from damon_bpf.linux.files import atomic_write, read_private
 from damon_bpf.linux.process import is_running, start_time
 from damon_bpf.linux.state import STATE_DIR, locked
 
-__all__ = ("SysctlOverride", "read_sysctl", "restore_stale", "start_watchdog", "STATE_DIR", "SYSCTLS")
+__all__ = ("SysctlOverride", "HeldSysctl", "held_sysctls", "read_sysctl", "restore_stale", "start_watchdog",
+           "STATE_DIR", "SYSCTLS")
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +190,33 @@ def _restore_old_records(d: Path, pid: int | None, restored: list[str]) -> None:
             path.unlink()
         except (OSError, ValueError, KeyError, TypeError, DamonBpfError) as err:
             log.warning("ignoring %s: %s", path, err)
+
+
+@dataclass(frozen=True)
+class HeldSysctl:
+    """A sysctl that damon-bpf sessions hold changed: the value they hold, the one the last of them restores,
+    and the pids of the live sessions holding it."""
+
+    name: str
+    value: str
+    original: str
+    pids: tuple[int, ...]
+
+
+def held_sysctls(state_dir: Path | None = None) -> list[HeldSysctl]:
+    """The sysctls damon-bpf sessions hold changed now, from their records (sessions that are gone are left
+    out, and a sysctl only they held too); none when the state folder is absent. Reads without the lock: a
+    record is replaced whole (:func:`~damon_bpf.linux.files.atomic_write`), never seen half written."""
+    d = state_dir or STATE_DIR
+    out: list[HeldSysctl] = []
+    if not d.is_dir():
+        return out
+    for name in SYSCTLS:
+        rec = _load(d, name)
+        pids = tuple(p for p, _ in rec.alive()) if rec is not None else ()
+        if rec is not None and pids:
+            out.append(HeldSysctl(rec.name, rec.value, rec.original, pids))
+    return out
 
 
 def restore_stale(state_dir: Path | None = None, pid: int | None = None) -> list[str]:

@@ -30,6 +30,7 @@ from damon_bpf.engine.ops import Operations
 from damon_bpf.errors import DamonBpfError
 from damon_bpf.ops import damos_filters
 from damon_bpf.ops.common import scheme_action
+from damon_bpf.linux.cgroups import read_memcg_path
 from damon_bpf.linux.procmaps import Vma, mappings_in, read_maps
 
 __all__ = ("DryRunOps",)
@@ -179,7 +180,7 @@ class DryRunOps:
             pieces = damos_filters.split_at_vmas(start, end, vmas)
             memcg = None
             if any(f.type.value == "memcg" for f in damos_filters.ops_filters_of(scheme)):
-                memcg = damos_filters.read_memcg_path(pid)
+                memcg = read_memcg_path(pid)
             return sum(p.sz for p, ok in damos_filters.evaluate(scheme, pieces, memcg) if ok)
         except DamonBpfError as err:
             log.debug("dry run: ops filters not evaluated: %s", err)

@@ -47,6 +47,9 @@ from damon_bpf.linux.syscalls import (
     pidfd_open,
     process_madvise,
 )
+from damon_bpf.linux.cgroups import read_memcg_path
+from damon_bpf.linux.pagemap import PagemapScanner, pmd_size
+from damon_bpf.linux.process import is_running
 from damon_bpf.linux.sysfs import parse_list
 from damon_bpf.ops import damos_filters
 from damon_bpf.ops.common import (
@@ -174,7 +177,7 @@ def memory_nodes(sys_root: str = "/sys") -> list[int]:
 
 @functools.lru_cache(maxsize=1)
 def _pagemap_scan_unsupported() -> str | None:
-    return damos_filters.PagemapScanner.probe()
+    return PagemapScanner.probe()
 
 
 def _hugepage_size_unsupported_reason() -> str | None:
@@ -238,7 +241,7 @@ class _DamosTargetState:
     vmas_sis: int = -1  # ctx.passed_sample_intervals at the read (one apply pass shares it)
     memcg: str | None = None
     memcg_sis: int = -1
-    scanner: damos_filters.PagemapScanner | None = None
+    scanner: PagemapScanner | None = None
     warned: set[str] = field(default_factory=set)
 
     def close(self) -> None:
@@ -486,13 +489,13 @@ class VaddrOps(BaseOperations):
             return True
         data = target.ops_data
         if not isinstance(data, VaddrTargetData):
-            return self._proc_alive(pid, None)
+            return is_running(pid, proc_root=self.proc_root)
         if data.gone:
             return False
         if data.pidfd is not None:
             alive = not _pidfd_exited(data.pidfd)
         else:
-            alive = self._proc_alive(pid, data.starttime)
+            alive = is_running(pid, data.starttime, self.proc_root)
         if not alive:
             data.gone = True
         return alive
@@ -633,14 +636,14 @@ class VaddrOps(BaseOperations):
         memcg = None
         if "memcg" in types:
             if state.memcg_sis != ctx.passed_sample_intervals or state.memcg is None:
-                memcg = damos_filters.read_memcg_path(pid, self.proc_root)
+                memcg = read_memcg_path(pid, self.proc_root)
                 if _pidfd_exited(data.pidfd):
                     raise TargetGoneError(pid)
                 state.memcg, state.memcg_sis = memcg, ctx.passed_sample_intervals
             memcg = state.memcg
         if "hugepage_size" in types and pieces:
             if state.scanner is None:
-                scanner = damos_filters.PagemapScanner()
+                scanner = PagemapScanner()
                 fd = data.pidfd
                 scanner.open(pid, lambda: not _pidfd_exited(fd), self.proc_root)
                 state.scanner = scanner
@@ -651,7 +654,7 @@ class VaddrOps(BaseOperations):
                     raise TargetGoneError(pid) from err
                 raise NotSupportedError(f"DAMOS filter 'hugepage_size': PAGEMAP_SCAN of pid {pid} failed: "
                                         f"{err.strerror}") from err
-            pieces = damos_filters.split_by_huge(pieces, huge, damos_filters.pmd_size(self.sys_root))
+            pieces = damos_filters.split_by_huge(pieces, huge, pmd_size(self.sys_root))
         return damos_filters.evaluate(scheme, pieces, memcg)
 
     def _madvise(self, target: Target, data: VaddrTargetData, state: _DamosTargetState,
@@ -734,13 +737,6 @@ class VaddrOps(BaseOperations):
         if key not in state.warned:
             state.warned.add(key)
             log.warning(msg, *args)
-
-    def _proc_alive(self, pid: int, starttime: int | None) -> bool:
-        try:
-            st = read_stat(pid, self.proc_root)
-        except (TargetGoneError, PermissionDeniedError):
-            return False
-        return not st.exited and (starttime is None or st.starttime == starttime)
 
 
 class FvaddrOps(VaddrOps):

@@ -31,6 +31,7 @@ import numpy.typing as npt
 
 from damon_bpf.errors import DamonBpfError, InvalidParamsError
 from damon_bpf.linux.files import atomic_write, create_file
+from damon_bpf.linux.process import is_running
 
 __all__ = (
     "SIDECAR_SUFFIX",
@@ -344,7 +345,7 @@ class Symbolizer:
     :param syms: ``{(pid, ip): name}`` from sidecars
     :param live: a ``symbolize(pid, ips) -> list[str]`` (default: :func:`damon_bpf.probes.symbols.symbolize`;
         ``""`` means unknown); None turns live symbolization off
-    :param alive: ``alive(pid) -> bool`` (default: ``/proc/<pid>`` exists)
+    :param alive: ``alive(pid) -> bool`` (default: :func:`damon_bpf.linux.process.is_running`)
     """
 
     _DEFAULT: Any = object()
@@ -358,7 +359,7 @@ class Symbolizer:
 
             live = symbolize
         self.live = live
-        self.alive = alive or (lambda pid: os.path.exists(f"/proc/{pid}"))
+        self.alive = alive or is_running
         #: messages for the user (why some addresses stay hex)
         self.notes: list[str] = []
         self._cache: dict[tuple[int, int], str] = {}

@@ -1,10 +1,11 @@
 """Processes of cgroup v2 directories as monitoring targets: ``export --cgroup PATH``.
 
-:class:`CgroupWatcher` reads each directory's ``cgroup.procs`` (at most once a second, from a snapshot consumer)
-and adds the processes that are new to the running :class:`~damon_bpf.session.monitor.Monitor`; processes that
-exit become invalid targets and drop out of the figures. Exited targets stay in the context (the engine never
-removes one), so the watcher counts them and asks for a fresh session with the live processes once they
-outnumber the live ones (see :func:`damon_bpf.session.exporter.run_export`).
+:class:`CgroupWatcher` reads each directory's ``cgroup.procs`` (:func:`damon_bpf.linux.cgroups.cgroup_procs`, at
+most once a second, from a snapshot consumer) and adds the processes that are new to the running
+:class:`~damon_bpf.session.monitor.Monitor`; processes that exit become invalid targets and drop out of the
+figures. Exited targets stay in the context (the engine never removes one), so the watcher counts them and asks
+for a fresh session with the live processes once they outnumber the live ones (see
+:func:`damon_bpf.session.exporter.run_export`). The cgroup file formats live in :mod:`damon_bpf.linux.cgroups`.
 """
 
 from __future__ import annotations
@@ -15,61 +16,11 @@ import time
 from typing import Any
 
 from damon_bpf.engine import Snapshot
-from damon_bpf.errors import InvalidParamsError, NotSupportedError
+from damon_bpf.linux.cgroups import cgroup_procs
 
-__all__ = ("CGROUP_ROOT", "CgroupWatcher", "cgroup2_root", "cgroup_procs", "resolve_cgroup")
+__all__ = ("CgroupWatcher",)
 
 log = logging.getLogger(__name__)
-
-#: where cgroup v2 is mounted on a unified-hierarchy machine (hybrid ones mount it elsewhere: see
-#: :func:`cgroup2_root`)
-CGROUP_ROOT = "/sys/fs/cgroup"
-
-
-def cgroup2_root(mounts: str = "/proc/self/mounts") -> str:
-    """The mount point of the cgroup v2 hierarchy (``/sys/fs/cgroup``, or ``/sys/fs/cgroup/unified`` on a
-    hybrid cgroup v1 machine).
-
-    :raises NotSupportedError: cgroup v2 is not mounted
-    """
-    try:
-        with open(mounts) as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) > 2 and fields[2] == "cgroup2":
-                    return fields[1].replace("\\040", " ")
-    except OSError:
-        pass
-    raise NotSupportedError("--cgroup: cgroup v2 is not mounted here")
-
-
-def resolve_cgroup(path: str, root: str | None = None) -> str:
-    """The cgroup v2 directory *path* names: a directory of the cgroup v2 mount (*root*, by default
-    :func:`cgroup2_root`), or a path relative to it (``/a/b`` as in ``/proc/PID/cgroup`` is relative too).
-
-    :raises InvalidParamsError: no such cgroup (a directory with ``cgroup.procs``)
-    :raises NotSupportedError: cgroup v2 is not mounted
-    """
-    root = os.path.realpath(root if root is not None else cgroup2_root())
-
-    def inside(p: str) -> bool:
-        return p == root or p.startswith(root + os.sep)
-
-    full = os.path.realpath(path)
-    if not inside(full) or not os.path.isdir(full):
-        full = os.path.realpath(os.path.join(root, path.lstrip("/")))
-    if not inside(full) or not os.path.isfile(os.path.join(full, "cgroup.procs")):
-        raise InvalidParamsError(f"--cgroup: no such cgroup v2 directory: {path} (under {root})")
-    return full
-
-
-def cgroup_procs(directory: str) -> list[int]:
-    """The processes (TGIDs) in *directory*'s ``cgroup.procs``, sorted; none if the cgroup was removed."""
-    try:
-        with open(os.path.join(directory, "cgroup.procs")) as f:
-            return sorted({int(w) for w in f.read().split()})
-    except (OSError, ValueError):
-        return []
 
 
 class CgroupWatcher:

@@ -22,8 +22,8 @@ from typing import Any, Callable, Iterator
 
 from damon_bpf.engine import Snapshot, StopReason
 from damon_bpf.errors import DamonBpfError, InvalidParamsError, PermissionDeniedError, TargetGoneError
-from damon_bpf.linux.process import on_signals
-from damon_bpf.ops.damos_filters import normalize_cgroup_path, parse_proc_cgroup
+from damon_bpf.linux.cgroups import cgroup_of
+from damon_bpf.linux.process import comm, is_running, on_signals
 from damon_bpf.results.damon_stat import ACCESS_RATE_BUCKETS, DamonStat, damon_stat
 
 __all__ = ("PrometheusExporter", "parse_listen", "run_export", "TEXTFILE_NAME", "IDLE_QUANTILES")
@@ -43,29 +43,6 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise InvalidParamsError(f"--listen/--prometheus: {text!r} is not ADDR:PORT (e.g. 127.0.0.1:9465)")
     return (addr.strip("[]") or "127.0.0.1"), int(port)
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
-def _alive(pid: int) -> bool:
-    # exists and is not a zombie ("pid (comm) S ...")
-    stat = _read(f"/proc/{pid}/stat")
-    return bool(stat) and stat.rpartition(")")[2].split()[:1] != ["Z"]
-
-
-def _cgroup_of(pid: int) -> str:
-    # the cgroup v2 path ("0::/system.slice/x.service"); without a v2 line, the memory controller's (cgroup v1)
-    text = _read(f"/proc/{pid}/cgroup")
-    for line in text.splitlines():
-        if line.startswith("0::"):
-            return normalize_cgroup_path(line[3:])
-    return parse_proc_cgroup(text) or ""
 
 
 @dataclass(frozen=True)
@@ -130,7 +107,7 @@ class PrometheusExporter:
             live.add(t.pid)
             names = self._names.get(t.pid)
             if names is None:
-                names = self._names[t.pid] = (_read(f"/proc/{t.pid}/comm").strip(), _cgroup_of(t.pid))
+                names = self._names[t.pid] = (comm(t.pid), cgroup_of(t.pid))
             wss = t.working_set_bytes if snap.working_set_window_us else None
             figures.append(_TargetFigures(str(t.pid), names[0], names[1],
                                           damon_stat(t.start, t.end, t.nr_accesses, t.age, snap.max_nr_accesses,
@@ -320,7 +297,7 @@ def run_export(spec: Any, exporter: PrometheusExporter, watcher: Any = None,
     with on_signals(stop):
         while not stopped.is_set():
             pids = sorted(set(spec.pids) | set(watcher.pids() if watcher is not None else []))
-            pids = [p for p in pids if _alive(p) and p != os.getpid()]
+            pids = [p for p in pids if is_running(p) and p != os.getpid()]
             if watcher is not None and not pids and not (first and spec.command):
                 stopped.wait(watcher.interval_s)  # an empty cgroup: serve no target, look again
                 continue

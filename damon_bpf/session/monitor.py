@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from typing import Any, Callable, Iterator
 import damon_bpf.ops  # noqa: F401  (registers the built-in access sources)
 from damon_bpf.engine import Attrs, Ctx, Kdamond, Snapshot, StopReason, Target, select_ops
 from damon_bpf.errors import DamonBpfError, InvalidParamsError, TargetGoneError
-from damon_bpf.linux.process import on_signals, spawn, terminate
+from damon_bpf.linux.process import is_running, on_signals, spawn, terminate
 
 __all__ = ("MonitorSpec", "Monitor", "DEFAULT_ATTRS", "synthetic_pattern_for_workload", "exit_status",
            "startup_overrun")
@@ -127,7 +126,7 @@ class Monitor:
         """
         self._check_startup()
         for pid in self.spec.pids:
-            if not os.path.exists(f"/proc/{pid}"):
+            if not is_running(pid):
                 raise TargetGoneError(pid, f"no such process: {pid}")
         from damon_bpf.results.records import complete_dead_recordings
 
@@ -160,7 +159,7 @@ class Monitor:
             self.kdamond = Kdamond(ctx)
             if any(s.quota.goals or s.wmarks.metric.value != "none" for s in ctx.schemes):
                 # quota goals and watermarks read system metrics (/proc/meminfo, PSI, taskstats)
-                from damon_bpf.session.damos_metrics import install
+                from damon_bpf.ops.damos_metrics import install
 
                 self.metrics = install(ctx)
                 for s in ctx.schemes:

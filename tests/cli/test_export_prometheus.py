@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from damon_bpf.session.cgroups import cgroup2_root
+from damon_bpf.linux.cgroups import cgroup2_root
 
 PY = sys.executable
 MiB = 1 << 20

@@ -38,8 +38,9 @@ from damon_bpf.engine.damos import (
 )
 from damon_bpf.engine.model import Region
 from damon_bpf.errors import NotSupportedError
-from damon_bpf.ops import damos_filters
-from damon_bpf.session import damos_metrics as dm
+from damon_bpf.linux.cgroups import read_memcg_path
+from damon_bpf.linux.pagemap import pmd_size
+from damon_bpf.ops import damos_metrics as dm
 from damon_bpf.ops.vaddr import VaddrOps, memory_nodes
 
 from .swapfile import Swapfile, SwapUnavailableError
@@ -479,11 +480,11 @@ def test_hugepage_size_and_memcg_filters_on_a_real_process() -> None:
         try:
             thp_kb = _smaps_field_in(c.pid, "AnonHugePages", *c.anon)
             assert thp_kb >= 8 << 10  # MADV_HUGEPAGE took effect
-            two_m = damos_filters.pmd_size()
+            two_m = pmd_size()
             s = _scheme("stat", Filter(FilterType.HUGEPAGE_SIZE, allow=True, sz_min=two_m, sz_max=two_m))
             _, passed = _apply(ops, ctx, t, s)
             assert passed == thp_kb << 10
-            memcg = damos_filters.read_memcg_path(c.pid)
+            memcg = read_memcg_path(c.pid)
             assert memcg is not None
             _, passed = _apply(ops, ctx, t, _scheme("stat", Filter(FilterType.MEMCG, allow=True, memcg_path=memcg)))
             assert passed == 16 << 20

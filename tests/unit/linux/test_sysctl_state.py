@@ -156,3 +156,19 @@ def test_the_first_override_records_before_it_changes(fake: Path) -> None:
         assert oct((fake / "sysctl-kernel.bpf_stats_enabled.json").stat().st_mode & 0o777) == "0o600"
     assert value(fake, "kernel.bpf_stats_enabled") == "0"
     assert not (fake / "sysctl-kernel.bpf_stats_enabled.json").exists()
+
+
+def test_held_sysctls(fake: Path, tmp_path: Path) -> None:
+    # what the bench's guard reads: which sysctls live sessions hold, at which values, and who holds them
+    assert sysctl.held_sysctls(tmp_path / "none") == [] and sysctl.held_sysctls(fake) == []
+    put(fake, "sysctl-kernel.task_delayacct.json", {"name": "kernel.task_delayacct", "value": "1",
+                                                    "original": "0", "holders": [{"pid": DEAD}]})
+    assert sysctl.held_sysctls(fake) == []  # only a dead session held it
+    child = _other_session(fake)
+    try:
+        with SysctlOverride("kernel.numa_balancing", "1", fake):
+            assert sysctl.held_sysctls(fake) == [
+                sysctl.HeldSysctl("kernel.numa_balancing", "1", "0", (child.pid, os.getpid()))]
+    finally:
+        child.kill()
+        child.wait()

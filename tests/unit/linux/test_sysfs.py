@@ -30,6 +30,12 @@ def test_parse_list(text: str, values: tuple[int, ...]) -> None:
     assert parse_list(text) == values
 
 
+def test_parse_list_of_nodes() -> None:
+    # node/has_memory masks (moved from tests/unit/ops/test_damos_ops.py)
+    assert parse_list("0") == (0,) and parse_list("0-2,5\n") == (0, 1, 2, 5)
+    assert parse_list("") == ()
+
+
 @pytest.mark.parametrize("text", ["a", "1,,2", ",1", "1,", "3-1", "-1", "1-", "0x1", "1 2", "1-2-3"])
 def test_parse_list_rejects(text: str) -> None:
     with pytest.raises(ValueError):

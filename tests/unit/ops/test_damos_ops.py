@@ -1,4 +1,4 @@
-"""The ops side of DAMOS without root: metric parsers and the metrics provider on fake files, vectorised scores
+"""The ops side of DAMOS without root: metric formulas and the metrics provider on fake files, vectorised scores
 against the scalar ones, ops-filter decisions on synthetic VMA lists, refusals, and apply_scheme's per-VMA
 application and error handling with the system calls replaced."""
 
@@ -7,7 +7,6 @@ from __future__ import annotations
 import errno
 import os
 import random
-import struct
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterator
@@ -33,19 +32,21 @@ from damon_bpf.engine.damos import (
 from damon_bpf.engine.model import Region
 from damon_bpf.errors import InvalidParamsError, NotSupportedError
 from damon_bpf.ops import damos_filters as dfl
-from damon_bpf.session import damos_metrics as dm
+from damon_bpf.ops import damos_metrics as dm
 from damon_bpf.ops import vaddr
 from damon_bpf.ops.common import cold_score, cold_scores, hot_score, hot_scores
+from damon_bpf.linux.cgroups import parse_numa_stat
+from damon_bpf.linux.memory import parse_meminfo
 from damon_bpf.linux.procmaps import Vma
+from damon_bpf.linux.taskstats import TaskDelays
 from damon_bpf.linux import syscalls
-from damon_bpf.linux.sysfs import parse_list
 from damon_bpf.ops.vaddr import VaddrOps, VaddrTargetData
 
 from .helpers import write_fake_proc
 
 MiB = 1 << 20
 
-# -- metric parsers ---------------------------------------------------------------------------------------------
+# -- metric formulas on parsed files -------------------------------------------------------------------------
 
 MEMINFO = """MemTotal:       24683340 kB
 MemFree:        22940000 kB
@@ -63,84 +64,29 @@ Node 0 Active:          1000 kB
 
 
 def test_parse_meminfo_and_formulas() -> None:
-    m = dm.parse_meminfo(MEMINFO)
+    m = parse_meminfo(MEMINFO)
     assert m["MemTotal"] == 24683340 and m["HugePages_Total"] == 0 and m["Inactive"] == 200000
     assert dm.free_mem_rate(m) == 22940000 * 1000 // 24683340
-    n = dm.parse_meminfo(NODE_MEMINFO)
+    n = parse_meminfo(NODE_MEMINFO)
     assert n == {"MemTotal": 16000000, "MemFree": 4000000, "MemUsed": 12000000, "Active": 1000}
     assert dm.node_used_bp(n) == 7500
     assert dm.free_mem_rate({}) == 0 and dm.node_used_bp({}) == 0
 
 
-def test_parse_psi() -> None:
-    text = ("some avg10=0.12 avg60=0.00 avg300=0.00 total=6258\n"
-            "full avg10=0.00 avg60=0.00 avg300=0.00 total=3725\n")
-    assert dm.parse_psi(text) == {"some": 6258, "full": 3725}
-    with pytest.raises(InvalidParamsError):
-        dm.parse_psi("garbage\n")
-
-
 def test_parse_numa_stat_v2_and_v1() -> None:
     v2 = ("anon N0=4096 N1=8192\nfile N0=100 N1=0\nactive_anon N0=1000 N1=2\ninactive_anon N0=3000 N1=0\n"
           "active_file N0=50 N1=0\ninactive_file N0=50 N1=7\nunevictable N0=0 N1=0\n")
-    s = dm.parse_numa_stat(v2)
+    s = parse_numa_stat(v2)
     assert s["anon"] == {0: 4096, 1: 8192}
     assert dm.memcg_node_used_bytes(s, 0) == 1000 + 3000 + 50 + 50  # the LRU lists, as the kernel sums them
     assert dm.memcg_node_used_bytes(s, 1) == 2 + 7
     assert dm.memcg_node_used_bytes(s, 5) == 0
     v1 = ("total=30 N0=30\nfile=10 N0=10\nanon=20 N0=20\nunevictable=0 N0=0\n"
           "hierarchical_total=60 N0=60\nhierarchical_file=25 N0=25\nhierarchical_anon=35 N0=35\n")
-    s1 = dm.parse_numa_stat(v1, page_size=4096)
+    s1 = parse_numa_stat(v1, page_size=4096)
     assert s1["anon"] == {0: 20 * 4096}
     assert dm.memcg_node_used_bytes(s1, 0) == 60 * 4096  # hierarchical, like the kernel's lruvec counters
     assert dm.memcg_node_used_bytes({"anon": {0: 5}, "file": {0: 6}}, 0) == 11
-
-
-def test_parse_cgroup_mounts() -> None:
-    mi = ("25 30 0:22 / /sys/fs/cgroup rw,relatime shared:9 - tmpfs tmpfs rw,mode=755\n"
-          "31 25 0:27 / /sys/fs/cgroup/memory rw,relatime shared:14 - cgroup cgroup rw,memory\n"
-          "32 25 0:28 / /sys/fs/cgroup/cpu\\040x rw - cgroup cgroup rw,cpu\n"
-          "40 25 0:35 / /sys/fs/cgroup/unified rw,relatime shared:20 - cgroup2 cgroup2 rw\n")
-    assert dm.parse_cgroup_mounts(mi) == ("/sys/fs/cgroup/unified", "/sys/fs/cgroup/memory")
-    assert dm.parse_cgroup_mounts("1 0 0:1 / / rw - ext4 /dev/vda rw\n") == (None, None)
-
-
-def _taskstats_raw(version: int, swapin: int, freepages: int, thrashing: int, compact: int) -> bytes:
-    raw = bytearray(560)
-    struct.pack_into("=H", raw, 0, version)
-    col = 1 if version == 15 else 0
-    for name, val in (("swapin_delay_total", swapin), ("freepages_delay_total", freepages),
-                      ("thrashing_delay_total", thrashing), ("compact_delay_total", compact)):
-        struct.pack_into("=Q", raw, dm._TS_OFFSETS[name][col], val)
-    return bytes(raw)
-
-
-def test_parse_taskstats_layouts() -> None:
-    for version in (14, 15, 16):
-        d = dm.parse_taskstats(_taskstats_raw(version, 1000, 2000, 3000, 4000))
-        assert (d.version, d.swapin_delay_total, d.freepages_delay_total, d.thrashing_delay_total,
-                d.compact_delay_total) == (version, 1000, 2000, 3000, 4000)
-        assert d.mem_stall_ns == 10000
-    # v16 is the original layout: swapin_delay_total right after swapin_count, as in include/uapi
-    raw = bytearray(_taskstats_raw(16, 0, 0, 0, 0))
-    struct.pack_into("=Q", raw, 56, 77)
-    assert dm.parse_taskstats(bytes(raw)).swapin_delay_total == 77
-    # fields an old version lacks read 0; a short reply is refused
-    old = dm.parse_taskstats(_taskstats_raw(7, 1, 2, 3, 4))
-    assert (old.freepages_delay_total, old.thrashing_delay_total, old.compact_delay_total) == (2, 0, 0)
-    with pytest.raises(InvalidParamsError):
-        dm.parse_taskstats(b"\x10")
-
-
-def test_parse_proc_cgroup_and_paths() -> None:
-    v1 = "12:pids:/\n4:memory:/process_api/abc\n0::/\n"
-    assert dfl.parse_proc_cgroup(v1) == "/process_api/abc"  # the memory controller's hierarchy
-    assert dfl.parse_proc_cgroup("0::/system.slice/foo.service\n") == "/system.slice/foo.service"
-    assert dfl.parse_proc_cgroup("1:name=systemd:/\n") is None
-    assert dfl.normalize_cgroup_path("a/b/") == "/a/b" == dfl.normalize_cgroup_path("/a//b")
-    assert dfl.normalize_cgroup_path("/") == "/"
-    assert parse_list("0") == (0,) and parse_list("0-2,5\n") == (0, 1, 2, 5)
-    assert parse_list("") == ()
 
 
 # -- the metrics provider on fake files -------------------------------------------------------------------------
@@ -150,10 +96,10 @@ class FakeTaskStats:
         self.totals_ns: dict[int, int] = {}
         self.closed = False
 
-    def tgid_delays(self, tgid: int) -> dm.TaskDelays | None:
+    def tgid_delays(self, tgid: int) -> TaskDelays | None:
         if tgid not in self.totals_ns:
             return None
-        return dm.TaskDelays(16, self.totals_ns[tgid], 0, 0, 0)
+        return TaskDelays(16, self.totals_ns[tgid], 0, 0, 0)
 
     def close(self) -> None:
         self.closed = True

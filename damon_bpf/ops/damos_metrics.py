@@ -6,10 +6,12 @@ The engine does no I/O: it calls ``ctx.damos_metric(goal_or_wmarks, scheme) -> i
 files and taskstats (``task_mem_stall_us``, damon-bpf's own; it turns ``kernel.task_delayacct`` on for the
 session, restored by :meth:`DamosMetrics.close`); ``node_eligible_mem_bp`` is refused.
 
-**Errors.** Every source has a pure parser (fed fake file contents by the tests). A missing *mechanism* (no
-PSI, no NUMA sysfs, no cgroup v2 for ``memory.pressure``, no taskstats) raises
-:class:`~damon_bpf.errors.NotSupportedError` with the reason; :func:`check_scheme` finds these before a scheme
-starts. A missing node or cgroup gives the kernel's fallback values instead.
+**Errors.** Every source has a pure parser in :mod:`damon_bpf.linux` (:mod:`~damon_bpf.linux.memory` for meminfo
+and PSI, :mod:`~damon_bpf.linux.cgroups`, :mod:`~damon_bpf.linux.taskstats`; fed fake file contents by the
+tests); this module holds what the kernel computes from them. A missing *mechanism* (no PSI, no NUMA sysfs, no
+cgroup v2 for ``memory.pressure``, no taskstats) raises :class:`~damon_bpf.errors.NotSupportedError` with the
+reason; :func:`check_scheme` finds these before a scheme starts. A missing node or cgroup gives the kernel's
+fallback values instead.
 
 See docs/ops.md, section "DAMOS quota-goal and watermark metrics", for each metric's source and formula.
 """
@@ -18,25 +20,28 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
-from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from damon_bpf.engine.model import Ctx
-from damon_bpf.errors import InvalidParamsError, MissingDependencyError, NotSupportedError, PermissionDeniedError
+from damon_bpf.errors import InvalidParamsError, NotSupportedError
+from damon_bpf.linux.cgroups import cgroup_file, cgroup_mounts, read_numa_stat
+from damon_bpf.linux.memory import (
+    meminfo_path,
+    memory_pressure_path,
+    node_root,
+    read_cgroup_memory_pressure,
+    read_meminfo,
+    read_memory_pressure,
+    read_node_meminfo,
+)
 from damon_bpf.linux.sysctl import SysctlOverride
+from damon_bpf.linux.taskstats import PyrouteTaskStats, TaskStatsClient
 
 __all__ = (
     "DamosMetrics",
     "install",
     "check_scheme",
     "metric_name",
-    "parse_meminfo",
-    "parse_psi",
-    "parse_numa_stat",
-    "parse_cgroup_mounts",
-    "parse_taskstats",
-    "TaskDelays",
     "free_mem_rate",
     "node_used_bp",
     "memcg_node_used_bytes",
@@ -62,90 +67,7 @@ def metric_name(goal_or_wmarks: Any) -> str:
     return v if isinstance(v, str) else ""
 
 
-# -- parsers ---------------------------------------------------------------------------------------------------
-
-def parse_meminfo(text: str) -> dict[str, int]:
-    """``/proc/meminfo`` or ``/sys/devices/system/node/node<N>/meminfo`` (``Node N`` prefix) as ``{key: value}``;
-    values in the file's units (kB for sizes)."""
-    out: dict[str, int] = {}
-    for line in text.splitlines():
-        key, sep, rest = line.partition(":")
-        if not sep:
-            continue
-        words = key.split()
-        if len(words) >= 3 and words[0] == "Node":  # "Node 0 MemTotal"
-            words = words[2:]
-        vals = rest.split()
-        if words and vals:
-            try:
-                out[" ".join(words)] = int(vals[0])
-            except ValueError:
-                continue
-    return out
-
-
-def parse_psi(text: str) -> dict[str, int]:
-    """``/proc/pressure/memory`` or a cgroup's ``memory.pressure``: ``{"some": total_us, "full": total_us}``.
-
-    :raises InvalidParamsError: no ``total=`` field
-    """
-    out: dict[str, int] = {}
-    for line in text.splitlines():
-        words = line.split()
-        if not words:
-            continue
-        for w in words[1:]:
-            if w.startswith("total="):
-                out[words[0]] = int(w[len("total="):])
-    if not out:
-        raise InvalidParamsError(f"cannot parse PSI: {text[:200]!r}")
-    return out
-
-
-def parse_numa_stat(text: str, page_size: int = 4096) -> dict[str, dict[int, int]]:
-    """A memcg's ``memory.numa_stat`` as ``{key: {nid: bytes}}``.
-
-    cgroup v2 lines are ``anon N0=<bytes> N1=<bytes>``; cgroup v1 lines are ``anon=<pages> N0=<pages>`` (and
-    ``hierarchical_anon=...``), converted to bytes with *page_size*.
-    """
-    out: dict[str, dict[int, int]] = {}
-    for line in text.splitlines():
-        words = line.split()
-        if not words:
-            continue
-        head = words[0]
-        if "=" in head:  # v1: "key=total N0=..."
-            key, mult = head.partition("=")[0], page_size
-        else:
-            key, mult = head, 1
-        per: dict[int, int] = {}
-        for w in words[1:]:
-            n, sep, v = w.partition("=")
-            if sep and n.startswith("N") and n[1:].isdigit():
-                per[int(n[1:])] = int(v) * mult
-        out[key] = per
-    return out
-
-
-def parse_cgroup_mounts(mountinfo: str) -> tuple[str | None, str | None]:
-    """From ``/proc/self/mountinfo``: the cgroup v2 mount point and the cgroup v1 ``memory`` controller mount
-    point (None where absent). Fields: ``id parent maj:min root mountpoint opts [optional...] - fstype src sopts``.
-    """
-    v2 = v1_memory = None
-    for line in mountinfo.splitlines():
-        left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
-        lf, rf = left.split(), right.split()
-        if len(lf) < 5 or not rf:
-            continue
-        mnt = lf[4].replace("\\040", " ")
-        if rf[0] == "cgroup2" and v2 is None:
-            v2 = mnt
-        elif rf[0] == "cgroup" and len(rf) >= 3 and "memory" in rf[2].split(",") and v1_memory is None:
-            v1_memory = mnt
-    return v2, v1_memory
-
+# -- formulas --------------------------------------------------------------------------------------------------
 
 def free_mem_rate(meminfo: dict[str, int]) -> int:
     """``free_mem_rate`` watermark metric: ``MemFree * 1000 // MemTotal`` (``damos_wmark_metric_value()``)."""
@@ -171,145 +93,7 @@ def memcg_node_used_bytes(numa_stat: dict[str, dict[int, int]], nid: int) -> int
     return 0
 
 
-@dataclass(frozen=True, slots=True)
-class TaskDelays:
-    """The memory stall delays of one taskstats reply (``struct taskstats``, ns)."""
-
-    version: int
-    swapin_delay_total: int
-    freepages_delay_total: int
-    thrashing_delay_total: int
-    compact_delay_total: int
-
-    @property
-    def mem_stall_ns(self) -> int:
-        return self.swapin_delay_total + self.freepages_delay_total + self.thrashing_delay_total + \
-            self.compact_delay_total
-
-
-# struct taskstats (include/uapi/linux/taskstats.h) offsets of the fields read here. Versions up to 14 and
-# since 16 share one layout (new fields are appended); version 15 inserted *_delay_max/min after each delay
-# total, which Linux kernel commit ("taskstats: fix struct taskstats breaks backward compatibility since
-# version 15", v6.18) undid by moving them to the end and bumping the version to 16.
-_TS_OFFSETS = {
-    "swapin_delay_total": (56, 80),
-    "freepages_delay_total": (320, 360),
-    "thrashing_delay_total": (336, 392),
-    "compact_delay_total": (360, 432),
-}
-_TS_MIN_VERSION = {"freepages_delay_total": 6, "thrashing_delay_total": 8, "compact_delay_total": 11}
-
-
-def parse_taskstats(raw: bytes) -> TaskDelays:
-    """The memory delays in the raw ``TASKSTATS_TYPE_STATS`` payload (a ``struct taskstats``); fields the
-    reply's version predates read 0.
-
-    :raises InvalidParamsError: too short
-    """
-    if len(raw) < 2:
-        raise InvalidParamsError("taskstats reply too short")
-    (version,) = struct.unpack_from("=H", raw, 0)
-    col = 1 if version == 15 else 0
-    vals: dict[str, int] = {}
-    for name, offs in _TS_OFFSETS.items():
-        off = offs[col]
-        if version < _TS_MIN_VERSION.get(name, 0) or len(raw) < off + 8:
-            vals[name] = 0
-        else:
-            (vals[name],) = struct.unpack_from("=Q", raw, off)
-    return TaskDelays(version, **vals)
-
-
-# -- taskstats client ------------------------------------------------------------------------------------------
-
-class TaskStatsClient(Protocol):
-    def tgid_delays(self, tgid: int) -> TaskDelays | None: ...
-    def close(self) -> None: ...
-
-
-class _PyrouteTaskStats:
-    """Per-tgid taskstats through pyroute2's generic netlink ``TaskStats`` socket. pyroute2's own decoder
-    reads only version 15's layout, so the raw ``struct taskstats`` is taken and :func:`parse_taskstats`
-    decodes it."""
-
-    def __init__(self) -> None:
-        try:
-            from pyroute2.netlink import NLM_F_REQUEST, genlmsg, nla  # type: ignore[import-untyped]
-            from pyroute2.netlink.generic import AsyncGenericNetlinkSocket  # type: ignore[import-untyped]
-            from pyroute2.netlink.taskstats import (  # type: ignore[import-untyped]
-                TASKSTATS_CMD_GET,
-                AsyncTaskStats,
-                TaskStats,
-                tcmd,
-            )
-        except ImportError as err:
-            raise MissingDependencyError("pyroute2 is not installed (pip install pyroute2)") from err
-
-        class _Raw(genlmsg):  # type: ignore[misc]
-            nla_map = (("TASKSTATS_TYPE_UNSPEC", "none"), ("TASKSTATS_TYPE_PID", "uint32"),
-                       ("TASKSTATS_TYPE_TGID", "uint32"), ("TASKSTATS_TYPE_STATS", "cdata"),
-                       ("TASKSTATS_TYPE_AGGR_PID", "aggr"), ("TASKSTATS_TYPE_AGGR_TGID", "aggr"))
-
-            class aggr(nla):  # type: ignore[misc]  # noqa: N801 (pyroute2's naming)
-                nla_map = (("TASKSTATS_TYPE_UNSPEC", "none"), ("TASKSTATS_TYPE_PID", "uint32"),
-                           ("TASKSTATS_TYPE_TGID", "uint32"), ("TASKSTATS_TYPE_STATS", "cdata"))
-
-        class _Async(AsyncTaskStats):  # type: ignore[misc]
-            async def bind(self) -> None:
-                await AsyncGenericNetlinkSocket.bind(self, "TASKSTATS", _Raw)
-
-            async def get_tgid_stat(self, tgid: int) -> Any:
-                msg = tcmd()
-                msg["cmd"] = TASKSTATS_CMD_GET
-                msg["version"] = 1
-                msg["attrs"].append(["TASKSTATS_CMD_ATTR_TGID", tgid])
-                return await self.nlm_request(msg, self.prid, msg_flags=NLM_F_REQUEST)
-
-        class _Sync(TaskStats):  # type: ignore[misc]
-            async_class = _Async
-
-            def get_tgid_stat(self, tgid: int) -> Any:
-                return self._run_sync_cleanup(self.asyncore.get_tgid_stat, tgid)
-
-        self._sock = _Sync()
-        try:
-            self._sock.bind()
-        except Exception as err:
-            self._sock.close()
-            raise _taskstats_error(err) from err
-
-    def tgid_delays(self, tgid: int) -> TaskDelays | None:
-        """None when the process does not exist (any more)."""
-        try:
-            replies = self._sock.get_tgid_stat(tgid)
-        except Exception as err:
-            code = getattr(err, "code", None)
-            if code in (3, 22):  # ESRCH, EINVAL: no such tgid
-                return None
-            raise _taskstats_error(err) from err
-        for msg in replies:
-            agg = msg.get_attr("TASKSTATS_TYPE_AGGR_TGID")
-            raw = agg.get_attr("TASKSTATS_TYPE_STATS") if agg is not None else None
-            if raw:
-                return parse_taskstats(bytes(raw))
-        return None
-
-    def close(self) -> None:
-        self._sock.close()
-
-
-def _taskstats_error(err: BaseException) -> Exception:
-    if getattr(err, "code", None) == 1 or getattr(err, "errno", None) == 1:
-        return PermissionDeniedError("taskstats queries need CAP_NET_ADMIN (EPERM)")
-    return NotSupportedError(f"taskstats (per-task delay accounting over netlink) is unavailable: {err}")
-
-
 # -- the provider ----------------------------------------------------------------------------------------------
-
-def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read()
-
 
 class DamosMetrics:
     """``ctx.damos_metric``: measures quota goals' current values and watermark metrics (table in the module
@@ -333,7 +117,7 @@ class DamosMetrics:
         self.proc_root = proc_root
         self.sys_root = sys_root
         self._cgroup_mounts = cgroup_mounts
-        self._taskstats_factory = taskstats or _PyrouteTaskStats
+        self._taskstats_factory = taskstats or PyrouteTaskStats
         self._taskstats: TaskStatsClient | None = None
         self._delayacct = delayacct
         self._override: SysctlOverride | None = None
@@ -421,7 +205,7 @@ class DamosMetrics:
         """
         wm = getattr(scheme, "wmarks", None)
         if wm is not None and metric_name(wm) == "free_mem_rate":
-            self._require(os.path.join(self.proc_root, "meminfo"), "the free_mem_rate watermark")
+            self._require(meminfo_path(self.proc_root), "the free_mem_rate watermark")
         for g in getattr(getattr(scheme, "quota", None), "goals", None) or ():
             name = metric_name(g)
             memcg = getattr(g, "memcg_path", None)
@@ -437,13 +221,11 @@ class DamosMetrics:
                     if v2 is None:
                         raise NotSupportedError("some_mem_psi_us of a memcg needs cgroup v2 (memory.pressure); no "
                                                 "cgroup2 mount")
-                    self._require(os.path.join(v2, memcg.strip("/"), "memory.pressure"),
-                                  f"some_mem_psi_us of cgroup {memcg}")
+                    self._require(cgroup_file(v2, memcg, "memory.pressure"), f"some_mem_psi_us of cgroup {memcg}")
                 else:
-                    self._require(os.path.join(self.proc_root, "pressure", "memory"),
-                                  "some_mem_psi_us (PSI, CONFIG_PSI)")
+                    self._require(memory_pressure_path(self.proc_root), "some_mem_psi_us (PSI, CONFIG_PSI)")
             elif name.startswith("node_"):
-                self._require(os.path.join(self.sys_root, "devices", "system", "node"), f"{name} (NUMA sysfs)")
+                self._require(node_root(self.sys_root), f"{name} (NUMA sysfs)")
                 if name.startswith("node_memcg"):
                     if not memcg:
                         raise InvalidParamsError(f"quota goal {name} needs a memcg_path")
@@ -451,7 +233,7 @@ class DamosMetrics:
                     if v1 is None and v2 is None:
                         raise NotSupportedError(f"{name} needs a cgroup memory controller mount")
             elif name in ("active_mem_bp", "inactive_mem_bp"):
-                self._require(os.path.join(self.proc_root, "meminfo"), name)
+                self._require(meminfo_path(self.proc_root), name)
             elif name == "task_mem_stall_us":
                 self._ensure_taskstats()
 
@@ -464,25 +246,14 @@ class DamosMetrics:
             v2, _ = self.cgroup_mounts()
             if v2 is None:
                 raise NotSupportedError("memory.pressure of a cgroup needs cgroup v2; no cgroup2 mount")
-            try:
-                return parse_psi(_read(os.path.join(v2, memcg_path.strip("/"), "memory.pressure"))).get("some", 0)
-            except FileNotFoundError:
-                return None
-        path = os.path.join(self.proc_root, "pressure", "memory")
-        try:
-            return parse_psi(_read(path)).get("some", 0)
-        except FileNotFoundError as err:
-            raise NotSupportedError(f"no {path}: kernel built without CONFIG_PSI") from err
-        except OSError as err:  # EOPNOTSUPP with psi=0
-            raise NotSupportedError(f"{path} unreadable ({err.strerror}): PSI disabled (psi=0?)") from err
+            psi = read_cgroup_memory_pressure(v2, memcg_path)
+            return None if psi is None else psi.get("some", 0)
+        return read_memory_pressure(self.proc_root).get("some", 0)
 
     def cgroup_mounts(self) -> tuple[str | None, str | None]:
         """``(cgroup v2 mount, cgroup v1 memory mount)``."""
         if self._cgroup_mounts is None:
-            try:
-                self._cgroup_mounts = parse_cgroup_mounts(_read(os.path.join(self.proc_root, "self", "mountinfo")))
-            except OSError:
-                self._cgroup_mounts = (None, None)
+            self._cgroup_mounts = cgroup_mounts(self.proc_root)
         return self._cgroup_mounts
 
     # -- sources ----------------------------------------------------------------------------------------
@@ -492,33 +263,17 @@ class DamosMetrics:
             raise NotSupportedError(f"{what} cannot be measured: no {path}")
 
     def _meminfo(self) -> dict[str, int]:
-        path = os.path.join(self.proc_root, "meminfo")
-        try:
-            return parse_meminfo(_read(path))
-        except FileNotFoundError as err:
-            raise NotSupportedError(f"no {path}") from err
+        return read_meminfo(self.proc_root)
 
     def _node_meminfo(self, nid: int) -> dict[str, int] | None:
-        root = os.path.join(self.sys_root, "devices", "system", "node")
-        if not os.path.isdir(root):
-            raise NotSupportedError(f"no {root}: kernel built without CONFIG_NUMA")
-        if nid < 0:
-            return None
-        try:
-            return parse_meminfo(_read(os.path.join(root, f"node{nid}", "meminfo")))
-        except FileNotFoundError:
-            return None  # no such node: the kernel's invalid-nid values
+        return read_node_meminfo(nid, self.sys_root)
 
     def _memcg_numa_stat(self, memcg_path: str) -> dict[str, dict[int, int]] | None:
         v2, v1 = self.cgroup_mounts()
         base = v1 or v2  # the hierarchy the memory controller is bound to
         if base is None:
             raise NotSupportedError("no cgroup memory controller mount")
-        try:
-            return parse_numa_stat(_read(os.path.join(base, memcg_path.strip("/"), "memory.numa_stat")),
-                                   os.sysconf("SC_PAGE_SIZE"))
-        except FileNotFoundError:
-            return None  # no such memcg: the kernel's fallback values
+        return read_numa_stat(base, memcg_path)  # None: no such memcg, the kernel's fallback values
 
     def _ensure_taskstats(self) -> TaskStatsClient:
         if self._taskstats is None:

@@ -23,7 +23,7 @@ from damon_bpf.linux.procmaps import (
     real_vmas,
 )
 
-from .helpers import fake_stat, write_fake_proc
+from ..ops.helpers import fake_stat, write_fake_proc
 
 MAPS = """\
 00400000-00452000 r-xp 00000000 08:02 173521                             /usr/bin/dbus-daemon
