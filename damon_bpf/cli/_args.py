@@ -59,7 +59,7 @@ def add_monitoring_args(p: argparse.ArgumentParser) -> None:
                         "without --sample/--aggr, the pte source chooses its own intervals)")
     g.add_argument("--wss-window", default="1s", metavar="TIME",
                    help="the window of the working set: bytes accessed within the last TIME (default 1s)")
-    g.add_argument("--seed", type=int, help="seed the random number generator (reproducible splits)")
+    g.add_argument("--seed", type=nonnegative_int, help="seed the random number generator (reproducible splits)")
 
 
 #: The recommended intervals tuning goal (damo's ``--monitoring_intervals_autotune``).

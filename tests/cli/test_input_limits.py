@@ -279,6 +279,7 @@ def test_a_refused_bind_is_a_permission_error() -> None:
     (["--rows=-5"], "argument --rows: must be 0 or more, got -5"),
     (["--rate-limit=-1"], "argument --rate-limit: must be 0 or more, got -1"),
     (["--every", "x"], "argument --every: not an integer: 'x'"),
+    (["--seed=-1"], "argument --seed: must be 0 or more, got -1"),  # found by tests/cli/test_cli_fuzz.py
 ])
 def test_bad_counts_are_refused(opt: list[str], says: str) -> None:
     one_error_line(cli("monitor", "--source", "synthetic", *opt, NO_PID), 2, says)
