@@ -410,7 +410,7 @@ class Scheme:
 
     def set_next_apply_sis(self, ctx: Ctx) -> None:
         """``damos_set_next_apply_sis()``."""
-        si = ctx.attrs.sample_interval_us or 1
+        si = ctx.attrs.sample_us_nonzero
         self.next_apply_sis = ctx.passed_sample_intervals + (self.apply_interval_us or
                                                              ctx.attrs.aggr_interval_us) // si
 

@@ -178,7 +178,7 @@ class BaseOperations:
         """
         a = ctx.attrs
         mx = max(a.max_nr_accesses, 1)
-        k = window_us / max(a.sample_interval_us, 1)
+        k = window_us / a.sample_us_nonzero
         out = []
         for t in ctx.targets:
             ra = t.ra

@@ -180,7 +180,7 @@ class ReplayOps(VaddrOps):
 
     def check_accesses(self, ctx: Ctx, nr_samples: int = 1) -> int:
         """Replay the samples of the *nr_samples* sampling intervals that started at ``ctx.window_start_ns``."""
-        sample_ns = max(ctx.attrs.sample_interval_us, 1) * 1000
+        sample_ns = ctx.attrs.sample_interval_ns
         t0 = ctx.window_start_ns
         t1 = t0 + nr_samples * sample_ns
         if ctx.reports is None:
