@@ -26,7 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 #: what the scratch copy needs to run the unit suite
-COPY = ("damon_bpf", "bpf", "tests", "bench", "scripts", "docs", "grafana", "pyproject.toml", "README.md", "Makefile")
+COPY = ("damon_bpf", "bpf", "tests", "bench", "scripts", "docs", "grafana", ".ci", "pyproject.toml", "README.md",
+        "Makefile")
 #: the unit suite, engine tests first so that most mutants die within seconds
 SUITE = ("tests/unit/engine", "tests/unit")
 

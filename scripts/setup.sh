@@ -2,7 +2,7 @@
 # damon-bpf setup: system packages, kernel headers for BCC, and the project's virtual environment.
 #
 # Idempotent and fast when everything is already in place. Run as root on a fresh Debian/Ubuntu machine:
-#   sudo scripts/setup.sh            # or: sudo make setup
+#   scripts/setup.sh                 # or: make setup (from a user account: sudo make setup)
 # Environment: VENV (default .venv), DAMON_BPF_SKIP_APT=1 to never call apt-get.
 set -euo pipefail
 

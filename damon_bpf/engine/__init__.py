@@ -31,6 +31,7 @@ from damon_bpf.engine.model import (
     Target,
 )
 from damon_bpf.engine.ops import (
+    Applied,
     BaseOperations,
     Operations,
     is_registered_ops,
@@ -58,6 +59,7 @@ __all__ = (
     "TargetSnapshot",
     "RegionSnapshot",
     "StopReason",
+    "Applied",
     "BaseOperations",
     "Operations",
     "register_ops",

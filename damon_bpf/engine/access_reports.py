@@ -142,7 +142,7 @@ def account_reports(ctx: Ctx, window_start_ns: int, nr_samples: int) -> int:
     if ctx.reports is None:
         ctx.reports = AccessReports()
     q = ctx.reports
-    sample_ns = max(ctx.attrs.sample_interval_us, 1) * 1000
+    sample_ns = ctx.attrs.sample_interval_ns
     window_end_ns = window_start_ns + nr_samples * sample_ns
     mx = 0
     for ti, (t, (addr, tns)) in enumerate(zip(ctx.targets, q.take(len(ctx.targets)))):

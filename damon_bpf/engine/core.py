@@ -158,7 +158,7 @@ def merge_regions(ctx: Ctx, threshold: int, sz_limit: int) -> None:
     ``max_nr_regions`` regions, retry with a doubled threshold, up to ``aggr/sample``. Ages are counted on the
     first pass only."""
     attrs = ctx.attrs
-    max_thres = attrs.aggr_interval_us // (attrs.sample_interval_us or 1)
+    max_thres = attrs.aggr_interval_us // attrs.sample_us_nonzero
     count_age = True
     while True:
         for t in ctx.targets:
@@ -561,7 +561,7 @@ def set_attrs(ctx: Ctx, attrs: Attrs) -> None:
     :raises InvalidParamsError: the kernel's ``-EINVAL`` cases
     """
     attrs.validate()
-    si = attrs.sample_interval_us or 1
+    si = attrs.sample_us_nonzero
     aggregating = ctx.passed_sample_intervals < ctx.next_aggregation_sis
     if not attrs.aggr_samples:
         attrs.aggr_samples = attrs.aggr_interval_us // si
@@ -589,8 +589,8 @@ def init_ctx(ctx: Ctx) -> None:
     schemes' bounds given as a time or a percentage are converted for ``ctx.attrs`` (not in the kernel)."""
     a = ctx.attrs
     if not a.aggr_samples:
-        a.aggr_samples = a.aggr_interval_us // (a.sample_interval_us or 1)
-    si = a.sample_interval_us or 1
+        a.aggr_samples = a.aggr_interval_us // a.sample_us_nonzero
+    si = a.sample_us_nonzero
     ctx.passed_sample_intervals = 0
     ctx.next_aggregation_sis = a.aggr_interval_us // si
     ctx.next_ops_update_sis = a.ops_update_interval_us // si

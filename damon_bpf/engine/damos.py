@@ -410,7 +410,7 @@ class Scheme:
 
     def set_next_apply_sis(self, ctx: Ctx) -> None:
         """``damos_set_next_apply_sis()``."""
-        si = ctx.attrs.sample_interval_us or 1
+        si = ctx.attrs.sample_us_nonzero
         self.next_apply_sis = ctx.passed_sample_intervals + (self.apply_interval_us or
                                                              ctx.attrs.aggr_interval_us) // si
 
@@ -671,8 +671,6 @@ def _apply_one(ctx: Ctx, ti: int, t: Target, i: int, s: Scheme, na: int) -> None
     q = s.quota
     ra = t.ra
     sz = int(ra.end[i] - ra.start[i])
-    sz_applied = 0
-    sz_passed = 0
     ops = ctx.ops
     assert ops is not None
     if quota_is_set(q) and q.charged_sz + sz > q.esz:
@@ -687,11 +685,8 @@ def _apply_one(ctx: Ctx, ti: int, t: Target, i: int, s: Scheme, na: int) -> None
     # use the size from before that split, as damos_apply_scheme() does
     region = _region(t, i)
     t0 = ctx.clock_ns()
-    res = ops.apply_scheme(ctx, t, region, s)
-    if isinstance(res, tuple):
-        sz_applied, sz_passed = int(res[0]), int(res[1])
-    else:
-        sz_applied = int(res)
+    applied = ops.apply_scheme(ctx, t, region, s)
+    sz_applied, sz_passed = int(applied.sz_applied), int(applied.sz_ops_filter_passed)
     q.total_charged_ns += max(ctx.clock_ns() - t0, 0)
     s._tried_next.append(TriedRegion(ti, region.start, region.end, na, region.age, sz_passed))
     charge_quota(q, sz, sz_applied)

@@ -275,7 +275,7 @@ class Kdamond:
         nr_samples = 1
         if ops.batched:
             nr_samples = max(1, next_boundary_sis(ctx) - ctx.passed_sample_intervals)
-        sample_ns = max(attrs.sample_interval_us, 1) * 1000
+        sample_ns = attrs.sample_interval_ns
 
         ctx.window_start_ns = self._window_start_ns
         ops.prepare_access_checks(ctx)
@@ -326,20 +326,20 @@ class Kdamond:
         elif ctx.schemes:
             apply_schemes(ctx)
 
-        si = attrs.sample_interval_us or 1
+        si = attrs.sample_us_nonzero
         if aggregated:
             g = ctx.attrs.intervals_goal
             if g.aggrs and ctx.passed_sample_intervals >= ctx.next_intervals_tune_sis:
                 ctx.next_aggregation_sis = nas
                 ctx.next_intervals_tune_sis += ctx.attrs.aggr_samples * g.aggrs
                 tune_intervals(ctx, floor_us=ops.min_sample_us(ctx))
-                si = ctx.attrs.sample_interval_us or 1
+                si = ctx.attrs.sample_us_nonzero
             elif ctx.attrs.source_intervals is not None and not g.aggrs:
                 req = ops.requested_intervals(ctx)
                 if req is not None:
                     ctx.next_aggregation_sis = nas
                     if apply_source_intervals(ctx, *req):
-                        si = ctx.attrs.sample_interval_us or 1
+                        si = ctx.attrs.sample_us_nonzero
             ctx.next_aggregation_sis = nas + ctx.attrs.aggr_interval_us // si
             reset_aggregated(ctx)
             split_regions(ctx)

@@ -224,9 +224,20 @@ class Attrs:
             raise InvalidParamsError("intervals must not be negative")
 
     @property
+    def sample_us_nonzero(self) -> int:
+        """``sample_interval_us`` with 0 read as 1 µs: what every count of sampling intervals divides by (0 is a
+        valid interval, and negative ones are refused by :meth:`validate`)."""
+        return max(self.sample_interval_us, 1)
+
+    @property
+    def sample_interval_ns(self) -> int:
+        """One sampling interval in ns (:attr:`sample_us_nonzero` µs): the length of a sampling window."""
+        return self.sample_us_nonzero * 1000
+
+    @property
     def max_nr_accesses(self) -> int:
         """``damon_max_nr_accesses()`` / 7.3's ``damon_nr_samples_per_aggr()``: aggr/sample, at least 1."""
-        return max(self.aggr_interval_us // (self.sample_interval_us or 1), 1)
+        return max(self.aggr_interval_us // self.sample_us_nonzero, 1)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -30,7 +30,7 @@ See docs/engine.md, section "The operations contract", for each hook's contract.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -38,10 +38,12 @@ import numpy.typing as npt
 from damon_bpf.errors import InvalidParamsError, NotSupportedError
 
 if TYPE_CHECKING:
+    from damon_bpf.engine.damos import Action, Scheme
     from damon_bpf.engine.model import Ctx, Region, Target
 
 __all__ = (
     "DAMOS_MAX_SCORE",
+    "Applied",
     "Operations",
     "BaseOperations",
     "register_ops",
@@ -53,6 +55,15 @@ __all__ = (
 
 #: ``DAMOS_MAX_SCORE`` (``include/linux/damon.h``).
 DAMOS_MAX_SCORE = 99
+
+
+class Applied(NamedTuple):
+    """What ``apply_scheme`` did to one region: the kernel hook's return value (bytes the action was applied
+    to) and its ``sz_filter_passed`` out-parameter (``struct damon_operations``, ``include/linux/damon.h``)."""
+
+    sz_applied: int = 0
+    #: bytes of the region that passed the scheme's ops-layer filters (0 when it has none)
+    sz_ops_filter_passed: int = 0
 
 
 @runtime_checkable
@@ -95,11 +106,11 @@ class Operations(Protocol):
     def cleanup(self, ctx: Ctx) -> None: ...
     def add_target(self, ctx: Ctx, pid: int) -> Target: ...
     # DAMOS
-    def get_scheme_score(self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int: ...
-    def get_scheme_scores(self, ctx: Ctx, target: Target, scheme: Any) -> npt.NDArray[np.int64]: ...
-    def apply_scheme(self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int | tuple[int, int]: ...
-    def check_scheme(self, scheme: Any, ctx: Ctx | None = None) -> None: ...
-    def action_unsupported_reason(self, action: Any) -> str: ...
+    def get_scheme_score(self, ctx: Ctx, target: Target, region: Region, scheme: Scheme) -> int: ...
+    def get_scheme_scores(self, ctx: Ctx, target: Target, scheme: Scheme) -> npt.NDArray[np.int64]: ...
+    def apply_scheme(self, ctx: Ctx, target: Target, region: Region, scheme: Scheme) -> Applied: ...
+    def check_scheme(self, scheme: Scheme, ctx: Ctx | None = None) -> None: ...
+    def action_unsupported_reason(self, action: Action | str | None) -> str: ...
     # what the source tells about itself
     def stats(self) -> dict[str, Any]: ...
     def raw_counts(self, target_idx: int, starts: npt.ArrayLike, ends: npt.ArrayLike) -> Any: ...
@@ -109,7 +120,8 @@ class BaseOperations:
     """Every hook with its default, so backends override only what they implement; a default is the kernel's
     NULL callback or an explicit "not supported".
 
-    - ``apply_scheme`` returns 0 for every action (as vaddr does for actions it does not support);
+    - ``apply_scheme`` applies nothing (``Applied(0)``) for every action, as vaddr does for actions it does not
+      support;
     - ``get_scheme_score`` gives every region ``DAMOS_MAX_SCORE`` and ``get_scheme_scores`` maps it over a
       target; ``has_scheme_score = False`` makes DAMOS skip prioritisation, as a NULL ``get_scheme_score`` does;
     - ``add_target`` raises :class:`~damon_bpf.errors.NotSupportedError` unless ``can_add_targets``;
@@ -178,7 +190,7 @@ class BaseOperations:
         """
         a = ctx.attrs
         mx = max(a.max_nr_accesses, 1)
-        k = window_us / max(a.sample_interval_us, 1)
+        k = window_us / a.sample_us_nonzero
         out = []
         for t in ctx.targets:
             ra = t.ra
@@ -200,18 +212,18 @@ class BaseOperations:
         """Monitor one more process while running; appends it to ``ctx.targets`` and returns it."""
         raise NotSupportedError(f"the {self.name} source cannot add processes while running")
 
-    def get_scheme_score(self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int:
+    def get_scheme_score(self, ctx: Ctx, target: Target, region: Region, scheme: Scheme) -> int:
         return DAMOS_MAX_SCORE
 
-    def get_scheme_scores(self, ctx: Ctx, target: Target, scheme: Any) -> npt.NDArray[np.int64]:
+    def get_scheme_scores(self, ctx: Ctx, target: Target, scheme: Scheme) -> npt.NDArray[np.int64]:
         """:meth:`get_scheme_score` of every region of *target*, in ``target.ra`` order."""
         return np.array([self.get_scheme_score(ctx, target, r, scheme) for r in target.regions], dtype=np.int64)
 
-    def apply_scheme(self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int | tuple[int, int]:
-        """Bytes applied, or ``(bytes applied, bytes that passed the ops-layer filters)``."""
-        return 0
+    def apply_scheme(self, ctx: Ctx, target: Target, region: Region, scheme: Scheme) -> Applied:
+        """The bytes applied and the bytes that passed the scheme's ops-layer filters (:class:`Applied`)."""
+        return Applied(0)
 
-    def check_scheme(self, scheme: Any, ctx: Ctx | None = None) -> None:
+    def check_scheme(self, scheme: Scheme, ctx: Ctx | None = None) -> None:
         """Refuse, before the kdamond starts, a scheme this set cannot apply as asked (raise
         :class:`~damon_bpf.errors.NotSupportedError` with the reason); the default accepts every scheme whose
         action is in :attr:`supported_actions`."""
@@ -219,7 +231,7 @@ class BaseOperations:
         if action not in self.supported_actions:
             raise NotSupportedError(self.action_unsupported_reason(action))
 
-    def action_unsupported_reason(self, action: Any) -> str:
+    def action_unsupported_reason(self, action: Action | str | None) -> str:
         """One line saying why DAMOS *action* is not in :attr:`supported_actions`."""
         return f"the {self.name} operations set cannot apply DAMOS action {getattr(action, 'value', action)!r}"
 

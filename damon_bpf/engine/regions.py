@@ -23,10 +23,6 @@ I64 = npt.NDArray[np.int64]
 COLUMNS = ("start", "end", "nr_accesses", "nr_accesses_bp", "age", "last_nr_accesses")
 
 
-def _empty() -> I64:
-    return np.zeros(0, dtype=np.int64)
-
-
 class RegionArray:
     """Regions of one target, sorted by address and non-overlapping, as parallel ``int64`` arrays."""
 

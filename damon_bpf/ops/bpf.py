@@ -182,7 +182,7 @@ class BpfAccessOps(VaddrOps):
                 tables.append((t.ra.start.astype(np.uint64), t.ra.end.astype(np.uint64)))
         old_tables = self._tables
         old_gen = self.probe.gen
-        sample_ns = max(ctx.attrs.sample_interval_us, 1) * 1000
+        sample_ns = ctx.attrs.sample_interval_ns
         self.probe.publish(tables, ctx.window_start_ns, sample_ns)
         self._tables = tables
         self._carry = None

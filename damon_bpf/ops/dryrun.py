@@ -4,11 +4,11 @@ Monitoring, scores, scheme checks and statistics are the wrapped set's. ``apply_
 vaddr family would apply, without calling the kernel:
 
 - ``stat`` changes nothing, so the wrapped ``apply_scheme`` runs (with its ops-filter accounting);
-- an action the source does not support, or a target without a process, applies nothing (0);
+- an action the source does not support, or a target without a process, applies nothing;
 - any other action: the bytes of the page-aligned region that lie in the target's VMAs (holes skipped, as the
   vaddr family skips them; ``/proc/<pid>/maps`` is read once per apply pass); with ops-layer filters
-  (``anon``, ``memcg``, ``hugepage_size``, ``unmapped``), the bytes that pass them, as
-  ``(bytes applied, bytes passed)``.
+  (``anon``, ``memcg``, ``hugepage_size``, ``unmapped``), the bytes that pass them, as both the bytes applied
+  and the bytes passed.
 
 Approximations: ``hugepage_size`` filters see every page as a base page (no ``PAGEMAP_SCAN`` in a dry run), and
 when the ops filters cannot be evaluated they are not subtracted. Migrations count every byte, also pages
@@ -26,7 +26,8 @@ import numpy.typing as npt
 
 from damon_bpf.engine.core import align_down, align_up
 from damon_bpf.engine.model import Ctx, Region, Target
-from damon_bpf.engine.ops import Operations
+from damon_bpf.engine.damos import Action, Scheme
+from damon_bpf.engine.ops import Applied, Operations
 from damon_bpf.errors import DamonBpfError
 from damon_bpf.ops import damos_filters
 from damon_bpf.ops.common import scheme_action
@@ -126,16 +127,16 @@ class DryRunOps:
     def add_target(self, ctx: Ctx, pid: int) -> Target:
         return self.inner.add_target(ctx, pid)
 
-    def get_scheme_score(self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int:
+    def get_scheme_score(self, ctx: Ctx, target: Target, region: Region, scheme: Scheme) -> int:
         return self.inner.get_scheme_score(ctx, target, region, scheme)
 
-    def get_scheme_scores(self, ctx: Ctx, target: Target, scheme: Any) -> npt.NDArray[np.int64]:
+    def get_scheme_scores(self, ctx: Ctx, target: Target, scheme: Scheme) -> npt.NDArray[np.int64]:
         return self.inner.get_scheme_scores(ctx, target, scheme)
 
-    def check_scheme(self, scheme: Any, ctx: Ctx | None = None) -> None:
+    def check_scheme(self, scheme: Scheme, ctx: Ctx | None = None) -> None:
         self.inner.check_scheme(scheme, ctx)
 
-    def action_unsupported_reason(self, action: Any) -> str:
+    def action_unsupported_reason(self, action: Action | str | None) -> str:
         return self.inner.action_unsupported_reason(action)
 
     def stats(self) -> dict[str, Any]:
@@ -146,21 +147,21 @@ class DryRunOps:
 
     # -- the dry run -------------------------------------------------------------------------------------------
 
-    def apply_scheme(self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int | tuple[int, int]:
+    def apply_scheme(self, ctx: Ctx, target: Target, region: Region, scheme: Scheme) -> Applied:
         action = scheme_action(scheme)
         if action == "stat":
             return self.inner.apply_scheme(ctx, target, region, scheme)
         if action is None or action not in self.supported_actions or target.pid is None:
-            return 0
+            return Applied(0)
         start, end = align_down(region.start, self._page_sz), align_up(region.end, self._page_sz)
         vmas = self._vmas_of(ctx, target.pid)
         in_vmas = sum(min(end, v.end) - max(start, v.start) for v in mappings_in(vmas, start, end))
         if not damos_filters.ops_filters_of(scheme):
-            return in_vmas
+            return Applied(in_vmas)
         passed = self._ops_filter_passed(scheme, target.pid, start, end, vmas)
         if passed is None:
-            return in_vmas
-        return passed, passed
+            return Applied(in_vmas)
+        return Applied(passed, passed)
 
     def _vmas_of(self, ctx: Ctx, pid: int) -> list[Vma]:
         hit = self._maps.get(pid)
@@ -174,7 +175,7 @@ class DryRunOps:
         return vmas
 
     @staticmethod
-    def _ops_filter_passed(scheme: Any, pid: int, start: int, end: int, vmas: list[Vma]) -> int | None:
+    def _ops_filter_passed(scheme: Scheme, pid: int, start: int, end: int, vmas: list[Vma]) -> int | None:
         # bytes of [start, end) that pass the scheme's ops-layer filters; None when they cannot be evaluated
         try:
             pieces = damos_filters.split_at_vmas(start, end, vmas)

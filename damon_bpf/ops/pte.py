@@ -575,7 +575,7 @@ class PteOps(VaddrOps):
         from damon_bpf.probes.pte import R_MM_GONE, result_phys
 
         self.observe(ctx, nr_samples)
-        self._windows_us.appendleft(nr_samples * max(ctx.attrs.sample_interval_us, 1))
+        self._windows_us.appendleft(nr_samples * ctx.attrs.sample_us_nonzero)
         self._windows += 1
         pr = self._probes
         n = self._nslots
@@ -973,7 +973,7 @@ class PteOps(VaddrOps):
     def _rate_share(ctx: Ctx, t: Target, window_us: int) -> npt.NDArray[np.float64]:
         a = ctx.attrs
         p = np.clip(t.ra.nr_accesses / max(a.max_nr_accesses, 1), 0.0, 1.0)
-        out: npt.NDArray[np.float64] = 1.0 - np.power(1.0 - p, window_us / max(a.sample_interval_us, 1))
+        out: npt.NDArray[np.float64] = 1.0 - np.power(1.0 - p, window_us / a.sample_us_nonzero)
         return out
 
     # -- what the user sees ------------------------------------------------------------------------------

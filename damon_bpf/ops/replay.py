@@ -28,7 +28,9 @@ import numpy as np
 import numpy.typing as npt
 
 from damon_bpf.engine.core import set_regions, update_regions_access_rate
-from damon_bpf.engine.model import AddrRange, Ctx, Target
+from damon_bpf.engine.damos import Scheme
+from damon_bpf.engine.model import AddrRange, Ctx, Region, Target
+from damon_bpf.engine.ops import Applied
 from damon_bpf.engine.access_reports import AccessReports, account_reports
 from damon_bpf.errors import InvalidParamsError, NotSupportedError
 from damon_bpf.ops.bpf import PAGE_SZ, density_nr_accesses
@@ -171,16 +173,16 @@ class ReplayOps(VaddrOps):
         """Always: recorded processes are replayed to the end of the recording, alive or not."""
         return True
 
-    def apply_scheme(self, ctx: Ctx, target: Target, region: Any, scheme: Any) -> int:
+    def apply_scheme(self, ctx: Ctx, target: Target, region: Region, scheme: Scheme) -> Applied:
         """Nothing is applied to recorded processes (``stat`` only counts)."""
-        return 0
+        return Applied(0)
 
     def cleanup(self, ctx: Ctx) -> None:
         """Nothing to release (no pidfds, no probes)."""
 
     def check_accesses(self, ctx: Ctx, nr_samples: int = 1) -> int:
         """Replay the samples of the *nr_samples* sampling intervals that started at ``ctx.window_start_ns``."""
-        sample_ns = max(ctx.attrs.sample_interval_us, 1) * 1000
+        sample_ns = ctx.attrs.sample_interval_ns
         t0 = ctx.window_start_ns
         t1 = t0 + nr_samples * sample_ns
         if ctx.reports is None:

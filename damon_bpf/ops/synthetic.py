@@ -388,7 +388,7 @@ class SyntheticOps(VaddrOps):
         w0 = ctx.window_start_ns
         if self._t0_ns is None:
             self._t0_ns = self.pattern.start_ns if self.pattern.start_ns is not None else w0
-        sample_ns = max(ctx.attrs.sample_interval_us, 1) * 1000
+        sample_ns = ctx.attrs.sample_interval_ns
         if nr_samples < 1 or not self.pattern.phases:
             return 0
         elapsed = (w0 - self._t0_ns) + np.arange(nr_samples, dtype=np.int64) * sample_ns

@@ -35,7 +35,8 @@ import numpy.typing as npt
 
 from damon_bpf.engine.core import align_up, set_regions
 from damon_bpf.engine.model import AddrRange, Ctx, Region, Target
-from damon_bpf.engine.ops import DAMOS_MAX_SCORE, BaseOperations
+from damon_bpf.engine.damos import Action, Scheme
+from damon_bpf.engine.ops import DAMOS_MAX_SCORE, Applied, BaseOperations
 from damon_bpf.engine.access_reports import account_reports
 from damon_bpf.errors import InvalidParamsError, NotSupportedError, PermissionDeniedError, TargetGoneError
 from damon_bpf.linux.syscalls import (
@@ -302,7 +303,7 @@ class VaddrOps(BaseOperations):
             raise NotSupportedError(f"{self.proc_root} is not available: vaddr needs procfs (Linux)")
         self._refresh_supported_actions()
 
-    def action_unsupported_reason(self, action: Any) -> str:
+    def action_unsupported_reason(self, action: Action | str | None) -> str:
         """One line saying why DAMOS *action* (a name or an ``Action``) is not in :attr:`supported_actions`."""
         name = getattr(action, "value", action)
         if name in self.supported_actions:
@@ -317,7 +318,7 @@ class VaddrOps(BaseOperations):
             return f"{name}: {_REFUSED_ACTIONS[name]}"
         return f"unknown DAMOS action {name!r} for the {self.name} operations set"
 
-    def check_scheme(self, scheme: Any, ctx: Ctx | None = None) -> None:
+    def check_scheme(self, scheme: Scheme, ctx: Ctx | None = None) -> None:
         """Refuse, before it starts, a DAMOS scheme this operations set cannot apply as asked: an unsupported
         action, a migration to a node without memory, ``young``/``active`` ops filters (and ``hugepage_size``
         without ``PAGEMAP_SCAN``), and the ``node_eligible_mem_bp`` quota goal (paddr's only: the kernel's
@@ -417,7 +418,7 @@ class VaddrOps(BaseOperations):
         ``nr_accesses``. Subclasses queue their reports, then call this."""
         return account_reports(ctx, ctx.window_start_ns, nr_samples)
 
-    def get_scheme_score(self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int:
+    def get_scheme_score(self, ctx: Ctx, target: Target, region: Region, scheme: Scheme) -> int:
         """``damon_va_scheme_score()``: ``pageout``, ``migrate_cold`` (and, unlike the kernel's vaddr, ``cold`` and
         ``lru_deprio``, as paddr scores ``lru_deprio``) use the cold score, ``migrate_hot`` the hot score, every
         other action ``DAMOS_MAX_SCORE``."""
@@ -428,7 +429,7 @@ class VaddrOps(BaseOperations):
             return region_hot_score(ctx, region, scheme)
         return DAMOS_MAX_SCORE
 
-    def get_scheme_scores(self, ctx: Ctx, target: Target, scheme: Any) -> npt.NDArray[np.int64]:
+    def get_scheme_scores(self, ctx: Ctx, target: Target, scheme: Scheme) -> npt.NDArray[np.int64]:
         """:meth:`get_scheme_score` of every region of *target* (``target.ra`` order) at once; equal to the
         scalar form region by region."""
         action = scheme_action(scheme)
@@ -438,28 +439,26 @@ class VaddrOps(BaseOperations):
             return target_hot_scores(ctx, target, scheme)
         return np.full(len(target.ra), DAMOS_MAX_SCORE, dtype=np.int64)
 
-    def apply_scheme(
-            self, ctx: Ctx, target: Target, region: Region, scheme: Any) -> int | tuple[int, int]:
+    def apply_scheme(self, ctx: Ctx, target: Target, region: Region, scheme: Scheme) -> Applied:
         """``damon_va_apply_scheme()``: apply the scheme's action to the page-aligned region, VMA by VMA, through
         the target's pidfd (see the module docstring's DAMOS section).
 
-        :return: the bytes the kernel applied the action to; with ops filters, ``(bytes applied, bytes that
-            passed the ops filters)``. ``stat`` applies nothing (0). Unsupported actions, targets without a
-            process or pidfd, and a target that exited give 0.
+        :return: the bytes the kernel applied the action to and, with ops filters, the bytes that passed them.
+            ``stat`` applies nothing. Unsupported actions, targets without a process or pidfd, and a target
+            that exited give ``Applied(0, 0)``.
         :raises NotSupportedError: the scheme has a ``young``/``active`` filter (refused by
             :meth:`check_scheme`, which the kdamond calls first)
         """
         action = scheme_action(scheme) or ""
         data = target.ops_data
         has_filters = bool(damos_filters.ops_filters_of(scheme))
-        nothing: int | tuple[int, int] = (0, 0) if has_filters else 0
         if action not in self.supported_actions:
-            return 0
+            return Applied(0)
         if target.pid is None or not isinstance(data, VaddrTargetData) or data.pidfd is None or data.gone:
-            return nothing
+            return Applied(0)
         if _pidfd_exited(data.pidfd):
             data.gone = True
-            return nothing
+            return Applied(0)
         state = data.damos if data.damos is not None else _DamosTargetState()
         data.damos = state
         page_sz = os.sysconf("SC_PAGE_SIZE")
@@ -470,16 +469,16 @@ class VaddrOps(BaseOperations):
             pieces = self._damos_pieces(ctx, target, data, state, scheme, start, end)
         except TargetGoneError:
             data.gone = True
-            return nothing
+            return Applied(0)
         sz_passed = sum(p.sz for p, ok in pieces if ok) if has_filters else 0
         passed = [(p.start, p.end) for p, ok in pieces if ok]
         if action == "stat" or not passed:
-            return (0, sz_passed) if has_filters else 0
+            return Applied(0, sz_passed)
         if action in _MIGRATE_ACTIONS:
             applied = self._migrate(target, data, state, passed, int(getattr(scheme, "target_nid", 0)), page_sz)
         else:
             applied = self._madvise(target, data, state, passed, _ACTION_ADVICE[action])
-        return (applied, sz_passed) if has_filters else applied
+        return Applied(applied, sz_passed)
 
     def target_valid(self, target: Target) -> bool:
         """``damon_va_target_valid()``: the process still exists and is the one that was opened (checked on its

@@ -360,10 +360,6 @@ class AccessProbe:
         if self._lib.bpf_update_elem(self._fd("agg_targets"), ctypes.byref(k), ctypes.byref(v), 0) != 0:
             raise ProbeLoadError(f"registering process {tgid}: {os.strerror(ctypes.get_errno())}")
 
-    def remove_target(self, tgid: int) -> None:
-        k = ctypes.c_uint32(tgid)
-        self._lib.bpf_delete_elem(self._fd("agg_targets"), ctypes.byref(k))
-
     def publish(self, tables: Sequence[tuple[npt.ArrayLike, npt.ArrayLike]], window_start_ns: int,
                 sample_ns: int) -> int:
         """Write the region tables (one ``(starts, ends)`` per target index, sorted) into the idle generation

@@ -114,7 +114,7 @@ def replay(samples: Any, attrs: Attrs, consumers: Sequence[Callable[[Snapshot], 
 
     ctx.after_aggregation.append(_after)
     # a safety bound: even at the smallest aggregation interval tuning allows, the run ends in this many
-    max_aggrs = (end_ns - start_ns) // max(1_000, attrs.sample_interval_us * 1000) + 2
+    max_aggrs = (end_ns - start_ns) // attrs.sample_interval_ns + 2
     reason = kd.run(max_aggregations=int(max_aggrs))
     u, c = np.unique(pid_col[sel], return_counts=True)
     per_pid = dict(zip(u.tolist(), c.tolist()))

@@ -21,7 +21,7 @@ import pytest
 import damon_bpf.ops
 from damon_bpf.engine import Attrs, Ctx, Target
 from damon_bpf.engine.model import Region
-from damon_bpf.engine.ops import Operations, registered_ops, select_ops
+from damon_bpf.engine.ops import Applied, Operations, registered_ops, select_ops
 from damon_bpf.errors import NotSupportedError, PermissionDeniedError
 from damon_bpf.linux.procmaps import read_maps, real_vmas
 from damon_bpf.ops.vaddr import three_regions
@@ -135,7 +135,7 @@ def test_unsupported_action_applies_nothing(ops_ctx: tuple[str, Operations, Ctx]
     r = t.regions[0]
     for action in ("hugepage", "no-such-action"):
         applied = ops.apply_scheme(ctx, t, r, SimpleNamespace(action=action))
-        assert applied == 0 and isinstance(applied, int)
+        assert applied == Applied(0, 0) and isinstance(applied, Applied)
     assert "no-such-action" not in ops.supported_actions
 
 

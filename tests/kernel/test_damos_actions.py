@@ -277,8 +277,7 @@ def _open(pid: int, ranges: list[tuple[int, int]] | None) -> tuple[VaddrOps, Ctx
 def _apply(ops: VaddrOps, ctx: Ctx, t: Target, s: Scheme, region: Region | None = None) -> tuple[int, int]:
     applied = passed = 0
     for r in [region] if region is not None else t.regions:
-        res = ops.apply_scheme(ctx, t, r, s)
-        a, p = res if isinstance(res, tuple) else (res, 0)
+        a, p = ops.apply_scheme(ctx, t, r, s)
         applied += a
         passed += p
     return applied, passed
@@ -510,7 +509,7 @@ def test_exited_target_applies_nothing() -> None:
 
 
 def test_kdamond_runs_vaddr_schemes_end_to_end() -> None:
-    # The engine drives apply_scheme (tuple results with ops filters), the vectorised scores (a quota) and
+    # The engine drives apply_scheme (ops-filter accounting), the vectorised scores (a quota) and
     # the metrics provider; the ops' cleanup closes the provider.
     with Child(anon_mib=8, file_mib=8, seed=9) as c:
         c.cmd("TOUCH")

@@ -34,7 +34,7 @@ from damon_bpf.engine.damos import (
     format_pct,
 )
 from damon_bpf.engine.model import Attrs, Ctx, IntervalsGoal, Region, Target
-from damon_bpf.engine.ops import BaseOperations
+from damon_bpf.engine.ops import Applied, BaseOperations
 
 START = Attrs(sample_interval_us=5_000, aggr_interval_us=100_000)  # max_nr_accesses 20
 
@@ -160,7 +160,7 @@ class IdleOps(BaseOperations):
     supported_actions = frozenset(a.value for a in Action)
 
     def apply_scheme(self, ctx, target, region, scheme):  # type: ignore[no-untyped-def]
-        return region.end - region.start
+        return Applied(region.end - region.start)
 
 
 class Clock:

@@ -21,7 +21,7 @@ from damon_bpf.engine.damos import (
     WmarkMetric,
 )
 from damon_bpf.engine.model import Attrs, Ctx, Region, Target
-from damon_bpf.engine.ops import BaseOperations
+from damon_bpf.engine.ops import Applied, BaseOperations
 from damon_bpf.errors import InvalidParamsError
 
 
@@ -38,7 +38,7 @@ class RecordingOps(BaseOperations):
 
     def apply_scheme(self, ctx, target, region, scheme):  # type: ignore[no-untyped-def]
         self.applied.append((region.start, region.end, scheme.action.value))
-        return int((region.end - region.start) * (1 - self.fail_frac))
+        return Applied(int((region.end - region.start) * (1 - self.fail_frac)))
 
     def get_scheme_score(self, ctx, target, region, scheme):  # type: ignore[no-untyped-def]
         if self.score is not None:

@@ -30,6 +30,7 @@ from damon_bpf.engine.damos import (
     set_filters_default_reject,
 )
 from damon_bpf.engine.model import Region
+from damon_bpf.engine.ops import Applied
 from damon_bpf.errors import InvalidParamsError, NotSupportedError
 from damon_bpf.ops import damos_filters as dfl
 from damon_bpf.ops import damos_metrics as dm
@@ -507,17 +508,17 @@ def test_apply_is_per_vma_and_skips_holes_and_gates(fake: SimpleNamespace) -> No
     assert fake.kern.calls[0][1] == vaddr.MADV_PAGEOUT
     assert fake.kern.calls[0][0] == [(0x400000, 0x402000), (0x402000, 0x410000), (0x420000, 0x430000),
                                      (0x430000, 0x440000), (0x7FFD00000000, 0x7FFD00002000)]
-    assert applied == 0x2000 + 0xE000 + 0x10000 + 0x10000 + 0x2000 and isinstance(applied, int)
+    assert applied == Applied(0x2000 + 0xE000 + 0x10000 + 0x10000 + 0x2000) and isinstance(applied, Applied)
     fake.kern.calls.clear()
     assert fake.ops.apply_scheme(fake.ctx, fake.t, Region(0x408000, 0x424000), _s(action=Action.LRU_DEPRIO)) \
-        == 0x8000 + 0x4000
+        == Applied(0x8000 + 0x4000)
     assert fake.kern.calls == [([(0x408000, 0x410000), (0x420000, 0x424000)], vaddr.MADV_COLD)]
 
 
 def test_refused_vmas_are_skipped_and_counted_out(fake: SimpleNamespace) -> None:
     fake.kern.fail = {0x420000: errno.EINVAL, 0x7FFD00000000: errno.EINVAL}
     applied = fake.ops.apply_scheme(fake.ctx, fake.t, Region(0x400000, 0x7FFD00002000), _s(action=Action.COLD))
-    assert applied == 0x2000 + 0xE000 + 0x10000
+    assert applied == Applied(0x2000 + 0xE000 + 0x10000)
     assert sorted(fake.kern.advised) == [(0x400000, 0x402000), (0x402000, 0x410000), (0x430000, 0x440000)]
     # a stop at the failing range, then that range alone (its error), then the rest
     assert [len(c[0]) for c in fake.kern.calls] == [5, 3, 2, 1]
@@ -525,26 +526,26 @@ def test_refused_vmas_are_skipped_and_counted_out(fake: SimpleNamespace) -> None
 
 def test_target_exit_and_hole_errors(fake: SimpleNamespace) -> None:
     fake.kern.fail = {0x420000: errno.ESRCH}
-    assert fake.ops.apply_scheme(fake.ctx, fake.t, Region(0x400000, 0x440000), _s()) == 0x10000
+    assert fake.ops.apply_scheme(fake.ctx, fake.t, Region(0x400000, 0x440000), _s()) == Applied(0x10000)
     assert fake.t.ops_data.gone
-    assert fake.ops.apply_scheme(fake.ctx, fake.t, Region(0x400000, 0x440000), _s()) == 0
+    assert fake.ops.apply_scheme(fake.ctx, fake.t, Region(0x400000, 0x440000), _s()) == Applied(0)
     fake.t.ops_data.gone = False
     fake.kern.fail = {0x420000: errno.ENOMEM}
     state_before = fake.t.ops_data.damos.vmas_ns
-    assert fake.ops.apply_scheme(fake.ctx, fake.t, Region(0x400000, 0x440000), _s()) == 0x20000
+    assert fake.ops.apply_scheme(fake.ctx, fake.t, Region(0x400000, 0x440000), _s()) == Applied(0x20000)
     assert fake.t.ops_data.damos.vmas_ns < state_before  # marked stale: re-read at the next call
 
 
 def test_vmas_are_refreshed_per_apply_pass(fake: SimpleNamespace) -> None:
     r = Region(0x400000, 0x500000)
-    assert fake.ops.apply_scheme(fake.ctx, fake.t, r, _s()) == 0x40000 - 0x10000
+    assert fake.ops.apply_scheme(fake.ctx, fake.t, r, _s()) == Applied(0x40000 - 0x10000)
     lines = MAPS.splitlines(keepends=True)
     write_fake_proc(fake.proc, PID, "".join(lines[:4] + ["00480000-00490000 rw-p 00000000 00:00 0\n"] + lines[4:]))
     state = fake.t.ops_data.damos
     state.vmas_ns -= 10**9 // 10  # 100 ms later
-    assert fake.ops.apply_scheme(fake.ctx, fake.t, r, _s()) == 0x30000  # same pass: the cached maps
+    assert fake.ops.apply_scheme(fake.ctx, fake.t, r, _s()) == Applied(0x30000)  # same pass: the cached maps
     fake.ctx.passed_sample_intervals += 20  # the next apply pass
-    assert fake.ops.apply_scheme(fake.ctx, fake.t, r, _s()) == 0x40000
+    assert fake.ops.apply_scheme(fake.ctx, fake.t, r, _s()) == Applied(0x40000)
     assert fake.t.ops_data.vmas[-1].pathname == "[vsyscall]" and len(fake.t.ops_data.vmas) == 7
 
 
@@ -557,9 +558,9 @@ def test_filters_stat_and_unsupported(fake: SimpleNamespace) -> None:
     n = len(fake.kern.calls)
     assert fake.ops.apply_scheme(fake.ctx, fake.t, r, _s(Filter(FilterType.ANON, allow=True), action=Action.STAT)) == \
         (0, 0xE000 + 0x10000)
-    assert fake.ops.apply_scheme(fake.ctx, fake.t, r, _s(action=Action.STAT)) == 0
+    assert fake.ops.apply_scheme(fake.ctx, fake.t, r, _s(action=Action.STAT)) == Applied(0)
     for action in ("hugepage", "nohugepage", "lru_prio", "bogus"):
-        assert fake.ops.apply_scheme(fake.ctx, fake.t, r, SimpleNamespace(action=action)) == 0
+        assert fake.ops.apply_scheme(fake.ctx, fake.t, r, SimpleNamespace(action=action)) == Applied(0)
     assert len(fake.kern.calls) == n  # stat and refused actions make no call
     with pytest.raises(NotSupportedError):  # check_scheme refuses it first in a real run
         fake.ops.apply_scheme(fake.ctx, fake.t, r, _s(Filter(FilterType.YOUNG)))
@@ -572,7 +573,7 @@ def test_migrate_counts_moved_pages_only(fake: SimpleNamespace) -> None:
     fake.kern.nodes[0x402000] = 1  # already there: not counted
     s = Scheme(action=Action.MIGRATE_HOT, target_nid=1)
     applied = fake.ops.apply_scheme(fake.ctx, fake.t, Region(0x400000, 0x440000), s)
-    assert applied == (len(heap) - 1) * page
+    assert applied == Applied((len(heap) - 1) * page)
     assert all(n == 1 for n in fake.kern.nodes.values())
     assert 0x402000 not in [a for a, _ in fake.kern.moves]
 

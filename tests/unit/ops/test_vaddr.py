@@ -14,6 +14,7 @@ import pytest
 
 from damon_bpf.engine import Attrs, Ctx, Kdamond, StopReason, Target
 from damon_bpf.engine.model import Region
+from damon_bpf.engine.ops import Applied
 from damon_bpf.errors import InvalidParamsError, NotSupportedError, TargetGoneError
 from damon_bpf.linux.procmaps import PF_KTHREAD, read_maps, read_stat, real_vmas
 from damon_bpf.ops.vaddr import FvaddrOps, VaddrOps, VaddrTargetData
@@ -290,14 +291,14 @@ def test_apply_scheme_madvises_own_memory() -> None:
     try:
         r = Region(start, start + 16 * page)
         applied = ops.apply_scheme(ctx, t, r, SimpleNamespace(action="cold"))
-        assert applied in (0, 16 * page)  # 0 where process_madvise is not permitted
+        assert applied in (Applied(0), Applied(16 * page))  # 0 where process_madvise is not permitted
         for action in ("hugepage", "nohugepage", "stat", "lru_prio", "bogus"):
-            assert ops.apply_scheme(ctx, t, r, SimpleNamespace(action=action)) == 0
-        assert ops.apply_scheme(ctx, Target(), r, SimpleNamespace(action="cold")) == 0  # no process
+            assert ops.apply_scheme(ctx, t, r, SimpleNamespace(action=action)) == Applied(0)
+        assert ops.apply_scheme(ctx, Target(), r, SimpleNamespace(action="cold")) == Applied(0)  # no process
     finally:
         ops.cleanup(ctx)
         del start
-    assert ops.apply_scheme(ctx, t, Region(0, 4096), SimpleNamespace(action="cold")) == 0  # pidfd closed
+    assert ops.apply_scheme(ctx, t, Region(0, 4096), SimpleNamespace(action="cold")) == Applied(0)  # pidfd closed
 
 
 def test_update_with_unchanged_maps_keeps_the_regions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
