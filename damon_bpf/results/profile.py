@@ -142,8 +142,10 @@ def recipe_from_args(words: Sequence[str] | None, perf_path: str | None = None) 
             if not item:
                 continue
             if item not in DO_RECORD_CHOICES:
+                # --do_record takes every word after it, as damo's does: a target given later lands here
+                hint = "; give the PIDs before --do_record" if item.isdigit() else ""
                 raise InvalidParamsError(f"--do_record: unknown item {item!r} (choose from "
-                                         f"{', '.join(DO_RECORD_CHOICES)})")
+                                         f"{', '.join(DO_RECORD_CHOICES)}{hint})")
             items.append(item)
     if "damon_trace_events" in items:
         raise InvalidParamsError("--do_record damon_trace_events: damon-bpf runs no kernel DAMON whose trace "
