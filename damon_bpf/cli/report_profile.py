@@ -58,9 +58,6 @@ def _footprints_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--all_footprint", action="store_true", help="print every sample instead of percentiles")
     p.add_argument("--raw_number", action="store_true", help="sizes in bytes")
     p.add_argument("--nr_cols_bar", type=int, default=59, metavar="N", help="bar width (default 59; 0: none)")
-    p.add_argument("--png", metavar="FILE",
-                   help="draw the distributions instead, to exactly FILE (PNG unless the suffix names another "
-                        "format); needs matplotlib")
 
 
 def _load_footprints(path: str) -> list[MemFootprint]:
@@ -71,17 +68,9 @@ def _load_footprints(path: str) -> list[MemFootprint]:
 
 
 def _footprints_run(args: argparse.Namespace) -> int:
-    if args.png:
-        check_replaceable(args.png)
     snaps = _load_footprints(args.input)
     metrics = reports.FOOTPRINT_METRICS if args.metric == "all" else (args.metric,)
-    sort = args.sortby == "size"
-    if args.png:
-        reports.plot_dists({m: reports.footprint_dists(snaps, m, sort=sort) for m in metrics}, args.png,
-                           ylabel="memory footprint (MiB)", sorted_=sort)
-        print(f"damon-bpf: wrote {args.png}", file=sys.stderr)
-        return 0
-    _write(reports.format_footprints(snaps, metrics, _percentiles(args.range), sort=sort,
+    _write(reports.format_footprints(snaps, metrics, _percentiles(args.range), sort=args.sortby == "size",
                                      all_values=args.all_footprint, raw=args.raw_number,
                                      nr_cols_bar=args.nr_cols_bar))
     return 0

@@ -45,7 +45,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from damon_bpf.config import limits
 from damon_bpf.config.schemes import schemes_to_json
@@ -244,13 +244,9 @@ class MemFootprint:
 
     @classmethod
     def from_kvpairs(cls, kv: Any, where: str) -> MemFootprint:
-        if not isinstance(kv, dict) or not isinstance(kv.get("footprints"), list):
-            raise InvalidParamsError(f"{where}: expected {{\"time\": ..., \"footprints\": [...]}}")
-        snap = cls(_number(kv.get("time"), f"{where}.time"))
-        for i, fp in enumerate(kv["footprints"]):
-            w = f"{where}.footprints[{i}]"
-            if not isinstance(fp, dict) or not isinstance(fp.get("footprint"), dict):
-                raise InvalidParamsError(f"{w}: expected {{\"pid\": ..., \"footprint\": {{...}}}}")
+        t, entries = _sample(kv, "footprints", where)
+        snap = cls(t)
+        for w, fp in _entries(entries, "footprint", dict, f"{where}.footprints"):
             pid = fp.get("pid")
             names = tuple(MEMINFO_FIELDS.values()) if pid is None else STATM_FIELDS
             values = {k: int(_number(fp["footprint"].get(k, 0), f"{w}.footprint.{k}")) for k in names}
@@ -274,13 +270,9 @@ class VmasSnapshot:
 
     @classmethod
     def from_kvpairs(cls, kv: Any, where: str) -> VmasSnapshot:
-        if not isinstance(kv, dict) or not isinstance(kv.get("procvmas"), list):
-            raise InvalidParamsError(f"{where}: expected {{\"time\": ..., \"procvmas\": [...]}}")
-        snap = cls(_number(kv.get("time"), f"{where}.time"))
-        for i, pv in enumerate(kv["procvmas"]):
-            w = f"{where}.procvmas[{i}]"
-            if not isinstance(pv, dict) or not isinstance(pv.get("vmas"), list):
-                raise InvalidParamsError(f"{w}: expected {{\"pid\": ..., \"vmas\": [...]}}")
+        t, entries = _sample(kv, "procvmas", where)
+        snap = cls(t)
+        for w, pv in _entries(entries, "vmas", list, f"{where}.procvmas"):
             snap.procs[int(_number(pv.get("pid"), f"{w}.pid"))] = [
                 _vma_from_kv(v, f"{w}.vmas[{j}]") for j, v in enumerate(pv["vmas"])]
         return snap
@@ -299,15 +291,30 @@ class ProcStatsSnapshot:
 
     @classmethod
     def from_kvpairs(cls, kv: Any, where: str) -> ProcStatsSnapshot:
-        if not isinstance(kv, dict) or not isinstance(kv.get("proc_stats"), list):
-            raise InvalidParamsError(f"{where}: expected {{\"time\": ..., \"proc_stats\": [...]}}")
-        snap = cls(_number(kv.get("time"), f"{where}.time"))
-        for i, ps in enumerate(kv["proc_stats"]):
+        t, entries = _sample(kv, "proc_stats", where)
+        snap = cls(t)
+        for i, ps in enumerate(entries):
             f = ps.get("fields") if isinstance(ps, dict) else None
             if f is not None and not (isinstance(f, list) and all(isinstance(x, str) for x in f)):
                 raise InvalidParamsError(f"{where}.proc_stats[{i}].fields: expected a list of strings or null")
             snap.stats.append(f)
         return snap
+
+
+def _sample(kv: Any, key: str, where: str) -> tuple[float, list[Any]]:
+    # damo's sample: {"time": <epoch s>, KEY: [...]}
+    if not isinstance(kv, dict) or not isinstance(kv.get(key), list):
+        raise InvalidParamsError(f"{where}: expected {{\"time\": ..., \"{key}\": [...]}}")
+    return _number(kv.get("time"), f"{where}.time"), kv[key]
+
+
+def _entries(entries: list[Any], key: str, kind: type, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    # the per-process entries of a sample: {"pid": P, KEY: <kind>}, with the place of each for messages
+    for i, e in enumerate(entries):
+        w = f"{where}[{i}]"
+        if not isinstance(e, dict) or not isinstance(e.get(key), kind):
+            raise InvalidParamsError(f"{w}: expected {{\"pid\": ..., \"{key}\": {'{...}' if kind is dict else '[...]'}}}")
+        yield w, e
 
 
 def _number(v: Any, where: str) -> float:

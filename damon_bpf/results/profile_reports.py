@@ -23,7 +23,8 @@ import numpy as np
 from damon_bpf.config.units import U64_MAX, format_bytes
 from damon_bpf.errors import InvalidParamsError, MissingDependencyError
 from damon_bpf.linux.files import save_figure
-from damon_bpf.results.damo_reports import format_dists, format_heatmap, guides, heatmap, wss_dists
+from damon_bpf.results.damo_reports import (draw_heatmap, format_dists, format_heatmap, guides, heatmap, pyplot,
+                                            wss_dists)
 from damon_bpf.results.profile import MemFootprint
 from damon_bpf.results.records import DAMO_SKIPPED_SNAPSHOTS, Record, RecordSnapshot
 
@@ -40,7 +41,6 @@ __all__ = (
     "perf_report",
     "format_holistic",
     "plot_holistic",
-    "plot_dists",
 )
 
 #: ``damo report footprints`` metrics: summed virtual size and resident size of the targets, the system's used
@@ -299,18 +299,6 @@ def format_holistic(records: Sequence[Record], footprints: Sequence[MemFootprint
     return lines
 
 
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError as err:
-        raise MissingDependencyError("pictures need matplotlib: pip install 'damon-bpf[plot]' "
-                                     "(or apt install python3-matplotlib)") from err
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_holistic(records: Sequence[Record], footprints: Sequence[MemFootprint] | None, path: str, *,
                   target_id: int | None = None, resol: tuple[int, int] = (300, 400)) -> None:
     """Draw the holistic picture to exactly *path* (format from its suffix, PNG for any other; written as
@@ -322,7 +310,7 @@ def plot_holistic(records: Sequence[Record], footprints: Sequence[MemFootprint] 
     :raises MissingDependencyError: matplotlib is not installed
     :raises DamonBpfError: *path* cannot be written
     """
-    plt = _pyplot()
+    plt = pyplot()
     hm = heatmap(records, target_id=target_id, resol=resol)
     base = min(r.snapshots[0].start_time for r in records if r.snapshots)
     # a narrow third column holds the colour bar, so that both panels keep one time axis of the same width
@@ -330,22 +318,9 @@ def plot_holistic(records: Sequence[Record], footprints: Sequence[MemFootprint] 
                              gridspec_kw={"height_ratios": [3, 2], "width_ratios": [40, 1]})
     (ax_h, ax_cb), (ax_m, ax_none) = axes
     ax_none.axis("off")
-    t0, t1 = hm.time_range
-    cmap = plt.get_cmap("inferno").with_extremes(bad="#d8d8d8")
-    im = ax_h.imshow(np.ma.masked_invalid(hm.pixels.T), origin="lower", aspect="auto", interpolation="nearest",
-                     cmap=cmap, extent=((t0 - base) / 1e9, (t1 - base) / 1e9, 0, hm.pixels.shape[1]))
-    ticks, labels, off = [], [], 0
-    for i, (a, _, n) in enumerate(hm.columns):
-        if i:
-            ax_h.axhline(off, color="#3a7bd5", linewidth=0.8, linestyle="--")
-        ticks.append(off)
-        labels.append(f"{a:#x}")
-        off += n
-    ax_h.set_yticks(ticks)
-    ax_h.set_yticklabels(labels, fontsize=7)
+    draw_heatmap(fig, ax_h, hm, base, cax=ax_cb)
     ax_h.set_ylabel("address (gaps skipped)" if len(hm.ranges) > 1 else "address")
     ax_h.set_title(f"access heatmap, target {hm.target_id}")
-    fig.colorbar(im, cax=ax_cb, label=f"access frequency ({hm.unit})")
     # working set size per snapshot end, summed over targets
     wss: dict[int, int] = {}
     for rec in records:
@@ -372,32 +347,3 @@ def plot_holistic(records: Sequence[Record], footprints: Sequence[MemFootprint] 
     finally:
         plt.close(fig)
 
-
-def plot_dists(dists: dict[str, list[int]], path: str, *, ylabel: str, sorted_: bool = True) -> None:
-    """Draw value distributions (percentile curves, or values in time order) to exactly *path*, one line per
-    name, as :func:`plot_holistic` writes.
-
-    :raises MissingDependencyError: matplotlib is not installed
-    :raises DamonBpfError: *path* cannot be written
-    """
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
-    for name, d in dists.items():
-        if not d:
-            continue
-        if sorted_:
-            x: Any = np.arange(0, 101)
-            y = [d[min(int(p / 100.0 * len(d)), len(d) - 1)] / (1 << 20) for p in range(101)]
-        else:
-            x, y = np.linspace(0, 100, len(d)), [v / (1 << 20) for v in d]
-        ax.plot(x, y, marker="." if len(y) < 120 else None, label=name)
-    ax.set_xlabel("percentile" if sorted_ else "runtime (percent)")
-    ax.set_ylabel(ylabel)
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    try:
-        save_figure(fig, path)
-    finally:
-        plt.close(fig)

@@ -9,8 +9,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
-
 import pytest
 
 PY = sys.executable
@@ -28,44 +26,35 @@ def one_error_line(r: subprocess.CompletedProcess[str], rc: int, text: str) -> N
     assert "Traceback" not in r.stderr
 
 
-@pytest.fixture
-def sleeper() -> Iterator[int]:
-    p = subprocess.Popen(["sleep", "60"])
-    yield p.pid
-    p.kill()
-    p.wait()
-
-
 @pytest.mark.parametrize("items, text", [
     (["bogus"], "--do_record: unknown item 'bogus'"),
-    (["access", "17"], "unknown item '17' (choose from access, cpu_profile, mem_footprint, vmas, proc_stats, "
-                       "damon_trace_events; give the PIDs before --do_record)"),
+    (["access", "17"], "unknown item '17' (choose from access, cpu_profile, mem_footprint, vmas, "
+                             "proc_stats, damon_trace_events; give the PIDs before --do_record)"),
     (["access", "damon_trace_events"], "damon_trace_events: damon-bpf runs no kernel DAMON"),
     (["mem_footprint,vmas"], "always records accesses"),
 ])
-def test_do_record_refusals_touch_nothing(tmp_path: Path, sleeper: int, items: list[str], text: str) -> None:
-    r = cli("record", "--source", "synthetic", "-o", str(tmp_path / "x"), str(sleeper), "--do_record", *items)
+def test_do_record_refusals_touch_nothing(tmp_path: Path, items: list[str], text: str) -> None:
+    r = cli("record", "--source", "synthetic", "-o", str(tmp_path / "x"), "--do_record", *items, "--", "sleep", "9")
     one_error_line(r, 2, text)
     assert os.listdir(tmp_path) == []
 
 
-def test_cpu_profile_without_perf(tmp_path: Path, sleeper: int) -> None:
+def test_cpu_profile_without_perf(tmp_path: Path) -> None:
     env = {"PERF": "no-such-perf"}
     # asked for by name: not supported here (3), before the session starts
-    r = cli("record", "--source", "synthetic", "-o", str(tmp_path / "x"), str(sleeper), "--do_record", "access",
-            "cpu_profile", env=env)
+    r = cli("record", "--source", "synthetic", "-o", str(tmp_path / "x"), "--do_record", "access", "cpu_profile",
+            "--", "sleep", "9", env=env)
     one_error_line(r, 3, "--do_record cpu_profile: ")
     assert os.listdir(tmp_path) == []
     # damo's default: recorded without the profile, and a note says so
     r = cli("record", "--source", "synthetic", "--aggr", "50ms", "--duration", "1.5s", "-o", str(tmp_path / "x"),
-            str(sleeper), env=env)
+            "--", "sleep", "9", env=env)
     assert r.returncode == 0, r.stderr
     assert "damon-bpf: note: no CPU profile (.profile): " in r.stderr
     assert sorted(os.listdir(tmp_path)) == ["x", "x.kdamonds", "x.mem_footprint", "x.proc_stats", "x.vmas"]
 
 
-def test_only_the_asked_files_are_written_and_a_side_file_in_the_way_is_refused(tmp_path: Path,
-                                                                                 sleeper: int) -> None:
+def test_only_the_asked_files_are_written_and_a_side_file_in_the_way_is_refused(tmp_path: Path) -> None:
     r = cli("record", "--source", "synthetic", "--aggr", "50ms", "--duration", "1s", "-o", str(tmp_path / "x"),
             "--do_record", "access,mem_footprint", "--", "sleep", "60")
     assert r.returncode == 0, r.stderr
@@ -75,15 +64,15 @@ def test_only_the_asked_files_are_written_and_a_side_file_in_the_way_is_refused(
     # a folder where a side file goes: refused before the session, the record untouched
     before = (tmp_path / "x").read_bytes()
     (tmp_path / "x.vmas").mkdir()
-    r = cli("record", "--source", "synthetic", "-o", str(tmp_path / "x"), str(sleeper))
+    r = cli("record", "--source", "synthetic", "-o", str(tmp_path / "x"), "--", "sleep", "9")
     one_error_line(r, 2, "x.vmas")
     assert (tmp_path / "x").read_bytes() == before and not (tmp_path / "x.old").exists()
 
 
-def test_report_inputs_are_checked(tmp_path: Path, sleeper: int) -> None:
+def test_report_inputs_are_checked(tmp_path: Path) -> None:
     rec = tmp_path / "x"
-    r = cli("record", "--source", "synthetic", "--aggr", "50ms", "--duration", "1s", "-o", str(rec), str(sleeper),
-            "--do_record", "access")
+    r = cli("record", "--source", "synthetic", "--aggr", "50ms", "--duration", "1s", "-o", str(rec),
+            "--do_record", "access", "--", "sleep", "9")
     assert r.returncode == 0, r.stderr
     one_error_line(cli("report", "footprints", "-i", str(rec)), 2, f"{rec}.mem_footprint: no such file")
     one_error_line(cli("report", "profile", "-i", str(rec)), 2, f"{rec}.profile: no such file")
