@@ -248,7 +248,7 @@ def test_damo_reports_run_on_the_recording(name: str, report: str, request: pyte
         assert "# Memory Footprints Distribution" in out and "# Hotspot functions" in out
         rss = re.search(r"^\s+rss\s+(.*)$", out, re.M)
         assert rss and "0 B" not in rss.group(1), out
-        assert "Samples:" in out, out
+        assert re.search(r"^# Samples: [1-9]", out, re.M), out
     elif report == "times":
         spans = [tuple(float(x) for x in ln.split("-")) for ln in out.splitlines() if not ln.startswith("#")]
         assert spans and all(t0 - 1e-3 <= a < b <= t1 + 1e-3 for a, b in spans), (spans, t0, t1)
@@ -256,7 +256,7 @@ def test_damo_reports_run_on_the_recording(name: str, report: str, request: pyte
         assert re.search(r"^# avr:\t\d+$", out, re.M) and re.search(r"^100\t\d+$", out, re.M), out
         assert ours("report", "nr_regions", "-i", str(rec.out)).stdout == out
     elif report == "profile":
-        assert "Samples:" in out and "time slices:" in out, out[:2000]
+        assert re.search(r"^# Samples: [1-9].*time slices: ", out, re.M), out[:2000]
     else:
         assert "total size:" in out, out[-2000:]
     if report == "times":
@@ -272,7 +272,7 @@ def test_the_profile_has_the_programs_samples(workload_rec: Recording, python_re
         assert r.returncode == 0 and m and int(m.group(1)) > 0, r.stdout[:2000] + r.stderr[-1000:]
         # our profile report: perf report of the snapshots' times (the wall clock in both)
         prof = ours("report", "profile", "-i", str(rec.out)).stdout
-        assert "time slices:" in prof and "Samples:" in prof, prof[:2000]
+        assert re.search(r"^# Samples: [1-9].*time slices: ", prof, re.M), prof[:2000]
 
 
 def test_vmas_name_the_programs_mappings(python_rec: Recording) -> None:
