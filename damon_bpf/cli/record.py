@@ -55,7 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"what to record, damo's items ({', '.join(DO_RECORD_CHOICES[:-1])}; also comma-separated): "
                         f"FILE.mem_footprint, FILE.vmas, FILE.proc_stats (sampled every second) and FILE.profile "
                         f"(perf record -a); FILE.kdamonds always (default, as damo: {' '.join(DO_RECORD_DEFAULT)}; "
-                        "without perf the profile is left out with a note)")
+                        "without perf the profile is left out with a note); it takes every word after it, as damo's: "
+                        "give PIDs before it or end it with --")
     g.add_argument("--perf_path", metavar="PATH", help="the perf for cpu_profile (default $PERF or perf)")
 
 
