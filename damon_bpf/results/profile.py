@@ -313,7 +313,8 @@ def _entries(entries: list[Any], key: str, kind: type, where: str) -> Iterator[t
     for i, e in enumerate(entries):
         w = f"{where}[{i}]"
         if not isinstance(e, dict) or not isinstance(e.get(key), kind):
-            raise InvalidParamsError(f"{w}: expected {{\"pid\": ..., \"{key}\": {'{...}' if kind is dict else '[...]'}}}")
+            shape = "{...}" if kind is dict else "[...]"
+            raise InvalidParamsError(f"{w}: expected {{\"pid\": ..., \"{key}\": {shape}}}")
         yield w, e
 
 
