@@ -28,6 +28,8 @@ from damon_bpf.engine import StopReason
 from damon_bpf.errors import InvalidParamsError
 from damon_bpf.session.monitor import Monitor, MonitorSpec
 from damon_bpf.results.records import RecordWriter, check_record_path, damo_caveat, recover_file
+from damon_bpf.results.profile import (DO_RECORD_CHOICES, DO_RECORD_DEFAULT, ProfileRecorder, check_side_paths,
+                                       recipe_from_args)
 from damon_bpf.config.units import format_bytes, text_to_sec
 
 
@@ -48,6 +50,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--keep-journal", action="store_true", help="keep FILE.journal after a clean end")
     g.add_argument("--recover", metavar="FILE",
                    help="rebuild FILE from FILE.journal after a recording was killed, then exit")
+    # damo's profiling recipe (issue #19): what else to record beside FILE (damon_bpf.results.profile)
+    g.add_argument("--do_record", nargs="+", metavar="ITEM",
+                   help=f"what to record, damo's items ({', '.join(DO_RECORD_CHOICES[:-1])}; also comma-separated): "
+                        f"FILE.mem_footprint, FILE.vmas, FILE.proc_stats (sampled every second) and FILE.profile "
+                        f"(perf record -a); FILE.kdamonds always (default, as damo: {' '.join(DO_RECORD_DEFAULT)}; "
+                        "without perf the profile is left out with a note); it takes every word after it, as damo's: "
+                        "give PIDs before it or end it with --")
+    g.add_argument("--perf_path", metavar="PATH", help="the perf for cpu_profile (default $PERF or perf)")
 
 
 def spec_from_args(args: argparse.Namespace) -> MonitorSpec:
@@ -102,8 +112,10 @@ def run(args: argparse.Namespace) -> int:
     if flush_s <= 0:
         raise InvalidParamsError(f"invalid --flush {args.flush!r}")
     spec = spec_from_args(args)
+    recipe = recipe_from_args(args.do_record, args.perf_path)
     mon = Monitor(spec)  # validates the spec before any file is touched
     check_record_path(args.out)  # and the output before the session starts
+    check_side_paths(args.out, recipe)
     live = args.live or args.json
     view = None
     if live:
@@ -111,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
                                     source=spec.source)
 
     writer: RecordWriter | None = None
+    profile: ProfileRecorder | None = None
     progress: _Progress | None = None
     reason = StopReason.ERROR
     exporter = monitor_cli.prometheus_exporter(mon, args)
@@ -125,8 +138,10 @@ def run(args: argparse.Namespace) -> int:
             writer = RecordWriter(args.out, attrs=spec.attrs, ips=ips, rewrite_interval_s=flush_s,
                                   keep_journal=args.keep_journal)
             progress = _Progress(writer, enabled=not live and sys.stderr.isatty())
+            profile = ProfileRecorder(args.out, recipe, mon.pids, spec.attrs, spec.schemes)
+            profile.start()
             # the session is open (consumers given to Monitor() were wired then): add ours to the kdamond directly
-            consumers: list[Callable[[Any], None]] = [writer, progress]
+            consumers: list[Callable[[Any], None]] = [writer, progress, profile]
             if view is not None:
                 consumers.append(view)
             mon.ctx.after_aggregation.extend(consumers)
@@ -136,6 +151,10 @@ def run(args: argparse.Namespace) -> int:
             mon.close()  # the source's cleanup (BPF programs detached, sysctls restored), also if it never ran
             if progress is not None:
                 progress.end()
+            if profile is not None:
+                profile.close()
+                for note in profile.notes:
+                    print(f"damon-bpf: note: {note}", file=sys.stderr)
             if writer is not None:
                 writer.close()
     assert writer is not None

@@ -34,6 +34,13 @@ REPORT_TYPES: tuple[ReportType, ...] = (
     ReportType("access", "damon_bpf.cli.report:ACCESS", "the regions of a snapshot, with access rates and ages"),
     ReportType("raw", "damon_bpf.cli.report:RAW", "every snapshot's regions (text, perf-script or JSON)"),
     ReportType("info", "damon_bpf.cli.report:INFO", "targets, time span and address blocks of a record"),
+    # damo's profiling recipe (issue #19): the files record --do_record writes beside the record
+    ReportType("footprints", "damon_bpf.cli.report_profile:FOOTPRINTS", "distribution of the memory footprints"),
+    ReportType("times", "damon_bpf.cli.report_profile:TIMES", "times of the snapshots with an access pattern"),
+    ReportType("profile", "damon_bpf.cli.report_profile:PROFILE", "the CPU profile of those times (perf report)"),
+    ReportType("nr_regions", "damon_bpf.cli.report_profile:NR_REGIONS", "distribution of the number of regions"),
+    ReportType("holistic", "damon_bpf.cli.report_profile:HOLISTIC",
+               "heatmaps, working set and footprints, hotspot functions in one page (or --png picture)"),
     ReportType("code", "damon_bpf.cli.report_code", "which code made the accesses (instruction attribution)"),
 )
 

@@ -40,6 +40,8 @@ __all__ = (
     "format_record_info",
     "plot_heatmap",
     "plot_wss",
+    "draw_heatmap",
+    "pyplot",
     "COLORSETS",
 )
 
@@ -662,7 +664,11 @@ def format_record_info(records: Sequence[Record], *, base_ns: int | None = None,
 # -- pictures ---------------------------------------------------------------------------------------------------
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` with the Agg backend (files only, no display).
+
+    :raises MissingDependencyError: matplotlib is not installed
+    """
     try:
         import matplotlib
     except ImportError as err:
@@ -672,6 +678,28 @@ def _pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def draw_heatmap(fig: Any, ax: Any, hm: Heatmap, base_ns: int, cax: Any = None) -> None:
+    """Draw *hm* on the matplotlib axes *ax* of *fig*: time (s from *base_ns*) across, the address blocks up
+    (gaps skipped, marked by lines, each labelled with its start), NaN pixels grey; its colour bar beside *ax*,
+    or in *cax* when given."""
+    t0, t1 = hm.time_range
+    cmap = pyplot().get_cmap("inferno").with_extremes(bad="#d8d8d8")
+    extent = ((t0 - base_ns) / 1e9, (t1 - base_ns) / 1e9, 0, hm.pixels.shape[1])
+    im = ax.imshow(np.ma.masked_invalid(hm.pixels.T), origin="lower", aspect="auto", interpolation="nearest",
+                   cmap=cmap, extent=extent)
+    ticks, labels = [], []
+    off = 0
+    for i, (a, _, n) in enumerate(hm.columns):
+        if i:
+            ax.axhline(off, color="#3a7bd5", linewidth=0.8, linestyle="--")
+        ticks.append(off)
+        labels.append(f"{a:#x}")
+        off += n
+    ax.set_yticks(ticks)
+    ax.set_yticklabels(labels, fontsize=7)
+    fig.colorbar(im, ax=None if cax is not None else ax, cax=cax, label=f"access frequency ({hm.unit})")
 
 
 def plot_heatmap(records: Sequence[Record], path: str, *, target_id: int | None = None,
@@ -686,29 +714,14 @@ def plot_heatmap(records: Sequence[Record], path: str, *, target_id: int | None 
     :raises MissingDependencyError: matplotlib is not installed
     :raises DamonBpfError: *path* cannot be written (InvalidParamsError: a folder, device, symlink is there)
     """
-    plt = _pyplot()
+    plt = pyplot()
     base = base_time(records)
     hm = heatmap(records, target_id=target_id, time_range=time_range, address_ranges=address_ranges, resol=resol)
     fig, ax = plt.subplots(figsize=(10, 6), dpi=100)
-    t0, t1 = hm.time_range
-    img = np.ma.masked_invalid(hm.pixels.T)
-    cmap = plt.get_cmap("inferno").with_extremes(bad="#d8d8d8")
-    extent = ((t0 - base) / 1e9, (t1 - base) / 1e9, 0, hm.pixels.shape[1])
-    im = ax.imshow(img, origin="lower", aspect="auto", interpolation="nearest", cmap=cmap, extent=extent)
-    ticks, labels = [], []
-    off = 0
-    for i, (a, _, n) in enumerate(hm.columns):
-        if i:
-            ax.axhline(off, color="#3a7bd5", linewidth=0.8, linestyle="--")
-        ticks.append(off)
-        labels.append(f"{a:#x}")
-        off += n
-    ax.set_yticks(ticks)
-    ax.set_yticklabels(labels, fontsize=7)
+    draw_heatmap(fig, ax, hm, base)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("address (monitored ranges, gaps skipped)" if len(hm.ranges) > 1 else "address")
     ax.set_title(title or f"access heatmap, target {hm.target_id}")
-    fig.colorbar(im, ax=ax, label=f"access frequency ({hm.unit})")
     fig.tight_layout()
     try:
         save_figure(fig, path)
@@ -724,7 +737,7 @@ def plot_wss(dists: dict[int, list[int]], path: str, *, title: str | None = None
     :raises MissingDependencyError: matplotlib is not installed
     :raises DamonBpfError: *path* cannot be written
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
     for tid, d in dists.items():
         if not d:
