@@ -28,7 +28,7 @@ from damon_bpf.engine import StopReason
 from damon_bpf.errors import InvalidParamsError
 from damon_bpf.session.monitor import Monitor, MonitorSpec
 from damon_bpf.results.records import RecordWriter, check_record_path, damo_caveat, recover_file
-from damon_bpf.results.profile import (DO_RECORD_CHOICES, DO_RECORD_DEFAULT, ProfileRecorder, check_side_paths,
+from damon_bpf.results.profile import (DAMO_DO_RECORD_DEFAULT, DO_RECORD_CHOICES, DO_RECORD_DEFAULT, ProfileRecorder, check_side_paths,
                                        recipe_from_args)
 from damon_bpf.config.units import format_bytes, text_to_sec
 
@@ -54,9 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--do_record", nargs="+", metavar="ITEM",
                    help=f"what to record, damo's items ({', '.join(DO_RECORD_CHOICES[:-1])}; also comma-separated): "
                         f"FILE.mem_footprint, FILE.vmas, FILE.proc_stats (sampled every second) and FILE.profile "
-                        f"(perf record -a); FILE.kdamonds always (default, as damo: {' '.join(DO_RECORD_DEFAULT)}; "
-                        "without perf the profile is left out with a note); it takes every word after it, as damo's: "
-                        "give PIDs before it or end it with --")
+                        f"(perf record -a); FILE.kdamonds always (default: {' '.join(DO_RECORD_DEFAULT)}; damo's "
+                        f"default adds vmas and cpu_profile: {' '.join(DAMO_DO_RECORD_DEFAULT)}); it takes every word "
+                        "after it, as damo's: give PIDs before it or end it with --")
     g.add_argument("--perf_path", metavar="PATH", help="the perf for cpu_profile (default $PERF or perf)")
 
 

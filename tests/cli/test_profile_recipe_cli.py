@@ -46,12 +46,12 @@ def test_cpu_profile_without_perf(tmp_path: Path) -> None:
             "--", "sleep", "9", env=env)
     one_error_line(r, 3, "--do_record cpu_profile: ")
     assert os.listdir(tmp_path) == []
-    # damo's default: recorded without the profile, and a note says so
+    # the default needs no perf: the cheap items only
     r = cli("record", "--source", "synthetic", "--aggr", "50ms", "--duration", "1.5s", "-o", str(tmp_path / "x"),
             "--", "sleep", "9", env=env)
     assert r.returncode == 0, r.stderr
-    assert "damon-bpf: note: no CPU profile (.profile): " in r.stderr
-    assert sorted(os.listdir(tmp_path)) == ["x", "x.kdamonds", "x.mem_footprint", "x.proc_stats", "x.vmas"]
+    assert "note:" not in r.stderr
+    assert sorted(os.listdir(tmp_path)) == ["x", "x.kdamonds", "x.mem_footprint", "x.proc_stats"]
 
 
 def test_only_the_asked_files_are_written_and_a_side_file_in_the_way_is_refused(tmp_path: Path) -> None:
@@ -63,9 +63,9 @@ def test_only_the_asked_files_are_written_and_a_side_file_in_the_way_is_refused(
     assert fps and len({fp["footprints"][0]["pid"] for fp in fps}) == 1 and fps[0]["footprints"][1]["pid"] is None
     # a folder where a side file goes: refused before the session, the record untouched
     before = (tmp_path / "x").read_bytes()
-    (tmp_path / "x.vmas").mkdir()
+    (tmp_path / "x.proc_stats").mkdir()
     r = cli("record", "--source", "synthetic", "-o", str(tmp_path / "x"), "--", "sleep", "9")
-    one_error_line(r, 2, "x.vmas")
+    one_error_line(r, 2, "x.proc_stats")
     assert (tmp_path / "x").read_bytes() == before and not (tmp_path / "x.old").exists()
 
 

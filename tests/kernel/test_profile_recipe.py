@@ -27,7 +27,7 @@ from typing import Iterator
 
 import pytest
 
-from damon_bpf.results.profile import read_mem_footprints, read_vmas
+from damon_bpf.results.profile import DAMO_DO_RECORD_DEFAULT, read_mem_footprints, read_vmas
 from damon_bpf.results.records import read_records
 
 PY = sys.executable
@@ -91,9 +91,12 @@ def _comm(pid: int) -> str:
 
 def record(out: Path, *target: str, seconds: float = RECORD_SECONDS, kill: bool = False,
            extra: tuple[str, ...] = ()) -> Recording:
-    """``damon-bpf record`` of *target* (pids, or ``--`` and a command) with damo's default recipe, stopped
-    *seconds* after the session started (SIGINT; SIGKILL with *kill*)."""
-    proc = subprocess.Popen([PY, "-m", "damon_bpf", "record", "--aggr", "100ms", "-o", str(out), *extra, *target],
+    """``damon-bpf record`` of *target* (pids, or ``--`` and a command) with damo's default recipe (``--do_record``
+    of every item), stopped *seconds* after the session started (SIGINT; SIGKILL with *kill*)."""
+    pids = target[:target.index("--")] if "--" in target else target
+    command = target[len(pids):]  # "--" CMD...: after the recipe's words, which --do_record would take
+    proc = subprocess.Popen([PY, "-m", "damon_bpf", "record", "--aggr", "100ms", "-o", str(out), *extra, *pids,
+                             "--do_record", *DAMO_DO_RECORD_DEFAULT, *command],
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     lines: list[str] = []
     started = threading.Event()

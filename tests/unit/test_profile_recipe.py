@@ -21,7 +21,7 @@ from damon_bpf.errors import InvalidParamsError, MissingDependencyError
 from damon_bpf.linux.proc_footprint import (parse_meminfo, parse_statm, read_meminfo, read_stat_fields, read_statm,
                                             split_stat)
 from damon_bpf.results import profile_reports as pr
-from damon_bpf.results.profile import (DO_RECORD_DEFAULT, JsonListFile, MemFootprint, ProfileRecorder, Recipe,
+from damon_bpf.results.profile import (DAMO_DO_RECORD_DEFAULT, DO_RECORD_DEFAULT, JsonListFile, MemFootprint, ProfileRecorder, Recipe,
                                        kdamonds_kvpairs, read_kdamonds, read_mem_footprints, read_proc_stats,
                                        read_vmas, recipe_from_args, side_file, side_paths)
 from damon_bpf.results.records import Intervals, Record, RecordSnapshot
@@ -69,13 +69,14 @@ def test_recipe_spellings_and_refusals(monkeypatch: pytest.MonkeyPatch) -> None:
         with pytest.raises(InvalidParamsError, match=msg):
             recipe_from_args(words)
     monkeypatch.setenv("PERF", "no-such-perf-binary")
-    # damo's default without perf: the profile is left out, with a note
+    # the default: the cheap items, no perf needed
     r = recipe_from_args(None)
-    assert r.items == set(DO_RECORD_DEFAULT) - {"cpu_profile"} and r.perf is None
-    assert len(r.notes) == 1 and r.notes[0].startswith("no CPU profile (.profile): ")
-    # asked for by name: an error (exit 3)
+    assert r.items == set(DO_RECORD_DEFAULT) == {"access", "mem_footprint", "proc_stats"} and r.perf is None
+    assert side_paths("d", r) == ["d.kdamonds", "d.mem_footprint", "d.proc_stats"]
+    # damo's default needs perf: without it, an error (exit 3)
     with pytest.raises(MissingDependencyError, match="--do_record cpu_profile"):
-        recipe_from_args(["access", "cpu_profile"])
+        recipe_from_args(list(DAMO_DO_RECORD_DEFAULT))
+    r = recipe_from_args(["access", "mem_footprint", "vmas", "proc_stats"])
     assert side_paths("d", r) == ["d.kdamonds", "d.mem_footprint", "d.vmas", "d.proc_stats"]
     assert side_file("d", ".vmas") == "d.vmas" and side_file("d.vmas", ".vmas") == "d.vmas"
 
