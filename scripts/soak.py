@@ -31,8 +31,9 @@ Rounds, for ``--minutes`` (default 20; ``--quick``: 2), each with its settings d
                           ``rN.data.journal``, ``rN.data.attribution``, ``rN.data.old`` and ``damon_bpf.prom``, or
                           a file of the session in ``/run/damon-bpf`` (its pid in the name) that is not ``.json``
    ``registration_left``  a ``/run/damon-bpf/record-*.json`` of a record of the soak whose writer is gone: at once
-                          after a clean end, or once the next session has started (it completes killed recordings)
-   ``record_not_completed`` the next session started and the record file still holds fewer snapshots than its
+                          after a clean end, or once the next record session has started (it completes killed
+                          recordings; monitor and export sessions do not)
+   ``record_not_completed`` the next record session started and the record file still holds fewer snapshots than its
                           journal; ``journal_left``: a cleanly ended record kept its journal; ``record_missing``:
                           a record session that started and ended cleanly wrote no file
    ``report_info_failed`` ``damon-bpf report info -i FILE`` did not exit 0 with ``snapshots`` in its output
@@ -46,10 +47,10 @@ Rounds, for ``--minutes`` (default 20; ``--quick``: 2), each with its settings d
                           port is still bound after the exit
    ====================== ==========================================================================================
 
-At the end one more short session completes the last killed recording, and every record of the soak is read
+At the end one more short record session completes the last killed recording, and every record of the soak is read
 once more by both readers (failures then count as ``final_*``). The summary also says how often the watched paths
 were taken (``exercised``): rounds whose session changed a sysctl (and of those, how many were SIGKILLed: the
-watchdog's path), killed recordings whose file was behind its journal at the kill (the next session's completion
+watchdog's path), killed recordings whose file was behind its journal at the kill (the next record session's completion
 path), ``-- CMD`` and ``--follow-children`` rounds, scrapes.
 
 Other developers' damon-bpf sessions and tests on the machine are told apart, noted (``foreign_*``) and not
@@ -96,7 +97,7 @@ from typing import Any, Iterator
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "soak.json"
 #: where damon-bpf keeps its sysctl records and its registry of live recordings (damon_bpf/linux/sysctl.py,
-#: damon_bpf/results/records.py)
+#: damon_bpf/results/records/journal.py)
 STATE_DIR = Path("/run/damon-bpf")
 SYSCTLS = ("kernel.numa_balancing", "kernel.bpf_stats_enabled", "kernel.task_delayacct")
 #: marker of every process the soak starts: "<soak pid>-<random>"; rounds add ROUND_ENV = "<token>:<round>"
@@ -420,7 +421,7 @@ class Round:
 
 @dataclass
 class _Pending:
-    # a record of a killed session: its next session must complete it and drop its registration
+    # a record of a killed session: the next record session must complete it and drop its registration
     path: str
     round: Round
 
@@ -555,7 +556,7 @@ class Soak:
             self.see_sysctl_records(rnd, p.pid)
             if not rnd.started:
                 rnd.started = self.session_started(rnd, out_path, err_path)
-            if rnd.started and not checked_pending:
+            if rnd.started and not checked_pending and rnd.command == "record":  # only a recording completes
                 self.check_pending(rnd)
                 checked_pending = True
             if rnd.command == "export" and time.monotonic() >= next_scrape:
@@ -570,7 +571,7 @@ class Soak:
         self.session = None
         if not rnd.started:
             rnd.started = self.session_started(rnd, out_path, err_path)
-        if rnd.started and not checked_pending:
+        if rnd.started and not checked_pending and rnd.command == "record":
             self.check_pending(rnd)
         self.check_exit(rnd, err_path)
         self.check_processes(rnd, marker)
@@ -591,7 +592,8 @@ class Soak:
         return rnd
 
     def session_started(self, rnd: Round, out_path: Path, err_path: Path) -> bool:
-        # past Monitor.open() (which completes killed recordings): the start-up line, or monitor --json's output
+        # the start-up line (a record session prints it after its writer completed killed recordings), or
+        # monitor --json's output
         if rnd.command == "monitor":
             return out_path.stat().st_size > 0
         doing = "recording" if rnd.command == "record" else "exporting"
@@ -790,19 +792,19 @@ class Soak:
         self.ready.append(record)
 
     def check_pending(self, rnd: Round | None) -> None:
-        # a session has started since these records' writers were killed: it must have completed them
+        # a record session has started since these records' writers were killed: it must have completed them
         for pend in self.pending:
             name = Path(pend.path).name
             reg = self.registration_of(pend.path)
             if reg is not None:
                 self.fail(rnd, "registration_left", f"{reg.name} of {name} (killed in round {pend.round.n}) "
-                          f"after the next session started")
+                          f"after the next record session started")
                 reg.unlink(missing_ok=True)
             fs, js = file_snapshots(pend.path), journal_snapshots(pend.path + ".journal")
             pend.round.record_completed = not (js is not None and (fs is None or fs < js))
             if not pend.round.record_completed:
                 self.fail(rnd, "record_not_completed", f"{name} (killed in round {pend.round.n}): "
-                          f"{fs} snapshots in the file, {js} in the journal, after the next session started")
+                          f"{fs} snapshots in the file, {js} in the journal, after the next record session started")
             self.ready.append(pend.path)
         self.pending = []
 
@@ -851,13 +853,13 @@ class Soak:
         self.finish()
 
     def finish(self) -> None:
-        # one more session completes the last killed recordings; then every record is read once more
+        # one more record session completes the last killed recordings; then every record is read once more
         if self.pending:
             pid = self.ensure_workload()
             env = dict(self.env, **{ROUND_ENV: f"{self.token}:final"})
-            subprocess.run([sys.executable, "-m", "damon_bpf", "monitor", "--json", "--source", "pte",
-                            "--duration", "1s", str(pid)], env=env, cwd=self.run_dir, stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+            subprocess.run([sys.executable, "-m", "damon_bpf", "record", "--source", "pte", "--duration", "1s",
+                            "-o", str(self.dir / "final.data"), str(pid)], env=env, cwd=self.run_dir,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
             self.check_pending(None)
             self.read_ready()
         for path in sorted(self.records, key=lambda p: self.records[p]):
@@ -956,7 +958,7 @@ class Soak:
                      f"({', '.join(f'{k} {v}' for k, v in ex['sysctls'].items()) or '-'}), "
                      f"{ex['of_them_killed']} of them SIGKILLed; {ex['killed_recordings']} recordings killed, "
                      f"{ex['killed_recordings_file_behind_journal']} with the file behind its journal, "
-                     f"{ex['killed_recordings_completed']} completed by the next session; "
+                     f"{ex['killed_recordings_completed']} completed by the next record session; "
                      f"{ex['cmd_rounds']} '-- CMD' rounds, {ex['follow_children_rounds']} --follow-children; "
                      f"{ex['scrapes_ok']} scrapes ({ex['scrapes_failed']} failed)")
         lines.append("exit codes: " + "; ".join(f"{s}: " + ", ".join(f"{rc} x{n}" for rc, n in sorted(v.items()))

@@ -286,9 +286,6 @@ def prometheus_exporter(mon: Monitor, args: argparse.Namespace) -> Any:
 def announce(mon: Monitor, doing: str, to: str = "") -> None:
     """The start-up lines on standard error: what is monitored, by which source (and where it attaches), the
     source's notes and the session's (:func:`print_session_notes`)."""
-    for path, nr in mon.completed_records:
-        print(f"damon-bpf: {path}: completed a killed recording: {nr} snapshot{'s' if nr != 1 else ''} recovered "
-              f"from its journal", file=sys.stderr)
     ops = mon.ctx.ops if mon.ctx else None
     if ops is None:
         print_session_notes(mon)

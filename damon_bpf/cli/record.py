@@ -145,6 +145,9 @@ def run(args: argparse.Namespace) -> int:
             if view is not None:
                 consumers.append(view)
             mon.ctx.after_aggregation.extend(consumers)
+            for path, nr in writer.completed_records:  # killed recordings the writer completed before it started
+                print(f"damon-bpf: {path}: completed a killed recording: {nr} snapshot{'s' if nr != 1 else ''} "
+                      f"recovered from its journal", file=sys.stderr)
             monitor_cli.announce(mon, "recording", to=args.out)
             reason = mon.run()
         finally:

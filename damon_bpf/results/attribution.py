@@ -24,7 +24,7 @@ import os
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Iterable, Iterator, Sequence
+from typing import IO, Any, Callable, Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -444,10 +444,3 @@ def write_folded(out: str | IO[str], lines: Iterable[str]) -> None:
         atomic_write(os.fspath(out), text.encode())
     else:
         out.write(text)
-
-
-def iter_targets(records: Sequence[RecordRegions]) -> Iterator[RecordRegions]:
-    yield from sorted(records, key=lambda r: r.target_id)
-
-
-

@@ -106,7 +106,6 @@ class Monitor:
         #: processes that could not be added while following children, with the reason
         self.follow_errors: list[str] = []
         self.metrics: Any = None  # the DAMOS metrics provider, when a scheme needs one
-        self.completed_records: list[tuple[str, int]] = []
         #: one line each for the user, found when the session opened (e.g. a DAMOS scheme that can never match)
         self.notes: list[str] = []
         #: the spawned command's exit status when it ended by itself before the session closed (a signal N is
@@ -128,10 +127,6 @@ class Monitor:
         for pid in self.spec.pids:
             if not is_running(pid):
                 raise TargetGoneError(pid, f"no such process: {pid}")
-        from damon_bpf.results.records import complete_dead_recordings
-
-        #: records of killed recordings this session completed from their journals: (path, snapshots)
-        self.completed_records = complete_dead_recordings()
         pids = list(self.spec.pids)
         if self.spec.command:
             try:

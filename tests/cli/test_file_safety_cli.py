@@ -15,7 +15,7 @@ import pytest
 from damon_bpf.linux import files
 from damon_bpf.results.records import RecordWriter
 from tests.cli.test_record_report import run
-from tests.unit.test_records import OFFSET, engine_snapshot
+from tests.unit.results.test_records import OFFSET, engine_snapshot
 
 
 @pytest.fixture

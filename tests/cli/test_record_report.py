@@ -374,6 +374,51 @@ def test_sigkill_leaves_a_readable_record_and_a_journal(tmp_path: Path, capsys: 
     assert "target_id: 0" in damo_ok("report", "record_info", "--input", str(out))
 
 
+def test_only_a_recording_completes_killed_recordings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # issue #18: Monitor.open() of a session that does not record (monitor, export, compare) leaves the
+    # registration and the record of a killed recording alone; the next `record` completes it before it writes
+    from damon_bpf.results.records import journal, readers
+    from damon_bpf.session.monitor import Monitor, MonitorSpec
+    from tests.unit.results.test_record_safety import DEAD, killed
+
+    monkeypatch.setattr(journal, "RECORDINGS_DIR", tmp_path / "run")
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    killed_path = private / "x"
+    n = killed(killed_path, registered=True)
+    (reg,) = (tmp_path / "run").glob("record-*.json")
+    info = json.loads(reg.read_text())
+    info["pid"] = DEAD  # the writer is gone
+    reg.write_text(json.dumps(info))
+
+    def nr_in_file() -> int:
+        return sum(len(r.snapshots) for r in readers.read_file(str(killed_path)))
+
+    assert nr_in_file() == 1
+    target = subprocess.Popen(["sleep", "60"])
+    try:
+        mon = Monitor(MonitorSpec(pids=[target.pid], source="synthetic"))
+        try:
+            mon.open()
+        finally:
+            mon.close()
+        assert reg.exists() and nr_in_file() == 1
+        rc, _, err = run(capsys, "monitor", "--source", "synthetic", "--duration", "0.2s", str(target.pid))
+        assert rc == 0, err
+        assert "killed recording" not in err
+        assert reg.exists() and nr_in_file() == 1
+        rc, _, err = run(capsys, "record", "--source", "synthetic", "--duration", "0.2s", "-o",
+                         str(tmp_path / "new.data"), str(target.pid))
+    finally:
+        target.kill()
+        target.wait()
+    assert rc == 0, err
+    assert (f"damon-bpf: {killed_path}: completed a killed recording: {n - 1} snapshots recovered from its "
+            f"journal\n") in err, err
+    assert not reg.exists() and nr_in_file() == n
+
+
 def test_sigterm_and_target_exit_end_with_a_complete_file(tmp_path: Path) -> None:
     out = tmp_path / "t.data"
     rec_proc = subprocess.Popen([PY, "-m", "damon_bpf", "record", "--source", "synthetic", "--aggr", "50ms",

@@ -26,7 +26,7 @@ import pytest
 from damon_bpf.errors import PermissionDeniedError
 from damon_bpf.linux import files, sysctl
 from damon_bpf.linux.sysctl import SysctlOverride, restore_stale
-from tests.unit.test_record_safety import killed
+from tests.unit.results.test_record_safety import killed
 
 PY = sys.executable
 ROOT = str(Path(__file__).resolve().parents[2])

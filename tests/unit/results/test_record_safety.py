@@ -17,23 +17,16 @@ import pytest
 from damon_bpf.errors import InvalidParamsError, IOFailureError
 from damon_bpf.linux import files
 from damon_bpf.results import records as rmod
-from damon_bpf.results.records import RecordWriter, read_records, recover_file, recovery_problem
-from tests.unit.test_records import OFFSET, engine_snapshot
+from damon_bpf.results.records import RecordWriter, read_records, readers, recover_file, recovery_problem
+from tests.unit.results.test_records import OFFSET, engine_snapshot
 
 DEAD = 2**22 + 7  # no such process
-
-
-@pytest.fixture(autouse=True)
-def private_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    d = tmp_path / "run"
-    monkeypatch.setattr(rmod, "RECORDINGS_DIR", d)
-    return d
 
 
 def killed(path: Path, n: int = 6, registered: bool = False) -> int:
     """A recording of *n* snapshots whose writer was SIGKILLed after its first rewrite: the record holds one
     snapshot, the journal all of them, its header names a process that is gone; its registration (in
-    ``records.RECORDINGS_DIR``) is kept only if *registered*. Returns *n*."""
+    ``records.journal.RECORDINGS_DIR``) is kept only if *registered*. Returns *n*."""
     w = RecordWriter(str(path), time_offset_ns=OFFSET, rewrite_interval_s=3600)
     for i in range(n):
         w(engine_snapshot(i))
@@ -51,7 +44,7 @@ def killed(path: Path, n: int = 6, registered: bool = False) -> int:
 
 
 def nr_snapshots(path: Path) -> int:
-    return sum(len(r.snapshots) for r in rmod._read_file(str(path)))
+    return sum(len(r.snapshots) for r in readers.read_file(str(path)))
 
 
 def test_a_killed_recording_is_completed_in_a_private_folder(tmp_path: Path) -> None:

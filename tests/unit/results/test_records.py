@@ -26,7 +26,6 @@ from damon_bpf.results.records import (
     Record,
     RecordSnapshot,
     RecordWriter,
-    _adler32_combine,
     read_records,
     records_to_kvpairs,
     recover,
@@ -34,6 +33,7 @@ from damon_bpf.results.records import (
     write_perf_script,
     write_records,
 )
+from damon_bpf.results.records.encode import _adler32_combine
 
 GiB, MiB = 1 << 30, 1 << 20
 OFFSET = 1_700_000_000_000_000_000  # a fixed epoch offset, so times are predictable
@@ -409,8 +409,9 @@ def test_a_killed_recording_is_completed_by_the_next_session(tmp_path: Path, mon
     # the writer registers its record; when the writer is gone with a journal holding more than the body, the
     # next session's complete_dead_recordings() rewrites the record from the journal, and a read has nothing left
     from damon_bpf.results import records as rmod
+    from damon_bpf.results.records import journal, readers
 
-    monkeypatch.setattr(rmod, "RECORDINGS_DIR", tmp_path / "run")
+    monkeypatch.setattr(journal, "RECORDINGS_DIR", tmp_path / "run")
     path = str(tmp_path / "killed.data")
     w = RecordWriter(path, time_offset_ns=OFFSET, rewrite_interval_s=3600)
     snaps = [engine_snapshot(i) for i in range(6)]
@@ -422,7 +423,7 @@ def test_a_killed_recording_is_completed_by_the_next_session(tmp_path: Path, mon
     info = json.loads(reg.read_text())
     info["pid"] = 2**22 + 7  # no such process: the writer is gone
     reg.write_text(json.dumps(info))
-    body_before = sum(len(r.snapshots) for r in rmod._read_file(path))
+    body_before = sum(len(r.snapshots) for r in readers.read_file(path))
     assert body_before < 6
     assert rmod.complete_dead_recordings() == [(os.path.abspath(path), 6 - body_before)]
     assert not reg.exists()
