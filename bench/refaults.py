@@ -33,8 +33,9 @@ an unmonitored *baseline* window (10 s), then the *on* window (20 s): ``none`` k
 :class:`~damon_bpf.session.monitor.Monitor` of the target with the defaults and
 ``source_options=PteOptions(clear=METHOD)`` (any pte clear method the library knows can be named); ``control``, the
 positive control, has no monitor: the bench writes the target's ``clear_refs`` every 5 ms itself. Methods are
-interleaved, ``--reps`` rounds (default 3), so drift on the machine spreads over all of them. Figures of a window, per second, from the cgroup's ``memory.stat``
-read every second (the first 3 s of a monitored window, the source's start-up, are left out) and the target's ticks:
+interleaved, ``--reps`` rounds (default 3), so drift on the machine spreads over all of them. Figures of a window,
+per second, from the cgroup's ``memory.stat`` read every second (the first 3 s of a monitored window, the source's
+start-up, are left out) and the target's ticks:
 
 - ``workingset_refault_file`` and ``workingset_refault_anon``: reads of pages that reclaim had evicted;
 - ``pgscan``/``pgsteal`` (v2) or, on v1 which has no per-cgroup scan counters, ``pgpgin``/``pgpgout`` (pages
