@@ -64,7 +64,8 @@ class BpfOptions(SourceOptions):
 
 @dataclass(frozen=True)
 class SharedSettings:
-    """What a command gives every source it runs besides their own options (``compare``, ``demo``).
+    """What a command gives every source it runs besides their own options (``compare``: the rate limit, BPF
+    statistics, the seed and the bundled workload).
 
     :ivar workload_pattern: the synthetic access pattern of the bundled workload that runs, if one does
     """
