@@ -24,6 +24,7 @@ The bench scripts are not a package: they import this file with ``sys.path`` set
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -457,7 +458,7 @@ class SourceCase:
         source follows *workload*'s phases as they run now (:meth:`BundledWorkload.synthetic_options`)."""
         syn = workload.synthetic_options() if workload is not None and self.source == "synthetic" else {}
         base = source_spec(self.source, synthetic_pattern=syn.get("pattern"), seed=syn.get("seed"))
-        return SourceSpec(self.label, base.ops_id, {**base.options, **self.overrides})
+        return SourceSpec(self.label, base.ops_id, dataclasses.replace(base.options, **self.overrides))
 
 
 def make_attrs(sample_us: int = 5_000, aggr_us: int = 100_000, max_nr_regions: int = 1000,
@@ -522,7 +523,7 @@ def run_session(pid: int, case: SourceCase, duration_s: float, *, spec: SourceSp
     from damon_bpf.session.monitor import Monitor, MonitorSpec
 
     src = spec if spec is not None else case.spec()
-    mspec = MonitorSpec(pids=[pid], source=src.ops_id, source_options=dict(src.options),
+    mspec = MonitorSpec(pids=[pid], source=src.ops_id, source_options=src.options,
                         attrs=make_attrs(case.sample_us, case.aggr_us, max_nr_regions, case.autotune,
                                          case.source_intervals),
                         duration_s=None, seed=seed)

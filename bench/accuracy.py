@@ -180,7 +180,7 @@ def run_pattern(pattern: str, cases: list[C.SourceCase], window_s: float, thread
         for case, spec, sess in sessions:
             res = score_session(sess, truth, scope, case.aggr_us / 1e6, case.settle_s)
             out.append({"pattern": pattern, "source": case.label, "ops": spec.ops_id, "options": {
-                k: v for k, v in spec.options.items() if k != "pattern"},
+                k: v for k, v in spec.options.to_dict().items() if k != "pattern"},
                 "sample_ms": case.sample_us / 1000, "aggr_ms": case.aggr_us / 1000, "file_backed": file_backed,
                 "window_s": round(sess.wall_s, 2), "setup_s": round(sess.setup_s, 2), "error": sess.error,
                 "source_stats": sess.stats, "source_notes": sess.notes, "note": case.note, **res})

@@ -253,7 +253,7 @@ def one_run(src: SourceCfg, variant: str, rep: int, run_s: float, min_age: str, 
         mon = None
         if variant != "off":
             spec = source_spec(src.source)
-            mon = Monitor(MonitorSpec(pids=[pid], source=spec.ops_id, source_options=dict(spec.options),
+            mon = Monitor(MonitorSpec(pids=[pid], source=spec.ops_id, source_options=spec.options,
                                       attrs=attrs, duration_s=run_s, schemes=schemes))
             mon.open()  # compiles and attaches the BPF program before the window starts
         sampler = _RssSampler(pid)

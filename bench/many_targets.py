@@ -66,6 +66,7 @@ def start_targets(n: int) -> list[C.TargetProc]:
 
 
 def monitor_phase(pids: list[int], window_s: float, duration_s: float, clear: str | None) -> dict[str, Any]:
+    from damon_bpf.ops.sources import PteOptions
     from damon_bpf.session.monitor import Monitor, MonitorSpec
 
     opts: dict[str, Any] = {}
@@ -75,8 +76,8 @@ def monitor_phase(pids: list[int], window_s: float, duration_s: float, clear: st
     if "working_set_window_us" in C.monitor_spec_fields():
         extra["working_set_window_us"] = int(window_s * 1e6)
     # what `damon-bpf monitor --source pte PID...` runs with no interval options: the source's own intervals
-    spec = MonitorSpec(attrs=C.make_attrs(source_intervals=True), pids=pids, source="pte", source_options=opts,
-                       duration_s=duration_s, **extra)
+    spec = MonitorSpec(attrs=C.make_attrs(source_intervals=True), pids=pids, source="pte",
+                       source_options=PteOptions(**opts), duration_s=duration_s, **extra)
     rec = C.WorkingSetRecorder(window_s)
     marks: list[tuple[float, float, float]] = []  # (snapshot time since start, process CPU, consumer CPU)
 

@@ -102,7 +102,7 @@ def _on_window(wl: C.BundledWorkload, case: C.SourceCase, seconds: float) -> dic
     wall = s.wall_s
     return {
         "kind": "on", "source": case.label, "ops": spec.ops_id,
-        "options": {k: v for k, v in spec.options.items() if k != "pattern"},
+        "options": {k: v for k, v in spec.options.to_dict().items() if k != "pattern"},
         "t0": s.t_first, "t1": s.t_last, "setup_s": round(s.setup_s, 2),
         "cpu_s": s.cpu_s, "cpu_share": s.cpu_s / wall if wall > 0 else None,
         "bpf_run_ns": s.bpf_run_ns, "bpf_run_cnt": s.bpf_run_cnt,

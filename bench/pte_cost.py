@@ -396,7 +396,7 @@ def end_to_end(size_mib: int, hot_mib: int, duration_s: float, skip_s: float, se
     reason: Any = None
     with C.Toucher(size_mib, min(hot_mib, size_mib), 1, churn=False) as tgt:
         attrs = default_pte_attrs()
-        spec = MonitorSpec(pids=[tgt.pid], source="pte", source_options={}, attrs=attrs, duration_s=None, seed=seed)
+        spec = MonitorSpec(pids=[tgt.pid], source="pte", attrs=attrs, duration_s=None, seed=seed)
         snaps: list[dict[str, Any]] = []
         marks: dict[str, Any] = {}
         mon: Monitor

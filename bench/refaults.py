@@ -30,11 +30,12 @@ start).
 **Runs.** For each method (``--methods``, default ``none,madvise,clear_refs``): a fresh cgroup and target, a warm-up
 (default 40 s: the LRU lists take several of their cycles to settle after the first fill) until reclaim is steady,
 an unmonitored *baseline* window (10 s), then the *on* window (20 s): ``none`` keeps waiting; the others run one
-:class:`~damon_bpf.session.monitor.Monitor` of the target with the defaults and ``source_options={"clear": METHOD}``
-(any pte clear method the library knows can be named); ``control``, the positive control, has no monitor: the
-bench writes the target's ``clear_refs`` every 5 ms itself. Methods are interleaved, ``--reps`` rounds (default 3), so
-drift on the machine spreads over all of them. Figures of a window, per second, from the cgroup's ``memory.stat``
-read every second (the first 3 s of a monitored window, the source's start-up, are left out) and the target's ticks:
+:class:`~damon_bpf.session.monitor.Monitor` of the target with the defaults and
+``source_options=PteOptions(clear=METHOD)`` (any pte clear method the library knows can be named); ``control``, the
+positive control, has no monitor: the bench writes the target's ``clear_refs`` every 5 ms itself. Methods are
+interleaved, ``--reps`` rounds (default 3), so drift on the machine spreads over all of them. Figures of a window,
+per second, from the cgroup's ``memory.stat`` read every second (the first 3 s of a monitored window, the source's
+start-up, are left out) and the target's ticks:
 
 - ``workingset_refault_file`` and ``workingset_refault_anon``: reads of pages that reclaim had evicted;
 - ``pgscan``/``pgsteal`` (v2) or, on v1 which has no per-cgroup scan counters, ``pgpgin``/``pgpgout`` (pages
@@ -349,6 +350,7 @@ def per_second(samples: list[tuple[float, float, dict[str, int]]], target: C.Tar
 
 def one_run(method: str, rnd: int, file_path: str, args: argparse.Namespace, version: int,
             root: str) -> dict[str, Any]:
+    from damon_bpf.ops.sources import PteOptions
     from damon_bpf.session.monitor import Monitor, MonitorSpec
 
     name = f"{PREFIX}{os.getpid()}-{rnd}-{method}"
@@ -377,7 +379,7 @@ def one_run(method: str, rnd: int, file_path: str, args: argparse.Namespace, ver
                     C.clear_refs(target.pid)
                     time.sleep(CONTROL_PERIOD_S)
             else:
-                spec = MonitorSpec(pids=[target.pid], source="pte", source_options={"clear": method},
+                spec = MonitorSpec(pids=[target.pid], source="pte", source_options=PteOptions(clear=method),
                                    duration_s=args.on)
                 rec = C.WorkingSetRecorder()
                 t_on0 = time.monotonic()

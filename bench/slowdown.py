@@ -41,7 +41,7 @@ def run_case(case: C.SourceCase, wl: C.BundledWorkload, period_s: float, pairs: 
     from damon_bpf.session.monitor import Monitor, MonitorSpec
 
     spec = case.spec(wl)
-    mspec = MonitorSpec(pids=[wl.pid], source=spec.ops_id, source_options=dict(spec.options),
+    mspec = MonitorSpec(pids=[wl.pid], source=spec.ops_id, source_options=spec.options,
                         attrs=C.make_attrs(case.sample_us, case.aggr_us, 1000, case.autotune, case.source_intervals))
     halves: list[dict[str, Any]] = []
     state: dict[str, Any] = {"phase": "warm", "until": 0.0}

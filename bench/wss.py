@@ -67,6 +67,7 @@ WORKLOADS: dict[str, dict[str, Any]] = {
 
 def monitor_phase(pid: int, window_s: float, duration_s: float, clear: str | None) -> dict[str, Any]:
     """One Monitor of *pid* with the defaults for *duration_s*; the recorder's series and the source's stats."""
+    from damon_bpf.ops.sources import PteOptions
     from damon_bpf.session.monitor import Monitor, MonitorSpec
 
     opts: dict[str, Any] = {}
@@ -76,8 +77,8 @@ def monitor_phase(pid: int, window_s: float, duration_s: float, clear: str | Non
     if "working_set_window_us" in C.monitor_spec_fields():
         extra["working_set_window_us"] = int(window_s * 1e6)
     # what `damon-bpf monitor --source pte PID...` runs with no interval options: the source's own intervals
-    spec = MonitorSpec(attrs=C.make_attrs(source_intervals=True), pids=[pid], source="pte", source_options=opts,
-                       duration_s=duration_s, **extra)
+    spec = MonitorSpec(attrs=C.make_attrs(source_intervals=True), pids=[pid], source="pte",
+                       source_options=PteOptions(**opts), duration_s=duration_s, **extra)
     rec = C.WorkingSetRecorder(window_s)
     t0 = time.monotonic()
     cpu0 = time.process_time()

@@ -10,30 +10,10 @@ import time
 
 from damon_bpf.engine import Attrs, IntervalsGoal, SourceIntervals
 from damon_bpf.errors import InvalidParamsError
-from damon_bpf.config.units import text_to_bp, text_to_sec, text_to_us
+from damon_bpf.config.units import nonnegative_int, positive_int, text_to_bp, text_to_sec, text_to_us
 
 __all__ = ("AUTOTUNE_GOAL", "add_target_args", "add_monitoring_args", "attrs_from_args", "targets_from_args",
            "positive_int", "nonnegative_int")
-
-
-def _int_arg(text: str, minimum: int, what: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if v < minimum:
-        raise argparse.ArgumentTypeError(f"must be {what}, got {v}")
-    return v
-
-
-def positive_int(text: str) -> int:
-    """argparse ``type=`` for counts that must be 1 or more (``--every``): a one-line error otherwise."""
-    return _int_arg(text, 1, "a positive integer")
-
-
-def nonnegative_int(text: str) -> int:
-    """argparse ``type=`` for counts where 0 means "none" or "default" (``--rows``, ``--rate-limit``)."""
-    return _int_arg(text, 0, "0 or more")
 
 
 def add_target_args(p: argparse.ArgumentParser) -> None:

@@ -19,6 +19,7 @@ from damon_bpf.eval.compare import (
     parse_sources,
 )
 from damon_bpf.errors import InvalidParamsError, MissingDependencyError
+from damon_bpf.ops.sources import compare_workload_names
 from damon_bpf.config.units import format_time_us, text_to_sec
 
 EXIT_NOT_SUPPORTED = 3
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         check_replaceable(args.png)  # refused before the sources run, not after
     names = parse_sources(args.sources) if args.sources is not None else list(DEFAULT_SOURCES)
     if args.sources is None and args.workload is not None:
-        names.append("synthetic")
+        names += compare_workload_names()
     duration = text_to_sec(args.duration)
     settle = text_to_sec(args.settle)
     if not duration > 0:

@@ -19,8 +19,9 @@ from damon_bpf.cli._args import (
     positive_int,
     wss_window_from_args,
 )
-from damon_bpf.cli.monitor import auto_source, pattern_from_truth, run_session
+from damon_bpf.cli.monitor import run_session
 from damon_bpf.errors import DamonBpfError
+from damon_bpf.ops import sources
 from damon_bpf.session.monitor import MonitorSpec
 from damon_bpf.config.units import format_bytes, text_to_sec
 from damon_bpf.workload import disk_backed_dir
@@ -31,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pattern", default="hotcold", help="bundled workload pattern (hotcold, stairs, zigzag)")
     p.add_argument("--threads", type=int, default=2, help="workload threads (default 2)")
     p.add_argument("--duration", default="15s", metavar="TIME", help="how long to monitor (default 15s)")
-    p.add_argument("--source", default="auto", choices=("auto", "pte", "fault", "synthetic"),
+    p.add_argument("--source", default=sources.AUTO,
+                   choices=(sources.AUTO, *(d.name for d in sources.SOURCES if d.in_demo)),
                    help="auto (default): what 'monitor' picks on this machine (hardware sampling, else pte), on "
                         "the workload's anonymous memory; pte: PTE Accessed bits; fault: page faults with pageout "
                         "probing of a file-backed workload; synthetic: generated accesses that follow the "
@@ -40,8 +42,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--every", type=positive_int, default=1, metavar="N", help="show every N-th aggregation interval")
     p.add_argument("--rows", type=nonnegative_int, default=0, metavar="N", help="region rows in the live view")
     add_monitoring_args(p)
-
-
 
 
 def _wait_for_start(proc: subprocess.Popen[bytes], truth: str, timeout_s: float = 30.0) -> None:
@@ -61,27 +61,22 @@ def _wait_for_start(proc: subprocess.Popen[bytes], truth: str, timeout_s: float 
 
 def run(args: argparse.Namespace) -> int:
     duration = text_to_sec(args.duration)
-    source = auto_source() if args.source == "auto" else args.source
+    source = sources.auto_source() if args.source == sources.AUTO else sources.get_source(args.source)
     with tempfile.TemporaryDirectory(prefix="damon-bpf-demo-") as tmp:
         truth = os.path.join(tmp, "truth.jsonl")
         cmd = [sys.executable, "-m", "damon_bpf.workload", "--pattern", args.pattern, "--threads",
                str(args.threads), "--truth", truth, "--quiet"]
-        if source == "fault":
-            # pageout probing re-arms file-backed memory on any machine (anonymous memory would need swap)
+        if source.demo_file_backed:
             cmd += ["--file-backed", disk_backed_dir()]
         print(f"damon-bpf: starting the bundled workload: damon-bpf-workload --pattern {args.pattern} "
               f"--threads {args.threads}", file=sys.stderr)
         proc = spawn(cmd)
         try:
             _wait_for_start(proc, truth)
-            options: dict[str, object] = {}
-            if source == "synthetic":
-                options = {"pattern": pattern_from_truth(truth), "seed": args.seed}
-            elif source == "fault":
-                options = {"probe": "pageout"}
-            spec = MonitorSpec(pids=[proc.pid], source=source, source_options=options,
-                               attrs=attrs_from_args(args, source_chooses=source == "pte"), duration_s=duration,
-                               seed=args.seed, working_set_window_us=wss_window_from_args(args))
+            spec = MonitorSpec(pids=[proc.pid], source=source.name,
+                               source_options=source.demo_options(truth, args.seed),
+                               attrs=attrs_from_args(args, source_chooses=source.chooses_intervals),
+                               duration_s=duration, seed=args.seed, working_set_window_us=wss_window_from_args(args))
             rc, mon, view = run_session(spec, args)
         finally:
             terminate(proc)

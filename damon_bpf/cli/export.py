@@ -17,6 +17,7 @@ from damon_bpf.cli import monitor as monitor_cli
 from damon_bpf.engine import StopReason
 from damon_bpf.errors import InvalidParamsError
 from damon_bpf.linux.cgroups import resolve_cgroup
+from damon_bpf.ops import sources
 from damon_bpf.session.cgroups import CgroupWatcher
 from damon_bpf.session.exporter import PrometheusExporter, parse_listen, run_export
 
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         spec.pids = []
     else:
         spec = monitor_cli.spec_from_args(args)
-    if watcher is not None and spec.source in ("synthetic", "replay"):
+    if watcher is not None and not sources.get_source(spec.source).adds_processes:
         raise InvalidParamsError(f"--cgroup: the {spec.source} source cannot add processes while running")
     listen = args.listen or args.prometheus or (None if args.textfile else DEFAULT_LISTEN)
     where = parse_listen(listen) if listen else None

@@ -22,12 +22,9 @@ from damon_bpf.cli._args import (
 )
 from damon_bpf.cli._damos_args import add_damos_args, schemes_from_args
 from damon_bpf.cli.view import render_text, snapshot_to_json
-from damon_bpf.config import limits
 from damon_bpf.engine import Snapshot, StopReason
-from damon_bpf.errors import InvalidParamsError
-from damon_bpf.session.monitor import Monitor, MonitorSpec, synthetic_pattern_for_workload
-
-SOURCES = ("auto", "pte", "fault", "perf", "synthetic")
+from damon_bpf.ops import sources
+from damon_bpf.session.monitor import Monitor, MonitorSpec
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,10 +35,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--follow-children", action="store_true",
                    help="also monitor the processes the targets fork later (process-events connector)")
     add_source_args(p)
-    p.add_argument("--synthetic-pattern", metavar="FILE",
-                   help="synthetic source: a JSON access pattern (see damon_bpf.ops.synthetic)")
-    p.add_argument("--synthetic-workload", metavar="TRUTH",
-                   help="synthetic source: follow the phases of a bundled workload, from its --truth file")
     p.add_argument("--json", action="store_true", help="one JSON object per line per aggregation interval")
     p.add_argument("--every", type=positive_int, default=1, metavar="N",
                    help="show every N-th aggregation interval (default 1)")
@@ -54,142 +47,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_damos_args(p)
 
 
-def add_source_args(p: argparse.ArgumentParser, default: str = "auto") -> None:
-    g = p.add_argument_group("access source")
-    g.add_argument("--source", default=default, choices=SOURCES,
-                   help="pte: PTE Accessed bits, DAMON's own check (BPF page-table walk); fault: page faults (BPF); "
-                        "perf: perf samples with data addresses (BPF; PEBS/IBS when the CPU has them); synthetic: "
-                        "generated from a pattern; auto (default): perf with hardware sampling if available, else "
-                        "pte, else fault")
-    g.add_argument("--pte-clear", choices=("auto", "page_idle", "madvise", "clear_refs"), default="auto",
-                   help="pte source: how the probes' Accessed bits are cleared: /sys/kernel/mm/page_idle/bitmap "
-                        "(the kernel's own mkold, where it has idle page tracking), process_madvise(MADV_COLD) of "
-                        "the probes, /proc/PID/clear_refs for the whole process, or auto (page_idle where "
-                        "available, else madvise unless clear_refs is much cheaper)")
-    g.add_argument("--cpu-budget", default="1%", metavar="SHARE",
-                   help="pte source: the share of one core the monitor may spend; with the source's own intervals "
-                        "(no --sample/--aggr) the aggregation interval (100 ms..1 s) is kept long enough "
-                        "(default 1%%; 0: none)")
-    g.add_argument("--numa-hint-faults", action="store_true",
-                   help="fault source: enable kernel.numa_balancing for the session (restored after) so resident "
-                        "memory keeps faulting; needs a multi-threaded target on one-node machines")
-    g.add_argument("--probe", choices=("pageout",),
-                   help="fault source: make one page per region non-present each sampling interval "
-                        "(MADV_PAGEOUT) so its next access faults; file-backed memory, or anonymous with swap")
-    g.add_argument("--event", metavar="EVENTS",
-                   help="perf source: perf event names, e.g. page-faults, mem-loads,mem-stores, ibs_op//, "
-                        "cpu/mem-loads,ldlat=30/P (default: hardware data-address sampling, else page-faults)")
-    g.add_argument("--period", type=positive_int, metavar="N",
-                   help="perf source: sampling period (default: per event)")
-    g.add_argument("--rate-limit", type=nonnegative_int, default=200_000, metavar="N",
-                   help="BPF sources: count at most N events per second per CPU (overhead bound; 0: none)")
-    g.add_argument("--no-bpf-stats", action="store_true",
-                   help="BPF sources: do not enable kernel.bpf_stats_enabled (no BPF ns per event figure)")
+def add_source_args(p: argparse.ArgumentParser, default: str = sources.AUTO) -> None:
+    """``--source`` and every source's own options (:func:`damon_bpf.ops.sources.add_source_arguments`)."""
+    sources.add_source_arguments(p, default)
 
 
-def resolve_source(args: argparse.Namespace) -> str:
-    """The source ``auto`` stands for: hardware data-address sampling when the CPU has it, else ``pte`` (the
-    kernel's own primitive), else ``fault``; options that belong to one source select it."""
-    if args.source != "auto":
-        return str(args.source)
-    if args.numa_hint_faults or args.probe:
-        return "fault"
-    if args.event:
-        return "perf"
-    return auto_source()
-
-
-def auto_source() -> str:
-    """What ``--source auto`` picks on this machine (see :func:`resolve_source`)."""
-    try:
-        from damon_bpf.probes.perf_events import hardware_sampling_status
-
-        ok, _ = hardware_sampling_status()
-    except Exception:  # no bcc, no sysfs: the next sources report what is missing
-        ok = False
-    if ok:
-        return "perf"
-    from damon_bpf.engine.ops import select_ops
-    from damon_bpf.errors import DamonBpfError
-
-    try:
-        select_ops("pte").check_supported()
-    except DamonBpfError:
-        return "fault"
-    return "pte"
-
-
-def blind_to_resident(source: str, options: dict[str, Any]) -> str | None:
-    """One line saying that *source* with *options* cannot see accesses to memory that stays resident, or None."""
-    if source == "fault" and not options.get("numa_hint_faults") and not options.get("probe"):
-        return ("the fault source sees natural page faults only (first touches, swap-ins, COW): accesses to "
-                "resident memory are not seen; use --source pte, --probe pageout or --numa-hint-faults")
-    if source == "perf":
-        events = str(options.get("events") or "")
-        if not events:
-            try:
-                from damon_bpf.probes.perf_events import hardware_sampling_status
-
-                hw, _ = hardware_sampling_status()
-            except Exception:
-                hw = False
-            if hw:
-                return None
-        elif "fault" not in events:
-            return None
-        return ("the perf source counts software page faults here (no hardware sampling): accesses to resident "
-                "memory are not seen; use --source pte")
-    return None
-
-
-def source_options(args: argparse.Namespace, source: str | None = None) -> dict[str, Any]:
-    source = source or args.source
-    bpf_common = {"rate_limit": args.rate_limit, "bpf_stats": not args.no_bpf_stats}
-    if source == "pte":
-        from damon_bpf.config.units import text_to_bp
-
-        budget = str(args.cpu_budget).strip()
-        try:
-            share = text_to_bp(budget) / 10000 if budget.endswith("%") else float(budget)
-        except (ValueError, InvalidParamsError):
-            raise InvalidParamsError(f"--cpu-budget: not a share of a core: {args.cpu_budget!r}") from None
-        return {"clear": args.pte_clear, "cpu_budget": share}
-    if args.pte_clear != "auto" or args.cpu_budget != "1%":
-        raise InvalidParamsError("--pte-clear and --cpu-budget belong to the pte source")
-    if source != "fault" and (args.numa_hint_faults or args.probe):
-        raise InvalidParamsError("--numa-hint-faults and --probe belong to the fault source")
-    if source != "perf" and (args.event or args.period):
-        raise InvalidParamsError("--event and --period belong to the perf source")
-    if source == "fault":
-        return {"numa_hint_faults": args.numa_hint_faults, "probe": args.probe, **bpf_common}
-    if source == "perf":
-        return {"events": args.event, "period": args.period, **bpf_common}
-    if source != "synthetic":
-        return {}
-    if args.synthetic_pattern and args.synthetic_workload:
-        raise InvalidParamsError("give --synthetic-pattern or --synthetic-workload, not both")
-    if args.synthetic_pattern:
-        path = args.synthetic_pattern
-        data = limits.read_regular(path, limits.MAX_CONFIG_BYTES, "--synthetic-pattern file")
-        return {"pattern": limits.json_loads(data, path), "seed": args.seed}
-    if args.synthetic_workload:
-        return {"pattern": pattern_from_truth(args.synthetic_workload), "seed": args.seed}
-    return {"seed": args.seed}
-
-
-def pattern_from_truth(path: str) -> dict[str, Any]:
-    from damon_bpf.workload import BUILTIN_PATTERNS, builtin_pattern, load_truth
-
-    try:
-        truth = load_truth(path)
-    except OSError as err:
-        raise InvalidParamsError(f"cannot read {path}: {err.strerror}") from err
-    if truth.start is None:
-        raise InvalidParamsError(f"{path}: no start record")
-    if truth.start.pattern not in BUILTIN_PATTERNS:
-        raise InvalidParamsError(f"{path}: workload {truth.start.pattern!r} is not a built-in pattern; "
-                                 "describe it with --synthetic-pattern")
-    return synthetic_pattern_for_workload(truth.start, builtin_pattern(truth.start.pattern))
+def source_warning(spec: MonitorSpec) -> str | None:
+    """One line saying that the session's source cannot see accesses to resident memory as configured, or
+    None (:meth:`~damon_bpf.ops.sources.base.SourceDescriptor.blind_to_resident`)."""
+    source = sources.find_source(spec.source)
+    return None if source is None else source.blind_to_resident(source.options_or_defaults(spec.source_options))
 
 
 class _Mappings:
@@ -307,9 +174,13 @@ def print_notes(mon: Monitor) -> None:
 
 
 def print_session_notes(mon: Monitor) -> None:
-    """The session's notes (``Monitor.notes``: DAMOS schemes that can never match, ...) on standard error."""
+    """The session's notes (``Monitor.notes``: DAMOS schemes that can never match, ...) on standard error, and
+    the warning of a source that cannot see accesses to resident memory (:func:`source_warning`)."""
     for note in mon.notes:
         print(f"damon-bpf: note: {note}", file=sys.stderr)
+    warning = source_warning(mon.spec)
+    if warning:
+        print(f"damon-bpf: warning: {warning}", file=sys.stderr)
 
 
 def run_session(spec: MonitorSpec, args: argparse.Namespace,
@@ -332,9 +203,7 @@ def run_session(spec: MonitorSpec, args: argparse.Namespace,
                 announce(mon, "monitoring")
             else:  # standard output is JSON; the source's notes (numbers that are off) still go to stderr
                 print_notes(mon)
-            view.warning = blind_to_resident(spec.source, spec.source_options)
-            if view.warning:
-                print(f"damon-bpf: warning: {view.warning}", file=sys.stderr)
+            view.warning = source_warning(spec)
             reason = mon.run()
         finally:
             mon.close()
@@ -350,13 +219,14 @@ def command_exit_code(mon: Monitor) -> int:
 
 
 def spec_from_args(args: argparse.Namespace) -> MonitorSpec:
-    """The session the monitoring options describe (``monitor`` and ``record`` share it). The ``pte`` source
-    tunes its intervals unless the options fix them: its cost follows the sampling rate."""
+    """The session the monitoring options describe (``monitor`` and ``record`` share it). A source that chooses
+    its intervals (``pte``: its cost follows the sampling rate) tunes them unless the options fix them."""
     pids, cmd = targets_from_args(args)
-    source = resolve_source(args)
-    attrs = attrs_from_args(args, source_chooses=source == "pte")
+    source = sources.resolve_source(args)
+    attrs = attrs_from_args(args, source_chooses=source.chooses_intervals)
     schemes = schemes_from_args(args, attrs)
-    return MonitorSpec(pids=pids, command=cmd, source=source, source_options=source_options(args, source),
+    _, options = sources.source_from_args(args, source)
+    return MonitorSpec(pids=pids, command=cmd, source=source.name, source_options=options,
                        attrs=attrs, duration_s=duration_from_args(args), started_at=started_at(args),
                        seed=args.seed,
                        command_stdout_to_stderr=bool(args.json),

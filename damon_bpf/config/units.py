@@ -7,6 +7,7 @@ expects, and human-formatted strings carry their own unit (``5ms``, ``1 GiB``, `
 
 from __future__ import annotations
 
+import argparse
 import math
 import re
 
@@ -25,6 +26,8 @@ __all__ = (
     "text_to_bool",
     "format_bytes",
     "format_time_us",
+    "positive_int",
+    "nonnegative_int",
 )
 
 U64_MAX = 2**64 - 1
@@ -217,3 +220,26 @@ def format_time_us(us: int | float) -> str:
         v = us / 1000
         return f"{v:g} ms" if v == int(v) else f"{v:.3f} ms"
     return f"{us:g} us"
+
+
+# -- argparse types for counts (the options of every layer that adds its own: commands, access sources) --------
+
+
+def _int_arg(text: str, minimum: int, what: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if v < minimum:
+        raise argparse.ArgumentTypeError(f"must be {what}, got {v}")
+    return v
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type=`` for counts that must be 1 or more (``--every``): a one-line error otherwise."""
+    return _int_arg(text, 1, "a positive integer")
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse ``type=`` for counts where 0 means "none" or "default" (``--rows``, ``--rate-limit``)."""
+    return _int_arg(text, 0, "0 or more")

@@ -6,13 +6,15 @@ registered into the engine's registry (:func:`damon_bpf.engine.ops.register_ops`
 imported only when its id is selected (:func:`damon_bpf.engine.ops.select_ops`), so probe code and bcc load
 only for the backends that use them.
 
-To add a backend, add its ``"name": "damon_bpf.ops.<module>:<Class>"`` entry to :data:`BUILTIN_OPS`.
+The access sources among them are listed once, with their descriptors, in :data:`damon_bpf.ops.sources.SOURCES`
+(a new source goes there); :data:`BUILTIN_OPS` adds the operations sets that are no source of their own.
 """
 
 from __future__ import annotations
 
 from damon_bpf.engine.ops import is_registered_ops, register_ops, registered_ops, select_ops
 from damon_bpf.errors import DamonBpfError
+from damon_bpf.ops.sources import SOURCES
 
 __all__ = ("BUILTIN_OPS", "register_builtin_ops", "available_ops")
 
@@ -20,11 +22,7 @@ __all__ = ("BUILTIN_OPS", "register_builtin_ops", "available_ops")
 BUILTIN_OPS: dict[str, str] = {
     "vaddr": "damon_bpf.ops.vaddr:VaddrOps",
     "fvaddr": "damon_bpf.ops.vaddr:FvaddrOps",
-    "synthetic": "damon_bpf.ops.synthetic:SyntheticOps",
-    "fault": "damon_bpf.ops.fault:FaultOps",
-    "perf": "damon_bpf.ops.perf:PerfOps",
-    "pte": "damon_bpf.ops.pte:PteOps",
-    "replay": "damon_bpf.ops.replay:ReplayOps",
+    **{d.name: d.ops_path for d in SOURCES},
 }
 
 

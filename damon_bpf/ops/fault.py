@@ -25,6 +25,7 @@ from damon_bpf.engine.model import Ctx
 from damon_bpf.errors import InvalidParamsError
 from damon_bpf.linux.syscalls import MADV_PAGEOUT, process_madvise
 from damon_bpf.ops.bpf import BpfAccessOps
+from damon_bpf.ops.sources.fault import PROBES
 from damon_bpf.linux.procmaps import read_maps
 from damon_bpf.ops.vaddr import VaddrTargetData
 from damon_bpf.linux.sysctl import SysctlOverride, read_sysctl
@@ -33,7 +34,6 @@ __all__ = ("FaultOps", "PROBES", "swap_active")
 
 log = logging.getLogger(__name__)
 
-PROBES = ("pageout",)
 _CHUNK = 2 << 20
 _LARGE_FOLIO_REFRESH_S = 0.25
 # /proc/kpageflags bits (include/uapi/linux/kernel-page-flags.h)
@@ -85,9 +85,6 @@ class FaultOps(BpfAccessOps):
                         self.notes.append(
                             f"pid {t.pid} has one thread: NUMA balancing may not scan it on a one-node machine,"
                             " so hint faults may not come")
-            elif self.probe_mode is None:
-                self.notes.append("natural page faults only show first touches, swap-ins and COW: add "
-                                  "--numa-hint-faults or --probe pageout to see accesses to resident memory")
             if self.probe_mode == "pageout":
                 if not swap_active(self.proc_root):
                     self.notes.append("no swap: pageout probing re-arms file-backed memory only; anonymous "

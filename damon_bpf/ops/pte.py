@@ -38,14 +38,12 @@ from damon_bpf.errors import InvalidParamsError, NotSupportedError, PermissionDe
 from damon_bpf.linux.syscalls import MADV_COLD, process_madvise
 from damon_bpf.ops.pte_cost import SOFT_MAX_AGGR_US, CostModel, choose_intervals, probe_budget
 from damon_bpf.ops.pte_sampling import HISTORY, ProbeSet, read_points, stochastic_round
+from damon_bpf.ops.sources.pte import CLEAR_METHODS
 from damon_bpf.ops.vaddr import VaddrOps, VaddrTargetData
 
 __all__ = ("PteOps", "CLEAR_METHODS", "folio_ranges")
 
 log = logging.getLogger(__name__)
-
-#: Ways to clear Accessed bits (``"auto"``: page_idle where available, else the cheaper of the other two).
-CLEAR_METHODS = ("auto", "page_idle", "madvise", "clear_refs")
 
 PAGE_SZ = 4096
 _PMD_SZ = 2 << 20

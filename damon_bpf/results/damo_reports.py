@@ -7,8 +7,8 @@ The counterparts of damo's ``report heatmap`` (``src/damo_report_heatmap.py``), 
 ``# x-axis``, ``# y-axis`` and ``# resolution`` lines, the ``# <percentile> <wss>`` tables, the raw region
 table), so damo users read it the same way. Functions return lines; nothing here prints.
 
-Pictures (:func:`plot_heatmap`, :func:`plot_wss`) need matplotlib (the ``plot`` extra); it is imported only
-when a picture is asked for, with the Agg backend.
+Pictures (:func:`plot_heatmap`, :func:`plot_wss`; :func:`draw_heatmap` for other figures) need matplotlib (the
+``plot`` extra); it is imported only when a picture is asked for, with the Agg backend.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ __all__ = (
     "format_record_info",
     "plot_heatmap",
     "plot_wss",
-    "draw_heatmap",
     "pyplot",
+    "draw_heatmap",
     "COLORSETS",
 )
 
@@ -665,7 +665,7 @@ def format_record_info(records: Sequence[Record], *, base_ns: int | None = None,
 
 
 def pyplot() -> Any:
-    """``matplotlib.pyplot`` with the Agg backend (files only, no display).
+    """``matplotlib.pyplot`` with the Agg backend.
 
     :raises MissingDependencyError: matplotlib is not installed
     """
@@ -678,28 +678,6 @@ def pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def draw_heatmap(fig: Any, ax: Any, hm: Heatmap, base_ns: int, cax: Any = None) -> None:
-    """Draw *hm* on the matplotlib axes *ax* of *fig*: time (s from *base_ns*) across, the address blocks up
-    (gaps skipped, marked by lines, each labelled with its start), NaN pixels grey; its colour bar beside *ax*,
-    or in *cax* when given."""
-    t0, t1 = hm.time_range
-    cmap = pyplot().get_cmap("inferno").with_extremes(bad="#d8d8d8")
-    extent = ((t0 - base_ns) / 1e9, (t1 - base_ns) / 1e9, 0, hm.pixels.shape[1])
-    im = ax.imshow(np.ma.masked_invalid(hm.pixels.T), origin="lower", aspect="auto", interpolation="nearest",
-                   cmap=cmap, extent=extent)
-    ticks, labels = [], []
-    off = 0
-    for i, (a, _, n) in enumerate(hm.columns):
-        if i:
-            ax.axhline(off, color="#3a7bd5", linewidth=0.8, linestyle="--")
-        ticks.append(off)
-        labels.append(f"{a:#x}")
-        off += n
-    ax.set_yticks(ticks)
-    ax.set_yticklabels(labels, fontsize=7)
-    fig.colorbar(im, ax=None if cax is not None else ax, cax=cax, label=f"access frequency ({hm.unit})")
 
 
 def plot_heatmap(records: Sequence[Record], path: str, *, target_id: int | None = None,
@@ -718,16 +696,51 @@ def plot_heatmap(records: Sequence[Record], path: str, *, target_id: int | None 
     base = base_time(records)
     hm = heatmap(records, target_id=target_id, time_range=time_range, address_ranges=address_ranges, resol=resol)
     fig, ax = plt.subplots(figsize=(10, 6), dpi=100)
-    draw_heatmap(fig, ax, hm, base)
+    im = draw_heatmap(ax, hm, base_ns=base)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("address (monitored ranges, gaps skipped)" if len(hm.ranges) > 1 else "address")
     ax.set_title(title or f"access heatmap, target {hm.target_id}")
+    fig.colorbar(im, ax=ax, label=f"access frequency ({hm.unit})")
     fig.tight_layout()
     try:
         save_figure(fig, path)
     finally:
         plt.close(fig)
     return hm
+
+
+def draw_heatmap(ax: Any, hm: Heatmap, *, base_ns: int = 0, scale: float = 1.0, vmax: float | None = None,
+                 labels: Sequence[str] | None = None, max_labels: int | None = None) -> Any:
+    """Draw *hm* on the matplotlib axes *ax*: time along x (seconds since *base_ns*), its address ranges side by
+    side along y with a line between two, each labelled (*labels*, default: its start address) at its start;
+    NaN pixels (not monitored) grey. Returns the image, for a colorbar.
+
+    :param scale: the pixels are drawn multiplied by this (a unit change)
+    :param vmax: the top of the colour scale (default: the largest pixel)
+    :param max_labels: label at most this many ranges, spread evenly (default: all)
+    """
+    plt = pyplot()
+    t0, t1 = hm.time_range
+    img = np.ma.masked_invalid(hm.pixels.T * scale)
+    cmap = plt.get_cmap("inferno").with_extremes(bad="#d8d8d8")
+    extent = ((t0 - base_ns) / 1e9, (t1 - base_ns) / 1e9, 0, hm.pixels.shape[1])
+    im = ax.imshow(img, origin="lower", aspect="auto", interpolation="nearest", cmap=cmap, extent=extent,
+                   vmin=0.0 if vmax is not None else None, vmax=vmax)
+    ticks: list[int] = []
+    names: list[str] = []
+    off = 0
+    for i, (a, _, n) in enumerate(hm.columns):
+        if i:
+            ax.axhline(off, color="#3a7bd5", linewidth=0.8, linestyle="--")
+        ticks.append(off)
+        names.append(labels[i] if labels is not None else f"{a:#x}")
+        off += n
+    if max_labels is not None and len(ticks) > max_labels:
+        keep = np.linspace(0, len(ticks) - 1, max_labels).astype(int).tolist()
+        ticks, names = [ticks[i] for i in keep], [names[i] for i in keep]
+    ax.set_yticks(ticks)
+    ax.set_yticklabels(names, fontsize=7)
+    return im
 
 
 def plot_wss(dists: dict[int, list[int]], path: str, *, title: str | None = None, sorted_: bool = True) -> None:

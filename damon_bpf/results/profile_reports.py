@@ -318,7 +318,8 @@ def plot_holistic(records: Sequence[Record], footprints: Sequence[MemFootprint] 
                              gridspec_kw={"height_ratios": [3, 2], "width_ratios": [40, 1]})
     (ax_h, ax_cb), (ax_m, ax_none) = axes
     ax_none.axis("off")
-    draw_heatmap(fig, ax_h, hm, base, cax=ax_cb)
+    im = draw_heatmap(ax_h, hm, base_ns=base)
+    fig.colorbar(im, cax=ax_cb, label=f"access frequency ({hm.unit})")
     ax_h.set_ylabel("address (gaps skipped)" if len(hm.ranges) > 1 else "address")
     ax_h.set_title(f"access heatmap, target {hm.target_id}")
     # working set size per snapshot end, summed over targets

@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import damon_bpf.ops  # noqa: F401  (registers the built-in access sources)
-from damon_bpf.engine import Attrs, Ctx, Kdamond, Snapshot, StopReason, Target, select_ops
+from damon_bpf.engine import Attrs, Ctx, Kdamond, Snapshot, StopReason, Target
 from damon_bpf.errors import DamonBpfError, InvalidParamsError, TargetGoneError
 from damon_bpf.linux.process import is_running, on_signals, spawn, terminate
+from damon_bpf.ops.sources import SourceOptions, create_ops, find_source
+from damon_bpf.ops.sources.synthetic import synthetic_pattern_for_workload
 
 __all__ = ("MonitorSpec", "Monitor", "DEFAULT_ATTRS", "synthetic_pattern_for_workload", "exit_status",
            "startup_overrun")
@@ -46,7 +48,8 @@ class MonitorSpec:
     :ivar pids: processes to monitor (one target each)
     :ivar command: a command to spawn and monitor until it exits (appended as the last target)
     :ivar source: the access source, an ops id (``synthetic``, ``fault``, ``perf``)
-    :ivar source_options: keyword arguments for the source's ops constructor
+    :ivar source_options: the source's options (:mod:`damon_bpf.ops.sources`: ``PteOptions``, ``FaultOptions``,
+        ...); None: its defaults
     :ivar duration_s: stop after this long; None: until stopped or every target exited
     :ivar started_at: when the start-up began (``time.monotonic()``; the CLI gives the time the command started):
         a start-up (schemes, access source, BPF compilation) longer than *duration_s* from there is refused
@@ -60,7 +63,7 @@ class MonitorSpec:
     pids: list[int] = field(default_factory=list)
     command: list[str] | None = None
     source: str = "synthetic"
-    source_options: dict[str, Any] = field(default_factory=dict)
+    source_options: SourceOptions | None = None
     attrs: Attrs = field(default_factory=_default_attrs)
     duration_s: float | None = None
     started_at: float | None = None
@@ -84,6 +87,9 @@ class MonitorSpec:
             raise InvalidParamsError("duration must be positive")
         if self.working_set_window_us <= 0:
             raise InvalidParamsError("the working-set window must be positive")
+        source = find_source(self.source)
+        if source is not None:
+            source.options_or_defaults(self.source_options)  # options of another source are refused here
         self.attrs.validate()
 
 
@@ -136,10 +142,7 @@ class Monitor:
                 raise InvalidParamsError(f"cannot run {self.spec.command[0]!r}: {err.strerror}") from err
             pids.append(self.child.pid)
         try:
-            options = dict(self.spec.source_options)
-            if self.spec.follow_children and self.spec.source in ("fault", "perf"):
-                options.setdefault("extra_targets", 32)
-            ops = select_ops(self.spec.source, **options)
+            ops = create_ops(self.spec.source, self.spec.source_options, follow_children=self.spec.follow_children)
             if self.spec.dry_run:
                 from damon_bpf.ops.dryrun import DryRunOps
 
@@ -329,19 +332,3 @@ def startup_overrun(duration_s: float, elapsed_s: float) -> InvalidParamsError:
     return InvalidParamsError(f"the start-up took longer than the duration ({elapsed_s:.1f} s of {duration_s:g} s: "
                               "schemes, access source, BPF compilation): nothing was monitored; give a longer "
                               "duration")
-
-
-def synthetic_pattern_for_workload(start: Any, config: Any, p_hot: float = 0.3) -> dict[str, Any]:
-    """A synthetic access pattern that follows a bundled workload's phases: in each phase the regions it
-    touches are accessed (every page with chance *p_hot* per sampling interval), the others are not.
-
-    :param start: the workload's ground-truth start record (``damon_bpf.workload.TruthStart``)
-    :param config: the workload's config (``damon_bpf.workload.WorkloadConfig``)
-    """
-    addr = {r.name: (r.start, r.end) for r in start.regions}
-    phases = []
-    for ph in config.phases:
-        ranges = [{"start": addr[a.region][0], "end": addr[a.region][1], "p": p_hot}
-                  for a in ph.accesses if a.region in addr]
-        phases.append({"name": ph.name, "duration_s": ph.duration_s, "ranges": ranges})
-    return {"loop": True, "start_ns": int(start.time * 1e9), "phases": phases}

@@ -30,8 +30,14 @@ def json_rows() -> list[dict[str, object]]:
     return rows
 
 
+def _source_names() -> list[str]:
+    from damon_bpf.ops import sources
+
+    return [f"source/{d.name}" for d in sources.SOURCES if d.selectable] + ["source/auto"]
+
+
 def test_json_shape(json_rows: list[dict[str, object]]) -> None:
-    assert [row["name"] for row in json_rows] == list(features.names())
+    assert [row["name"] for row in json_rows] == list(features.names()) + _source_names()
     for row in json_rows:
         assert set(row) == _KEYS
         assert isinstance(row["name"], str) and "/" in row["name"]
@@ -47,9 +53,32 @@ def test_table_fits_80_columns() -> None:
     assert lines[1].split()[:2] == ["FEATURE", "OK"]
     for line in lines:
         assert len(line) <= 80, line
-    rows = {line.split()[0]: line.split()[1] for line in lines[2:] if line[:1] != " "}
-    assert set(rows) == set(features.names())
+    rows = {line.split()[0]: line.split()[1] for line in lines[2:]
+            if line[:1] not in (" ", "") and not line.startswith(("--source auto picks: ", "SOURCE "))}
+    assert set(rows) == set(features.names()) | set(_source_names()[:-1])
     assert set(rows.values()) <= {"yes", "no"}
+    assert lines[-1].startswith("--source auto picks: ")
+
+
+def test_source_rows_are_the_checks_auto_makes(json_rows: list[dict[str, object]]) -> None:
+    # issue #18: `features` and `--source auto` decide with the same checks (the descriptors' check_supported)
+    from damon_bpf.errors import DamonBpfError
+    from damon_bpf.ops import sources
+
+    by_name = {row["name"]: row for row in json_rows}
+    for d in sources.SOURCES:
+        if not d.selectable:
+            continue
+        try:
+            d.check_supported()
+            ok = True
+        except DamonBpfError:
+            ok = False
+        assert by_name[f"source/{d.name}"]["supported"] is ok, d.name
+    assert by_name["source/auto"]["detail"] == sources.auto_source().name
+    # and the rows a source needs are rows of the table
+    for d in sources.SOURCES:
+        assert set(d.features) | set(d.features_any) <= set(features.names()), d.name
 
 
 _FAKE = [

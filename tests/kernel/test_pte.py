@@ -22,6 +22,7 @@ import pytest
 import damon_bpf.ops.pte as pte_ops_mod
 from damon_bpf.engine import Attrs, Snapshot, StopReason
 from damon_bpf.session.monitor import Monitor, MonitorSpec
+from damon_bpf.ops.sources import PteOptions
 from damon_bpf.linux.syscalls import MADV_COLD, process_madvise
 from damon_bpf.probes.pte import (
     R_ACCESSED,
@@ -146,7 +147,7 @@ def run_pte(pids: list[int], duration_s: float, sample_us: int = 10_000, aggr_us
     stops."""
     snaps: list[Snapshot] = []
     stats: list[dict[str, Any]] = []
-    spec = MonitorSpec(pids=pids, source="pte", source_options=dict(opts), duration_s=duration_s, seed=1,
+    spec = MonitorSpec(pids=pids, source="pte", source_options=PteOptions(**opts), duration_s=duration_s, seed=1,
                        attrs=Attrs(sample_interval_us=sample_us, aggr_interval_us=aggr_us,
                                    ops_update_interval_us=1_000_000, min_nr_regions=10, max_nr_regions=1000))
     mon = Monitor(spec)

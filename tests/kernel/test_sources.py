@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from damon_bpf.engine import Attrs, Snapshot
+from damon_bpf.ops.sources import FaultOptions, get_source
 from damon_bpf.session.monitor import Monitor, MonitorSpec
 from damon_bpf.linux.sysctl import read_sysctl
 
@@ -23,7 +24,8 @@ FILE_DIR = "/var/tmp"
 def run_monitor(pid: int, source: str, duration_s: float, sample_us: int = 5000, aggr_us: int = 100_000,
                 **opts: object) -> tuple[list[Snapshot], Monitor]:
     snaps: list[Snapshot] = []
-    spec = MonitorSpec(pids=[pid], source=source, source_options=dict(opts), duration_s=duration_s, seed=1,
+    options = get_source(source).options_type(**opts)
+    spec = MonitorSpec(pids=[pid], source=source, source_options=options, duration_s=duration_s, seed=1,
                        attrs=Attrs(sample_interval_us=sample_us, aggr_interval_us=aggr_us,
                                    ops_update_interval_us=1_000_000, min_nr_regions=10, max_nr_regions=1000))
     mon = Monitor(spec, [snaps.append])
@@ -88,7 +90,7 @@ def test_numa_hint_faults_sysctl_is_restored_even_on_error() -> None:
             raise RuntimeError("consumer failure")
 
     with Toucher(32, 8, None, threads=2) as w:
-        spec = MonitorSpec(pids=[w.pid], source="fault", source_options={"numa_hint_faults": True},
+        spec = MonitorSpec(pids=[w.pid], source="fault", source_options=FaultOptions(numa_hint_faults=True),
                            duration_s=5)
         mon = Monitor(spec, [consumer])
         with pytest.raises(RuntimeError):

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from damon_bpf.ops.sources import PteOptions, get_source
+
 _PATH = Path(__file__).resolve().parents[2] / "bench" / "_common.py"
 _spec = importlib.util.spec_from_file_location("damon_bpf_bench_common", _PATH)
 assert _spec is not None and _spec.loader is not None
@@ -101,17 +103,17 @@ def test_source_case_takes_ops_and_options_from_compare() -> None:
 
     sp = C.SourceCase("fault+pageout", "fault+pageout", file_backed=True).spec()
     assert sp.name == "fault+pageout" and sp.ops_id == "fault"
-    assert sp.options == source_spec("fault+pageout").options and sp.options["probe"] == "pageout"
-    assert C.SourceCase("numa", "fault+numa").spec().options["numa_hint_faults"] is True
+    assert sp.options == source_spec("fault+pageout").options and sp.options.probe == "pageout"
+    assert C.SourceCase("numa", "fault+numa").spec().options.numa_hint_faults is True
     perf = C.SourceCase("perf", "perf:page-faults").spec()
-    assert perf.ops_id == "perf" and perf.options["events"] == "page-faults"
-    assert C.SourceCase("pte", "pte").spec().options == {}
+    assert perf.ops_id == "perf" and perf.options.events == "page-faults"
+    assert C.SourceCase("pte", "pte").spec().options == PteOptions()
 
 
 def test_source_case_overrides_go_on_top() -> None:
     sp = C.SourceCase("damon-bpf perf", "perf:page-faults", {"rate_limit": 0}).spec()
-    assert sp.options["rate_limit"] == 0 and sp.options["events"] == "page-faults"
-    assert C.SourceCase("pte@5ms", "pte", {"cpu_budget": 0.0}).spec().options == {"cpu_budget": 0.0}
+    assert sp.options.rate_limit == 0 and sp.options.events == "page-faults"
+    assert C.SourceCase("pte@5ms", "pte", {"cpu_budget": 0.0}).spec().options == PteOptions(cpu_budget=0.0)
 
 
 def test_source_case_rejects_unknown_names_and_synthetic_needs_a_workload() -> None:
@@ -160,7 +162,7 @@ def test_bench_cases_run_what_they_ran_before(bench: str) -> None:
         sp = case.spec()
         ops_id, options = _BEFORE[key]
         assert sp.ops_id == ops_id
-        assert {k: sp.options[k] for k in options} == options
-        # what compare adds for the BPF sources are the ops' own defaults
-        assert set(sp.options) - set(options) <= {"rate_limit", "bpf_stats"}
-        assert sp.options.get("rate_limit", 200_000) == 200_000 and sp.options.get("bpf_stats", True) is True
+        assert {k: getattr(sp.options, k) for k in options} == options
+        # what compare adds for the BPF sources are the ops' own defaults: the options are those alone
+        assert sp.options == get_source(ops_id).options_type(**options)
+        assert getattr(sp.options, "rate_limit", 200_000) == 200_000 and getattr(sp.options, "bpf_stats", True)

@@ -15,9 +15,12 @@ from damon_bpf.cli._args import AUTOTUNE_GOAL, add_monitoring_args, attrs_from_a
 from damon_bpf.engine.model import Attrs, Ctx, IntervalsGoal, Region, SourceIntervals, Target
 from damon_bpf.errors import InvalidParamsError, NotSupportedError
 from damon_bpf.ops import pte as pte_ops
+from damon_bpf.ops import sources
+from damon_bpf.ops.sources import FaultOptions, PerfOptions, PteOptions
 from damon_bpf.ops.pte_cost import MIN_SAMPLES, CostModel, choose_intervals, probe_budget
 from damon_bpf.probes import pte as pte_probe
 
+PTE, FAULT, PERF = (sources.get_source(name) for name in ("pte", "fault", "perf"))
 HEAD = 1 << 15
 TAIL = 1 << 16
 
@@ -339,39 +342,39 @@ def test_pte_chooses_its_intervals_unless_given() -> None:
 
 
 def test_source_options_pte() -> None:
-    assert monitor_cli.source_options(_args("1", "--cpu-budget", "2%"), "pte") == {"clear": "auto",
-                                                                                  "cpu_budget": 0.02}
-    assert monitor_cli.source_options(_args("1", "--pte-clear", "clear_refs", "--cpu-budget", "0"), "pte") == {
-        "clear": "clear_refs", "cpu_budget": 0.0}
+    assert sources.source_from_args(_args("1", "--cpu-budget", "2%"), PTE)[1] == PteOptions(clear="auto",
+                                                                                           cpu_budget=0.02)
+    assert sources.source_from_args(_args("1", "--pte-clear", "clear_refs", "--cpu-budget", "0"), PTE)[1] == \
+        PteOptions(clear="clear_refs", cpu_budget=0.0)
     with pytest.raises(InvalidParamsError, match="cpu-budget"):
-        monitor_cli.source_options(_args("1", "--cpu-budget", "lots"), "pte")
+        sources.source_from_args(_args("1", "--cpu-budget", "lots"), PTE)
     with pytest.raises(InvalidParamsError, match="belong to the pte source"):
-        monitor_cli.source_options(_args("1", "--pte-clear", "madvise"), "fault")
+        sources.source_from_args(_args("1", "--pte-clear", "madvise"), FAULT)
 
 
 def test_blind_to_resident_lines() -> None:
-    line = monitor_cli.blind_to_resident("fault", {"numa_hint_faults": False, "probe": None})
+    line = FAULT.blind_to_resident(FaultOptions(numa_hint_faults=False, probe=None))
     assert line and "resident memory are not seen" in line and "\n" not in line
-    assert monitor_cli.blind_to_resident("fault", {"probe": "pageout"}) is None
-    assert monitor_cli.blind_to_resident("pte", {}) is None
-    assert monitor_cli.blind_to_resident("perf", {"events": "page-faults"})
-    assert monitor_cli.blind_to_resident("perf", {"events": "mem-loads"}) is None
+    assert FAULT.blind_to_resident(FaultOptions(probe="pageout")) is None
+    assert PTE.blind_to_resident(PteOptions()) is None
+    assert PERF.blind_to_resident(PerfOptions(events="page-faults"))
+    assert PERF.blind_to_resident(PerfOptions(events="mem-loads")) is None
 
 
 def test_auto_prefers_hardware_sampling_then_pte(monkeypatch: pytest.MonkeyPatch) -> None:
     from damon_bpf.probes import perf_events
 
     monkeypatch.setattr(perf_events, "hardware_sampling_status", lambda: (True, ""))
-    assert monitor_cli.auto_source() == "perf"
+    assert sources.auto_source().name == "perf"
     monkeypatch.setattr(perf_events, "hardware_sampling_status", lambda: (False, "no PMU"))
     monkeypatch.setattr(pte_ops.PteOps, "check_supported", lambda self: None)
-    assert monitor_cli.auto_source() == "pte"
+    assert sources.auto_source().name == "pte"
 
     def unsupported(self: object) -> None:
         raise NotSupportedError("no")
 
     monkeypatch.setattr(pte_ops.PteOps, "check_supported", unsupported)
-    assert monitor_cli.auto_source() == "fault"
+    assert sources.auto_source().name == "fault"
 
 
 def test_add_monitoring_args_leave_intervals_unset() -> None:
