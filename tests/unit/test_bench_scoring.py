@@ -1,6 +1,6 @@
 """The bench's own pure helpers in ``bench/_common.py`` (throughput, slowdown, summaries, goals, formatting)
 and how its source cases map to ``damon-bpf compare``'s source names. Scoring against the truth is
-``damon_bpf.eval.scoring``, tested in ``test_scoring.py``."""
+``damon_bpf.eval.scoring``, tested in ``tests/unit/eval/test_scoring.py``."""
 
 from __future__ import annotations
 
