@@ -32,7 +32,7 @@ from damon_bpf.results.data_objects import (
 )
 from damon_bpf.results.records import Record, read_records
 
-__all__ = ("add_arguments", "run", "TargetReport", "report_record", "format_report")
+__all__ = ("add_arguments", "run", "TargetReport", "report_record", "format_report", "monitor_spec_for")
 
 #: objects listed per region with --regions
 _COVERS_SHOWN = 5
@@ -177,23 +177,31 @@ def report_record(path: str, args: argparse.Namespace) -> list[TargetReport]:
     return out
 
 
-def _report_live(args: argparse.Namespace) -> list[TargetReport]:
-    # one short monitoring session of --pid with monitor's own option handling, then the live process's names
+def monitor_spec_for(pid: int, duration: str, source: str = "auto", minr: int = 100) -> Any:
+    """The ``MonitorSpec`` of ``damon-bpf monitor PID --source SOURCE --duration DURATION --minr MINR`` (its own
+    option handling, defaults included), the start-up not counted in the duration (it is the monitoring time:
+    a BPF compilation on a busy machine can take longer than a short session)."""
     from damon_bpf.cli import monitor as monitor_cli
-    from damon_bpf.session.monitor import Monitor
 
-    duration_s = text_to_sec(args.duration)
-    if duration_s <= 0:
-        raise InvalidParamsError(f"invalid --duration {args.duration!r}")
-    if args.minr < 3:
+    if text_to_sec(duration) <= 0:
+        raise InvalidParamsError(f"invalid --duration {duration!r}")
+    if minr < 3:
         raise InvalidParamsError("--minr must be at least 3")
     mp = argparse.ArgumentParser(add_help=False)
     monitor_cli.add_arguments(mp)
-    ns = mp.parse_args([str(args.pid), "--source", args.source, "--duration", args.duration,
-                        "--minr", str(args.minr), "--maxr", str(max(1000, args.minr * 2))])
+    ns = mp.parse_args([str(pid), "--source", source, "--duration", duration, "--minr", str(minr),
+                        "--maxr", str(max(1000, minr * 2))])
     ns.command = []
     spec = monitor_cli.spec_from_args(ns)
-    spec.started_at = None  # --duration is the monitoring time: the start-up (BPF compilation) is not counted
+    spec.started_at = None
+    return spec
+
+
+def _report_live(args: argparse.Namespace) -> list[TargetReport]:
+    # one short monitoring session of --pid, then the live process's names
+    from damon_bpf.session.monitor import Monitor
+
+    spec = monitor_spec_for(args.pid, args.duration, args.source, args.minr)
     snaps: list[Any] = []
     mon = Monitor(spec, consumers=[snaps.append])
     with mon.stopping_on_signals():

@@ -17,8 +17,9 @@ No kernel counterpart: DAMON regions are address ranges. This is the ``damon-bpf
   :func:`damon_bpf.linux.tasks.thread_stack_pointers`; without one, a writable anonymous mapping right above a
   ``---p`` guard mapping, which is how glibc's ``pthread_create`` lays stacks out), a **glibc malloc arena** (a
   64 MiB-aligned writable mapping whose reservation continues as ``---p`` up to 64 MiB), shared anonymous memory
-  (``/dev/zero (deleted)``, ``memfd:``, SysV), ``[vdso]``/``[vvar]`` and the other special mappings, and any
-  other anonymous mapping ("anonymous mmap").
+  (``/dev/zero (deleted)``, ``memfd:``, SysV), ``[vdso]``/``[vvar]`` and the other special mappings, address
+  space reserved with ``PROT_NONE`` (guard pages, the unused part of an arena: no memory can be behind it, so
+  it is never ranked), and any other anonymous mapping ("anonymous mmap").
 
 :meth:`ObjectMap.name_range` names one address range with the objects it covers (and how much of the range
 each is); :func:`object_heat` weighs every object by the record's regions: its **access-weighted bytes**,
@@ -84,8 +85,9 @@ VMAS_SUFFIX = ".vmas"
 PROC_STATS_SUFFIX = ".proc_stats"
 
 #: what an object is: a global variable, the rest of an ELF section, or a mapping of one of the other kinds
-KINDS = ("global", "section", "file", "heap", "stack", "thread-stack", "arena", "anon", "shmem", "special")
-MAPPING_KINDS = frozenset(KINDS) - {"global", "section"}
+KINDS = ("global", "section", "file", "heap", "stack", "thread-stack", "arena", "anon", "shmem", "special",
+         "reserved")
+MAPPING_KINDS = frozenset(KINDS) - {"global", "section", "reserved"}
 
 _PAGE = 4096
 # glibc's HEAP_MAX_SIZE on 64-bit (2 * DEFAULT_MMAP_THRESHOLD_MAX, malloc/arena.c): each non-main arena
@@ -554,6 +556,8 @@ def _mapping_object(v: Vma, prev: Vma | None, nxt: Vma | None, tids: Sequence[Th
     if name == "[stack]" or name.startswith("[stack:"):
         return DataObject("stack", "[stack]", v.start, v.sz, perms=perms, detail="main thread")
     if _anon(v):
+        if offsets_known and v.perms.startswith("---"):
+            return DataObject("reserved", "reserved address space (PROT_NONE)", v.start, v.sz, perms=perms)
         if offsets_known and v.perms.startswith("rw"):
             if prev is not None and prev.end == v.start and _anon(prev) and prev.perms.startswith("---"):
                 return DataObject("thread-stack", "thread stack", v.start, v.sz, perms=perms,
@@ -924,8 +928,9 @@ def object_heat(omap: ObjectMap, snapshots: Sequence[SnapshotRegions]) -> list[O
 def rank_objects(heats: Sequence[ObjectHeat], top: int, kinds: Iterable[str] | None = None,
                  exclusive: bool = True) -> tuple[list[ObjectHeat], list[ObjectHeat]]:
     """The *top* hottest (most access-weighted bytes; accessed at all) and the *top* coldest (most idle bytes,
-    then oldest) objects of the *kinds* given (default: all). With *exclusive*, an object is in one list only."""
-    want = set(kinds) if kinds is not None else set(KINDS)
+    then oldest) objects of the *kinds* given (default: all but ``reserved``, which holds no memory). With
+    *exclusive*, an object is in one list only."""
+    want = set(kinds) if kinds is not None else set(KINDS) - {"reserved"}
     pool = [h for h in heats if h.obj.kind in want]
     hot = sorted((h for h in pool if h.weighted > 0), key=lambda h: (-h.weighted, -h.rate, h.obj.addr))[:top]
     listed = {id(h) for h in hot} if exclusive else set()
