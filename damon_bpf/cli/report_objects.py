@@ -50,8 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --pid: how long to monitor (default 10s; the start-up is not counted)")
     p.add_argument("--source", default="auto", choices=("auto", "pte", "fault", "perf"),
                    help="with --pid: the access source (default auto, as monitor)")
-    p.add_argument("--minr", type=int, default=100, metavar="N",
-                   help="with --pid: the minimum number of regions (default 100: small objects need small regions)")
+    p.add_argument("--minr", type=int, default=1000, metavar="N",
+                   help="with --pid: the minimum number of regions (default 1000: small objects need small regions "
+                        "to be found in a few seconds)")
     p.add_argument("--maps", metavar="FILE",
                    help="the target's mappings: a copy of /proc/PID/maps, or damo's FILE.vmas (default: the live "
                         "process when it is the one recorded, else INPUT.vmas)")
@@ -177,7 +178,7 @@ def report_record(path: str, args: argparse.Namespace) -> list[TargetReport]:
     return out
 
 
-def monitor_spec_for(pid: int, duration: str, source: str = "auto", minr: int = 100) -> Any:
+def monitor_spec_for(pid: int, duration: str, source: str = "auto", minr: int = 1000) -> Any:
     """The ``MonitorSpec`` of ``damon-bpf monitor PID --source SOURCE --duration DURATION --minr MINR`` (its own
     option handling, defaults included), the start-up not counted in the duration (it is the monitoring time:
     a BPF compilation on a busy machine can take longer than a short session)."""
