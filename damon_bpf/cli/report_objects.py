@@ -153,10 +153,11 @@ def _record_regions(rec: Record) -> RecordRegions:
     return rr
 
 
-def report_record(path: str, args: argparse.Namespace) -> list[TargetReport]:
-    """The reports of the targets of the record *path* (see the module docstring).
+def report_record(path: str, args: argparse.Namespace) -> tuple[list[TargetReport], list[str]]:
+    """The reports of the targets of the record *path* (see the module docstring), and notes on the targets
+    left out for want of mappings (when others have them).
 
-    :raises InvalidParamsError: no such record, target, or mappings for a target
+    :raises InvalidParamsError: no such record or target; no mappings for the target asked for, or for any
     """
     records = [r for r in read_records(path) if r.snapshots]
     if not records:
@@ -167,15 +168,25 @@ def report_record(path: str, args: argparse.Namespace) -> list[TargetReport]:
             raise InvalidParamsError(f"{path}: no target {args.target}")
     start_ns = min(r.snapshots[0].start_time for r in records)
     out = []
+    skipped: list[InvalidParamsError] = []
     for rec in sorted(records, key=lambda r: r.target_id):
-        omap = mappings_for(path, rec.pid, record_start_ns=start_ns, maps_file=args.maps, live=not args.no_live)
+        try:
+            omap = mappings_for(path, rec.pid, record_start_ns=start_ns, maps_file=args.maps,
+                                live=not args.no_live)
+        except InvalidParamsError as err:
+            if len(records) == 1:
+                raise
+            skipped.append(err)
+            continue
         report = TargetReport(rec.target_id, rec.pid, omap, len(rec.snapshots))
         if args.regions:
             _rank_regions(report, _record_regions(rec), args)
         else:
             _rank(report, _snapshot_regions(rec, args.last), args)
         out.append(report)
-    return out
+    if not out:
+        raise skipped[0]
+    return out, [f"a target left out: {err}" for err in skipped]
 
 
 def monitor_spec_for(pid: int, duration: str, source: str = "auto", minr: int = 1000) -> Any:
@@ -282,20 +293,20 @@ def format_report(reports: Sequence[TargetReport], args: argparse.Namespace) -> 
 def run(args: argparse.Namespace) -> int:
     if args.top <= 0 or args.last < 0:
         raise InvalidParamsError("--top must be positive and --last not negative")
+    notes: list[str] = []
     if args.pid is not None:
         if args.maps:
             raise InvalidParamsError("--maps is for records; --pid reads the live process's maps")
         reports = _report_live(args)
     else:
-        reports = report_record(args.input, args)
+        reports, notes = report_record(args.input, args)
     out: TextIO = sys.stdout
     if args.json:
         out.write(json.dumps({"targets": [r.to_dict() for r in reports]}) + "\n")
     else:
         text = format_report(reports, args)
         out.write("\n".join(text) + "\n")
-    for rep in reports:
-        for note in rep.omap.notes:
-            print(f"damon-bpf: note: {note}", file=sys.stderr)
+    for note in notes + [n for rep in reports for n in rep.omap.notes]:
+        print(f"damon-bpf: note: {note}", file=sys.stderr)
     return 0
 

@@ -117,3 +117,20 @@ def test_no_mappings_is_one_line(record: tuple[Path, Path, int], tmp_path: Path)
     assert r.returncode == 2 and "--maps is for records" in r.stderr
     r = cli("-i", str(rec), "--top", "0")
     assert r.returncode == 2
+
+
+def test_a_target_without_mappings_is_left_out_with_a_note(record: tuple[Path, Path, int]) -> None:
+    from damon_bpf.results.records import read_records
+
+    rec, maps, hot = record
+    [first] = read_records(str(rec))
+    second = Record(1, first.intervals, first.snapshots, pid=DEAD_PID + 1)
+    write_records([first, second], str(rec))
+    vmas = damo_vmas(maps.read_text().splitlines())
+    Path(str(rec) + ".vmas").write_text(json.dumps([{"time": 1.0, "procvmas": [{"pid": DEAD_PID, "vmas": vmas}]}]))
+    r = cli("-i", str(rec), "--json")
+    assert r.returncode == 0, r.stderr
+    _check(json.loads(r.stdout), hot)
+    assert f"note: a target left out: {rec}.vmas has no mappings of pid {DEAD_PID + 1}" in r.stderr
+    r = cli("-i", str(rec), "--target", "1")
+    assert r.returncode == 2 and f"has no mappings of pid {DEAD_PID + 1}" in r.stderr
