@@ -36,7 +36,7 @@ REPORT_TYPES: tuple[ReportType, ...] = (
     ReportType("info", "damon_bpf.cli.report:INFO", "targets, time span and address blocks of a record"),
     ReportType("code", "damon_bpf.cli.report_code", "which code made the accesses (instruction attribution)"),
     ReportType("objects", "damon_bpf.cli.report_objects",
-               "which data is hot or cold, by name: global variables, heap, stacks, mappings (issue #19)"),
+               "which data is hot or cold, by name: global variables, heap, stacks, mappings"),
 )
 
 
