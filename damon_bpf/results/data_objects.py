@@ -472,7 +472,8 @@ def _name_image(b: _Builder, image: _Image, claims: list[tuple[int, int, Vma]], 
     # symbols: sorted by address, larger first; one object per address range (aliases joined), nested or
     # overlapping ones left out (C globals do not overlap; a linker script's may)
     syms = [y for y in elf.symbols if not y.tls]
-    per_section: dict[int, list[tuple[int, int]]] = {}
+    with_symbols: set[int] = set()  # sections that have symbols
+    taken: list[tuple[int, int]] = []  # the image's pieces so far (never overlapping)
     last_end = -1
     prev: tuple[int, int] | None = None
     groups: list[tuple[int, int, list[str], Section | None]] = []
@@ -500,19 +501,23 @@ def _name_image(b: _Builder, image: _Image, claims: list[tuple[int, int, Vma]], 
         detail = f"(also {', '.join(names[1:])})" if len(names) > 1 else ""
         b.add(DataObject("global", names[0], s, e - s, image.path, sec.name if sec else "", offset,
                          vma.perms if offsets_known else "", detail), [(p0, p1) for p0, p1, _ in parts])
+        taken.extend((p0, p1) for p0, p1, _ in parts)
         if sec is not None:
-            per_section.setdefault(sec.index, []).extend((p0, p1) for p0, p1, _ in parts)
+            with_symbols.add(sec.index)
+    # each section gets what no symbol and no section before it took (a hostile file's sections may overlap
+    # each other, and a symbol may cross from its section into the next)
     for sec in secs:
         s0 = image.bias + sec.addr
-        holes = sorted(per_section.get(sec.index, []))
-        rest = _subtract([(p0, p1) for p0, p1, _ in _clip(s0, s0 + sec.size, claims)], holes)
+        taken.sort()
+        rest = _subtract([(p0, p1) for p0, p1, _ in _clip(s0, s0 + sec.size, claims)], taken)
         if not rest:
             continue
+        taken.extend(rest)
         home = next((c[2] for c in claims if c[0] <= rest[0][0] < c[1]), None)
         offset = None if sec.nobits else sec.offset + (rest[0][0] - s0)
         b.add(DataObject("section", sec.name, rest[0][0], sum(e - s for s, e in rest), image.path, sec.name,
                          offset, home.perms if home is not None and offsets_known else "",
-                         "outside its symbols" if holes else ""), rest)
+                         "outside its symbols" if sec.index in with_symbols else ""), rest)
 
 
 def _subtract(parts: Sequence[tuple[int, int]], holes: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -250,3 +250,83 @@ def test_side_files_and_their_errors(tmp_path: Path) -> None:
     vmas, known = read_maps_file(str(maps))
     assert known and len(vmas) == 13
     assert parse_vmas_json([], "x") == {}
+
+
+def _tiny_elf(path: Path, sections: list[tuple[str, int, int, int]], symbols: list[tuple[str, int, int, int]]) -> None:
+    """An ELF64 shared object: one PT_LOAD (rw, file 0x2000 bytes at 0, memory 0x4000), *sections* as
+    ``(name, sh_type, addr, size)`` (``SHF_ALLOC|SHF_WRITE``, file offset = address) and OBJECT *symbols* as
+    ``(name, value, size, section number)`` (1-based into *sections*)."""
+    import struct
+
+    names = b"\0" + b"".join(n.encode() + b"\0" for n, *_ in sections) + b".shstrtab\0.strtab\0.symtab\0"
+    strtab = b"\0" + b"".join(n.encode() + b"\0" for n, *_ in symbols)
+    syms = bytes(24)
+    off = 1
+    for n, value, size, shndx in symbols:
+        syms += struct.pack("<IBBHQQ", off, 0x11, 0, shndx, value, size)  # STB_GLOBAL, STT_OBJECT
+        off += len(n) + 1
+    body = bytearray(0x2000)
+    tables = 0x2000
+    blob = names + strtab + syms
+    shoff = tables + len(blob)
+    shdrs = [bytes(64)]
+    pos = 1
+    for name, sh_type, addr, size in sections:
+        shdrs.append(struct.pack("<IIQQQQIIQQ", pos, sh_type, 3, addr, addr, size, 0, 0, 8, 0))
+        pos += len(name) + 1
+    n = len(sections)
+    shdrs.append(struct.pack("<IIQQQQIIQQ", pos, 3, 0, 0, tables, len(names), 0, 0, 1, 0))
+    shdrs.append(struct.pack("<IIQQQQIIQQ", pos + 10, 3, 0, 0, tables + len(names), len(strtab), 0, 0, 1, 0))
+    shdrs.append(struct.pack("<IIQQQQIIQQ", pos + 18, 2, 0, 0, tables + len(names) + len(strtab), len(syms),
+                             n + 2, 1, 8, 24))
+    ehdr = struct.pack("<16sHHIQQQIHHHHHH", b"\x7fELF\x02\x01\x01" + bytes(9), 3, 62, 1, 0, 64, shoff, 0, 64,
+                       56, 1, 64, len(shdrs), n + 1)
+    phdr = struct.pack("<IIQQQQQQ", 1, 6, 0, 0, 0, 0x2000, 0x4000, 0x1000)
+    body[:64 + 56] = ehdr + phdr
+    path.write_bytes(bytes(body) + blob + b"".join(shdrs))
+
+
+def test_a_hostile_binary_still_names_each_byte_once(tmp_path: Path) -> None:
+    lib = tmp_path / "libtiny.so"
+    # .data and .weird overlap; "cross" runs from .data into .weird; "inner" overlaps "outer"; "tail" is in .bss
+    _tiny_elf(lib, [(".data", 1, 0x1000, 0x800), (".weird", 1, 0x1400, 0x1400), (".bss", 8, 0x2000, 0x2000)],
+              [("outer", 0x1100, 0x200, 1), ("inner", 0x1180, 0x10, 1), ("cross", 0x17F0, 0x100, 1),
+               ("tail", 0x2800, 0x10, 3), ("alias_a", 0x1400, 0x8, 2), ("alias_b", 0x1400, 0x8, 2)])
+    elf = read_elf(str(lib))
+    assert {y.name for y in elf.symbols} == {"outer", "inner", "cross", "tail", "alias_a", "alias_b"}
+    bias = 0x7F00_0000_0000
+    ino = os.stat(lib).st_ino
+    maps = (f"{bias:x}-{bias + 0x2000:x} rw-p 00000000 00:00 {ino} {lib}\n"
+            f"{bias + 0x2000:x}-{bias + 0x4000:x} rw-p 00000000 00:00 0\n")
+    omap = build_object_map(parse_maps(maps), open_elf=PathElfOpener())
+    assert omap.mapped_bytes == 0x4000  # every byte once (the pieces never overlap: checked when built)
+    names = {o.name: o for o in omap.objects}
+    assert "inner" not in names  # nested in "outer": left out
+    assert (names["outer"].addr, names["cross"].size) == (bias + 0x1100, 0x100)
+    assert names["alias_a"].detail == "(also alias_b)"
+    assert (names["tail"].section, names["tail"].addr) == (".bss", bias + 0x2800)
+    [weird] = [o for o in omap.objects if o.kind == "section" and o.name == ".weird"]
+    assert weird.addr == bias + 0x1800 + 0xF0  # what .data, "cross" and the aliases left of it
+
+
+def test_fuzzed_binaries_never_break_the_namer(tmp_path: Path) -> None:
+    import random
+
+    lib = tmp_path / "libtiny.so"
+    _tiny_elf(lib, [(".data", 1, 0x1000, 0x800), (".bss", 8, 0x2000, 0x2000)],
+              [("a", 0x1100, 0x200, 1), ("b", 0x2800, 0x10, 2)])
+    base = lib.read_bytes()
+    rng = random.Random(7)
+    maps = parse_maps(f"7f0000000000-7f0000002000 rw-p 00000000 00:00 0 {lib}\n"
+                      f"7f0000002000-7f0000004000 rw-p 00000000 00:00 0\n")
+    named = 0
+    for _ in range(300):
+        data = bytearray(base)
+        for _ in range(rng.randrange(1, 8)):  # the headers and the tables at the end
+            pos = rng.randrange(0, 120) if rng.random() < 0.5 else rng.randrange(0x2000, len(data))
+            data[pos] = rng.randrange(256)
+        lib.write_bytes(bytes(data))
+        omap = build_object_map(maps, open_elf=PathElfOpener())
+        assert omap.mapped_bytes == 0x4000
+        named += any(o.kind == "global" for o in omap.objects)
+    assert named > 30  # many mutants still parse, and are named
