@@ -52,7 +52,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --pid: the access source (default auto, as monitor)")
     p.add_argument("--minr", type=int, default=1000, metavar="N",
                    help="with --pid: the minimum number of regions (default 1000: small objects need small regions "
-                        "to be found in a few seconds)")
+                        "to be found in a few seconds); the maximum is 3 times it, so that regions keep splitting")
     p.add_argument("--maps", metavar="FILE",
                    help="the target's mappings: a copy of /proc/PID/maps, or damo's FILE.vmas (default: the live "
                         "process when it is the one recorded, else INPUT.vmas)")
@@ -190,9 +190,11 @@ def report_record(path: str, args: argparse.Namespace) -> tuple[list[TargetRepor
 
 
 def monitor_spec_for(pid: int, duration: str, source: str = "auto", minr: int = 1000) -> Any:
-    """The ``MonitorSpec`` of ``damon-bpf monitor PID --source SOURCE --duration DURATION --minr MINR`` (its own
-    option handling, defaults included), the start-up not counted in the duration (it is the monitoring time:
-    a BPF compilation on a busy machine can take longer than a short session)."""
+    """The ``MonitorSpec`` of ``damon-bpf monitor PID --source SOURCE --duration DURATION --minr MINR --maxr
+    3*MINR`` (its own option handling, defaults included), the start-up not counted in the duration (it is the
+    monitoring time: a BPF compilation on a busy machine can take longer than a short session). The kernel's
+    rule splits regions only while there are fewer than ``maxr / 2``: with ``maxr = 3 x minr`` they keep
+    splitting, and the source's probes keep moving, instead of freezing at ``minr`` regions."""
     from damon_bpf.cli import monitor as monitor_cli
 
     if text_to_sec(duration) <= 0:
@@ -202,7 +204,7 @@ def monitor_spec_for(pid: int, duration: str, source: str = "auto", minr: int = 
     mp = argparse.ArgumentParser(add_help=False)
     monitor_cli.add_arguments(mp)
     ns = mp.parse_args([str(pid), "--source", source, "--duration", duration, "--minr", str(minr),
-                        "--maxr", str(max(1000, minr * 2))])
+                        "--maxr", str(max(1000, minr * 3))])
     ns.command = []
     spec = monitor_cli.spec_from_args(ns)
     spec.started_at = None

@@ -50,15 +50,14 @@ def _record(pid: int, path: Path, duration: str) -> None:
 
 
 def _damo_side_files(pid: int, record: Path) -> None:
-    # what `damo record --do_record vmas,proc_stats` writes beside its record, by damo's own code
+    # what `damo record --do_record vmas,proc_stats` writes beside its record, by damo's own code (its modules
+    # import each other by bare names: run them in a child with damo's folder on the path)
     damo = pytest.importorskip("damo")
-    sys.path.insert(0, os.path.dirname(damo.__file__))
-    try:
-        import _damo_records  # type: ignore[import-not-found]
-    finally:
-        sys.path.pop(0)
-    _damo_records.save_proc_vmas([_damo_records.ProcVmasSnapshot([pid])], f"{record}.vmas", 0o600)
-    _damo_records.save_proc_stats([_damo_records.ProcStatsSnapshot([pid])], f"{record}.proc_stats", 0o600)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import _damo_records as r; pid = int(sys.argv[2]); "
+            "r.save_proc_vmas([r.ProcVmasSnapshot([pid])], sys.argv[3] + '.vmas', 0o600); "
+            "r.save_proc_stats([r.ProcStatsSnapshot([pid])], sys.argv[3] + '.proc_stats', 0o600)")
+    subprocess.run([sys.executable, "-c", code, os.path.dirname(damo.__file__), str(pid), str(record)],
+                   check=True, timeout=60)
 
 
 def _objects(record: Path, *extra: str) -> dict[str, object]:
