@@ -42,6 +42,8 @@ REPORT_TYPES: tuple[ReportType, ...] = (
     ReportType("holistic", "damon_bpf.cli.report_profile:HOLISTIC",
                "heatmaps, working set and footprints, hotspot functions in one page (or --png picture)"),
     ReportType("code", "damon_bpf.cli.report_code", "which code made the accesses (instruction attribution)"),
+    ReportType("objects", "damon_bpf.cli.report_objects",
+               "which data is hot or cold, by name: global variables, heap, stacks, mappings"),
 )
 
 

@@ -189,6 +189,8 @@ _REPORT_OPTS: dict[str, dict[str, int]] = {
     "raw": {"--format": 1, "--raw_number": 0},
     "info": {"--raw_number": 0},
     "code": {"--top": 1, "--ips": 1, "--last": 1, "--json": 0, "--no-bcc": 0},
+    "objects": {"--top": 1, "--last": 1, "--json": 0, "--regions": 0, "--hot": 0, "--cold": 0, "--no-live": 0,
+                "--kind": 1, "--target": 1},
 }
 
 
