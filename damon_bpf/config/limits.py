@@ -41,6 +41,7 @@ __all__ = (
     "MAX_SCHEME_FILTERS",
     "MAX_QUOTA_GOALS",
     "MAX_PERF_SCRIPT_BYTES",
+    "MAX_MAPPINGS",
     "JsonDepth",
     "check_json_depth",
     "describe_size",
@@ -73,6 +74,9 @@ MAX_SCHEME_FILTERS = 100
 MAX_QUOTA_GOALS = 100
 #: the most ``perf script`` text read from one perf recording (1 GiB, some ten million samples)
 MAX_PERF_SCRIPT_BYTES = 1 << 30
+#: the most mappings of one process read from a maps file or damo's ``FILE.vmas`` (the kernel's default
+#: vm.max_map_count is 65530)
+MAX_MAPPINGS = 1 << 20
 
 _CHUNK = 1 << 20
 

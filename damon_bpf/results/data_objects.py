@@ -47,12 +47,13 @@ import numpy as np
 import numpy.typing as npt
 
 from damon_bpf.config.units import format_bytes
-from damon_bpf.config.limits import MAX_INPUT_BYTES, json_loads, open_regular, read_regular
+from damon_bpf.config.limits import MAX_INPUT_BYTES, MAX_MAPPINGS, open_regular, read_regular
 from damon_bpf.errors import DamonBpfError, InvalidParamsError
 from damon_bpf.linux.elf import ET_DYN, SHF_TLS, SHT_NOBITS, ElfError, ElfFile, Section, read_elf
 from damon_bpf.linux.process import is_running, start_time
 from damon_bpf.linux.procmaps import Vma, parse_maps, parse_stat, read_maps, real_vmas
 from damon_bpf.linux.tasks import ThreadSp, process_started_ns, thread_stack_pointers
+from damon_bpf.results.profile import PROC_STATS_SUFFIX, VMAS_SUFFIX, read_proc_stats, read_vmas
 
 __all__ = (
     "VMAS_SUFFIX",
@@ -66,7 +67,6 @@ __all__ = (
     "PathElfOpener",
     "LiveElfOpener",
     "build_object_map",
-    "parse_vmas_json",
     "read_vmas_file",
     "read_proc_stats_file",
     "read_maps_file",
@@ -80,10 +80,6 @@ __all__ = (
 
 log = logging.getLogger(__name__)
 
-#: damo's side files beside a record ``FILE`` (``damo record --do_record vmas,proc_stats``)
-VMAS_SUFFIX = ".vmas"
-PROC_STATS_SUFFIX = ".proc_stats"
-
 #: what an object is: a global variable, the rest of an ELF section, or a mapping of one of the other kinds
 KINDS = ("global", "section", "file", "heap", "stack", "thread-stack", "arena", "anon", "shmem", "special",
          "reserved")
@@ -93,8 +89,6 @@ _PAGE = 4096
 # glibc's HEAP_MAX_SIZE on 64-bit (2 * DEFAULT_MMAP_THRESHOLD_MAX, malloc/arena.c): each non-main arena
 # reserves this much, aligned to it, and makes the unused part PROT_NONE
 _ARENA_SIZE = 64 << 20
-#: the most mappings one process may have for the namer (the kernel's default vm.max_map_count is 65530)
-MAX_MAPPINGS = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -642,90 +636,33 @@ def build_object_map(vmas: Sequence[Vma], *, open_elf: ElfOpener | None = None,
 # -- side files ----------------------------------------------------------------------------------------------
 
 
-def _int(x: Any, what: str) -> int:
-    if isinstance(x, bool):
-        raise InvalidParamsError(f"{what}: not a number: {x!r}")
-    if isinstance(x, int):
-        return x
-    if isinstance(x, str):
-        try:
-            return int(x.replace(",", "").strip(), 0)
-        except ValueError:
-            pass
-    raise InvalidParamsError(f"{what}: not a number: {str(x)[:40]!r}")
+def read_vmas_file(path: str, data: bytes | None = None) -> dict[int, list[tuple[float, list[Vma], bool]]]:
+    """damo's ``FILE.vmas`` (:func:`damon_bpf.results.profile.read_vmas`; *data*: its bytes, when read already):
+    per pid, ``(time, mappings in address order, offsets_known)`` per snapshot in file order. ``offsets_known``
+    is False where the mappings have damo's keys only (no permissions or file offsets).
 
-
-def _vma_from_damo(d: Any, what: str) -> Vma:
-    if not isinstance(d, dict):
-        raise InvalidParamsError(f"{what}: a mapping is not an object")
-    start, end = _int(d.get("start"), what), _int(d.get("end"), what)
-    if not 0 <= start < end < 1 << 64:
-        raise InvalidParamsError(f"{what}: mapping [{start:#x}, {end:#x}) is not an address range")
-    name = d.get("pathname", d.get("name"))
-    name = "" if name is None else str(name)
-    inode = 0
-    if name.isdigit():  # damo keeps the last word of the maps line: the inode of an anonymous mapping
-        inode, name = int(name), ""
-    perms = str(d.get("perms", "")) or "----"
-    offset = _int(d.get("offset", 0), what)
-    return Vma(start, end, perms, offset, str(d.get("dev", "00:00")), _int(d.get("inode", inode), what), name)
-
-
-def parse_vmas_json(data: Any, what: str) -> dict[int, list[tuple[float, list[Vma], bool]]]:
-    """damo's ``FILE.vmas`` content: per pid, ``(time, mappings, offsets_known)`` per snapshot in file order.
-    ``offsets_known`` is True only where every mapping has ``perms`` and ``offset`` keys (damo writes neither).
-
-    :raises InvalidParamsError: not the format (one line)
+    :raises InvalidParamsError: missing, not a regular file, too large, not JSON or not the format
     """
-    if not isinstance(data, list):
-        raise InvalidParamsError(f"{what}: not damo's vmas format (a JSON list of snapshots)")
     out: dict[int, list[tuple[float, list[Vma], bool]]] = {}
-    for i, snap in enumerate(data):
-        if not isinstance(snap, dict) or not isinstance(snap.get("procvmas"), list):
-            raise InvalidParamsError(f"{what}: snapshot {i} has no 'procvmas' list")
-        t = snap.get("time")
-        t = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else 0.0
-        for pv in snap["procvmas"]:
-            if not isinstance(pv, dict) or pv.get("pid") is None or not isinstance(pv.get("vmas"), list):
-                continue
-            pid = _int(pv["pid"], what)
-            raw = pv["vmas"]
-            if len(raw) > MAX_MAPPINGS:
-                raise InvalidParamsError(f"{what}: pid {pid} has more than {MAX_MAPPINGS} mappings")
-            vmas = sorted((_vma_from_damo(v, what) for v in raw), key=lambda v: v.start)
-            known = bool(raw) and all(isinstance(v, dict) and "perms" in v and "offset" in v for v in raw)
-            out.setdefault(pid, []).append((t, vmas, known))
+    for snap in read_vmas(path, data):
+        for pid, vmas in snap.procs.items():
+            out.setdefault(pid, []).append((snap.time, sorted(vmas, key=lambda v: v.start),
+                                            pid not in snap.without_offsets))
     return out
 
 
-def read_vmas_file(path: str) -> dict[int, list[tuple[float, list[Vma], bool]]]:
-    """Read damo's ``FILE.vmas`` (bounded: :func:`damon_bpf.config.limits.read_regular`); see
-    :func:`parse_vmas_json`.
-
-    :raises InvalidParamsError: missing, not a regular file, too large, not JSON or not the format
-    """
-    return parse_vmas_json(json_loads(read_regular(path, MAX_INPUT_BYTES, "vmas file"), path), path)
-
-
 def read_proc_stats_file(path: str) -> dict[int, int]:
-    """From damo's ``FILE.proc_stats``, each process's start time (field 22 of ``/proc/<pid>/stat``, clock ticks
-    after boot), from its first snapshot that has it. damo splits the stat line on white space, so a ``comm``
-    with spaces is joined back first.
+    """From damo's ``FILE.proc_stats`` (:func:`damon_bpf.results.profile.read_proc_stats`), each process's start
+    time (field 22 of ``/proc/<pid>/stat``, clock ticks after boot), from its first snapshot that has it. damo
+    splits the stat line on white space, so a ``comm`` with spaces is joined back first.
 
     :raises InvalidParamsError: missing, not a regular file, too large, not JSON or not the format
     """
-    data = json_loads(read_regular(path, MAX_INPUT_BYTES, "proc_stats file"), path)
-    if not isinstance(data, list):
-        raise InvalidParamsError(f"{path}: not damo's proc_stats format (a JSON list of snapshots)")
     out: dict[int, int] = {}
-    for snap in data:
-        stats = snap.get("proc_stats") if isinstance(snap, dict) else None
-        for ps in stats if isinstance(stats, list) else []:
-            fields = ps.get("fields") if isinstance(ps, dict) else None
-            if not isinstance(fields, list) or not fields:
-                continue
+    for snap in read_proc_stats(path):
+        for fields in filter(None, snap.stats):
             try:
-                st = parse_stat(" ".join(str(f) for f in fields))
+                st = parse_stat(" ".join(fields))
             except InvalidParamsError:
                 continue
             out.setdefault(st.pid, st.starttime)
@@ -740,7 +677,7 @@ def read_maps_file(path: str) -> tuple[list[Vma], bool]:
     """
     data = read_regular(path, MAX_INPUT_BYTES, "maps file")
     if data.lstrip()[:1] in (b"[", b"{"):
-        per_pid = parse_vmas_json(json_loads(data, path), path)
+        per_pid = read_vmas_file(path, data)
         snaps = [s for v in per_pid.values() for s in v if s[1]]
         if len(per_pid) != 1 or not snaps:
             raise InvalidParamsError(f"{path}: give a vmas file of one process ({len(per_pid)} pids in it)")

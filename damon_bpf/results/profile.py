@@ -259,10 +259,15 @@ class MemFootprint:
 
 @dataclass
 class VmasSnapshot:
-    """One sample of ``FILE.vmas``: pid -> its mappings."""
+    """One sample of ``FILE.vmas``: pid -> its mappings.
+
+    :ivar without_offsets: the pids whose mappings were read from damo's keys only (``start``, ``end``,
+        ``name``): their permissions, file offsets, device and inode are not known (``----``, 0)
+    """
 
     time: float
     procs: dict[int, list[Vma]] = field(default_factory=dict)
+    without_offsets: set[int] = field(default_factory=set)
 
     def to_kvpairs(self) -> dict[str, Any]:
         return {"time": self.time,
@@ -273,8 +278,12 @@ class VmasSnapshot:
         t, entries = _sample(kv, "procvmas", where)
         snap = cls(t)
         for w, pv in _entries(entries, "vmas", list, f"{where}.procvmas"):
-            snap.procs[int(_number(pv.get("pid"), f"{w}.pid"))] = [
-                _vma_from_kv(v, f"{w}.vmas[{j}]") for j, v in enumerate(pv["vmas"])]
+            pid = int(_number(pv.get("pid"), f"{w}.pid"))
+            if len(pv["vmas"]) > limits.MAX_MAPPINGS:
+                raise InvalidParamsError(f"{w}: pid {pid} has more than {limits.MAX_MAPPINGS} mappings")
+            snap.procs[pid] = [_vma_from_kv(v, f"{w}.vmas[{j}]") for j, v in enumerate(pv["vmas"])]
+            if not all("path" in v for v in pv["vmas"]):
+                snap.without_offsets.add(pid)
         return snap
 
 
@@ -304,7 +313,7 @@ class ProcStatsSnapshot:
 def _sample(kv: Any, key: str, where: str) -> tuple[float, list[Any]]:
     # damo's sample: {"time": <epoch s>, KEY: [...]}
     if not isinstance(kv, dict) or not isinstance(kv.get(key), list):
-        raise InvalidParamsError(f"{where}: expected {{\"time\": ..., \"{key}\": [...]}}")
+        raise InvalidParamsError(f"{where}: no '{key}' list (expected {{\"time\": ..., \"{key}\": [...]}})")
     return _number(kv.get("time"), f"{where}.time"), kv[key]
 
 
@@ -336,14 +345,18 @@ def _vma_from_kv(kv: Any, where: str) -> Vma:
     if not isinstance(kv, dict):
         raise InvalidParamsError(f"{where}: expected {{\"start\", \"end\", \"name\"}}")
     start, end = int(_number(kv.get("start"), f"{where}.start")), int(_number(kv.get("end"), f"{where}.end"))
+    if not 0 <= start < end < 1 << 64:
+        raise InvalidParamsError(f"{where}: mapping [{start:#x}, {end:#x}) is not an address range")
     if "path" in kv:  # damon-bpf's file: the whole maps line
         path = kv["path"] if isinstance(kv["path"], str) else ""
         return Vma(start, end, str(kv.get("perms", "---p")), int(_number(kv.get("offset", 0), f"{where}.offset")),
                    str(kv.get("dev", "00:00")), int(_number(kv.get("inode", 0), f"{where}.inode")), path)
+    # damo's: the last word of the line, which is the inode (a number) of an unnamed mapping; no permissions
     name = kv.get("name")
-    # damo's: the last word, which is the inode (a number) for an unnamed mapping
-    path = name if isinstance(name, str) and not name.isdigit() else ""
-    return Vma(start, end, pathname=path)
+    name = "" if name is None else str(name)
+    if name.isdigit():
+        return Vma(start, end, "----", inode=int(name))
+    return Vma(start, end, "----", pathname=name)
 
 
 # -- writing ------------------------------------------------------------------------------------------------
@@ -661,8 +674,10 @@ class ProfileRecorder:
 # -- reading ------------------------------------------------------------------------------------------------
 
 
-def _load_list(path: str, what: str) -> list[Any]:
-    data = limits.read_regular(path, limits.MAX_INPUT_BYTES, what)
+def _load_list(path: str, name: str, data: bytes | None = None) -> list[Any]:
+    # damo's file *name* (``vmas``) at *path*, or its bytes *data* when already read
+    if data is None:
+        data = limits.read_regular(path, limits.MAX_INPUT_BYTES, f"{name} file")
     try:
         obj = limits.json_loads(data, path)
     except InvalidParamsError:
@@ -670,7 +685,7 @@ def _load_list(path: str, what: str) -> list[Any]:
         if obj is None:
             raise
     if not isinstance(obj, list):
-        raise InvalidParamsError(f"{path}: expected a JSON list ({what})")
+        raise InvalidParamsError(f"{path}: not damo's {name} format (expected a JSON list)")
     return obj
 
 
@@ -698,7 +713,7 @@ def read_kdamonds(path: str) -> list[dict[str, Any]]:
 
     :raises InvalidParamsError: missing, not a regular file, too large or not a JSON list of objects
     """
-    obj = _load_list(path, "kdamonds file")
+    obj = _load_list(path, "kdamonds")
     if not all(isinstance(k, dict) for k in obj):
         raise InvalidParamsError(f"{path}: expected a list of kdamond objects")
     return obj
@@ -711,15 +726,17 @@ def read_mem_footprints(path: str) -> list[MemFootprint]:
         names the entry)
     """
     return [MemFootprint.from_kvpairs(kv, f"{path}: [{i}]") for i, kv in
-            enumerate(_load_list(path, "memory footprints file"))]
+            enumerate(_load_list(path, "mem_footprint"))]
 
 
-def read_vmas(path: str) -> list[VmasSnapshot]:
-    """The samples of a ``FILE.vmas`` (damo's or ours): mappings by pid.
+def read_vmas(path: str, data: bytes | None = None) -> list[VmasSnapshot]:
+    """The samples of a ``FILE.vmas`` (damo's or ours): mappings by pid, at most
+    :data:`~damon_bpf.config.limits.MAX_MAPPINGS` a process.
 
+    :param data: the file's bytes, when they were read already
     :raises InvalidParamsError: as :func:`read_mem_footprints`
     """
-    return [VmasSnapshot.from_kvpairs(kv, f"{path}: [{i}]") for i, kv in enumerate(_load_list(path, "vmas file"))]
+    return [VmasSnapshot.from_kvpairs(kv, f"{path}: [{i}]") for i, kv in enumerate(_load_list(path, "vmas", data))]
 
 
 def read_proc_stats(path: str) -> list[ProcStatsSnapshot]:
@@ -728,5 +745,5 @@ def read_proc_stats(path: str) -> list[ProcStatsSnapshot]:
     :raises InvalidParamsError: as :func:`read_mem_footprints`
     """
     return [ProcStatsSnapshot.from_kvpairs(kv, f"{path}: [{i}]") for i, kv in
-            enumerate(_load_list(path, "proc stats file"))]
+            enumerate(_load_list(path, "proc_stats"))]
 

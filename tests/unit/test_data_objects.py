@@ -26,7 +26,6 @@ from damon_bpf.results.data_objects import (
     SnapshotRegions,
     build_object_map,
     object_heat,
-    parse_vmas_json,
     rank_objects,
     read_maps_file,
     read_proc_stats_file,
@@ -249,7 +248,9 @@ def test_side_files_and_their_errors(tmp_path: Path) -> None:
     maps.write_text(ANON_MAPS)
     vmas, known = read_maps_file(str(maps))
     assert known and len(vmas) == 13
-    assert parse_vmas_json([], "x") == {}
+    empty = tmp_path / "empty.vmas"
+    empty.write_text("[]")
+    assert read_vmas_file(str(empty)) == {}
 
 
 def _tiny_elf(path: Path, sections: list[tuple[str, int, int, int]], symbols: list[tuple[str, int, int, int]]) -> None:

@@ -21,6 +21,7 @@ from damon_bpf.errors import InvalidParamsError, MissingDependencyError
 from damon_bpf.linux.proc_footprint import (parse_meminfo, parse_statm, read_meminfo, read_stat_fields, read_statm,
                                             split_stat)
 from damon_bpf.results import profile_reports as pr
+from damon_bpf.results.data_objects import read_vmas_file
 from damon_bpf.results.profile import (DAMO_DO_RECORD_DEFAULT, DO_RECORD_DEFAULT, JsonListFile, MemFootprint, ProfileRecorder, Recipe,
                                        kdamonds_kvpairs, read_kdamonds, read_mem_footprints, read_proc_stats,
                                        read_vmas, recipe_from_args, side_file, side_paths)
@@ -188,6 +189,11 @@ def test_recorder_writes_damos_files_and_follows_the_targets(tmp_path: Path) -> 
     v = vmas[0].procs[100]
     assert [x.pathname for x in v] == ["/usr/bin/my prog", "/usr/bin/my prog", "", "[stack]"]
     assert v[1].offset == 0x1000 and v[1].perms == "rw-p" and v[1].inode == 1234
+    assert not vmas[0].without_offsets  # damon-bpf keeps the whole maps line
+    # the data namer's view of the same file: per pid, (time, mappings, offsets_known)
+    names = ["/usr/bin/my prog", "/usr/bin/my prog", "", "[stack]"]
+    assert [(t, [x.pathname for x in m], k) for t, m, k in read_vmas_file(out + ".vmas")[101]] == \
+        [(1001.0, names, True), (1002.0, names, True)]
     raw = json.loads(Path(out + ".vmas").read_text())
     # damo's "name": the last word of the line (the inode for an unnamed mapping)
     assert [x["name"] for x in raw[0]["procvmas"][0]["vmas"]] == ["prog", "prog", "0", "[stack]"]
@@ -239,6 +245,7 @@ def test_damo_reads_our_files_and_we_read_damos(tmp_path: Path) -> None:
     (v,) = read_vmas(str(tmp_path / "d.vmas"))
     assert any(x.pathname == "[stack]" for x in v.procs[os.getpid()])
     assert all(x.pathname == "" for x in v.procs[os.getpid()] if x.pathname.isdigit())
+    assert v.without_offsets == {os.getpid()}  # damo keeps start, end and the last word only
 
 
 def test_kdamonds_carry_the_schemes() -> None:
