@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -183,17 +184,20 @@ def test_demo_fault_source_on_file_backed_memory() -> None:
     assert prec >= 0.7 and rec >= 0.6, r.stderr
 
 
-def test_two_pte_monitors_of_one_process_say_so() -> None:
+def test_two_pte_monitors_of_one_process_say_so(tmp_path: Path) -> None:
     # issue #17 item 6: two monitors clearing one process's Accessed bits disturb each other; the second says so,
     # and once the first is gone a third one takes the claim without a word
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(180)"])
     first = None
+    out = tmp_path / "first.json"
     try:
-        first = subprocess.Popen([sys.executable, "-m", "damon_bpf", "monitor", "--source", "pte", "--json",
-                                  "--duration", "40s", str(sleeper.pid)], stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)
-        assert first.stdout is not None
-        assert first.stdout.readline(), "the first monitor printed no snapshot"  # it is monitoring: claim held
+        with open(out, "w") as f:  # a file, not a pipe nobody drains: a full pipe would block the monitor
+            first = subprocess.Popen([sys.executable, "-m", "damon_bpf", "monitor", "--source", "pte", "--json",
+                                      "--duration", "120s", str(sleeper.pid)], stdout=f, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 90
+        while not out.read_text() and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.2)
+        assert out.read_text(), "the first monitor printed no snapshot"  # it is monitoring: the claim is held
         second = _cli("monitor", "--source", "pte", "--json", "--duration", "6s", str(sleeper.pid))
         assert second.returncode == 0, second.stderr
         warn = f"damon-bpf process {first.pid} clears the Accessed bits of pid {sleeper.pid} too"
