@@ -416,7 +416,8 @@ def test_pte_mapped_thp_is_not_split(walker: PteWalker, spawn: Any, monkeypatch:
     assert heads.size == size // PMD and (heads % (PMD // PAGE) == 0).all()
 
     advised = _record_advised(monkeypatch)
-    _, reason, snaps, stats = run_pte([proc.pid], 3.0, clear=clear, cpu_budget=0.0)
+    # 5 s: enough aggregations for the adaptive split to cut the hot half from the cold one on a loaded machine
+    _, reason, snaps, stats = run_pte([proc.pid], 5.0, clear=clear, cpu_budget=0.0)
     assert reason == StopReason.REQUESTED and snaps
     assert stats[-1]["clear"] == clear
     with mem_fd(proc.pid) as fd:
