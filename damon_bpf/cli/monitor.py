@@ -16,6 +16,7 @@ from damon_bpf.cli._args import (
     duration_from_args,
     nonnegative_int,
     positive_int,
+    probes_from_args,
     started_at,
     targets_from_args,
     wss_window_from_args,
@@ -96,6 +97,8 @@ def resolve_source(args: argparse.Namespace) -> str:
         return "fault"
     if args.event:
         return "perf"
+    if getattr(args, "probe_filter", None):
+        return "pte"  # the source that sees the page behind each sample
     return auto_source()
 
 
@@ -362,7 +365,7 @@ def spec_from_args(args: argparse.Namespace) -> MonitorSpec:
                        command_stdout_to_stderr=bool(args.json),
                        follow_children=bool(getattr(args, "follow_children", False)),
                        schemes=schemes, dry_run=bool(getattr(args, "dry_run", False)),
-                       working_set_window_us=wss_window_from_args(args))
+                       working_set_window_us=wss_window_from_args(args), probes=probes_from_args(args))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -159,7 +159,8 @@ def snapshot_to_json(snap: Snapshot, stats: dict[str, Any] | None = None, source
                 "regions": [
                     {"start": r.start, "end": r.end, "nr_accesses": r.nr_accesses, "age": r.age,
                      "nr_accesses_bp": r.nr_accesses_bp,
-                     **({"events": int(raw[ti][0][i]), "writes": int(raw[ti][1][i])} if raw else {})}
+                     **({"events": int(raw[ti][0][i]), "writes": int(raw[ti][1][i])} if raw else {}),
+                     **({"probe_hits": t.probe_hits[i].tolist()} if t.probe_hits is not None else {})}
                     for i, r in enumerate(t.regions)
                 ],
             }

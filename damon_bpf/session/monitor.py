@@ -21,10 +21,13 @@ from typing import Any, Callable, Iterator
 
 import damon_bpf.ops  # noqa: F401  (registers the built-in access sources)
 from damon_bpf.engine import Attrs, Ctx, Kdamond, Snapshot, StopReason, Target, select_ops
-from damon_bpf.errors import DamonBpfError, InvalidParamsError, TargetGoneError
+from damon_bpf.errors import DamonBpfError, InvalidParamsError, NotSupportedError, TargetGoneError
 from damon_bpf.linux.process import is_running, on_signals, spawn, terminate
 
-__all__ = ("MonitorSpec", "Monitor", "DEFAULT_ATTRS", "synthetic_pattern_for_workload", "exit_status",
+#: Sources that evaluate data attribute probes (``Operations.apply_probes``)
+PROBE_SOURCES = frozenset({"pte"})
+
+__all__ = ("MonitorSpec", "PROBE_SOURCES", "Monitor", "DEFAULT_ATTRS", "synthetic_pattern_for_workload", "exit_status",
            "startup_overrun")
 
 log = logging.getLogger(__name__)
@@ -73,6 +76,8 @@ class MonitorSpec:
     dry_run: bool = False
     #: the window of the working-set estimate (``TargetSnapshot.working_set_bytes``), µs
     working_set_window_us: int = 1_000_000
+    #: data attribute probes (``damon_bpf.engine.probes.Probe``), for sources in :data:`PROBE_SOURCES`
+    probes: list[Any] = field(default_factory=list)
 
     def validate(self) -> None:
         if not self.pids and not self.command:
@@ -85,6 +90,9 @@ class MonitorSpec:
         if self.working_set_window_us <= 0:
             raise InvalidParamsError("the working-set window must be positive")
         self.attrs.validate()
+        if self.probes and self.source not in PROBE_SOURCES:
+            raise NotSupportedError(f"data attribute probes (--probe_filter): the {self.source} source sees no "
+                                    f"page frame per sample; use --source pte")
 
 
 class Monitor:
@@ -148,6 +156,7 @@ class Monitor:
                       rng=random.Random(self.spec.seed) if self.spec.seed is not None else random.Random())
             ctx.targets = [Target(pid=pid) for pid in pids]
             ctx.working_set_window_us = self.spec.working_set_window_us
+            ctx.probes = list(self.spec.probes)
             ctx.schemes = list(self.spec.schemes)
             ctx.after_aggregation.extend(self.consumers)
             self.ctx = ctx
