@@ -31,6 +31,7 @@ __all__ = (
     "KERNEL_FILTER_TYPES",
     "USER_FILTER_TYPES",
     "FILTER_TYPES",
+    "USER_TYPE_PATH_PREFIX",
     "ProbeFilter",
     "Probe",
     "PageAttrs",
@@ -53,6 +54,8 @@ KERNEL_FILTER_TYPES = ("anon", "memcg", "hugepage_size")
 #: cache, not anonymous), ``active`` (on the active LRU list), ``node`` (the page's NUMA node).
 USER_FILTER_TYPES = ("written", "file", "active", "node")
 FILTER_TYPES = KERNEL_FILTER_TYPES + USER_FILTER_TYPES
+#: How damon-bpf's own types are named in damo's files (``memcg`` filters of this path prefix)
+USER_TYPE_PATH_PREFIX = "damon-bpf:"
 
 
 @dataclass
@@ -238,9 +241,10 @@ def validate_probes(probes: Sequence[Probe]) -> None:
 def probes_to_kvpairs(probes: Sequence[Probe]) -> list[dict[str, Any]]:
     """The probes in damo's ``DamonProbe.to_kvpairs()`` shape (a ctx's ``probes`` in ``FILE.kdamonds``).
 
-    damo 3.4.3 refuses filter types it does not know, so damon-bpf's own types (``written``, ``file``,
-    ``active``, ``node``) are written as ``anon`` filters with damo-visible equivalents where exact (``file`` is
-    ``non anon``) and otherwise left out of the file's filter list; the region counters stay exact."""
+    damo 3.4.3 refuses filter types it does not know, so damon-bpf's own types are written as what damo can
+    read: ``file`` as its exact equivalent ``non anon``; ``written``, ``active`` and ``node N`` as ``memcg``
+    filters whose path is :data:`USER_TYPE_PATH_PREFIX` + ``TYPE[:N]`` (damo shows them by that name, and no
+    cgroup has such a path, so the file never applies to a kernel as something else)."""
     out = []
     for p in probes:
         fl = []
@@ -249,5 +253,8 @@ def probes_to_kvpairs(probes: Sequence[Probe]) -> list[dict[str, Any]]:
                 fl.append(f.to_kvpairs())
             elif f.type == "file":
                 fl.append(ProbeFilter("anon", allow=f.allow, matching=not f.matching).to_kvpairs())
+            else:
+                name = USER_TYPE_PATH_PREFIX + f.type + (f":{f.node}" if f.type == "node" else "")
+                fl.append(ProbeFilter("memcg", allow=f.allow, matching=f.matching, memcg_path=name).to_kvpairs())
         out.append({"preps": [], "filters": fl, "weight": p.weight})
     return out

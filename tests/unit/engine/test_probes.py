@@ -172,4 +172,6 @@ def test_kvpairs_damo_shape() -> None:
         {"filter_type": "anon", "matching": True, "allow": True, "path": None, "range_min": None,
          "range_max": None},
         {"filter_type": "anon", "matching": False, "allow": False, "path": None, "range_min": None,
+         "range_max": None},
+        {"filter_type": "memcg", "matching": True, "allow": True, "path": "damon-bpf:written", "range_min": None,
          "range_max": None}]}]
