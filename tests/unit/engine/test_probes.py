@@ -153,6 +153,10 @@ def test_damos_probe_hits_wsum_filter() -> None:
     assert damos.region_probe_hits_wsum(ctx, t, 0) == 5
     assert damos.core_filter_out(ctx, 0, t, 0, s) is False
     assert damos.core_filter_out(ctx, 0, t, 1, s) is True
+    # both ends of the range are inclusive
+    for lo, hi in ((5, 5), (4, 5), (5, 9)):
+        f.wsum_min, f.wsum_max = lo, hi
+        assert damos.core_filter_out(ctx, 0, t, 0, s) is False, (lo, hi)
 
 
 def test_validate_probes() -> None:
