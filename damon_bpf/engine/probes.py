@@ -42,6 +42,7 @@ __all__ = (
     "probe_hits_wsum",
     "has_probe_weights",
     "probes_to_kvpairs",
+    "probe_bytes",
     "validate_probes",
 )
 
@@ -258,3 +259,13 @@ def probes_to_kvpairs(probes: Sequence[Probe]) -> list[dict[str, Any]]:
                 fl.append(ProbeFilter("memcg", allow=f.allow, matching=f.matching, memcg_path=name).to_kvpairs())
         out.append({"preps": [], "filters": fl, "weight": p.weight})
     return out
+
+
+def probe_bytes(start: npt.NDArray[np.int64], end: npt.NDArray[np.int64], probe_hits: npt.NDArray[np.int64],
+                max_nr_accesses: int) -> list[float]:
+    """Per probe, the bytes of a target that pass it: ``sum(size * hits / max_nr_accesses)`` over its regions
+    (each region's share of samples that passed, times its size)."""
+    if probe_hits.size == 0:
+        return [0.0] * probe_hits.shape[1] if probe_hits.ndim == 2 else []
+    share = np.minimum(probe_hits / max(max_nr_accesses, 1), 1.0)
+    return [float(v) for v in ((end - start).astype(np.float64)[:, None] * share).sum(axis=0)]
