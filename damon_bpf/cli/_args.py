@@ -61,11 +61,11 @@ def add_monitoring_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--wss-window", default="1s", metavar="TIME",
                    help="the window of the working set: bytes accessed within the last TIME (default 1s)")
     g.add_argument("--seed", type=nonnegative_int, help="seed the random number generator (reproducible splits)")
-    add_probe_args(p)
 
 
 def add_probe_args(p: argparse.ArgumentParser) -> None:
-    """damo's data attribute probe options (Linux 7.2 probes; see damon_bpf.config.probes)."""
+    """damo's data attribute probe options (Linux 7.2 probes; see damon_bpf.config.probes): ``monitor``,
+    ``record`` and ``export``, whose sessions evaluate them (:func:`probes_from_args`)."""
     g = p.add_argument_group("data attribute probes (damo's names; the pte source)")
     g.add_argument("--probe_filter", nargs="+", action="append", metavar="WORD",
                    help="a probe filter: allow|reject [non] TYPE [ARGS]; types anon, file, written (Dirty: not "

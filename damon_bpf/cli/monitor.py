@@ -11,6 +11,7 @@ from typing import Any, Callable, TextIO
 
 from damon_bpf.cli._args import (
     add_monitoring_args,
+    add_probe_args,
     add_target_args,
     attrs_from_args,
     duration_from_args,
@@ -52,6 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also serve the session's figures to Prometheus at http://ADDR:PORT/metrics (see "
                         "'damon-bpf export')")
     add_monitoring_args(p)
+    add_probe_args(p)
     add_damos_args(p)
 
 
