@@ -122,12 +122,13 @@ def node_blocks(sys_root: str = "/sys") -> tuple[int, dict[int, int]]:
     return bs, blocks
 
 
-def memcg_inode(path: str, cgroup2_mount: str) -> int:
-    """The inode number of cgroup *path* (relative to the cgroup2 mount) as ``/proc/kpagecgroup`` gives it.
+def memcg_inode(path: str, cgroup_mount: str) -> int:
+    """The inode number of cgroup *path* (relative to *cgroup_mount*, the mount of the hierarchy that has the
+    memory controller: cgroup v2, or v1's ``memory``) as ``/proc/kpagecgroup`` gives it.
 
     :raises NotSupportedError: no such cgroup
     """
-    full = os.path.join(cgroup2_mount, path.lstrip("/"))
+    full = os.path.join(cgroup_mount, path.lstrip("/"))
     try:
         st = os.stat(full)
     except OSError as err:

@@ -17,6 +17,7 @@ the leaf: a large folio mapped by PTEs (mTHP) reads as 4 KiB.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ import numpy.typing as npt
 
 from damon_bpf.engine.model import Ctx
 from damon_bpf.engine.probes import PageAttrs, Probe, add_probe_hits
+from damon_bpf.errors import NotSupportedError
 from damon_bpf.linux.kpage import KPF_ACTIVE, KPF_ANON, KPF_LRU, KPF_ZERO_PAGE, KPageReader, memcg_inode, node_blocks
 
 __all__ = ("PteProbeEval", "apply_pte_probes", "LEAF_SIZES")
@@ -42,9 +44,13 @@ class PteProbeEval:
     def __init__(self, probes: list[Probe], proc_root: str = "/proc", sys_root: str = "/sys") -> None:
         types = {f.type for p in probes for f in p.filters}
         if "memcg" in types:
-            from damon_bpf.linux.cgroups import cgroup2_root
+            from damon_bpf.linux.cgroups import cgroup_mounts
 
-            root = cgroup2_root(proc_root)
+            # the hierarchy of the memory controller: /proc/kpagecgroup gives its cgroups' inodes
+            v2, v1_memory = cgroup_mounts(proc_root)
+            root = v1_memory or v2
+            if root is None:
+                raise NotSupportedError("memcg probe filter: no cgroup hierarchy with the memory controller")
             for p in probes:
                 for f in p.filters:
                     if f.type == "memcg" and f.memcg_path is not None:
@@ -88,6 +94,7 @@ def apply_pte_probes(ops: Any, ctx: Ctx, nr_samples: int, window: tuple[Any, Any
     if ev is None:
         ev = PteProbeEval(ctx.probes, getattr(ops, "proc_root", "/proc"))
         setattr(ops, "_probe_eval", ev)
+        weakref.finalize(ops, ev.close)  # its file descriptors go with the source
     results, region = window
     pa = ev.page_attrs(results)
     offs = ops._region_offs
