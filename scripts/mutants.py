@@ -109,6 +109,14 @@ MUTANTS: tuple[Mutant, ...] = (
     m("snapshot-last", DAMOS, "damon_do_apply_schemes() (7.0): a snapshot per target's last region",
       ("        if i == len(t.ra) - 1:\n            s.stat.nr_snapshots += 1",
        "        if i == 0:\n            s.stat.nr_snapshots += 1")),
+    m("probe-merge", CORE, "damon_merge_two_regions() (7.2): probe_hits[] merged size-weighted",
+      ("PH[p] = [(a * szl + b * szr) // tot for a, b in zip(PH[p], PH[i])]",
+       "PH[p] = [(a + b) // 2 for a, b in zip(PH[p], PH[i])]")),
+    m("probe-reset", CORE, "kdamond_reset_aggregated() (7.3): last_probe_hits = probe_hits",
+      ("        ra.last_probe_hits = ra.probe_hits\n", "")),
+    m("probe-wsum", DAMOS, "damos_filter_match() (7.2): the probe_hits_wsum range is inclusive",
+      ("matched = f.wsum_min <= region_probe_hits_wsum(ctx, t, i) <= f.wsum_max",
+       "matched = f.wsum_min <= region_probe_hits_wsum(ctx, t, i) < f.wsum_max")),
 )
 
 

@@ -7,13 +7,14 @@ import argparse
 import os
 import threading
 import time
+from typing import Any
 
 from damon_bpf.engine import Attrs, IntervalsGoal, SourceIntervals
 from damon_bpf.errors import InvalidParamsError
 from damon_bpf.config.units import nonnegative_int, positive_int, text_to_bp, text_to_sec, text_to_us
 
-__all__ = ("AUTOTUNE_GOAL", "add_target_args", "add_monitoring_args", "attrs_from_args", "targets_from_args",
-           "positive_int", "nonnegative_int")
+__all__ = ("AUTOTUNE_GOAL", "add_target_args", "add_monitoring_args", "add_probe_args", "attrs_from_args",
+           "probes_from_args", "targets_from_args", "positive_int", "nonnegative_int")
 
 
 def add_target_args(p: argparse.ArgumentParser) -> None:
@@ -40,6 +41,27 @@ def add_monitoring_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--wss-window", default="1s", metavar="TIME",
                    help="the window of the working set: bytes accessed within the last TIME (default 1s)")
     g.add_argument("--seed", type=nonnegative_int, help="seed the random number generator (reproducible splits)")
+
+
+def add_probe_args(p: argparse.ArgumentParser) -> None:
+    """damo's data attribute probe options (Linux 7.2 probes; see damon_bpf.config.probes): ``monitor``,
+    ``record`` and ``export``, whose sessions evaluate them (:func:`probes_from_args`)."""
+    g = p.add_argument_group("data attribute probes (damo's names; the pte source)")
+    g.add_argument("--probe_filter", nargs="+", action="append", metavar="WORD",
+                   help="a probe filter: allow|reject [non] TYPE [ARGS]; types anon, file, written (Dirty: not "
+                        "re-armed), active, memcg PATH, hugepage_size MIN MAX, node N; repeat for more")
+    g.add_argument("--nr_probe_filters", type=int, nargs="+", metavar="N",
+                   help="how many of the --probe_filter, in order, each probe takes (default: one probe)")
+    g.add_argument("--probe_weight", type=int, nargs="+", action="append", metavar="W",
+                   help="the probes' weights (only 0: attributes-only monitoring is not implemented)")
+
+
+def probes_from_args(args: argparse.Namespace) -> list[Any]:
+    """The probes of the options (:func:`damon_bpf.config.probes.probes_from_options`)."""
+    from damon_bpf.config.probes import probes_from_options
+
+    return probes_from_options(getattr(args, "probe_filter", None), getattr(args, "nr_probe_filters", None),
+                               getattr(args, "probe_weight", None))
 
 
 #: The recommended intervals tuning goal (damo's ``--monitoring_intervals_autotune``).

@@ -62,7 +62,8 @@ _OPTIONS: tuple[tuple[str, Any, Any, str], ...] = (
      "watermarks: none|free_mem_rate, check interval (us), high/mid/low marks (permil)"),
     ("--damos_filter", "+", ("ALLOW|REJECT", "TYPE"),
      "filter (repeatable): allow|reject [none] TYPE [ARGS]; types anon active young unmapped memcg PATH "
-     "addr START END target IDX hugepage_size MIN MAX; old form TYPE matching|nomatching [ARGS] [allow|reject]"),
+     "addr START END target IDX hugepage_size MIN MAX probe_hits_wsum MIN MAX; old form TYPE "
+     "matching|nomatching [ARGS] [allow|reject]"),
     ("--damos_max_nr_snapshots", 1, "N", "stop applying the scheme after N passes over the regions (0: never)"),
 )
 

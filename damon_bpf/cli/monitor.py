@@ -11,11 +11,13 @@ from typing import Any, Callable, TextIO
 
 from damon_bpf.cli._args import (
     add_monitoring_args,
+    add_probe_args,
     add_target_args,
     attrs_from_args,
     duration_from_args,
     nonnegative_int,
     positive_int,
+    probes_from_args,
     started_at,
     targets_from_args,
     wss_window_from_args,
@@ -44,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also serve the session's figures to Prometheus at http://ADDR:PORT/metrics (see "
                         "'damon-bpf export')")
     add_monitoring_args(p)
+    add_probe_args(p)
     add_damos_args(p)
 
 
@@ -232,7 +235,7 @@ def spec_from_args(args: argparse.Namespace) -> MonitorSpec:
                        command_stdout_to_stderr=bool(args.json),
                        follow_children=bool(getattr(args, "follow_children", False)),
                        schemes=schemes, dry_run=bool(getattr(args, "dry_run", False)),
-                       working_set_window_us=wss_window_from_args(args))
+                       working_set_window_us=wss_window_from_args(args), probes=probes_from_args(args))
 
 
 def run(args: argparse.Namespace) -> int:

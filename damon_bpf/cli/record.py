@@ -138,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
             writer = RecordWriter(args.out, attrs=spec.attrs, ips=ips, rewrite_interval_s=flush_s,
                                   keep_journal=args.keep_journal)
             progress = _Progress(writer, enabled=not live and sys.stderr.isatty())
-            profile = ProfileRecorder(args.out, recipe, mon.pids, spec.attrs, spec.schemes)
+            profile = ProfileRecorder(args.out, recipe, mon.pids, spec.attrs, spec.schemes,
+                                      probes=spec.probes)
             profile.start()
             # the session is open (consumers given to Monitor() were wired then): add ours to the kdamond directly
             consumers: list[Callable[[Any], None]] = [writer, progress, profile]

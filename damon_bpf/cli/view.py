@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from damon_bpf.cli.view_probes import probe_cells, probe_header
 from damon_bpf.engine import Snapshot, TargetSnapshot
 from damon_bpf.config.units import format_bytes, format_time_us
 
@@ -77,9 +78,10 @@ def render_text(snap: Snapshot, *, mappings: Sequence[Any] | None = None, stats:
         lines.append(f"pid {t.pid}: {t.nr_regions} regions, {format_bytes(total)} monitored, "
                      f"working set ({_window(snap)}) {format_bytes(wss)}"[:width])
         lines.append(f"{'address range':<27} {'size':>10} {'rate':>4} {'Hz':>6} {'age':>9} "
-                     f"{'heat':<{BAR_WIDTH}} mapping"[:width])
+                     f"{'heat':<{BAR_WIDTH}} {probe_header(t)}mapping"[:width])
         name_of = mappings[ti] if mappings and ti < len(mappings) else None
-        for s, e, acc, age in _rows(t, per_target_rows):
+        cells = probe_cells(t, per_target_rows, snap.max_nr_accesses)  # data attribute probes, if any
+        for k, (s, e, acc, age) in enumerate(_rows(t, per_target_rows)):
             pct = acc / snap.max_nr_accesses * 100 if snap.max_nr_accesses else 0.0
             hz = acc / aggr_s if aggr_s else 0.0
             nbar = int(round(pct / 100 * BAR_WIDTH))
@@ -87,7 +89,7 @@ def render_text(snap: Snapshot, *, mappings: Sequence[Any] | None = None, stats:
             mapping = name_of(s) if callable(name_of) else ""
             age_us = age * snap.aggr_interval_us
             line = (f"{s:012x}-{e:012x}  {format_bytes(e - s):>10} {pct:3.0f}% {hz:6.1f} "
-                    f"{format_time_us(age_us):>9} {bar} {mapping}")
+                    f"{format_time_us(age_us):>9} {bar} {cells[k] if cells else ''}{mapping}")
             lines.append(line[:width])
     if schemes:
         lines += render_schemes(schemes, width=width, dry_run=dry_run)
@@ -159,7 +161,8 @@ def snapshot_to_json(snap: Snapshot, stats: dict[str, Any] | None = None, source
                 "regions": [
                     {"start": r.start, "end": r.end, "nr_accesses": r.nr_accesses, "age": r.age,
                      "nr_accesses_bp": r.nr_accesses_bp,
-                     **({"events": int(raw[ti][0][i]), "writes": int(raw[ti][1][i])} if raw else {})}
+                     **({"events": int(raw[ti][0][i]), "writes": int(raw[ti][1][i])} if raw else {}),
+                     **({"probe_hits": t.probe_hits[i].tolist()} if t.probe_hits is not None else {})}
                     for i, r in enumerate(t.regions)
                 ],
             }

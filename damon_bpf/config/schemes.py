@@ -541,8 +541,8 @@ def _cli_goal(vals: list[str], where: str) -> QuotaGoal:
 
 
 _FILTER_USAGE = ("expected allow|reject [none] TYPE [ARGS] (types: anon, active, young, unmapped, memcg PATH, "
-                 "addr START END, target IDX, hugepage_size MIN MAX), or the old form TYPE matching|nomatching "
-                 "[ARGS] [allow|reject]")
+                 "addr START END, target IDX, hugepage_size MIN MAX, probe_hits_wsum MIN MAX), or the old form "
+                 "TYPE matching|nomatching [ARGS] [allow|reject]")
 
 
 def _filter_type(word: str) -> FilterType | None:
@@ -618,6 +618,13 @@ def _filter_args(ftype: FilterType, args: list[str], where: str) -> tuple[Filter
         if not args:
             raise _err(w, "no target index given (target IDX)")
         return Filter(type=ftype, target_idx=_int(args[0], f"{w} index")), 1
+    if ftype is FilterType.PROBE_HITS_WSUM:
+        if len(args) < 2:
+            raise _err(w, "needs two values (probe_hits_wsum MIN MAX)")
+        lo, hi = _int(args[0], f"{w} min"), _int(args[1], f"{w} max")
+        if not 0 <= lo <= hi:
+            raise _err(w, f"need 0 <= MIN <= MAX (got {args[0]!r} {args[1]!r})")
+        return Filter(type=ftype, wsum_min=lo, wsum_max=hi), 2
     if len(args) < 2:
         usage = "addr START END" if ftype is FilterType.ADDR else "hugepage_size MIN MAX"
         raise _err(w, f"needs two values ({usage})")
@@ -771,6 +778,12 @@ def _filter_from_json(fd: Any, w: str) -> Filter:
             raise _err(f"{w}.hugepage_size", "a hugepage_size filter needs {\"min\", \"max\"}")
         f.sz_min = _bytes(hs.get("min", 0), f"{w}.hugepage_size.min")
         f.sz_max = _bytes(hs.get("max", "max"), f"{w}.hugepage_size.max")
+    elif ftype is FilterType.PROBE_HITS_WSUM:
+        rg = fd.get("probe_hits_wsum_range")
+        if not isinstance(rg, list) or len(rg) != 2:
+            raise _err(f"{w}.probe_hits_wsum_range", "a probe_hits_wsum filter needs [MIN, MAX]")
+        f.wsum_min = _int(rg[0], f"{w}.probe_hits_wsum_range[0]")
+        f.wsum_max = _int(rg[1], f"{w}.probe_hits_wsum_range[1]")
     return f
 
 

@@ -82,7 +82,7 @@ def split_region_at(t: Target, idx: int, sz_r: int) -> None:
     row = [int(getattr(ra, c)[idx]) for c in COLUMNS]
     row[0] += sz_r
     ra.end[idx] = row[0]
-    ra.insert(idx + 1, row)
+    ra.insert(idx + 1, row, like=idx)
 
 
 def merge_regions_of(t: Target, thres: int, sz_limit: int, count_age: bool = True) -> None:
@@ -117,6 +117,8 @@ def merge_regions_of(t: Target, thres: int, sz_limit: int, count_age: bool = Tru
     E = e_.tolist()
     NR = nr.tolist()
     AGE = ra.age.tolist()
+    # probe hits (7.2): merged size-weighted per slot like nr_accesses; skipped while all are zero
+    PH = ra.probe_hits.tolist() if ra.probe_hits.any() else None
     keep = list(range(first + 1))
     merged = []
     p = first
@@ -132,6 +134,8 @@ def merge_regions_of(t: Target, thres: int, sz_limit: int, count_age: bool = Tru
                 if tot <= sz_limit:
                     NR[p] = (NR[p] * szl + NR[i] * szr) // tot
                     AGE[p] = (AGE[p] * szl + AGE[i] * szr) // tot
+                    if PH is not None:
+                        PH[p] = [(a * szl + b * szr) // tot for a, b in zip(PH[p], PH[i])]
                     E[p] = E[i]
                     merged.append(p)
                     continue
@@ -150,6 +154,8 @@ def merge_regions_of(t: Target, thres: int, sz_limit: int, count_age: bool = Tru
         bp[m] = np.array(NR, dtype=np.int64)[m] * 10000
     new.nr_accesses_bp = bp[k]
     new.last_nr_accesses = ra.last_nr_accesses[k]
+    new.probe_hits = (np.array(PH, dtype=np.int64) if PH is not None else ra.probe_hits)[k]
+    new.last_probe_hits = ra.last_probe_hits[k]  # kept from the left region, as last_nr_accesses
     ra.assign(new)
 
 
@@ -426,6 +432,8 @@ def reset_aggregated(ctx: Ctx) -> int:
         ra.nr_accesses_bp = want
         ra.last_nr_accesses = ra.nr_accesses
         ra.nr_accesses = np.zeros_like(ra.nr_accesses)
+        ra.last_probe_hits = ra.probe_hits
+        ra.probe_hits = np.zeros_like(ra.probe_hits)
     return nr_fixed
 
 

@@ -100,10 +100,12 @@ class FilterType(enum.Enum):
     UNMAPPED = "unmapped"
     ADDR = "addr"
     TARGET = "target"
+    #: 7.2: the region's probe hits, weighted by the probes' weights (all ones when none is weighted), in range
+    PROBE_HITS_WSUM = "probe_hits_wsum"
 
 
 #: Filter types the core handles (``damos_filter_for_ops()`` is false for them); the others go to the ops.
-CORE_FILTER_TYPES = frozenset({FilterType.ADDR, FilterType.TARGET})
+CORE_FILTER_TYPES = frozenset({FilterType.ADDR, FilterType.TARGET, FilterType.PROBE_HITS_WSUM})
 
 
 class QuotaGoalMetric(enum.Enum):
@@ -328,6 +330,8 @@ class Filter:
     target_idx: int = 0
     sz_min: int = 0
     sz_max: int = 0
+    wsum_min: int = 0
+    wsum_max: int = 0
 
     @property
     def core(self) -> bool:
@@ -340,7 +344,9 @@ class Filter:
                                   if self.type is FilterType.ADDR else None),
                 "damon_target_idx": self.target_idx if self.type is FilterType.TARGET else None,
                 "hugepage_size": ({"min": self.sz_min, "max": self.sz_max}
-                                  if self.type is FilterType.HUGEPAGE_SIZE else None)}
+                                  if self.type is FilterType.HUGEPAGE_SIZE else None),
+                **({"probe_hits_wsum_range": [self.wsum_min, self.wsum_max]}
+                   if self.type is FilterType.PROBE_HITS_WSUM else {})}
 
 
 @dataclass
@@ -438,6 +444,8 @@ def _core_filter_match(ctx: Ctx, ti: int, t: Target, i: int, f: Filter) -> bool:
     ra = t.ra
     if f.type is FilterType.TARGET:
         matched = ti == f.target_idx
+    elif f.type is FilterType.PROBE_HITS_WSUM:
+        matched = f.wsum_min <= region_probe_hits_wsum(ctx, t, i) <= f.wsum_max
     else:
         mrs = ctx.min_region_sz
         start = align_down(f.addr_start, mrs)
@@ -454,6 +462,19 @@ def _core_filter_match(ctx: Ctx, ti: int, t: Target, i: int, f: Filter) -> bool:
             split_region_at(t, i, end - rs)
             matched = True
     return matched == f.matching
+
+
+def region_probe_hits_wsum(ctx: Ctx, t: Target, i: int) -> int:
+    """The ``probe_hits_wsum`` filter's value of region *i*: the moving sums of its probe hits
+    (``damon_probe_hits_mvsum()``) weighted by the probes' weights, or summed when no probe has a weight."""
+    from damon_bpf.engine.probes import probe_hits_mvsum, probe_hits_wsum
+
+    ra = t.ra
+    mv = probe_hits_mvsum(ctx, ra.probe_hits[i:i + 1], ra.last_probe_hits[i:i + 1])
+    ws = [p.weight for p in ctx.probes]
+    if not any(ws):
+        ws = [1] * len(ctx.probes)
+    return int(probe_hits_wsum(mv, ctx.probes, ws)[0])
 
 
 def core_filter_out(ctx: Ctx, ti: int, t: Target, i: int, s: Scheme) -> bool:

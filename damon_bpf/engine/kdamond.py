@@ -81,6 +81,9 @@ class TargetSnapshot:
     #: estimated bytes accessed within the snapshot's ``working_set_window_us`` (the source's estimate:
     #: ``Operations.working_set_bytes()``)
     working_set_bytes: int = 0
+    #: per region, the hits of each of the context's probes (``(nr_regions, DAMON_MAX_PROBES)``), or None
+    #: when the context has no probes
+    probe_hits: npt.NDArray[np.int64] | None = None
 
     @property
     def regions(self) -> list[RegionSnapshot]:
@@ -127,7 +130,8 @@ def take_snapshot(ctx: Ctx, now_ns: int, start_ns: int) -> Snapshot:
         max_nr_accesses=a.max_nr_accesses,
         targets=tuple(
             TargetSnapshot(t.pid, t.ra.start.copy(), t.ra.end.copy(), t.ra.nr_accesses.copy(), t.ra.age.copy(),
-                           t.ra.nr_accesses_bp.copy(), t.ra.last_nr_accesses.copy(), int(w))
+                           t.ra.nr_accesses_bp.copy(), t.ra.last_nr_accesses.copy(), int(w),
+                           t.ra.probe_hits[:, :len(ctx.probes)].copy() if ctx.probes else None)
             for t, w in zip(ctx.targets, wss)),
         working_set_window_us=int(window_us),
     )
@@ -305,6 +309,8 @@ class Kdamond:
         ctx.window_start_ns = self._window_start_ns
         ctx.passed_sample_intervals += nr_samples
         max_nr_accesses = ops.check_accesses(ctx, nr_samples)
+        if ctx.probes:
+            ops.apply_probes(ctx, nr_samples)
         self._window_start_ns = deadline
         now = self.clock_ns()
         if now - deadline > attrs.aggr_interval_us * 1000:

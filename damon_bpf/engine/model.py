@@ -13,13 +13,14 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
-from damon_bpf.engine.regions import RegionArray
+from damon_bpf.engine.regions import NR_PROBE_SLOTS, RegionArray
 from damon_bpf.errors import InvalidParamsError
 
 if TYPE_CHECKING:
     from damon_bpf.engine.damos import Scheme
     from damon_bpf.engine.ops import Operations
     from damon_bpf.engine.access_reports import AccessReports
+    from damon_bpf.engine.probes import Probe
 
 __all__ = (
     "DAMON_MIN_REGION_SZ",
@@ -65,6 +66,9 @@ class Region:
     age: int = 0
     last_nr_accesses: int = 0
     sampling_addr: int = 0
+    #: 7.2's ``probe_hits[DAMON_MAX_PROBES]`` and 7.3's ``last_probe_hits[]`` (see damon_bpf.engine.probes)
+    probe_hits: list[int] = field(default_factory=list)
+    last_probe_hits: list[int] = field(default_factory=list)
 
     @property
     def sz(self) -> int:
@@ -118,12 +122,20 @@ class Target:
     def regions(self) -> tuple[Region, ...]:
         """Copies of the regions (a tuple, so that appending to it fails loudly: use the engine functions
         or assign a new list)."""
-        return tuple(Region(*row) for row in self.ra.rows())
+        ph, lph = self.ra.probe_hits.tolist(), self.ra.last_probe_hits.tolist()
+        return tuple(Region(*row, probe_hits=h, last_probe_hits=lh)
+                     for row, h, lh in zip(self.ra.rows(), ph, lph))
 
     @regions.setter
     def regions(self, regions: Sequence[Region]) -> None:
-        self.ra = RegionArray.from_rows([(r.start, r.end, r.nr_accesses, r.nr_accesses_bp, r.age,
-                                          r.last_nr_accesses) for r in regions])
+        ra = RegionArray.from_rows([(r.start, r.end, r.nr_accesses, r.nr_accesses_bp, r.age,
+                                     r.last_nr_accesses) for r in regions])
+        for i, r in enumerate(regions):  # probe counters survive (damon_set_regions keeps the region)
+            if r.probe_hits:
+                ra.probe_hits[i, :len(r.probe_hits)] = r.probe_hits[:NR_PROBE_SLOTS]
+            if r.last_probe_hits:
+                ra.last_probe_hits[i, :len(r.last_probe_hits)] = r.last_probe_hits[:NR_PROBE_SLOTS]
+        self.ra = ra
 
     @property
     def nr_regions(self) -> int:
@@ -301,6 +313,8 @@ class Ctx:
     window_start_ns: int = 0
     #: the window of the working-set estimate in snapshots (``TargetSnapshot.working_set_bytes``), µs
     working_set_window_us: int = 1_000_000
+    #: 7.2's data attribute probes (at most ``DAMON_MAX_PROBES``), evaluated by ``ops.apply_probes``
+    probes: list[Probe] = field(default_factory=list)
     # private
     np_rng: Any = field(default=None, repr=False)  # numpy Generator derived from rng on first use
     last_nr_regions: int = field(default=0, repr=False)
@@ -308,6 +322,10 @@ class Ctx:
 
     def validate(self) -> None:
         self.attrs.validate()
+        if self.probes:
+            from damon_bpf.engine.probes import validate_probes
+
+            validate_probes(self.probes)
         if self.min_region_sz <= 0 or self.min_region_sz & (self.min_region_sz - 1):
             raise InvalidParamsError(f"min_region_sz must be a power of two (got {self.min_region_sz})")
 

@@ -15,18 +15,22 @@ from typing import Iterator, Sequence
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ("COLUMNS", "RegionArray")
+__all__ = ("COLUMNS", "NR_PROBE_SLOTS", "PROBE_COLUMNS", "RegionArray")
 
 I64 = npt.NDArray[np.int64]
 
 #: Field names, in the order ``Region`` takes them.
 COLUMNS = ("start", "end", "nr_accesses", "nr_accesses_bp", "age", "last_nr_accesses")
+#: ``DAMON_MAX_PROBES`` (7.2): probe hit counters per region.
+NR_PROBE_SLOTS = 4
+#: Per-probe counters (7.2/7.3 ``probe_hits[4]``, ``last_probe_hits[4]``): ``(n, NR_PROBE_SLOTS)`` arrays.
+PROBE_COLUMNS = ("probe_hits", "last_probe_hits")
 
 
 class RegionArray:
     """Regions of one target, sorted by address and non-overlapping, as parallel ``int64`` arrays."""
 
-    __slots__ = COLUMNS
+    __slots__ = COLUMNS + PROBE_COLUMNS
 
     start: I64
     end: I64
@@ -34,10 +38,17 @@ class RegionArray:
     nr_accesses_bp: I64
     age: I64
     last_nr_accesses: I64
+    probe_hits: I64
+    last_probe_hits: I64
 
     def __init__(self, n: int = 0) -> None:
         for c in COLUMNS:
             setattr(self, c, np.zeros(n, dtype=np.int64))
+        self._zero_probes()
+
+    def _zero_probes(self) -> None:
+        for c in PROBE_COLUMNS:
+            setattr(self, c, np.zeros((self.start.size, NR_PROBE_SLOTS), dtype=np.int64))
 
     @classmethod
     def from_columns(cls, **cols: npt.ArrayLike) -> RegionArray:
@@ -47,6 +58,7 @@ class RegionArray:
         for c in COLUMNS:
             v = cols.get(c)
             setattr(ra, c, np.zeros(start.size, np.int64) if v is None else np.array(v, dtype=np.int64))
+        ra._zero_probes()
         return ra
 
     @classmethod
@@ -72,22 +84,27 @@ class RegionArray:
     def take(self, idx: npt.ArrayLike | slice) -> RegionArray:
         """The regions selected by *idx* (index array, boolean mask or slice), copied."""
         ra = RegionArray.__new__(RegionArray)
-        for c in COLUMNS:
+        for c in COLUMNS + PROBE_COLUMNS:
             setattr(ra, c, np.array(getattr(self, c)[idx], dtype=np.int64))
         return ra
 
     def assign(self, other: RegionArray) -> None:
         """Replace this target's regions with *other*'s (no copy)."""
-        for c in COLUMNS:
+        for c in COLUMNS + PROBE_COLUMNS:
             setattr(self, c, getattr(other, c))
 
-    def insert(self, i: int, row: Sequence[int]) -> None:
+    def insert(self, i: int, row: Sequence[int], like: int | None = None) -> None:
+        """Insert *row* before index *i*; its probe counters are copied from region *like* (zero if None)."""
         for c, v in zip(COLUMNS, row):
             setattr(self, c, np.insert(getattr(self, c), i, v))
+        for c in PROBE_COLUMNS:
+            a = getattr(self, c)
+            counters = a[like] if like is not None else np.zeros(NR_PROBE_SLOTS, np.int64)
+            setattr(self, c, np.insert(a, i, counters, axis=0))
 
     def delete(self, i: int | npt.NDArray[np.int64]) -> None:
-        for c in COLUMNS:
-            setattr(self, c, np.delete(getattr(self, c), i))
+        for c in COLUMNS + PROBE_COLUMNS:
+            setattr(self, c, np.delete(getattr(self, c), i, axis=0))
 
     def repeat_counters(self, counts: npt.NDArray[np.int64], starts: I64, ends: I64) -> RegionArray:
         """Regions made by cutting region ``i`` into ``counts[i]`` pieces with the given bounds; every piece
@@ -97,6 +114,8 @@ class RegionArray:
         ra.end = ends
         for c in COLUMNS[2:]:
             setattr(ra, c, np.repeat(getattr(self, c), counts))
+        for c in PROBE_COLUMNS:
+            setattr(ra, c, np.repeat(getattr(self, c), counts, axis=0))
         return ra
 
     @property

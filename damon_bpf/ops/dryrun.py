@@ -106,6 +106,9 @@ class DryRunOps:
     def observe(self, ctx: Ctx, nr_passed: int) -> None:
         self.inner.observe(ctx, nr_passed)
 
+    def apply_probes(self, ctx: Ctx, nr_samples: int = 1) -> None:
+        self.inner.apply_probes(ctx, nr_samples)
+
     def sample_points(self, ctx: Ctx, nr_samples: int) -> Sequence[int]:
         return self.inner.sample_points(ctx, nr_samples)
 

@@ -575,6 +575,7 @@ class PteOps(VaddrOps):
         self.observe(ctx, nr_samples)
         self._windows_us.appendleft(nr_samples * ctx.attrs.sample_us_nonzero)
         self._windows += 1
+        self._probe_window: tuple[Any, Any] | None = None
         pr = self._probes
         n = self._nslots
         live = self._live_now
@@ -587,6 +588,7 @@ class PteOps(VaddrOps):
             pr.valid &= first != _SKIP
             pr.first = np.where(pr.valid, first, 0)
             out = self.walker.results(0, n)
+            self._probe_window = (out, pr.region.copy()) if ctx.probes else None  # for apply_probes
             gone = (out & np.uint64(R_MM_GONE)) != 0
             if gone.any():
                 gone_t = set((pr.addr[gone] >> np.uint64(self._shift)).astype(np.int64).tolist())
@@ -615,6 +617,12 @@ class PteOps(VaddrOps):
             if ti in gone_t:
                 self._walk_failed(t, pt, _MM_DEAD)
         return mx
+
+    def apply_probes(self, ctx: Ctx, nr_samples: int = 1) -> None:
+        """7.2's ``apply_probes`` on this window's probe pages (:mod:`damon_bpf.ops.probe_attrs`)."""
+        from damon_bpf.ops.probe_attrs import apply_pte_probes
+
+        apply_pte_probes(self, ctx, nr_samples, self._probe_window)
 
     def _account_window(self, now: int) -> None:
         # the last window's cost: the sampling loop (reads and wake-ups) against the rest (clearing, the engine,

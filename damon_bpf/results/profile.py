@@ -49,6 +49,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from damon_bpf.config import limits
 from damon_bpf.config.schemes import schemes_to_json
+from damon_bpf.engine.probes import probes_to_kvpairs
 from damon_bpf.errors import DamonBpfError, InvalidParamsError, MissingDependencyError
 from damon_bpf.linux import files
 from damon_bpf.linux.proc_footprint import (MEMINFO_FIELDS, STATM_FIELDS, read_meminfo, read_stat_fields,
@@ -192,7 +193,8 @@ def side_file(path: str, suffix: str) -> str:
 
 
 def kdamonds_kvpairs(pids: Sequence[int], attrs: Any, schemes: Sequence[Any] = (), *, pid: int | None = None,
-                     sample_us: int | None = None, aggr_us: int | None = None) -> list[dict[str, Any]]:
+                     sample_us: int | None = None, aggr_us: int | None = None,
+                     probes: Sequence[Any] = ()) -> list[dict[str, Any]]:
     """damo's ``FILE.kdamonds`` content for a session: one kdamond (the recording process *pid*) with one
     ``vaddr`` context of *pids*, the intervals of *attrs* (or *sample_us*/*aggr_us*, the record's first
     snapshot's), the regions range and *schemes* in damo's JSON (:func:`damon_bpf.config.schemes.schemes_to_json`).
@@ -213,7 +215,7 @@ def kdamonds_kvpairs(pids: Sequence[int], attrs: Any, schemes: Sequence[Any] = (
                       {"access_bp": int(g.access_bp), "aggrs": int(g.aggrs), "min_sample_us": int(g.min_sample_us),
                        "max_sample_us": int(g.max_sample_us)}},
         "nr_regions": {"min": int(attrs.min_nr_regions), "max": int(attrs.max_nr_regions)},
-        "probes": [],
+        "probes": probes_to_kvpairs(list(probes)),  # damon_bpf.engine.probes.Probe
         "pause": False,
         "schemes": schemes_to_json(list(schemes), attrs) if schemes else [],
     }
@@ -497,8 +499,9 @@ class ProfileRecorder:
 
     def __init__(self, path: str, recipe: Recipe, pids: Sequence[int], attrs: Any, schemes: Sequence[Any] = (), *,
                  interval_s: float = SAMPLE_INTERVAL_S, clock: Callable[[], float] = time.time,
-                 proc_root: str = "/proc") -> None:
+                 proc_root: str = "/proc", probes: Sequence[Any] = ()) -> None:
         self.path = path
+        self.probes = list(probes)
         self.recipe = recipe
         self.attrs = attrs
         self.schemes = list(schemes)
@@ -662,7 +665,7 @@ class ProfileRecorder:
             pids, iv = list(self._pids), self._intervals
             self._kdamonds_stale = False
         kv = kdamonds_kvpairs(pids, self.attrs, self.schemes, pid=os.getpid(),
-                              sample_us=iv[0] if iv else None, aggr_us=iv[1] if iv else None)
+                              sample_us=iv[0] if iv else None, aggr_us=iv[1] if iv else None, probes=self.probes)
         path = self.path + KDAMONDS_SUFFIX
         if path not in self.written:
             files.rename_old(path)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from damon_bpf.engine import Snapshot, StopReason
+from damon_bpf.engine.probes import probe_bytes
 from damon_bpf.errors import DamonBpfError, InvalidParamsError, PermissionDeniedError, TargetGoneError
 from damon_bpf.linux.cgroups import cgroup_of
 from damon_bpf.linux.process import comm, is_running, on_signals
@@ -51,6 +52,8 @@ class _TargetFigures:
     comm: str
     cgroup: str
     stat: DamonStat
+    #: per data attribute probe, the bytes that pass it (damon_probe_bytes)
+    probe_bytes: list[float] = dataclasses.field(default_factory=list)
 
 
 class PrometheusExporter:
@@ -111,7 +114,9 @@ class PrometheusExporter:
             wss = t.working_set_bytes if snap.working_set_window_us else None
             figures.append(_TargetFigures(str(t.pid), names[0], names[1],
                                           damon_stat(t.start, t.end, t.nr_accesses, t.age, snap.max_nr_accesses,
-                                                     snap.aggr_interval_us, wss)))
+                                                     snap.aggr_interval_us, wss),
+                                          probe_bytes(t.start, t.end, t.probe_hits, snap.max_nr_accesses)
+                                          if t.probe_hits is not None else []))
         stats = dict(ops.stats()) if ops is not None else {}
         for pid in [p for p in self._names if p not in live]:
             del self._names[pid]  # a pid used again later gets its new comm and cgroup
@@ -154,6 +159,12 @@ class PrometheusExporter:
         win.add_metric([self.source], wss_window_us / 1e6)
         yield win
         yield gauge("damon_monitored_bytes", "Bytes of the monitored regions", lambda s: s.monitored_bytes)
+        pb = GaugeMetricFamily("damon_probe_bytes", "Bytes that pass each data attribute probe (--probe_filter): "
+                               "sum of region size * probe_hits / max_nr_accesses", labels=labels + ["probe"])
+        for t in targets:
+            for i, v in enumerate(t.probe_bytes):
+                pb.add_metric([t.pid, t.comm, t.cgroup, self.source, str(i)], v)
+        yield pb
         yield gauge("damon_regions", "Monitoring regions", lambda s: s.nr_regions)
         yield gauge("damon_estimated_memory_bandwidth_bytes_per_second",
                     "DAMON_STAT's estimated memory bandwidth: sum(size * nr_accesses) of the last aggregation "

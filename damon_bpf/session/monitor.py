@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 
 import damon_bpf.ops  # noqa: F401  (registers the built-in access sources)
 from damon_bpf.engine import Attrs, Ctx, Kdamond, Snapshot, StopReason, Target
-from damon_bpf.errors import DamonBpfError, InvalidParamsError, TargetGoneError
+from damon_bpf.errors import DamonBpfError, InvalidParamsError, NotSupportedError, TargetGoneError
 from damon_bpf.linux.process import is_running, on_signals, spawn, terminate
 from damon_bpf.ops.sources import SourceOptions, create_ops, find_source
 from damon_bpf.ops.sources.synthetic import synthetic_pattern_for_workload
@@ -76,6 +76,8 @@ class MonitorSpec:
     dry_run: bool = False
     #: the window of the working-set estimate (``TargetSnapshot.working_set_bytes``), µs
     working_set_window_us: int = 1_000_000
+    #: data attribute probes (``damon_bpf.engine.probes.Probe``), for sources whose descriptor ``evaluates_probes``
+    probes: list[Any] = field(default_factory=list)
 
     def validate(self) -> None:
         if not self.pids and not self.command:
@@ -91,6 +93,9 @@ class MonitorSpec:
         if source is not None:
             source.options_or_defaults(self.source_options)  # options of another source are refused here
         self.attrs.validate()
+        if self.probes and (source is None or not source.evaluates_probes):
+            raise NotSupportedError(f"data attribute probes (--probe_filter): the {self.source} source sees no "
+                                    f"page frame per sample; use --source pte")
 
 
 class Monitor:
@@ -151,6 +156,7 @@ class Monitor:
                       rng=random.Random(self.spec.seed) if self.spec.seed is not None else random.Random())
             ctx.targets = [Target(pid=pid) for pid in pids]
             ctx.working_set_window_us = self.spec.working_set_window_us
+            ctx.probes = list(self.spec.probes)
             ctx.schemes = list(self.spec.schemes)
             ctx.after_aggregation.extend(self.consumers)
             self.ctx = ctx

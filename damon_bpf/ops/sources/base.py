@@ -104,6 +104,8 @@ class SourceDescriptor(Generic[O]):
     :ivar compare_prefix: a ``compare`` spelling ``PREFIXVALUE`` (``perf:EVENTS``), or None
     :ivar compare_prefix_help: how the prefix spelling reads in messages (``perf:EVENTS``)
     :ivar reference: its hot sets are what ``compare`` holds the others against (the kernel's own check)
+    :ivar evaluates_probes: evaluates data attribute probes (``--probe_filter``, ``Operations.apply_probes``): it
+        sees the page frame behind each sample; under ``--source auto`` probes select it
     """
 
     name: str = ""
@@ -125,6 +127,7 @@ class SourceDescriptor(Generic[O]):
     compare_prefix: str | None = None
     compare_prefix_help: str = ""
     reference: bool = False
+    evaluates_probes: bool = False
 
     # -- options -------------------------------------------------------------------------------------------
 
@@ -157,8 +160,9 @@ class SourceDescriptor(Generic[O]):
         return []
 
     def selected_by(self, args: argparse.Namespace) -> bool:
-        """Whether options given select this source under ``--source auto`` (``--probe`` selects ``fault``)."""
-        return False
+        """Whether options given select this source under ``--source auto`` (``--probe`` selects ``fault``;
+        ``--probe_filter`` a source that :attr:`evaluates_probes`)."""
+        return self.evaluates_probes and bool(getattr(args, "probe_filter", None))
 
     def options_from_args(self, args: argparse.Namespace) -> O:
         """:raises InvalidParamsError: an option value it cannot take"""

@@ -54,6 +54,7 @@ class PteSource(SourceDescriptor[PteOptions]):
     loads_bpf = True
     in_demo = True
     reference = True
+    evaluates_probes = True  # the walk gives the page frame of each probe page
 
     def add_arguments(self, parser: argparse.ArgumentParser, group: argparse._ArgumentGroup) -> None:
         group.add_argument("--pte-clear", choices=CLEAR_METHODS, default="auto",

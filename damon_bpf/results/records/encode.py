@@ -24,16 +24,20 @@ __all__ = ("RecordsBuilder", "records_to_kvpairs", "write_records", "rename_old"
 
 def _snapshot_json(start_time: int, end_time: int, starts: Sequence[int], ends: Sequence[int],
                    nr_accesses: Sequence[int], ages: Sequence[int], max_nr_accesses: int, aggr_us: int,
-                   sample_us: int | None, percents: Sequence[int] | None = None) -> str:
+                   sample_us: int | None, percents: Sequence[int] | None = None,
+                   probe_hits: Sequence[Sequence[int]] | None = None) -> str:
     # Every key damo writes (the "full" variant of the writer contract), all values plain integers. Written
     # by hand rather than with json.dumps: this runs for every snapshot of a recording. percents: when not
     # n * 100 // max_nr_accesses (samples rescaled from another sampling ratio).
     mx = max(1, max_nr_accesses)
     pcts = percents if percents is not None else [n * 100 // mx for n in nr_accesses]
+    # probe_hits: per region, the hits of each probe (damo's DamonRegion.probe_hits; [] without probes)
+    phs = ["[" + ", ".join(str(int(h)) for h in row) + "]" for row in probe_hits] if probe_hits is not None \
+        else ["[]"] * len(starts)
     regions = ", ".join(
         f'{{"start": {s}, "end": {e}, "nr_accesses": {{"samples": {n}, "percent": {pc}}}, '
-        f'"age": {{"usec": {a * aggr_us}, "aggr_intervals": {a}}}, "probe_hits": [], "sz_filter_passed": 0}}'
-        for s, e, n, pc, a in zip(starts, ends, nr_accesses, pcts, ages))
+        f'"age": {{"usec": {a * aggr_us}, "aggr_intervals": {a}}}, "probe_hits": {ph}, "sz_filter_passed": 0}}'
+        for s, e, n, pc, a, ph in zip(starts, ends, nr_accesses, pcts, ages, phs))
     total = sum(ends) - sum(starts)
     si = "null" if sample_us is None else str(int(sample_us))
     return (f'{{"start_time": {start_time}, "end_time": {end_time}, "regions": [{regions}], '
@@ -59,7 +63,9 @@ def records_to_kvpairs(records: Iterable[Record]) -> list[dict[str, Any]]:
         aggr_us = iv.aggr_us if iv else 0
         text = _record_head(rec.target_id, rec.pid, iv) + ", ".join(
             _snapshot_json(s.start_time, s.end_time, s.start.tolist(), s.end.tolist(), s.nr_accesses.tolist(),
-                           s.age.tolist(), mx, aggr_us, s.sample_interval_us) for s in rec.snapshots) + _RECORD_TAIL
+                           s.age.tolist(), mx, aggr_us, s.sample_interval_us,
+                           probe_hits=s.probe_hits.tolist() if s.probe_hits is not None else None)
+            for s in rec.snapshots) + _RECORD_TAIL
         kv = json.loads(text)
         kv["kdamond_idx"], kv["context_idx"], kv["scheme_idx"] = rec.kdamond_idx, rec.context_idx, rec.scheme_idx
         kv["data_source"] = rec.data_source
@@ -207,7 +213,7 @@ class RecordsBuilder:
                 pcts = [n * 100 // mx for n in nr]
                 nr = [min((2 * n * mx_rec + mx) // (2 * mx), mx_rec) for n in nr]
             text = _snapshot_json(start_time, end_time, starts, t["end"], nr, t["age"], mx_rec, aggr_us,
-                                  entry.get("sample_us"), pcts)
+                                  entry.get("sample_us"), pcts, probe_hits=t.get("probe_hits"))
             seg.feed(text if self._nr[tid] == 0 else ", " + text)
             self._nr[tid] += 1
             added = True

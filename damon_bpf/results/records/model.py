@@ -86,6 +86,8 @@ class RecordSnapshot:
     nr_accesses: _I64
     age: _I64
     sample_interval_us: int | None = None
+    #: per region, each probe's hits (``(nr_regions, nr_probes)``), when the record has probes
+    probe_hits: _I64 | None = None
 
     @property
     def nr_regions(self) -> int:

@@ -18,6 +18,7 @@ from fractions import Fraction
 from typing import Any, Iterator
 
 import numpy as np
+import numpy.typing as npt
 
 from damon_bpf.config import limits
 from damon_bpf.config.units import U64_MAX, text_to_bp, text_to_bytes, text_to_ns, text_to_us
@@ -93,6 +94,17 @@ def _parse_intervals(kv: Any) -> Intervals | None:
                      goal_max_sample_us=int(text_to_us(g.get("max_sample_us", 0))))
 
 
+def _parse_probe_hits(regions: list[Any]) -> npt.NDArray[np.int64] | None:
+    # damo's region kvpairs "probe_hits": a list of counts per probe, the same length in every region (at most
+    # DAMON_MAX_PROBES); None when no region has any
+    lens = {len(r.get("probe_hits") or []) for r in regions}
+    if lens == {0} or not regions:
+        return None
+    if len(lens) != 1 or max(lens) > 4:
+        raise ValueError("probe_hits of different lengths, or of more than 4 probes")
+    return np.array([[_nr(h) for h in r["probe_hits"]] for r in regions], np.int64)
+
+
 def _parse_snapshot(kv: dict[str, Any], intervals: Intervals | None) -> RecordSnapshot:
     regions = kv["regions"]
     n = len(regions)
@@ -118,13 +130,15 @@ def _parse_snapshot(kv: dict[str, Any], intervals: Intervals | None) -> RecordSn
                 if intervals is None:
                     raise ValueError("age in usec without intervals")
                 age[i] = int(text_to_us(ag["usec"]) // max(1, intervals.aggr_us))
+    ph = _parse_probe_hits(regions)
     if n and np.any(start[1:] < start[:-1]):
         order = np.argsort(start, kind="stable")
         start, end, nr, age = start[order], end[order], nr[order], age[order]
+        ph = ph[order] if ph is not None else None
     si = kv.get("sample_interval_us")
     snap = RecordSnapshot(start_time=_ns(kv["start_time"]), end_time=_ns(kv["end_time"]),
                           start=start, end=end, nr_accesses=nr, age=age,
-                          sample_interval_us=int(text_to_us(si)) if si is not None else None)
+                          sample_interval_us=int(text_to_us(si)) if si is not None else None, probe_hits=ph)
     check_regions(snap)
     return snap
 

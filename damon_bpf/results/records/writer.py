@@ -160,7 +160,9 @@ class RecordWriter:
             "type": "snapshot", "end_time": end_time, "sample_us": int(snap.sample_interval_us),
             "aggr_us": int(snap.aggr_interval_us), "max_nr_accesses": int(snap.max_nr_accesses),
             "targets": [{"target_id": i, "pid": t.pid, "start": t.start.tolist(), "end": t.end.tolist(),
-                         "nr_accesses": t.nr_accesses.tolist(), "age": t.age.tolist()}
+                         "nr_accesses": t.nr_accesses.tolist(), "age": t.age.tolist(),
+                         **({"probe_hits": t.probe_hits.tolist()} if getattr(t, "probe_hits", None) is not None
+                            else {})}
                         for i, t in enumerate(snap.targets)],
         }
         try:

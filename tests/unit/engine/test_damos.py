@@ -116,10 +116,11 @@ def test_damon_test_set_filters_default_reject() -> None:
 
 def test_damos_test_new_filter() -> None:
     # damos_new_filter() + damos_add_filter(): a filter starts as given, and damos_filter_for_ops() puts addr
-    # and target filters in the core layer and every other type in the ops layer, each list in insertion order
+    # and target filters (and 7.2's probe_hits_wsum) in the core layer and every other type in the ops layer,
+    # each list in insertion order
     f = Filter(FilterType.ANON, True, False)
     assert (f.type, f.matching, f.allow) == (FilterType.ANON, True, False)
-    core_types = {FilterType.ADDR, FilterType.TARGET}
+    core_types = {FilterType.ADDR, FilterType.TARGET, FilterType.PROBE_HITS_WSUM}
     assert damos.CORE_FILTER_TYPES == core_types
     fs = [Filter(t, matching=bool(i % 2)) for i, t in enumerate(FilterType)]
     s = Scheme(filters=fs)
