@@ -21,6 +21,8 @@ from damon_bpf.cli._args import (
     wss_window_from_args,
 )
 from damon_bpf.cli._damos_args import add_damos_args, schemes_from_args
+from damon_bpf.cli._threads import region_threads
+from damon_bpf.cli._writes_only import add_writes_only_arg, writes_only_option
 from damon_bpf.cli.view import render_text, snapshot_to_json
 from damon_bpf.config import limits
 from damon_bpf.engine import Snapshot, StopReason
@@ -85,6 +87,7 @@ def add_source_args(p: argparse.ArgumentParser, default: str = "auto") -> None:
                    help="BPF sources: count at most N events per second per CPU (overhead bound; 0: none)")
     g.add_argument("--no-bpf-stats", action="store_true",
                    help="BPF sources: do not enable kernel.bpf_stats_enabled (no BPF ns per event figure)")
+    add_writes_only_arg(g)
 
 
 def resolve_source(args: argparse.Namespace) -> str:
@@ -92,7 +95,7 @@ def resolve_source(args: argparse.Namespace) -> str:
     kernel's own primitive), else ``fault``; options that belong to one source select it."""
     if args.source != "auto":
         return str(args.source)
-    if args.numa_hint_faults or args.probe:
+    if args.numa_hint_faults or args.probe or getattr(args, "writes_only", False):
         return "fault"
     if args.event:
         return "perf"
@@ -144,7 +147,8 @@ def blind_to_resident(source: str, options: dict[str, Any]) -> str | None:
 
 def source_options(args: argparse.Namespace, source: str | None = None) -> dict[str, Any]:
     source = source or args.source
-    bpf_common = {"rate_limit": args.rate_limit, "bpf_stats": not args.no_bpf_stats}
+    bpf_common = {"rate_limit": args.rate_limit, "bpf_stats": not args.no_bpf_stats,
+                  **writes_only_option(args, source)}
     if source == "pte":
         from damon_bpf.config.units import text_to_bp
 
@@ -248,7 +252,7 @@ class LiveView:
                 if raw is not None and all(r is None for r in raw):
                     raw = None
                 self.out.write(snapshot_to_json(snap, stats, self.source, raw, schemes=schemes,
-                                                dry_run=dry_run) + "\n")
+                                                dry_run=dry_run, region_extra=region_threads(ops, snap)) + "\n")
             else:
                 width, height = 80, 24
                 if self.tty:

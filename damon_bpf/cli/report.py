@@ -42,6 +42,7 @@ REPORT_TYPES: tuple[ReportType, ...] = (
     ReportType("holistic", "damon_bpf.cli.report_profile:HOLISTIC",
                "heatmaps, working set and footprints, hotspot functions in one page (or --png picture)"),
     ReportType("code", "damon_bpf.cli.report_code", "which code made the accesses (instruction attribution)"),
+    ReportType("threads", "damon_bpf.cli.report_threads", "which threads and CPUs made the accesses"),
 )
 
 
