@@ -57,21 +57,17 @@ def threads_path(record_path: str) -> str:
 
 
 class ThreadsWriter:
-    """Writes a ``FILE.threads`` sidecar (see the module docstring), one JSON line per :meth:`write`.
+    """Writes a ``FILE.threads`` sidecar (see the module docstring), one JSON line per :meth:`write`; call
+    :meth:`close` at the end (or use ``contextlib.closing``).
 
-    :param path: the sidecar's path (created 0600, replacing only a regular file) or an open text stream
+    :param path: the sidecar's path (created 0600, replacing only a regular file, never through a symlink)
     :raises DamonBpfError: the file cannot be created (InvalidParamsError: a folder, symlink, device is there)
     """
 
-    def __init__(self, path: str | IO[str]) -> None:
-        if isinstance(path, str):
-            self._f: IO[str] = os.fdopen(create_file(path), "w", encoding="utf-8")
-            self._own = True
-        else:
-            self._f = path
-            self._own = False
-        self._comms: set[tuple[int, int]] = set()
-        self._nodes: set[int] = set()
+    def __init__(self, path: str) -> None:
+        self._f: IO[str] = os.fdopen(create_file(path), "w", encoding="utf-8")
+        self._comms: set[tuple[int, int]] = set()  # (pid or -1, tid) named already
+        self._nodes: set[int] = set()  # CPUs whose node is written already
         self.nr_lines = 0
 
     def write(self, time_ns: int, target_id: int, pid: int | None, threads: Iterable[Sequence[int]],
@@ -106,16 +102,7 @@ class ThreadsWriter:
         self.nr_lines += 1
 
     def close(self) -> None:
-        if self._own:
-            self._f.close()
-        else:
-            self._f.flush()
-
-    def __enter__(self) -> ThreadsWriter:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+        self._f.close()
 
 
 def _rows(v: Any) -> list[tuple[int, int, int, int]]:

@@ -4,6 +4,7 @@ report (results/threads.py), and --writes-only's parsing (cli/_writes_only.py)."
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import stat
@@ -53,7 +54,7 @@ def test_spread_events_counts_partial_overlap_in_proportion() -> None:
 
 def test_sidecar_round_trip_and_report(tmp_path: Path) -> None:
     rec = str(tmp_path / "r.data")
-    with ThreadsWriter(threads_path(rec)) as w:
+    with contextlib.closing(ThreadsWriter(threads_path(rec))) as w:
         w.write(1, 0, 42, [(0, 4096, 7, 90), (8192, 12288, 7, 10), (8192, 12288, 8, 50)], [(0, 4096, 1, 90)],
                 comms={7: "worker", 8: "other"}, nodes={1: 0})
         w.write(2, 0, 42, [(0, 4096, 7, 5)], [], comms={7: "worker"})
