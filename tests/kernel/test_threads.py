@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +170,29 @@ def test_record_writes_threads_sidecar_and_report(tmp_path: Path) -> None:
     text = subprocess.run([sys.executable, "-m", "damon_bpf", "report", "threads", "-i", str(out)],
                           env=env, check=True, capture_output=True, text=True, timeout=60).stdout
     assert f"tid {w.ranges[0][0]}" in text and "cpus:" in text
+
+
+def test_bundled_perthread_workload_is_attributed_to_each_worker(tmp_path: Path) -> None:
+    # the bundled workload's own truth: worker i writes region t<i> only (file-backed, so pageout probing
+    # re-arms its pages and each refault is taken by the thread that touches the page)
+    truth = tmp_path / "truth.jsonl"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "damon_bpf.workload", "--pattern", "perthread", "--threads", "2",
+                             "--truth", str(truth), "--quiet", "--file-backed", str(tmp_path)], env=env)
+    try:
+        for _ in range(400):
+            if truth.exists() and truth.read_text().endswith("\n"):
+                break
+            time.sleep(0.05)
+        start = json.loads(truth.read_text().splitlines()[0])
+        _, windows, _ = run(proc.pid, 8.0, probe="pageout")
+    finally:
+        proc.terminate()
+        proc.wait()
+    reg = {r["name"]: (r["start"], r["end"]) for r in start["regions"]}
+    assert len(start["thread_ids"]) == 2
+    for w, tid in enumerate(start["thread_ids"]):
+        share, prop, events = own_share(windows[10:], tid, reg[f"t{w}"], [reg[f"t{1 - w}"]])
+        print(f"worker {w} (tid {tid}): {events} events, {100 * share:.1f}% in regions over its own range only, "
+              f"{100 * prop:.1f}% inside it by overlap")
+        assert events > 1000 and share >= 0.8
