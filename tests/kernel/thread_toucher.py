@@ -4,7 +4,8 @@ Usage: thread_toucher.py MODE SIZE_MIB [THREADS]
 - ``threads``: THREADS worker threads (default 2); thread i writes random pages of its own SIZE MiB range.
 - ``rw``: one worker thread reads random pages of range 0 and writes random pages of range 1.
 Before every round the range is dropped (MADV_DONTNEED on itself), so the touches keep faulting. The ranges lie
-in one mapping with an untouched range of the same size between two of them, so DAMON never merges them.
+in one mapping with an untouched range eight times their size between two of them (address space only), so DAMON
+separates them quickly also on a busy machine.
 Prints one line per range ``<tid> <start address> <size> <read|write>`` (the worker's thread id), then ``ready``.
 """
 
@@ -21,17 +22,18 @@ size = int(sys.argv[2]) << 20
 nr = int(sys.argv[3]) if len(sys.argv) > 3 else 2
 if mode == "rw":
     nr = 2
-whole = mmap.mmap(-1, (2 * nr - 1) * size, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+step = 9 * size  # a range and the gap after it
+whole = mmap.mmap(-1, (nr - 1) * step + size, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
 base = ctypes.addressof(ctypes.c_char.from_buffer(whole))
-arrays = [np.frombuffer(whole, dtype=np.uint8, count=size, offset=2 * i * size) for i in range(nr)]
-addrs = [base + 2 * i * size for i in range(nr)]
+arrays = [np.frombuffer(whole, dtype=np.uint8, count=size, offset=i * step) for i in range(nr)]
+addrs = [base + i * step for i in range(nr)]
 pages = size // 4096
 lock = threading.Lock()
 sink = [0]
 
 
 def churn(i: int, write: bool, rng: np.random.Generator) -> None:
-    whole.madvise(mmap.MADV_DONTNEED, 2 * i * size, size)
+    whole.madvise(mmap.MADV_DONTNEED, i * step, size)
     idx = rng.integers(0, pages, 256) * 4096
     if write:
         arrays[i][idx] = 1
