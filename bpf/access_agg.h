@@ -7,7 +7,7 @@
  * BCC C dialect. This header uses the maps through the accessors of access_agg_maps.bpf.h
  * (bcc rewrites map accesses only in the main source file, where the loader splices that
  * header): agg_pcpu_get(cpu), agg_target_of(tgid), agg_config_get(), agg_span_at(key),
- * agg_region_at(slot), agg_counter_at(cpu, slot), agg_ip_add(key).
+ * agg_region_at(slot), agg_counter_at(cpu, slot), agg_ip_add(key), agg_thread_add(key).
  */
 #ifndef ACCESS_AGG_H
 #define ACCESS_AGG_H
@@ -51,6 +51,11 @@ static __always_inline int agg_account(u64 addr, u64 ip, int is_write)
 
 	if (!tidx || *tidx >= MAX_TARGETS)
 		return 0;
+#if WRITES_ONLY
+	/* --writes-only: a read is not an event at all (it costs no rate-limit token either) */
+	if (!is_write)
+		return 0;
+#endif
 	cpu = bpf_get_smp_processor_id();
 	if (cpu >= MAX_CPUS)
 		return 0;
@@ -133,6 +138,15 @@ static __always_inline int agg_account(u64 addr, u64 ip, int is_write)
 
 		if (agg_ip_add(&ik))
 			pc->stats[AGG_IP_FULL]++;
+	}
+#endif
+#if THREAD_ENTRIES > 0
+	{
+		/* the lower half of pid_tgid is the thread id */
+		struct agg_thread_key tk = { .slot = i, .tid = (u32)bpf_get_current_pid_tgid() };
+
+		if (agg_thread_add(&tk))
+			pc->stats[AGG_THREAD_FULL]++;
 	}
 #endif
 	/*

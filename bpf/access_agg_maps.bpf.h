@@ -21,6 +21,9 @@ BPF_F_TABLE("array", u32, struct agg_pcpu, agg_pcpu, MAX_CPUS, AGG_MMAPABLE);
 #if IP_ENTRIES > 0
 BPF_HASH(agg_ips, struct agg_ip_key, u64, IP_ENTRIES);
 #endif
+#if THREAD_ENTRIES > 0
+BPF_HASH(agg_threads, struct agg_thread_key, u64, THREAD_ENTRIES);
+#endif
 
 static __always_inline struct agg_pcpu *agg_pcpu_get(u32 cpu) { return agg_pcpu.lookup(&cpu); }
 static __always_inline u32 *agg_target_of(u32 tgid) { return agg_targets.lookup(&tgid); }
@@ -37,6 +40,17 @@ static __always_inline struct agg_counter *agg_counter_at(u32 cpu, u32 slot)
 static __always_inline int agg_ip_add(struct agg_ip_key *k)
 {
 	u64 zero = 0, *v = agg_ips.lookup_or_try_init(k, &zero);
+
+	if (!v)
+		return 1;
+	(*v)++;
+	return 0;
+}
+#endif
+#if THREAD_ENTRIES > 0
+static __always_inline int agg_thread_add(struct agg_thread_key *k)
+{
+	u64 zero = 0, *v = agg_threads.lookup_or_try_init(k, &zero);
 
 	if (!v)
 		return 1;

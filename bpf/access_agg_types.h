@@ -19,6 +19,9 @@
  *   agg_pcpu      ARRAY[C]        per CPU, struct agg_pcpu: u64 counters (enum agg_stat) and
  *                                 the token bucket of the rate limit (one lookup per event)
  *   agg_ips       HASH[IP_ENTRIES] struct agg_ip_key {slot, ip} -> u64 events
+ *   agg_threads   HASH[THREAD_ENTRIES] struct agg_thread_key {slot, tid} -> u64 events (per-thread
+ *                                 attribution; per-CPU attribution needs no map: agg_counters has one
+ *                                 block per CPU)
  *
  * User space (damon_bpf.probes.access) writes the next region table into the idle
  * generation, then publishes it together with the new window start in one 8-byte
@@ -29,7 +32,8 @@
  * all targets together, a power of two), SEARCH_STEPS (log2(R) + 1), BITMAP_WORDS (u64
  * words of interval bits, a power of two), MAX_CPUS (C: possible CPUs,
  * bpf_get_smp_processor_id() < C), IP_ENTRIES (0: no attribution), RATE_LIMIT (events per
- * second per CPU, 0: none), RATE_BURST (events).
+ * second per CPU, 0: none), RATE_BURST (events), THREAD_ENTRIES (0: no per-thread attribution),
+ * WRITES_ONLY (1: events that are not writes are dropped before anything is counted).
  */
 #ifndef ACCESS_AGG_TYPES_H
 #define ACCESS_AGG_TYPES_H
@@ -57,6 +61,12 @@
 #endif
 #ifndef RATE_BURST
 #error "RATE_BURST must be set by damon_bpf.probes"
+#endif
+#ifndef THREAD_ENTRIES
+#error "THREAD_ENTRIES must be set by damon_bpf.probes"
+#endif
+#ifndef WRITES_ONLY
+#error "WRITES_ONLY must be set by damon_bpf.probes"
 #endif
 
 #define AGG_SLOTS (2 * MAX_REGIONS)
@@ -93,6 +103,11 @@ struct agg_ip_key {
 	u64 ip;
 };
 
+struct agg_thread_key {
+	u32 slot;		/* index into agg_regions / agg_counters */
+	u32 tid;		/* the thread (the kernel's pid) */
+};
+
 enum agg_stat {
 	AGG_EVENTS,		/* events of target processes */
 	AGG_COUNTED,		/* events counted into a region */
@@ -100,6 +115,7 @@ enum agg_stat {
 	AGG_NO_REGION,		/* outside every region of the target */
 	AGG_IP_FULL,		/* attribution map full */
 	AGG_LATE,		/* after the window's last interval bit (kept in it) */
+	AGG_THREAD_FULL,	/* per-thread attribution map full */
 	AGG_NR_STATS,
 };
 

@@ -23,6 +23,7 @@ from damon_bpf.cli._args import (
     wss_window_from_args,
 )
 from damon_bpf.cli._damos_args import add_damos_args, schemes_from_args
+from damon_bpf.cli._threads import region_threads
 from damon_bpf.cli.view import render_text, snapshot_to_json
 from damon_bpf.engine import Snapshot, StopReason
 from damon_bpf.ops import sources
@@ -118,7 +119,7 @@ class LiveView:
                 if raw is not None and all(r is None for r in raw):
                     raw = None
                 self.out.write(snapshot_to_json(snap, stats, self.source, raw, schemes=schemes,
-                                                dry_run=dry_run) + "\n")
+                                                dry_run=dry_run, region_extra=region_threads(ops, snap)) + "\n")
             else:
                 width, height = 80, 24
                 if self.tty:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from typing import Any
 
 from damon_bpf.errors import InvalidParamsError
 
@@ -18,6 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     d.add_argument("name", choices=FAMILIES, help="probe family")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a parameter (max_targets, max_regions, max_intervals, ip_entries, rate_limit, "
+                        "thread_entries, writes_only, "
                         "rate_burst)")
     d.add_argument("--source", action="store_true", help="also print the C source")
     d.add_argument("--json", action="store_true", help="JSON output")
@@ -28,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from damon_bpf.probes.access import AccessProbeConfig
 
     fields = {f.name for f in dataclasses.fields(AccessProbeConfig)} - {"family"}
-    overrides: dict[str, int] = {}
+    overrides: dict[str, Any] = {}
     for kv in args.set:
         k, sep, v = kv.partition("=")
         if not sep or k not in fields:

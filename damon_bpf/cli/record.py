@@ -24,6 +24,7 @@ import time
 from typing import Any, Callable
 
 from damon_bpf.cli import monitor as monitor_cli
+from damon_bpf.cli._threads import threads_recorder
 from damon_bpf.engine import StopReason
 from damon_bpf.errors import InvalidParamsError
 from damon_bpf.session.monitor import Monitor, MonitorSpec
@@ -143,6 +144,10 @@ def run(args: argparse.Namespace) -> int:
             profile.start()
             # the session is open (consumers given to Monitor() were wired then): add ours to the kdamond directly
             consumers: list[Callable[[Any], None]] = [writer, progress, profile]
+            threads = threads_recorder(ops, args.out)  # FILE.threads: the fault and perf sources' attribution
+            if threads is not None:
+                stack.callback(threads.close)
+                consumers.append(threads)
             if view is not None:
                 consumers.append(view)
             mon.ctx.after_aggregation.extend(consumers)

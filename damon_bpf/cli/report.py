@@ -44,6 +44,7 @@ REPORT_TYPES: tuple[ReportType, ...] = (
     ReportType("code", "damon_bpf.cli.report_code", "which code made the accesses (instruction attribution)"),
     ReportType("objects", "damon_bpf.cli.report_objects",
                "which data is hot or cold, by name: global variables, heap, stacks, mappings"),
+    ReportType("threads", "damon_bpf.cli.report_threads", "which threads and CPUs made the accesses"),
 )
 
 

@@ -19,6 +19,7 @@ from typing import Any, Sequence, TextIO
 
 from damon_bpf.config.units import format_bytes, format_time_us, text_to_sec
 from damon_bpf.errors import InvalidParamsError
+from damon_bpf.ops import sources
 from damon_bpf.results.attribution import RecordRegions, rank_regions
 from damon_bpf.results.data_objects import (
     MAPPING_KINDS,
@@ -48,7 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="instead of a record: monitor the running process PID for --duration and name its ranges")
     p.add_argument("--duration", default="10s", metavar="TIME",
                    help="with --pid: how long to monitor (default 10s; the start-up is not counted)")
-    p.add_argument("--source", default="auto", choices=("auto", "pte", "fault", "perf"),
+    p.add_argument("--source", default=sources.AUTO,
+                   choices=(sources.AUTO, *(d.name for d in sources.SOURCES if d.selectable and d.loads_bpf)),
                    help="with --pid: the access source (default auto, as monitor)")
     p.add_argument("--minr", type=int, default=1000, metavar="N",
                    help="with --pid: the minimum number of regions (default 1000: small objects need small regions "

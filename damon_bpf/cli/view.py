@@ -140,12 +140,13 @@ def _fmt(v: Any) -> str:
 
 def snapshot_to_json(snap: Snapshot, stats: dict[str, Any] | None = None, source: str = "",
                      raw: Sequence[tuple[Any, Any]] | None = None, schemes: Sequence[Any] | None = None,
-                     dry_run: bool = False) -> str:
+                     dry_run: bool = False, region_extra: Sequence[Any] | None = None) -> str:
     """One JSON object for *snap*; each region has ``start``, ``end``, ``nr_accesses`` (sampling intervals with
     an access in the aggregation interval: the kernel's scale, 0..``max_nr_accesses``), ``age`` (aggregation
     intervals) and ``nr_accesses_bp``; with *raw* (per target, arrays of events and write events per region)
     also the source's raw counts as ``events`` and ``writes``. With *schemes*, ``"schemes"`` lists them
-    (:func:`schemes_json`); a dry run adds ``"dry_run": true``."""
+    (:func:`schemes_json`); a dry run adds ``"dry_run": true``. *region_extra* (per target, None or one dict per
+    region) adds its keys to the regions (the BPF sources' ``threads`` and ``cpus``)."""
     obj: dict[str, Any] = {
         "time": (snap.time_ns - snap.start_time_ns) / 1e9,
         "time_ns": snap.time_ns,
@@ -162,7 +163,9 @@ def snapshot_to_json(snap: Snapshot, stats: dict[str, Any] | None = None, source
                     {"start": r.start, "end": r.end, "nr_accesses": r.nr_accesses, "age": r.age,
                      "nr_accesses_bp": r.nr_accesses_bp,
                      **({"events": int(raw[ti][0][i]), "writes": int(raw[ti][1][i])} if raw else {}),
-                     **({"probe_hits": t.probe_hits[i].tolist()} if t.probe_hits is not None else {})}
+                     **({"probe_hits": t.probe_hits[i].tolist()} if t.probe_hits is not None else {}),
+                     **(region_extra[ti][i] if region_extra and ti < len(region_extra) and region_extra[ti]
+                        else {})}
                     for i, r in enumerate(t.regions)
                 ],
             }

@@ -68,14 +68,25 @@ class BpfAccessOps(VaddrOps):
     :param ip_entries: capacity of the instruction-pointer attribution map (0: off)
     :param bpf_stats: turn on ``kernel.bpf_stats_enabled`` for the session to report BPF ns per event
     :param extra_targets: room for processes added later (``--follow-children``)
+    :param thread_entries: capacity of the per-thread attribution map (0: off; see :mod:`damon_bpf.ops.threads`)
+    :param writes_only: count write events only (the program drops reads: ``WRITES_ONLY``)
     """
 
     family = "pagefault"
     needs_root = True
 
     def __init__(self, *, rate_limit: int = 200_000, ip_entries: int = 4096, bpf_stats: bool = True,
-                 extra_targets: int = 0, proc_root: str = "/proc", use_pidfd: bool = True) -> None:
+                 extra_targets: int = 0, proc_root: str = "/proc", use_pidfd: bool = True,
+                 thread_entries: int = 4096, writes_only: bool = False) -> None:
+        from damon_bpf.ops.threads import ThreadCollector
+
         super().__init__(proc_root=proc_root, use_pidfd=use_pidfd)
+        if thread_entries < 0:
+            raise InvalidParamsError("the thread attribution size must not be negative")
+        self.thread_entries = thread_entries
+        self.writes_only = writes_only
+        #: per-thread and per-CPU attribution of the last drained window
+        self.threads = ThreadCollector(proc_root)
         if rate_limit < 0 or ip_entries < 0 or extra_targets < 0:
             raise InvalidParamsError("rate limit, attribution size and extra targets must not be negative")
         self.rate_limit = rate_limit
@@ -130,6 +141,8 @@ class BpfAccessOps(VaddrOps):
             ip_entries=self.ip_entries,
             rate_limit=self.rate_limit,
             rate_burst=max(1, self.rate_limit // 10) if self.rate_limit else 1,
+            thread_entries=self.thread_entries,
+            writes_only=self.writes_only,
         )
 
     def init(self, ctx: Ctx) -> None:
@@ -275,6 +288,7 @@ class BpfAccessOps(VaddrOps):
                 self.last_writes.append(np.zeros(len(t.ra), np.uint64))
             off += s.size
         self._collect_ips()
+        self.threads.collect(self.probe, self._tables)
         self._last_nr_samples = n
         self._pending_publish = True
         self._max_nr = mx

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from damon_bpf.engine.model import Ctx
-from damon_bpf.errors import InvalidParamsError
+from damon_bpf.errors import InvalidParamsError, NotSupportedError
 from damon_bpf.linux.syscalls import MADV_PAGEOUT, process_madvise
 from damon_bpf.ops.bpf import BpfAccessOps
 from damon_bpf.ops.sources.fault import PROBES
@@ -96,6 +96,10 @@ class FaultOps(BpfAccessOps):
 
     def attach(self, ctx: Ctx) -> None:
         self.attach_point = self.probe.attach_page_faults()
+        if self.writes_only and self.attach_point.startswith("software perf event"):
+            # the perf event's sample has no error code: with WRITES_ONLY it would count nothing
+            raise NotSupportedError("--writes-only: the page_fault_user tracepoint is unavailable here and the "
+                                    "software page-fault event does not tell reads from writes")
 
     def update(self, ctx: Ctx) -> None:
         super().update(ctx)

@@ -19,12 +19,24 @@ import numpy as np
 import numpy.typing as npt
 
 from damon_bpf.engine.model import Ctx
-from damon_bpf.errors import InvalidParamsError
+from damon_bpf.errors import InvalidParamsError, NotSupportedError
 from damon_bpf.ops.bpf import BpfAccessOps, density_nr_accesses
 
 __all__ = ("PerfOps",)
 
 log = logging.getLogger(__name__)
+
+
+def _write_specs(specs: list[Any]) -> list[Any]:
+    # --writes-only keeps the store events (the program drops everything else too: WRITES_ONLY). A software
+    # page fault's sample carries the address, thread, CPU and registers, not the fault's error code (x86 reads
+    # it from the exception frame and overwrites orig_ax with -1 before the event fires): it cannot tell writes.
+    kept = [s for s in specs if s.is_write]
+    if not kept:
+        raise NotSupportedError(
+            "--writes-only needs store samples (mem-stores, PEBS) and " + ", ".join(s.name for s in specs)
+            + " cannot tell reads from writes: use --source fault --writes-only (its tracepoint has the error code)")
+    return kept
 
 
 class PerfOps(BpfAccessOps):
@@ -65,6 +77,8 @@ class PerfOps(BpfAccessOps):
                 self.notes.append(why)
             if self.period is not None:
                 self.specs = perf_events.parse_event(",".join(s.name for s in self.specs), period=self.period)
+        if self.writes_only:
+            self.specs = _write_specs(self.specs)
         for spec in self.specs:
             perf_events.detect(spec)
 

@@ -36,7 +36,7 @@ __all__ = ("AccessProbeConfig", "AccessProbe", "STATS", "Drained", "fdinfo_run_s
 log = logging.getLogger(__name__)
 
 #: Names of the per-CPU counters in ``agg_pcpu.stats`` (``enum agg_stat``), in order.
-STATS = ("events", "counted", "dropped_rate_limit", "no_region", "ip_map_full", "late")
+STATS = ("events", "counted", "dropped_rate_limit", "no_region", "ip_map_full", "late", "thread_map_full")
 
 _U64 = npt.NDArray[np.uint64]
 
@@ -60,6 +60,10 @@ class _AggIpKey(ctypes.Structure):
     _fields_ = (("slot", ctypes.c_uint32), ("pad", ctypes.c_uint32), ("ip", ctypes.c_uint64))
 
 
+class _AggThreadKey(ctypes.Structure):
+    _fields_ = (("slot", ctypes.c_uint32), ("tid", ctypes.c_uint32))
+
+
 class _AggPcpu(ctypes.Structure):
     _fields_ = (("stats", ctypes.c_uint64 * len(STATS)), ("tokens", ctypes.c_uint64), ("last_ns", ctypes.c_uint64))
 
@@ -79,6 +83,7 @@ def _agg_structs(bitmap_words: int) -> dict[str, type[ctypes.Structure]]:
         "agg_span": _AggSpan,
         "agg_counter": _agg_counter(bitmap_words),
         "agg_ip_key": _AggIpKey,
+        "agg_thread_key": _AggThreadKey,
         "agg_pcpu": _AggPcpu,
     }
 
@@ -111,6 +116,8 @@ class AccessProbeConfig:
     :ivar rate_limit: events per second per CPU that are counted; 0: no limit
     :ivar rate_burst: events a CPU may count at once above the rate
     :ivar nr_cpus: CPUs the per-CPU counters have room for; 0: this machine's possible CPUs
+    :ivar thread_entries: capacity of the (region, thread) attribution map; 0 disables it
+    :ivar writes_only: count write events only (reads are dropped in the program)
     """
 
     family: str = "pagefault"
@@ -121,6 +128,8 @@ class AccessProbeConfig:
     rate_limit: int = 200_000
     rate_burst: int = 20_000
     nr_cpus: int = 0
+    thread_entries: int = 4096
+    writes_only: bool = False
 
     @property
     def cpus(self) -> int:
@@ -145,7 +154,7 @@ class AccessProbeConfig:
             raise InvalidParamsError("max_regions must be within 1..1048576")
         if not 1 <= self.max_intervals <= 64 * 64:
             raise InvalidParamsError("a window can hold at most 4096 sampling intervals")
-        if self.rate_limit < 0 or self.rate_burst < 1 or self.ip_entries < 0:
+        if self.rate_limit < 0 or self.rate_burst < 1 or self.ip_entries < 0 or self.thread_entries < 0:
             raise InvalidParamsError("rate limit, burst and attribution size must be positive")
         if not 0 <= self.nr_cpus <= 1 << 16:
             raise InvalidParamsError("nr_cpus must be within 0..65536")
@@ -164,6 +173,8 @@ class AccessProbeConfig:
             f"-DIP_ENTRIES={self.ip_entries}",
             f"-DRATE_LIMIT={self.rate_limit}",
             f"-DRATE_BURST={self.rate_burst}",
+            f"-DTHREAD_ENTRIES={self.thread_entries}",
+            f"-DWRITES_ONLY={int(self.writes_only)}",
         ]
 
 
@@ -426,14 +437,32 @@ class AccessProbe:
 
     def drain_ips(self) -> tuple[npt.NDArray[np.uint32], _U64, _U64]:
         """Take the (slot, instruction pointer) -> events attribution counts, emptying the map."""
-        if not self.config.ip_entries:
-            return np.zeros(0, np.uint32), np.zeros(0, np.uint64), np.zeros(0, np.uint64)
-        n = self.config.ip_entries
-        keys = np.zeros((n, _words(_AggIpKey)), dtype=np.uint64)
+        keys, vals = self._drain_hash("agg_ips", self.config.ip_entries, _words(_AggIpKey))
+        return (keys[:, 0] & 0xFFFFFFFF).astype(np.uint32), keys[:, 1].copy(), vals
+
+    def drain_threads(self) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32], _U64]:
+        """Take the (slot, thread id) -> events attribution counts (``agg_threads``), emptying the map."""
+        keys, vals = self._drain_hash("agg_threads", self.config.thread_entries, _words(_AggThreadKey))
+        k = keys.view(np.uint32).reshape(-1, 2)
+        return k[:, 0].copy(), k[:, 1].copy(), vals
+
+    def events_per_cpu(self, gen: int | None = None) -> _U64:
+        """Events per CPU and region of generation *gen* (default: the active one), ``(cpus, nr_regions)``:
+        the per-CPU blocks of ``agg_counters`` before :meth:`read` sums them."""
+        g = self.gen if gen is None else gen
+        first = g * self.config.regions_pow2
+        ev: _U64 = self._counters[:, first:first + self._published[g], 0].copy()
+        return ev
+
+    def _drain_hash(self, name: str, n: int, key_words: int) -> tuple[_U64, _U64]:
+        # (keys as rows of u64 words, values) of hash map *name* of capacity *n*, emptying it with batch ops
+        if not n:
+            return np.zeros((0, key_words), np.uint64), np.zeros(0, np.uint64)
+        keys = np.zeros((n, key_words), dtype=np.uint64)
         vals = np.zeros(n, dtype=np.uint64)
         total = 0
         token = ctypes.c_uint32(0)
-        fd = self._fd("agg_ips")
+        fd = self._fd(name)
         first = True
         while total < n:
             cnt = ctypes.c_uint32(n - total)
@@ -445,9 +474,8 @@ class AccessProbe:
             total += cnt.value
             if rc != 0:
                 if err != 2:
-                    log.debug("draining agg_ips: %s", os.strerror(err))
+                    log.debug("draining %s: %s", name, os.strerror(err))
                 break
             if cnt.value == 0:
                 break
-        k = keys[:total]
-        return (k[:, 0] & 0xFFFFFFFF).astype(np.uint32), k[:, 1].copy(), vals[:total].copy()
+        return keys[:total], vals[:total].copy()

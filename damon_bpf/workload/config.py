@@ -7,7 +7,8 @@ top-level ``name`` (optional), ``regions`` (``name``, ``size``, ``file_backed``)
 
 Sizes and strides take damo size strings (``64MiB``) or plain byte counts; durations take damo time strings
 (``500ms``) or plain seconds. :func:`builtin_pattern` builds the bundled ``stairs``, ``zigzag`` and ``hotcold``
-workloads. See docs/eval.md, section "Workload configs", for an example.
+workloads (and ``perthread``: a hot range per worker thread, ``thread`` in a region entry). See docs/eval.md,
+section "Workload configs", for an example.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ __all__ = (
 # default stride. Base page size of x86-64/arm64-4k (``PAGE_SIZE`` in ``arch/*/include/asm/page*.h``).
 PAGE_SIZE = 4096
 DEFAULT_STRIDE_BYTES = PAGE_SIZE
-BUILTIN_PATTERNS = ("stairs", "zigzag", "hotcold")
+BUILTIN_PATTERNS = ("stairs", "zigzag", "hotcold", "perthread")
 
 
 class Pattern(str, enum.Enum):
@@ -82,6 +83,8 @@ class PhaseAccess:
     :param stride_bytes: distance between touches (sequential) or slot size (random)
     :param weight: relative share of the phase's access batches that go to this region
     :param access: :class:`Access`
+    :param thread: only worker thread number ``thread % threads`` (0-based) touches the region; None: every
+        worker does (per-thread truth for per-thread attribution, docs/threads.md)
     """
 
     region: str
@@ -89,6 +92,7 @@ class PhaseAccess:
     stride_bytes: int = DEFAULT_STRIDE_BYTES
     weight: float = 1.0
     access: Access = Access.READ
+    thread: int | None = None
 
 
 @dataclass(frozen=True)
@@ -205,13 +209,16 @@ def _validate(cfg: WorkloadConfig) -> None:
                 )
             if not math.isfinite(a.weight) or a.weight <= 0:
                 raise InvalidParamsError(f"{where}: weight must be positive, not {a.weight}")
+            if a.thread is not None and (isinstance(a.thread, bool) or not isinstance(a.thread, int)
+                                         or not 0 <= a.thread < 1024):
+                raise InvalidParamsError(f"{where}: thread must be a worker number 0..1023, not {a.thread!r}")
 
 
 # --- JSON parsing -------------------------------------------------------------------------------------------
 
 _REGION_KEYS = {"name", "size", "file_backed"}
 _PHASE_KEYS = {"name", "duration", "regions"}
-_ACCESS_KEYS = {"region", "pattern", "stride", "weight", "access"}
+_ACCESS_KEYS = {"region", "pattern", "stride", "weight", "access", "thread"}
 _TOP_KEYS = {"name", "regions", "phases"}
 
 
@@ -272,6 +279,7 @@ def _parse_access(obj: Any, where: str) -> PhaseAccess:
         stride_bytes=_size(d.get("stride", DEFAULT_STRIDE_BYTES), f"{where}: stride"),
         weight=float(weight),
         access=_enum(Access, d.get("access", Access.READ.value), where),
+        thread=d.get("thread"),  # checked by _validate()
     )
 
 
@@ -356,10 +364,14 @@ def load_config(path: str | os.PathLike[str]) -> WorkloadConfig:
 #   zigzag    r0 -> r1 -> r2 -> r3 -> r2 -> r1 -> (r0 ...)   sequential sweeps of 32 MiB regions
 #
 #   hotcold   hot 16 MiB: random read+write, always    cold 256 MiB: written once at setup, never again
+#
+#   perthread t0 16 MiB: worker 0 only | gap 64 MiB: never | t1 16 MiB: worker 1 only (random writes, always;
+#             run it with --threads 2: each thread has its own hot range, the truth of per-thread attribution)
 
 _STAIRS_NR, _STAIRS_SIZE, _STAIRS_PHASE_S = 4, 64 << 20, 2.0
 _ZIGZAG_NR, _ZIGZAG_SIZE, _ZIGZAG_PHASE_S = 4, 32 << 20, 1.0
 _HOT_SIZE, _COLD_SIZE, _HOTCOLD_PHASE_S = 16 << 20, 256 << 20, 1.0
+_PERTHREAD_SIZE, _PERTHREAD_GAP, _PERTHREAD_PHASE_S = 16 << 20, 64 << 20, 1.0
 
 
 def _builtin(name: str) -> WorkloadConfig:
@@ -379,6 +391,12 @@ def _builtin(name: str) -> WorkloadConfig:
     elif name == "hotcold":
         regions = (RegionSpec("hot", _HOT_SIZE), RegionSpec("cold", _COLD_SIZE))
         phases = (PhaseSpec("hot", _HOTCOLD_PHASE_S, (PhaseAccess("hot", Pattern.RANDOM, access=Access.RW),)),)
+    elif name == "perthread":
+        regions = (RegionSpec("t0", _PERTHREAD_SIZE), RegionSpec("gap", _PERTHREAD_GAP),
+                   RegionSpec("t1", _PERTHREAD_SIZE))
+        phases = (PhaseSpec("own", _PERTHREAD_PHASE_S, (
+            PhaseAccess("t0", Pattern.RANDOM, access=Access.WRITE, thread=0),
+            PhaseAccess("t1", Pattern.RANDOM, access=Access.WRITE, thread=1))),)
     else:
         raise InvalidParamsError(f"unknown pattern {name!r} (choose {', '.join(BUILTIN_PATTERNS)})")
     return WorkloadConfig(name=name, regions=regions, phases=phases)
@@ -391,6 +409,8 @@ def builtin_pattern(name: str, scale: float = 1.0) -> WorkloadConfig:
     ``zigzag``: four 32 MiB regions swept sequentially, 1 s each, in the order 0 1 2 3 2 1 (then again).
     ``hotcold``: a 16 MiB hot region read and written at random all the time, and a 256 MiB cold region that
     is only written once at setup.
+    ``perthread``: two 16 MiB regions written at random, ``t0`` by worker thread 0 only and ``t1`` by worker 1
+    only (with ``--threads 2``; with one thread it touches both), 64 MiB apart.
 
     :param name: one of :data:`BUILTIN_PATTERNS`
     :param scale: multiplier for every region size

@@ -91,6 +91,8 @@ class _Plan:
     accesses: tuple[PhaseAccess, ...]
     region_idx: tuple[int, ...]
     cum_weights: npt.NDArray[np.float64]
+    # per worker: the cumulative weights of the accesses it makes (PhaseAccess.thread; 0 for the others')
+    worker_cum: tuple[npt.NDArray[np.float64], ...] = ()
 
 
 def _safe_name(name: str) -> str:
@@ -206,6 +208,8 @@ class Workload:
             "time": self._start_time,
             "page_size": PAGE_SIZE,
             "threads": self.threads,
+            # the workers' thread ids (in worker order): PhaseAccess.thread numbers them
+            "thread_ids": [t.native_id for t in self._workers],
             "pattern": self.config.name,
             "seed": self.seed,
             "regions": [
@@ -301,7 +305,11 @@ class Workload:
         names = [m.info.name for m in self._maps]
         idx = tuple(names.index(a.region) for a in phase.accesses)
         cum = np.cumsum(np.array([a.weight for a in phase.accesses], dtype=np.float64))
-        return _Plan(phase=phase, accesses=phase.accesses, region_idx=idx, cum_weights=cum)
+        worker_cum = tuple(
+            np.cumsum(np.array([a.weight if a.thread is None or a.thread % self.threads == w else 0.0
+                                for a in phase.accesses], dtype=np.float64))
+            for w in range(self.threads))
+        return _Plan(phase=phase, accesses=phase.accesses, region_idx=idx, cum_weights=cum, worker_cum=worker_cum)
 
     # --- worker threads -----------------------------------------------------------------------------------
 
@@ -320,12 +328,12 @@ class Workload:
             counts = [0] * len(self._maps)
             err: BaseException | None = None
             try:
-                if plan is not None and plan.accesses:
+                if plan is not None and plan.accesses and plan.worker_cum[tid][-1] > 0:
                     while self._gen == seen:
                         ri, n = self._batch(tid, plan, rng, cursors)
                         counts[ri] += n
                 elif plan is not None:
-                    # An idle phase: sleep through it, ack once when it ends like everyone else.
+                    # An idle phase (for this worker): sleep through it, ack once when it ends like everyone else.
                     with self._cond:
                         while self._gen == seen and not self._exiting:
                             self._cond.wait()
@@ -347,7 +355,8 @@ class Workload:
         # One access batch: pick a region by weight, touch it, return (mapping index, touches).
         j = 0
         if len(plan.accesses) > 1:
-            j = int(np.searchsorted(plan.cum_weights, rng.random() * plan.cum_weights[-1], side="right"))
+            cum = plan.worker_cum[tid]  # a zero weight (another worker's access) is never picked
+            j = int(np.searchsorted(cum, rng.random() * cum[-1], side="right"))
             j = min(j, len(plan.accesses) - 1)
         acc = plan.accesses[j]
         ri = plan.region_idx[j]
@@ -478,6 +487,7 @@ class Workload:
                     "hot": acc is not None,
                     "pattern": acc.pattern.value if acc is not None else None,
                     "access": acc.access.value if acc is not None else None,
+                    **({"thread": acc.thread % self.threads} if acc is not None and acc.thread is not None else {}),
                     "nr_touches": counts[i],
                     "touches_per_sec": counts[i] / dt if dt > 0 else 0.0,
                 }

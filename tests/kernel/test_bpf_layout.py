@@ -22,6 +22,7 @@ _MAPS = {
     "agg_counters": ("Leaf", "agg_counter"),
     "agg_pcpu": ("Leaf", "agg_pcpu"),
     "agg_ips": ("Key", "agg_ip_key"),
+    "agg_threads": ("Key", "agg_thread_key"),
 }
 
 

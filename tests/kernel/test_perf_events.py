@@ -39,6 +39,8 @@ def _cflags() -> list[str]:
         "-DIP_ENTRIES=0",
         "-DRATE_LIMIT=0",
         "-DRATE_BURST=1",
+        "-DTHREAD_ENTRIES=0",
+        "-DWRITES_ONLY=0",
     ]
 
 

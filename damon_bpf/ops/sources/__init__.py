@@ -130,11 +130,14 @@ def source_from_args(args: argparse.Namespace,
     """The source (default: :func:`resolve_source`) and its options from the command line.
 
     :raises InvalidParamsError: options of another source were given, or a value the source cannot take
+    :raises NotSupportedError: ``--writes-only`` with a source that cannot count writes here (``pte``)
     """
     source = source if source is not None else resolve_source(args)
     for d in SOURCES:
         if d is not source and d.selectable:
             d.check_not_given(args)
+    if getattr(args, "writes_only", False) and not source.counts_writes:
+        source.refuse_writes_only([d.name for d in SOURCES if d.counts_writes])
     return source, source.options_from_args(args)
 
 

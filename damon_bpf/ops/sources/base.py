@@ -56,10 +56,12 @@ class BpfOptions(SourceOptions):
 
     :ivar rate_limit: events counted per second per CPU at most (overhead bound; 0: none)
     :ivar bpf_stats: turn on ``kernel.bpf_stats_enabled`` for the session (the BPF ns per event figure)
+    :ivar writes_only: count write accesses only (the program drops reads: ``-DWRITES_ONLY=1``)
     """
 
     rate_limit: int = 200_000
     bpf_stats: bool = True
+    writes_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,8 @@ class SourceDescriptor(Generic[O]):
     :ivar compare_prefix: a ``compare`` spelling ``PREFIXVALUE`` (``perf:EVENTS``), or None
     :ivar compare_prefix_help: how the prefix spelling reads in messages (``perf:EVENTS``)
     :ivar reference: its hot sets are what ``compare`` holds the others against (the kernel's own check)
+    :ivar counts_writes: tells writes from reads, so it takes ``--writes-only`` (fault: the fault's error code;
+        perf: store events)
     :ivar evaluates_probes: evaluates data attribute probes (``--probe_filter``, ``Operations.apply_probes``): it
         sees the page frame behind each sample; under ``--source auto`` probes select it
     """
@@ -128,6 +132,7 @@ class SourceDescriptor(Generic[O]):
     compare_prefix_help: str = ""
     reference: bool = False
     evaluates_probes: bool = False
+    counts_writes: bool = False
 
     # -- options -------------------------------------------------------------------------------------------
 
@@ -167,6 +172,14 @@ class SourceDescriptor(Generic[O]):
     def options_from_args(self, args: argparse.Namespace) -> O:
         """:raises InvalidParamsError: an option value it cannot take"""
         return self.defaults()
+
+    def refuse_writes_only(self, counters: list[str]) -> None:
+        """``--writes-only`` was given and this source does not :attr:`count_writes`: say why (one line).
+
+        :param counters: the sources that do
+        :raises InvalidParamsError: always (a source may raise a more telling error)
+        """
+        raise InvalidParamsError(f"--writes-only belongs to the {' and '.join(counters)} sources, not {self.name}")
 
     def check_not_given(self, args: argparse.Namespace) -> None:
         """:raises InvalidParamsError: its options were given while another source was chosen"""
@@ -258,7 +271,8 @@ class BpfSourceDescriptor(SourceDescriptor[B]):
     @staticmethod
     def bpf_arguments(args: argparse.Namespace) -> dict[str, Any]:
         """The shared BPF options of the command line (:func:`add_bpf_arguments`)."""
-        return {"rate_limit": int(args.rate_limit), "bpf_stats": not args.no_bpf_stats}
+        return {"rate_limit": int(args.rate_limit), "bpf_stats": not args.no_bpf_stats,
+                "writes_only": bool(getattr(args, "writes_only", False))}
 
     @staticmethod
     def children_room(follow_children: bool) -> int:
@@ -271,3 +285,7 @@ def add_bpf_arguments(group: argparse._ArgumentGroup) -> None:
                        help="BPF sources: count at most N events per second per CPU (overhead bound; 0: none)")
     group.add_argument("--no-bpf-stats", action="store_true",
                        help="BPF sources: do not enable kernel.bpf_stats_enabled (no BPF ns per event figure)")
+    group.add_argument("--writes-only", action="store_true",
+                       help="fault and perf sources: count write accesses only (the BPF program drops reads); fault: "
+                            "the page fault's error code, perf: store events (the software page-fault event cannot "
+                            "tell); not the pte source")

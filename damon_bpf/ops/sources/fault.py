@@ -34,6 +34,7 @@ class FaultSource(BpfSourceDescriptor[FaultOptions]):
     summary = "fault: page faults (BPF)"
     ops_path = "damon_bpf.ops.fault:FaultOps"
     options_type = FaultOptions
+    counts_writes = True  # the fault's error code (X86_PF_WRITE)
     auto_rank = 2
     features = ("bpf/syscall", "bcc/import", "bcc/compile")
     # raw tracepoint or tracepoint page_fault_user, else the software perf event (probes/access.py)
@@ -59,7 +60,8 @@ class FaultSource(BpfSourceDescriptor[FaultOptions]):
                 if value]
 
     def selected_by(self, args: argparse.Namespace) -> bool:
-        return bool(self.given_arguments(args))
+        # --writes-only too: the fault's error code tells writes on every machine
+        return bool(self.given_arguments(args)) or bool(getattr(args, "writes_only", False))
 
     def options_from_args(self, args: argparse.Namespace) -> FaultOptions:
         return FaultOptions(numa_hint_faults=bool(args.numa_hint_faults), probe=args.probe,
@@ -84,7 +86,7 @@ class FaultSource(BpfSourceDescriptor[FaultOptions]):
         from damon_bpf.ops.fault import FaultOps
 
         return FaultOps(numa_hint_faults=options.numa_hint_faults, probe=options.probe,
-                        rate_limit=options.rate_limit, bpf_stats=options.bpf_stats,
+                        rate_limit=options.rate_limit, bpf_stats=options.bpf_stats, writes_only=options.writes_only,
                         extra_targets=self.children_room(follow_children))
 
     def compare_variants(self) -> dict[str, FaultOptions]:

@@ -45,6 +45,7 @@ class PerfSource(BpfSourceDescriptor[PerfOptions]):
     summary = "perf: perf samples with data addresses (BPF; PEBS/IBS when the CPU has them)"
     ops_path = "damon_bpf.ops.perf:PerfOps"
     options_type = PerfOptions
+    counts_writes = True  # store events (mem-stores, IBS op stores); the backend refuses the software page-fault event
     auto_rank = 0
     auto_help = "perf with hardware sampling if available"
     features = ("bpf/syscall", "bcc/import", "bcc/compile")
@@ -92,7 +93,8 @@ class PerfSource(BpfSourceDescriptor[PerfOptions]):
         from damon_bpf.ops.perf import PerfOps
 
         return PerfOps(events=options.events, period=options.period, rate_limit=options.rate_limit,
-                       bpf_stats=options.bpf_stats, extra_targets=self.children_room(follow_children))
+                       bpf_stats=options.bpf_stats, writes_only=options.writes_only,
+                       extra_targets=self.children_room(follow_children))
 
     def compare_prefixed(self, value: str) -> PerfOptions:
         if not value:

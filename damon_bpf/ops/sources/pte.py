@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from damon_bpf.config.units import text_to_bp
-from damon_bpf.errors import InvalidParamsError
+from damon_bpf.errors import InvalidParamsError, NotSupportedError
 from damon_bpf.ops.sources.base import SourceDescriptor, SourceOptions
 
 if TYPE_CHECKING:
@@ -77,6 +77,18 @@ class PteSource(SourceDescriptor[PteOptions]):
         if args.cpu_budget != _DEFAULT_CPU_BUDGET:
             given.append("--cpu-budget")
         return given
+
+    def refuse_writes_only(self, counters: list[str]) -> None:
+        from damon_bpf.linux.softdirty import soft_dirty_supported
+
+        why = ("the Accessed/Dirty bits are per page table, shared by all threads, and the Dirty bit stays set "
+               "after the first write: only soft-dirty tracking re-arms it")
+        if soft_dirty_supported():
+            raise NotSupportedError(f"--writes-only: the pte source cannot count writes: {why}, and the pte source "
+                                    "does not use it")
+        raise NotSupportedError(f"--writes-only: the pte source cannot count writes: {why}, which this kernel lacks "
+                                f"(CONFIG_MEM_SOFT_DIRTY: pagemap bit 55 stays 0); use --source {counters[0]} "
+                                "--writes-only")
 
     def options_from_args(self, args: argparse.Namespace) -> PteOptions:
         return PteOptions(clear=str(args.pte_clear), cpu_budget=parse_cpu_budget(args.cpu_budget))

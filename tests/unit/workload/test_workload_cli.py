@@ -175,7 +175,7 @@ def test_bad_input_subprocess() -> None:
     proc = _start("--pattern", "nope")
     out, err = proc.communicate(timeout=10)
     assert proc.returncode == 2 and out == ""
-    assert err.splitlines() == [f"{_PREFIX}error: unknown pattern 'nope' (choose stairs, zigzag, hotcold)"]
+    assert err.splitlines() == [f"{_PREFIX}error: unknown pattern 'nope' (choose stairs, zigzag, hotcold, perthread)"]
 
 
 @pytest.mark.parametrize(

@@ -182,3 +182,15 @@ def test_unknown_builtin() -> None:
 def test_file_backing() -> None:
     cfg = builtin_pattern("hotcold").with_file_backing()
     assert all(r.file_backed for r in cfg.regions)
+
+
+def test_access_thread_parses_and_is_checked() -> None:
+    from damon_bpf.workload.config import config_from_dict
+
+    base = {"regions": [{"name": "a", "size": "4KiB"}], "phases": [{"name": "p", "duration": 1,
+                                                                      "regions": [{"region": "a", "thread": 1}]}]}
+    assert config_from_dict(base).phases[0].accesses[0].thread == 1
+    for bad in (-1, True, "1", 5000):
+        base["phases"][0]["regions"][0]["thread"] = bad  # type: ignore[index]
+        with pytest.raises(InvalidParamsError, match="thread"):
+            config_from_dict(base)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -201,3 +202,33 @@ def test_verify_mode_catches_a_changed_byte_and_keeps_writes_consistent() -> Non
             wl.check_integrity()
     finally:
         wl.close()
+
+
+def test_perthread_each_worker_touches_its_own_region(tmp_path: Path) -> None:
+    # PhaseAccess.thread: worker 0 writes only t0, worker 1 only t1, nobody the gap; the truth names the workers
+    seen: set[tuple[int, str]] = set()
+    truth = tmp_path / "t.jsonl"
+    with Workload(builtin_pattern("perthread", 0.25), threads=2, truth_path=truth, seed=7) as wl:
+        inner = wl._batch
+
+        def spy(tid: int, plan: Any, rng: Any, cursors: Any) -> tuple[int, int]:
+            ri, n = inner(tid, plan, rng, cursors)
+            seen.add((tid, wl.regions[ri].name))
+            return ri, n
+
+        wl._batch = spy  # type: ignore[method-assign]
+        wl.setup()
+        rec = wl.start_record()
+        wl.run(1.2)
+    assert seen == {(0, "t0"), (1, "t1")}
+    assert len(rec["thread_ids"]) == 2 and all(isinstance(x, int) for x in rec["thread_ids"])
+    by = {r.name: r for r in load_truth(truth).phases[0].regions}
+    assert by["t0"].nr_touches > 0 and by["t1"].nr_touches > 0 and by["gap"].nr_touches == 0
+
+
+def test_perthread_with_one_thread_touches_both(tmp_path: Path) -> None:
+    with Workload(builtin_pattern("perthread", 0.25), threads=1, truth_path=tmp_path / "t.jsonl", seed=7) as wl:
+        wl.setup()
+        wl.run(1.2)
+    by = {r.name: r for r in load_truth(tmp_path / "t.jsonl").phases[0].regions}
+    assert by["t0"].nr_touches > 0 and by["t1"].nr_touches > 0
