@@ -16,6 +16,7 @@ import pytest
 
 from damon_bpf.engine import Attrs, Snapshot
 from damon_bpf.ops.threads import ThreadCollector, ThreadWindow
+from damon_bpf.ops.sources import FaultOptions
 from damon_bpf.session.monitor import Monitor, MonitorSpec
 
 from .helpers import overlap
@@ -60,7 +61,7 @@ def run(pid: int, duration_s: float, **opts: Any) -> tuple[list[Snapshot], list[
         assert isinstance(coll, ThreadCollector)
         windows.append(list(coll.last))
 
-    spec = MonitorSpec(pids=[pid], source="fault", source_options=dict(opts), duration_s=duration_s, seed=1,
+    spec = MonitorSpec(pids=[pid], source="fault", source_options=FaultOptions(**opts), duration_s=duration_s, seed=1,
                        attrs=Attrs(sample_interval_us=5000, aggr_interval_us=200_000,
                                    ops_update_interval_us=1_000_000, min_nr_regions=10, max_nr_regions=1000))
     mon = Monitor(spec, [consumer])
