@@ -41,3 +41,13 @@ def test_ci_runs_the_readme_test_command_lint_and_mutants() -> None:
     run = [shlex.split(line, comments=True) for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     makes = [c[1] for c in run if len(c) == 2 and c[0] == "make"]
     assert makes == ["test", "lint", "mutants"]
+
+
+def test_every_package_is_shipped() -> None:
+    # pyproject.toml lists the packages by hand (bpf/ is mapped into damon_bpf.bpf): a new subpackage left out
+    # works from the checkout and is missing from an installed wheel
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "damon_bpf").rglob("__init__.py")}
+    assert found <= listed, sorted(found - listed)
