@@ -27,8 +27,10 @@ Rounds, for ``--minutes`` (default 20; ``--quick``: 2), each with its settings d
                           ``sysctl_record_left``: the session is still a holder in ``/run/damon-bpf/sysctl-*.json``
    ``process_left``       a process started by the session (the ``-- CMD`` child, its children, the sysctl
                           watchdog: every process whose environment has the round's marker) is alive 3 s after
-   ``tmp_left``           a file beside the records or in the textfile folder other than ``rN.data``,
-                          ``rN.data.journal``, ``rN.data.attribution``, ``rN.data.old`` and ``damon_bpf.prom``, or
+   ``tmp_left``           a file beside the records or in the textfile folder other than ``rN.data``, its
+                          journal, sidecars and side files (``.journal``, ``.attribution``, ``.threads``,
+                          ``.kdamonds``, ``.mem_footprint``, ``.vmas``, ``.proc_stats``, ``.profile``), their
+                          ``.old``, and ``damon_bpf.prom``, or
                           a file of the session in ``/run/damon-bpf`` (its pid in the name) that is not ``.json``
    ``registration_left``  a ``/run/damon-bpf/record-*.json`` of a record of the soak whose writer is gone: at once
                           after a clean end, or once the next record session has started (it completes killed
@@ -108,7 +110,10 @@ PAGE = mmap.PAGESIZE
 MiB = 1 << 20
 GRACE_S = 3.0  # how long a check waits for the state to come back (the sysctl watchdog's delay)
 EXIT_WAIT_S = 20.0  # how long a session may take to end after its signal
-RECORD_FILE = re.compile(r"^r\d+\.data(\.journal|\.attribution|\.old)?$")
+#: a record and what a recording writes beside it: the journal, the code and thread sidecars, damo's profiling
+#: recipe's side files (record --do_record: kdamonds, mem_footprint, vmas, proc_stats, profile), and their .old
+RECORD_FILE = re.compile(r"^r\d+\.data(\.journal|\.attribution|\.threads|\.kdamonds|\.mem_footprint|\.vmas"
+                         r"|\.proc_stats|\.profile)?(\.old)?$")
 
 # ================================================================================================ the workload
 
