@@ -14,6 +14,8 @@ from damon_bpf.errors import InvalidParamsError, NotSupportedError
 from damon_bpf.linux.cgroups import cgroup_file
 
 __all__ = (
+    "parse_swaps",
+    "read_swaps",
     "parse_meminfo",
     "meminfo_path",
     "node_root",
@@ -139,3 +141,23 @@ def read_cgroup_memory_pressure(cgroup2_mount: str, cgroup_path: str) -> dict[st
     """:func:`parse_psi` of cgroup *cgroup_path*'s ``memory.pressure``; None when there is no such cgroup."""
     text = _read_optional(cgroup_file(cgroup2_mount, cgroup_path, "memory.pressure"))
     return None if text is None else parse_psi(text)
+
+
+def parse_swaps(text: str) -> list[tuple[str, str, int]]:
+    """``/proc/swaps``: ``(filename, type, size in KiB)`` of each swap area (a header line, then ``Filename Type
+    Size Used Priority`` rows)."""
+    areas = []
+    for line in text.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) >= 3 and cols[2].isdigit():
+            areas.append((cols[0], cols[1], int(cols[2])))
+    return areas
+
+
+def read_swaps(proc_root: str = "/proc") -> list[tuple[str, str, int]]:
+    """The swap areas of ``/proc/swaps`` (:func:`parse_swaps`); none when it cannot be read."""
+    try:
+        with open(f"{proc_root}/swaps") as f:
+            return parse_swaps(f.read())
+    except OSError:
+        return []

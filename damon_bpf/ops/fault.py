@@ -24,6 +24,7 @@ import numpy as np
 from damon_bpf.engine.model import Ctx
 from damon_bpf.errors import InvalidParamsError, NotSupportedError
 from damon_bpf.linux.syscalls import MADV_PAGEOUT, process_madvise
+from damon_bpf.linux.memory import read_swaps
 from damon_bpf.ops.bpf import BpfAccessOps
 from damon_bpf.ops.sources.fault import PROBES
 from damon_bpf.linux.procmaps import read_maps
@@ -44,11 +45,7 @@ _PM_PFN = (1 << 55) - 1
 
 
 def swap_active(proc_root: str = "/proc") -> bool:
-    try:
-        with open(f"{proc_root}/swaps") as f:
-            return len(f.read().strip().splitlines()) > 1
-    except OSError:
-        return False
+    return bool(read_swaps(proc_root))
 
 
 class FaultOps(BpfAccessOps):

@@ -18,6 +18,7 @@ import subprocess
 from damon_bpf.errors import MissingDependencyError, NotSupportedError, PermissionDeniedError
 from damon_bpf.linux import syscalls
 from damon_bpf.linux.syscalls import MADV_COLD, errname
+from damon_bpf.linux.memory import parse_swaps
 from damon_bpf.probes.features.common import CheckPass, feature, fresh_pages
 from damon_bpf.probes.perf_events import check_hardware_events
 from damon_bpf.probes.perf_events.pmus import Pmus
@@ -98,19 +99,9 @@ def _check_numa_nodes(cp: CheckPass) -> str:
     return f"{len(nodes)} nodes ({', '.join(nodes)})"
 
 
-def _parse_swaps(text: str) -> list[tuple[str, str, int]]:
-    # /proc/swaps: a header line, then "Filename Type Size Used Priority" rows (sizes in KiB).
-    areas = []
-    for line in text.splitlines()[1:]:
-        cols = line.split()
-        if len(cols) >= 3:
-            areas.append((cols[0], cols[1], int(cols[2])))
-    return areas
-
-
 @feature("mm/swap")
 def _check_swap(cp: CheckPass) -> str:
-    areas = _parse_swaps(cp.proc("swaps").read_text())
+    areas = parse_swaps(cp.proc("swaps").read_text())
     if not areas:
         raise NotSupportedError("no swap: MADV_PAGEOUT of anonymous memory cannot work without swap")
     total_mib = sum(a[2] for a in areas) / 1024

@@ -44,3 +44,12 @@ def test_psi_readers(tmp_path: Path) -> None:
     (tmp_path / "cg" / "app" / "memory.pressure").write_text("some avg10=0 avg60=0 avg300=0 total=5\n")
     assert memory.read_cgroup_memory_pressure(str(tmp_path / "cg"), "/app/") == {"some": 5}
     assert memory.read_cgroup_memory_pressure(str(tmp_path / "cg"), "/gone") is None
+
+
+def test_parse_swaps() -> None:
+    from damon_bpf.linux.memory import parse_swaps
+
+    assert parse_swaps("Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n") == []
+    text = ("Filename\tType\tSize\tUsed\tPriority\n/dev/vda2 partition 4194300 0 -2\n"
+            "/var/swapfile file 1048572 512 -3\n")
+    assert parse_swaps(text) == [("/dev/vda2", "partition", 4194300), ("/var/swapfile", "file", 1048572)]
