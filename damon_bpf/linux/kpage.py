@@ -26,6 +26,11 @@ __all__ = (
     "KPF_ANON",
     "KPF_THP",
     "KPF_ZERO_PAGE",
+    "KPF_COMPOUND_HEAD",
+    "KPF_COMPOUND_TAIL",
+    "PM_PRESENT",
+    "PM_SOFT_DIRTY",
+    "PM_PFN",
     "KPageReader",
     "node_blocks",
     "memcg_inode",
@@ -35,8 +40,15 @@ __all__ = (
 KPF_LRU = 1 << 5
 KPF_ACTIVE = 1 << 6
 KPF_ANON = 1 << 12
+KPF_COMPOUND_HEAD = 1 << 15
+KPF_COMPOUND_TAIL = 1 << 16
 KPF_THP = 1 << 22
 KPF_ZERO_PAGE = 1 << 24
+
+# /proc/PID/pagemap entries (Documentation/admin-guide/mm/pagemap.rst)
+PM_PRESENT = 1 << 63
+PM_SOFT_DIRTY = 1 << 55
+PM_PFN = (1 << 55) - 1  # bits 0-54: the page frame number (0 without CAP_SYS_ADMIN)
 
 
 def _open(path: str) -> int:

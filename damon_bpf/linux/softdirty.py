@@ -13,11 +13,10 @@ import ctypes
 import mmap
 import os
 
+from damon_bpf.linux.kpage import PM_PRESENT, PM_SOFT_DIRTY
+
 __all__ = ("PM_SOFT_DIRTY", "soft_dirty_supported")
 
-#: pagemap bit 55: the PTE is soft-dirty (Documentation/admin-guide/mm/pagemap.rst)
-PM_SOFT_DIRTY = 1 << 55
-_PM_PRESENT = 1 << 63
 
 
 def soft_dirty_supported(proc_root: str = "/proc") -> bool:
@@ -39,6 +38,6 @@ def soft_dirty_supported(proc_root: str = "/proc") -> bool:
             return False
         finally:
             os.close(fd)
-        return bool(ent & _PM_PRESENT) and bool(ent & PM_SOFT_DIRTY)
+        return bool(ent & PM_PRESENT) and bool(ent & PM_SOFT_DIRTY)
     finally:
         m.close()

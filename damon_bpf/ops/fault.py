@@ -25,6 +25,7 @@ from damon_bpf.engine.model import Ctx
 from damon_bpf.errors import InvalidParamsError, NotSupportedError
 from damon_bpf.linux.syscalls import MADV_PAGEOUT, process_madvise
 from damon_bpf.linux.memory import read_swaps
+from damon_bpf.linux.kpage import KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL, PM_PFN, PM_PRESENT
 from damon_bpf.ops.bpf import BpfAccessOps
 from damon_bpf.ops.sources.fault import PROBES
 from damon_bpf.linux.procmaps import read_maps
@@ -37,11 +38,6 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 2 << 20
 _LARGE_FOLIO_REFRESH_S = 0.25
-# /proc/kpageflags bits (include/uapi/linux/kernel-page-flags.h)
-_KPF_COMPOUND_HEAD = 1 << 15
-_KPF_COMPOUND_TAIL = 1 << 16
-_PM_PRESENT = 1 << 63
-_PM_PFN = (1 << 55) - 1
 
 
 def swap_active(proc_root: str = "/proc") -> bool:
@@ -206,9 +202,9 @@ def _large_folio_chunks(pid: int, vmas: np.ndarray, proc_root: str) -> np.ndarra
                 probe = max(c, start)
                 try:
                     ent = int.from_bytes(os.pread(pm, 8, probe // 4096 * 8), "little")
-                    if ent & _PM_PRESENT and ent & _PM_PFN:
-                        flags = int.from_bytes(os.pread(kf, 8, (ent & _PM_PFN) * 8), "little")
-                        if flags & (_KPF_COMPOUND_HEAD | _KPF_COMPOUND_TAIL):
+                    if ent & PM_PRESENT and ent & PM_PFN:
+                        flags = int.from_bytes(os.pread(kf, 8, (ent & PM_PFN) * 8), "little")
+                        if flags & (KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL):
                             out.append(c)
                 except OSError:
                     break

@@ -35,6 +35,7 @@ import numpy.typing as npt
 from damon_bpf.engine.core import update_regions_access_rate
 from damon_bpf.engine.model import Ctx, Target
 from damon_bpf.errors import InvalidParamsError, NotSupportedError, PermissionDeniedError, TargetGoneError
+from damon_bpf.linux.kpage import KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL, KPF_LRU, KPF_ZERO_PAGE
 from damon_bpf.linux.syscalls import MADV_COLD, process_madvise
 from damon_bpf.ops.pte_cost import SOFT_MAX_AGGR_US, CostModel, choose_intervals, probe_budget
 from damon_bpf.ops.pte_sampling import HISTORY, ProbeSet, read_points, stochastic_round
@@ -48,11 +49,6 @@ log = logging.getLogger(__name__)
 PAGE_SZ = 4096
 _PMD_SZ = 2 << 20
 _PUD_SZ = 1 << 30
-# /proc/kpageflags bits (include/uapi/linux/kernel-page-flags.h)
-_KPF_LRU = 1 << 5
-_KPF_COMPOUND_HEAD = 1 << 15
-_KPF_COMPOUND_TAIL = 1 << 16
-_KPF_ZERO_PAGE = 1 << 24
 #: Starting estimates (measured on the development VM), replaced by measurements on the target.
 _PRIOR_MADVISE_NS = 5_000.0
 _PRIOR_MADVISE_CALL_NS = 60_000.0
@@ -150,15 +146,15 @@ def folio_ranges(addrs: npt.NDArray[np.int64], pfns: npt.NDArray[np.int64], read
         base = pfn & ~511
         flags = read_flags(base, 513)  # one past the block: a 512-page folio ends exactly at its end
         k = pfn - base
-        if k >= flags.size or not flags[k] & (_KPF_COMPOUND_HEAD | _KPF_COMPOUND_TAIL):
+        if k >= flags.size or not flags[k] & (KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL):
             continue
         head = k
-        while head > 0 and not flags[head] & _KPF_COMPOUND_HEAD:
+        while head > 0 and not flags[head] & KPF_COMPOUND_HEAD:
             head -= 1
         end = k + 1
-        while end < flags.size and flags[end] & _KPF_COMPOUND_TAIL and not flags[end] & _KPF_COMPOUND_HEAD:
+        while end < flags.size and flags[end] & KPF_COMPOUND_TAIL and not flags[end] & KPF_COMPOUND_HEAD:
             end += 1
-        if not flags[head] & _KPF_COMPOUND_HEAD or end == flags.size:
+        if not flags[head] & KPF_COMPOUND_HEAD or end == flags.size:
             starts[i] = a & ~(_PMD_SZ - 1)
             lengths[i] = _PMD_SZ
             continue
@@ -655,11 +651,11 @@ class PteOps(VaddrOps):
             if hit is None or now - hit[0] > _LRU_WINDOWS:
                 hit = cache[pfn] = (now, self._kpageflags_word(pfn))
             flags = hit[1]
-            if flags & _KPF_ZERO_PAGE:
+            if flags & KPF_ZERO_PAGE:
                 self._zero_pfns.add(pfn)
                 ok[i] = False
                 self.nr_zero_page += 1
-            elif not flags & _KPF_LRU and lru_too[i]:
+            elif not flags & KPF_LRU and lru_too[i]:
                 ok[i] = False
                 self.nr_off_lru += 1
                 del cache[pfn]  # off the LRU for a moment, most likely: asked again next time
@@ -681,7 +677,7 @@ class PteOps(VaddrOps):
         for i, pfn in enumerate((result_phys(res) >> np.uint64(12)).tolist()):
             hit = cache.get(pfn)
             if hit is None or now - hit[0] > _FACTS_WINDOWS:
-                big = bool(self._kpageflags_word(pfn) & (_KPF_COMPOUND_HEAD | _KPF_COMPOUND_TAIL)) \
+                big = bool(self._kpageflags_word(pfn) & (KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL)) \
                     if self._kpageflags_fd >= 0 else False
                 many = False
                 if self._kpagecount_fd >= 0:

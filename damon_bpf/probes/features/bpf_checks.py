@@ -18,6 +18,7 @@ from pathlib import Path
 
 from damon_bpf import probes
 from damon_bpf.errors import DamonBpfError, MissingDependencyError, NotSupportedError
+from damon_bpf.linux.kpage import PM_PFN
 from damon_bpf.linux.syscalls import PERF_COUNT_SW_PAGE_FAULTS, PERF_TYPE_SOFTWARE
 from damon_bpf.probes.features.common import CheckPass, bpf_map_create, feature, fresh_pages
 
@@ -217,7 +218,6 @@ def _check_perf_sw_page_faults_addr(cp: CheckPass) -> str:
 
 
 _NR_PTE_PAGES = 512
-_PM_PFN_MASK = (1 << 55) - 1
 
 
 @feature("probe/pte_accessed_bit")
@@ -246,7 +246,7 @@ def _check_pte_accessed_bit(cp: CheckPass) -> str:
             with open(cp.proc("self", "pagemap"), "rb") as pm:
                 pm.seek(start // mmap.PAGESIZE * 8)
                 raw = np.frombuffer(pm.read(addrs.size * 8), dtype=np.uint64)
-            pfns = (raw & np.uint64(_PM_PFN_MASK)).astype(np.int64)
+            pfns = (raw & np.uint64(PM_PFN)).astype(np.int64)
             found = (pte.result_phys(res) >> np.uint64(12)).astype(np.int64)
             present = (res & np.uint64(pte.R_PRESENT)) != 0
             same = int(np.count_nonzero(present & (found == pfns) & (pfns != 0)))
