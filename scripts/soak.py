@@ -862,7 +862,8 @@ class Soak:
         if self.pending:
             pid = self.ensure_workload()
             env = dict(self.env, **{ROUND_ENV: f"{self.token}:final"})
-            subprocess.run([sys.executable, "-m", "damon_bpf", "record", "--source", "pte", "--duration", "1s",
+            # --duration bounds the start-up too (BPF compilation: seconds): long enough to get to the writer
+            subprocess.run([sys.executable, "-m", "damon_bpf", "record", "--source", "pte", "--duration", "15s",
                             "-o", str(self.dir / "final.data"), str(pid)], env=env, cwd=self.run_dir,
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
             self.check_pending(None)
