@@ -63,7 +63,8 @@ def _footprints_args(p: argparse.ArgumentParser) -> None:
 def _load_footprints(path: str) -> list[MemFootprint]:
     fp = side_file(path, MEM_FOOTPRINT_SUFFIX)
     if not os.path.lexists(fp):
-        raise InvalidParamsError(f"{fp}: no such file (record with --do_record mem_footprint, damo's default)")
+        raise InvalidParamsError(f"{fp}: no such file (damon-bpf record writes it unless --do_record leaves "
+                                 "mem_footprint out)")
     return read_mem_footprints(fp)
 
 

@@ -1,6 +1,6 @@
 """``damon-bpf record --do_record`` and the reports of damo's profiling recipe from the command line (issue
-#19): the options' refusals are one line before anything starts, perf's absence is a note (damo's default) or
-an error (asked for by name), and the reports' bad inputs are one-line errors."""
+#19): the options' refusals are one line before anything starts, perf's absence is an error when cpu_profile is
+asked for (the default does not record it), and the reports' bad inputs are one-line errors."""
 
 from __future__ import annotations
 
