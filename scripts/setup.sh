@@ -38,7 +38,8 @@ apt_install() {
 pkgs=()
 pkg_missing() { ! dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 # prometheus: the server and promtool the export tests scrape and lint with (its own service is not left running).
-for p in python3-bpfcc bpfcc-tools python3-venv python3-numpy linux-perf file bpftool prometheus; do
+# binutils: readelf, the oracle of the ELF reader's tests (report objects).
+for p in python3-bpfcc bpfcc-tools python3-venv python3-numpy linux-perf file bpftool prometheus binutils; do
 	pkg_missing "$p" && pkgs+=("$p")
 done
 if [ ${#pkgs[@]} -gt 0 ]; then
