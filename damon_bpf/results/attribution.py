@@ -32,6 +32,7 @@ import numpy.typing as npt
 from damon_bpf.errors import DamonBpfError, InvalidParamsError
 from damon_bpf.linux.files import atomic_write, create_file
 from damon_bpf.linux.process import is_running
+from damon_bpf.results.records.model import ATTRIBUTION_SUFFIX
 
 __all__ = (
     "SIDECAR_SUFFIX",
@@ -51,7 +52,7 @@ __all__ = (
 
 log = logging.getLogger(__name__)
 
-SIDECAR_SUFFIX = ".attribution"
+SIDECAR_SUFFIX = ATTRIBUTION_SUFFIX  # the records' name for it, one definition
 
 
 def sidecar_path(record_path: str) -> str:
