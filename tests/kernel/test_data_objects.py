@@ -79,7 +79,7 @@ def test_python3_global_hot_and_mapping_cold(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         rt_addr, cold_addr, cold_size = (int(x) for x in proc.stdout.readline().split())
-        _record(proc.pid, rec, "6s")
+        _record(proc.pid, rec, "10s")  # a small global among 1000+ regions: enough windows on a loaded machine
         _damo_side_files(proc.pid, rec)
         live = _objects(rec, "--kind", "globals", "--hot", "--top", "3")
         assert live["mappings"].startswith(f"/proc/{proc.pid}/maps (the recorded process, still running; "
