@@ -140,11 +140,12 @@ def walk_ok(w: PteWalker, fd: int, addrs: npt.NDArray[np.uint64]) -> npt.NDArray
 
 def run_pte(pids: list[int], duration_s: float, sample_us: int = 10_000, aggr_us: int = 200_000,
             on_snapshot: Callable[[int], bool | None] | None = None,
+            until: Callable[[list[Snapshot]], bool] | None = None,
             **opts: Any) -> tuple[Monitor, StopReason, list[Snapshot], list[dict[str, Any]]]:
     """Monitor *pids* with the pte source; returns the monitor, why it stopped, every snapshot and the source's
     stats as seen at each snapshot (the source closes its walker at the end, and its stats with it).
     *on_snapshot* is called with the number of snapshots so far, after each; when it returns True the run
-    stops."""
+    stops; so it does when *until*, called with every snapshot so far, returns True."""
     snaps: list[Snapshot] = []
     stats: list[dict[str, Any]] = []
     spec = MonitorSpec(pids=pids, source="pte", source_options=PteOptions(**opts), duration_s=duration_s, seed=1,
@@ -156,6 +157,8 @@ def run_pte(pids: list[int], duration_s: float, sample_us: int = 10_000, aggr_us
         snaps.append(s)
         stats.append(mon.source_stats())
         if on_snapshot is not None and on_snapshot(len(snaps)):
+            mon.stop()
+        elif until is not None and until(snaps):
             mon.stop()
 
     mon.consumers.append(consume)
@@ -416,9 +419,18 @@ def test_pte_mapped_thp_is_not_split(walker: PteWalker, spawn: Any, monkeypatch:
     assert heads.size == size // PMD and (heads % (PMD // PAGE) == 0).all()
 
     advised = _record_advised(monkeypatch)
-    # 5 s: enough aggregations for the adaptive split to cut the hot half from the cold one on a loaded machine
-    _, reason, snaps, stats = run_pte([proc.pid], 5.0, clear=clear, cpu_budget=0.0)
-    assert reason == StopReason.REQUESTED and snaps
+
+    def covers(snaps: list[Snapshot]) -> list[tuple[float, float]]:
+        return [accessed_cover(snap, start, start + size // 2, start, start + size) for snap in snaps[-3:]]
+
+    def settled(snaps: list[Snapshot]) -> bool:
+        # at least 5 s of clearing (25 aggregations); then until the adaptive split has cut the hot half from
+        # the cold one, which a loaded machine may take longer to do (a region across the boundary reads
+        # accessed until a split cuts it)
+        return len(snaps) >= 25 and sum(p >= 0.8 and r >= 0.8 for r, p in covers(snaps)) >= 2
+
+    _, reason, snaps, stats = run_pte([proc.pid], 20.0, clear=clear, cpu_budget=0.0, until=settled)
+    assert reason == StopReason.REQUESTED and len(snaps) >= 25
     assert stats[-1]["clear"] == clear
     with mem_fd(proc.pid) as fd:
         res = walk_ok(walker, fd, addrs)
@@ -433,7 +445,7 @@ def test_pte_mapped_thp_is_not_split(walker: PteWalker, spawn: Any, monkeypatch:
     assert np.array_equal(after, pfns), "the region's pages moved"
     # The samples there were cleared, by whatever means (no split is no proof when nothing was cleared): the
     # cold half reads idle in each of the last snapshots, and the touched half is seen.
-    cover = [accessed_cover(snap, start, start + size // 2, start, start + size) for snap in snaps[-3:]]
+    cover = covers(snaps)
     # (2 of 3: a region across the hot/cold boundary reads accessed until a split cuts it)
     assert sum(p >= 0.8 for _, p in cover) >= 2, f"cold pages read accessed: (recall, precision) {cover}"
     assert max(r for r, _ in cover) >= 0.8, f"the touched half is not seen: (recall, precision) {cover}"
