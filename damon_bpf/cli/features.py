@@ -90,10 +90,13 @@ def source_rows() -> list[SourceRow]:
 def run(args: argparse.Namespace) -> int:
     feats = features.check_all()
     rows = source_rows()
-    picked = sources.auto_source().name
+    try:
+        picked, auto_ok, auto_reason = sources.auto_source().name, True, ""
+    except DamonBpfError as err:
+        picked, auto_ok, auto_reason = "nothing", False, str(err)
     if args.json:
         out = [f.to_dict() for f in feats] + [r.as_feature().to_dict() for r in rows]
-        out.append(Feature("source/auto", True, "", picked).to_dict())
+        out.append(Feature("source/auto", auto_ok, auto_reason, picked).to_dict())
         print(json.dumps(out, indent=2))
         return 0
     print(_header(feats))
@@ -104,5 +107,5 @@ def run(args: argparse.Namespace) -> int:
     table[0] = table[0].replace("FEATURE", "SOURCE ", 1)
     for line in table:
         print(line)
-    print(f"--source auto picks: {picked}")
+    print(f"--source auto picks: {picked}" + (f" ({auto_reason})" if auto_reason else ""))
     return 0

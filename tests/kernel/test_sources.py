@@ -144,6 +144,10 @@ def test_cli_errors_without_root_and_for_missing_hardware(tmp_path: Path) -> Non
     r = _cli("monitor", "--source", "fault", str(os.getpid()), preexec_fn=as_nobody, cwd="/")
     assert r.returncode in (4, 5), r.stderr  # permission denied (or our pid unreadable as nobody)
     assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1
+    # the default source: the line says root is needed, not why the last resort of `auto` fails
+    r = _cli("monitor", "--duration", "2s", "1", preexec_fn=as_nobody, cwd="/")
+    assert r.returncode == 4 and "run it as root" in r.stderr and "fault" not in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1
     if not Path("/sys/bus/event_source/devices/cpu").exists():
         r = _cli("monitor", "--source", "perf", "--event", "mem-loads", str(os.getpid()))
         assert r.returncode == 3 and "PMU" in r.stderr and "Traceback" not in r.stderr

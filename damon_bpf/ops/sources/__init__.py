@@ -14,9 +14,10 @@ To add a source, write its operations set and its descriptor (one file will do) 
 from __future__ import annotations
 
 import argparse
+import os
 from typing import TYPE_CHECKING, Any
 
-from damon_bpf.errors import InvalidParamsError
+from damon_bpf.errors import InvalidParamsError, PermissionDeniedError
 from damon_bpf.ops.sources.base import (
     BpfOptions,
     SharedSettings,
@@ -84,12 +85,20 @@ def auto_order() -> list[SourceDescriptor[Any]]:
 
 def auto_source() -> SourceDescriptor[Any]:
     """The source ``--source auto`` picks on this machine: the first of :func:`auto_order` whose
-    :meth:`~SourceDescriptor.auto_usable` says yes, else the last."""
+    :meth:`~SourceDescriptor.auto_usable` says yes, else the last. Without root none is usable, and the
+    error says that, not why the last one fails (``PermissionDeniedError``)."""
     order = auto_order()
     for d in order[:-1]:
         if d.auto_usable():
             return d
+    if os.geteuid() != 0 and not order[-1].auto_usable():
+        raise PermissionDeniedError(NOT_ROOT)
     return order[-1]
+
+
+#: the one line a user without root gets for ``--source auto``
+NOT_ROOT = ("damon-bpf watches memory accesses through BPF programs, which only root may load: "
+            "run it as root (e.g. with sudo)")
 
 
 def reference_source() -> SourceDescriptor[Any]:

@@ -15,7 +15,7 @@ import pytest
 import damon_bpf
 import damon_bpf.ops
 from damon_bpf.cli import monitor as monitor_cli
-from damon_bpf.errors import InvalidParamsError
+from damon_bpf.errors import InvalidParamsError, PermissionDeniedError
 from damon_bpf.ops import sources
 from damon_bpf.ops.sources import (
     FaultOptions,
@@ -116,8 +116,22 @@ def test_auto_order_and_the_help_that_says_it() -> None:
 
 
 def test_auto_takes_the_last_when_nothing_before_it_is_usable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sources.os, "geteuid", lambda: 0)
     for d in sources.auto_order():
         monkeypatch.setattr(d, "auto_usable", lambda: False)
+    assert sources.auto_source() is FAULT
+
+
+def test_auto_without_root_says_root_not_a_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user without root asking for ``auto`` is told that damon-bpf needs root, not why the fault source (the
+    last resort) fails; a usable source is still picked whoever asks (e.g. one that needs no BPF)."""
+    monkeypatch.setattr(sources.os, "geteuid", lambda: 1000)
+    for d in sources.auto_order():
+        monkeypatch.setattr(d, "auto_usable", lambda: False)
+    with pytest.raises(PermissionDeniedError) as err:
+        sources.auto_source()
+    assert "root" in str(err.value) and "fault" not in str(err.value)
+    monkeypatch.setattr(FAULT, "auto_usable", lambda: True)
     assert sources.auto_source() is FAULT
 
 
