@@ -1,13 +1,15 @@
-"""What a page frame is: ``/proc/kpageflags``, ``/proc/kpagecgroup`` and the NUMA node of a PFN.
+"""What a page frame is: ``/proc/kpageflags``, ``/proc/kpagecount``, ``/proc/kpagecgroup`` and the NUMA node
+of a PFN.
 
-``Documentation/admin-guide/mm/pagemap.rst``: ``/proc/kpageflags`` and ``/proc/kpagecgroup`` hold one 64-bit
-word per PFN (root only): the page's flags (``include/uapi/linux/kernel-page-flags.h``) and the inode number of
-its memory cgroup. The node of a PFN comes from the memory blocks each node lists
+``Documentation/admin-guide/mm/pagemap.rst``: ``/proc/kpageflags``, ``/proc/kpagecount`` and
+``/proc/kpagecgroup`` hold one 64-bit word per PFN (root only): the page's flags
+(``include/uapi/linux/kernel-page-flags.h``), the number of times it is mapped, and the inode number of its memory
+cgroup. The node of a PFN comes from the memory blocks each node lists
 (``/sys/devices/system/node/nodeN/memoryM``, block M covering ``[M, M+1) * block_size_bytes`` of physical
 memory; ``Documentation/admin-guide/mm/memory-hotplug.rst``).
 
-The probes of :mod:`damon_bpf.ops.probe_attrs` read these for a few hundred pages per window: each read is
-one ``pread`` per page, sorted by PFN.
+The probes of :mod:`damon_bpf.ops.probe_attrs` and the ``pte`` source (:mod:`damon_bpf.ops.pte_frames`) read
+these for a few hundred pages per window: one ``pread`` per page, in PFN order.
 """
 
 from __future__ import annotations
@@ -76,24 +78,43 @@ def _read_words(fd: int, pfns: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
 
 
 class KPageReader:
-    """Reads ``/proc/kpageflags`` (always) and ``/proc/kpagecgroup`` (when *cgroup*) for arrays of PFNs.
+    """Reads ``/proc/kpageflags`` (always), ``/proc/kpagecgroup`` (when *cgroup*) and ``/proc/kpagecount`` (when
+    *count*) for arrays of PFNs.
 
     :raises PermissionDeniedError: not root
     :raises NotSupportedError: the kernel lacks the file (``CONFIG_PROC_PAGE_MONITOR``, ``CONFIG_MEMCG``)
     """
 
-    def __init__(self, proc_root: str = "/proc", cgroup: bool = False) -> None:
+    def __init__(self, proc_root: str = "/proc", cgroup: bool = False, count: bool = False) -> None:
         self._flags_fd = _open(f"{proc_root}/kpageflags")
-        self._cg_fd = -1
-        if cgroup:
-            try:
+        self._cg_fd = self._count_fd = -1
+        try:
+            if cgroup:
                 self._cg_fd = _open(f"{proc_root}/kpagecgroup")
-            except BaseException:
-                self.close()
-                raise
+            if count:
+                self._count_fd = _open(f"{proc_root}/kpagecount")
+        except BaseException:
+            self.close()
+            raise
 
     def flags(self, pfns: npt.NDArray[np.int64]) -> npt.NDArray[np.uint64]:
+        """Per PFN, its ``/proc/kpageflags`` word (0 where the file has none)."""
         return _read_words(self._flags_fd, pfns)
+
+    def flags_range(self, first_pfn: int, n: int) -> npt.NDArray[np.uint64]:
+        """The ``/proc/kpageflags`` words of *n* consecutive frames from *first_pfn*, in one read (fewer at the
+        end of memory)."""
+        try:
+            buf = os.pread(self._flags_fd, n * 8, first_pfn * 8)
+        except OSError:
+            return np.zeros(0, dtype=np.uint64)
+        return np.frombuffer(buf[:len(buf) // 8 * 8], dtype=np.uint64)
+
+    def map_counts(self, pfns: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Per PFN, how many times it is mapped (``/proc/kpagecount``; 0 when unknown or not read)."""
+        if self._count_fd < 0:
+            return np.zeros(pfns.size, np.int64)
+        return _read_words(self._count_fd, pfns).astype(np.int64)
 
     def memcgs(self, pfns: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Per PFN, its memory cgroup's inode number (0 when unknown or not read)."""
@@ -102,10 +123,10 @@ class KPageReader:
         return _read_words(self._cg_fd, pfns).astype(np.int64)
 
     def close(self) -> None:
-        for fd in (self._flags_fd, self._cg_fd):
+        for fd in (self._flags_fd, self._cg_fd, self._count_fd):
             if fd >= 0:
                 os.close(fd)
-        self._flags_fd = self._cg_fd = -1
+        self._flags_fd = self._cg_fd = self._count_fd = -1
 
 
 def node_blocks(sys_root: str = "/sys") -> tuple[int, dict[int, int]]:

@@ -26,7 +26,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,19 +35,17 @@ import numpy.typing as npt
 from damon_bpf.engine.core import update_regions_access_rate
 from damon_bpf.engine.model import Ctx, Target
 from damon_bpf.errors import InvalidParamsError, NotSupportedError, PermissionDeniedError, TargetGoneError
-from damon_bpf.linux.kpage import KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL, KPF_LRU, KPF_ZERO_PAGE
 from damon_bpf.linux.syscalls import MADV_COLD, process_madvise
 from damon_bpf.ops.pte_cost import SOFT_MAX_AGGR_US, CostModel, choose_intervals, probe_budget
+from damon_bpf.ops.pte_frames import PAGE_SZ, PMD_SZ, PageFrames, anon_mthp_enabled, folio_ranges, page_idle_words
 from damon_bpf.ops.pte_sampling import HISTORY, ProbeSet, read_points, stochastic_round
 from damon_bpf.ops.sources.pte import CLEAR_METHODS
 from damon_bpf.ops.vaddr import VaddrOps, VaddrTargetData
 
-__all__ = ("PteOps", "CLEAR_METHODS", "folio_ranges")
+__all__ = ("PteOps", "CLEAR_METHODS")
 
 log = logging.getLogger(__name__)
 
-PAGE_SZ = 4096
-_PMD_SZ = 2 << 20
 _PUD_SZ = 1 << 30
 #: Starting estimates (measured on the development VM), replaced by measurements on the target.
 _PRIOR_MADVISE_NS = 5_000.0
@@ -72,13 +70,6 @@ _KEY_SHIFT_L4 = 48
 _KEY_SHIFT_L5 = 57
 #: The least share of the probe budget the probes give way to when windows cost more than the budget.
 _PROBE_SCALE_MIN = 0.02
-#: What /proc/kpageflags and /proc/kpagecount said of a page frame (part of a large folio, mapped more than once)
-#: is believed for this many windows.
-_FACTS_WINDOWS = 16
-_FACTS_MAX = 1 << 16
-#: A page found on an LRU list is believed to be there for this many windows (the check is per window and per
-#: accessed probe: a /proc/kpageflags read each).
-_LRU_WINDOWS = 4
 #: A target with probes on pages mapped more than once (MADV_COLD cannot clear them) gets a clear_refs at most
 #: this often.
 _SHARED_REFS_NS = 10_000_000_000
@@ -128,75 +119,6 @@ class _PteTarget:
         self.mem_fd = self.refs_fd = -1
 
 
-def folio_ranges(addrs: npt.NDArray[np.int64], pfns: npt.NDArray[np.int64], read_flags: Any) -> tuple[
-        npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """The virtual ``(starts, lengths)`` of the folios mapping each sample page, for folios mapped by PTEs.
-
-    :param addrs: page-aligned sample addresses
-    :param pfns: their page frame numbers
-    :param read_flags: ``read_flags(first_pfn, n) -> array of n /proc/kpageflags words``
-    :return: per sample, the folio's first virtual address and length (one page for a small folio); a large
-        folio is assumed mapped contiguously at the address its head page implies (mTHP, page-cache folios, and
-        a THP that lost its PMD mapping); a folio of more than 512 pages, or one whose head lies before the
-        sample's 512-page block, falls back to the sample's 2 MiB-aligned block
-    """
-    starts = addrs.copy()
-    lengths = np.full(addrs.size, PAGE_SZ, dtype=np.int64)
-    for i, (a, pfn) in enumerate(zip(addrs.tolist(), pfns.tolist())):
-        base = pfn & ~511
-        flags = read_flags(base, 513)  # one past the block: a 512-page folio ends exactly at its end
-        k = pfn - base
-        if k >= flags.size or not flags[k] & (KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL):
-            continue
-        head = k
-        while head > 0 and not flags[head] & KPF_COMPOUND_HEAD:
-            head -= 1
-        end = k + 1
-        while end < flags.size and flags[end] & KPF_COMPOUND_TAIL and not flags[end] & KPF_COMPOUND_HEAD:
-            end += 1
-        if not flags[head] & KPF_COMPOUND_HEAD or end == flags.size:
-            starts[i] = a & ~(_PMD_SZ - 1)
-            lengths[i] = _PMD_SZ
-            continue
-        starts[i] = a - (k - head) * PAGE_SZ
-        lengths[i] = (end - head) * PAGE_SZ
-    return starts, lengths
-
-
-def _anon_mthp_enabled(sys_root: str) -> bool:
-    # any anonymous mTHP size below the PMD size enabled (PMD-mapped THPs are seen in the walk itself)
-    base = f"{sys_root}/kernel/mm/transparent_hugepage"
-    try:
-        top = open(f"{base}/enabled").read()
-        names = os.listdir(base)
-    except OSError:
-        return False
-    top_on = "[never]" not in top
-    for name in names:
-        if not name.startswith("hugepages-") or name == f"hugepages-{_PMD_SZ // 1024}kB":
-            continue
-        try:
-            mode = open(f"{base}/{name}/enabled").read()
-        except OSError:
-            continue
-        if "[always]" in mode or "[madvise]" in mode or ("[inherit]" in mode and top_on):
-            return True
-    return False
-
-
-def page_idle_words(pfns: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]]:
-    """The ``/sys/kernel/mm/page_idle/bitmap`` words that mark *pfns* idle: ``(word indexes, words)``, each
-    index once, in order (``Documentation/admin-guide/mm/idle_page_tracking.rst``: bit ``pfn % 64`` of the
-    64-bit word at byte offset ``pfn / 64 * 8``)."""
-    p = np.unique(np.asarray(pfns, dtype=np.int64))
-    idx = p >> 6
-    bits = np.left_shift(np.uint64(1), (p & 63).astype(np.uint64))
-    words, inverse = np.unique(idx, return_inverse=True)
-    out = np.zeros(words.size, dtype=np.uint64)
-    np.bitwise_or.at(out, inverse, bits)
-    return words, out
-
-
 class PteOps(VaddrOps):
     """The ``pte`` operations set (see the module docstring).
 
@@ -225,10 +147,8 @@ class PteOps(VaddrOps):
         self.cost = CostModel()
         self._pt: dict[int, _PteTarget] = {}  # by target index
         self._rng = np.random.default_rng()
-        self._kpageflags_fd = -1
-        self._kpagecount_fd = -1
+        self.frames = PageFrames()
         self._idle_fd = -1
-        self._zero_pfns: set[int] = set()
         self._windows_us: collections.deque[int] = collections.deque(maxlen=HISTORY)
         # thread CPU marks of the current window (see _account_window)
         self._mark_prep_start = self._mark_prep_end = self._mark_read_end = -1
@@ -247,8 +167,6 @@ class PteOps(VaddrOps):
         self._wss_window_us = 1_000_000
         #: the probes of every target, keyed (target << _shift | address): see pte_sampling.ProbeSet
         self._probes = ProbeSet()
-        self._facts: dict[int, tuple[int, bool, bool]] = {}
-        self._flags: dict[int, tuple[int, int]] = {}  # pfn -> (window, kpageflags word) of pages found on the LRU
         self._probe_scale = 1.0
         #: probes MADV_COLD cleared this window: MADV_COLD deactivates, and a folio waits off the LRU in a per-CPU
         #: batch until it drains, so their LRU state says nothing about what the kernel's check would see
@@ -258,9 +176,6 @@ class PteOps(VaddrOps):
         self._mask = (1 << _KEY_SHIFT_L4) - 1
         self._live_now: list[tuple[int, Target, _PteTarget]] = []
         self._region_offs = np.zeros(1, np.int64)
-        #: accessed pages read as not accessed, as the kernel's damon_get_folio() would not return them
-        self.nr_zero_page = 0
-        self.nr_off_lru = 0
         self._claims: dict[int, Any] = {}  # pid -> state.Claim: this monitor clears the pid's Accessed bits
         self._opened = False  # init() is done
 
@@ -290,14 +205,7 @@ class PteOps(VaddrOps):
             cfg = PteWalkConfig(offsets=PteOffsets.from_btf(), layout=layout)
             self.walker = PteWalker(cfg).open()
             self.attach_point = f"page-table walk, {layout.levels}-level, BPF_PROG_TEST_RUN"
-            try:
-                self._kpageflags_fd = os.open(f"{self.proc_root}/kpageflags", os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                self._kpageflags_fd = -1
-            try:
-                self._kpagecount_fd = os.open(f"{self.proc_root}/kpagecount", os.O_RDONLY | os.O_CLOEXEC)
-            except OSError:
-                self._kpagecount_fd = -1
+            self.frames.open(self.proc_root)
             if self.clear in ("auto", "page_idle"):
                 try:
                     self._idle_fd = os.open(f"{self.sys_root}/kernel/mm/page_idle/bitmap",
@@ -337,7 +245,7 @@ class PteOps(VaddrOps):
             pt.close()
             raise InvalidParamsError(f"the pte source watches at most {(1 << (64 - self._shift)) - 1} processes "
                                      "in one monitor")
-        pt.anon_mthp = _anon_mthp_enabled(self.sys_root)
+        pt.anon_mthp = anon_mthp_enabled(self.sys_root)
         self._claim(t.pid)
         self._reset.add(ti)  # a new mm: nothing the old probes showed holds
         pt.dead = False
@@ -394,10 +302,10 @@ class PteOps(VaddrOps):
                 claim.release()
             self._claims.clear()
             self._opened = False
-            for fd in (self._kpageflags_fd, self._kpagecount_fd, self._idle_fd):
-                if fd >= 0:
-                    os.close(fd)
-            self._kpageflags_fd = self._kpagecount_fd = self._idle_fd = -1
+            self.frames.close()
+            if self._idle_fd >= 0:
+                os.close(self._idle_fd)
+            self._idle_fd = -1
             if self.walker is not None:
                 self.walker.close()
                 self.walker = None
@@ -498,7 +406,7 @@ class PteOps(VaddrOps):
         gap = acc & (pr.nwin > 0) & ((pr.hist & np.uint64(1)) == 0)
         if gap.any():
             gi = np.flatnonzero(gap)
-            ok = self._page_ok((result_phys(res[gi]) >> np.uint64(12)).astype(np.int64))
+            ok = self.frames.page_ok((result_phys(res[gi]) >> np.uint64(12)).astype(np.int64), self._windows)
             pr.hist[gi[ok]] |= np.uint64(1)
         # each target's probes are one run of the key order
         bounds = np.searchsorted(tgt, [ti for ti, _, _ in live] + [1 << 62])
@@ -519,13 +427,15 @@ class PteOps(VaddrOps):
 
     def _clear(self, t: Target, pt: _PteTarget, need: npt.NDArray[np.int64], res: npt.NDArray[np.uint64]) -> None:
         # clear the Accessed bits of one target's probes *need* (indexes of the probe set; res: their walk)
+        from damon_bpf.probes.pte import result_phys
+
         pr = self._probes
         method = pt.explore or pt.method
         pt.explore = None
         if method == "madvise":
             # MADV_COLD leaves the Accessed bit of a page mapped more than once (shared libraries, shared
             # memory, KSM) alone: such probes are cleared by a clear_refs of the target every so often
-            compound, shared = self._page_facts(res)
+            compound, shared = self.frames.facts((result_phys(res) >> np.uint64(12)).astype(np.int64), self._windows)
             if shared.any():
                 if time.monotonic_ns() - pt.refs_ns >= self._refs_period_ns():
                     method = "clear_refs"
@@ -592,7 +502,7 @@ class PteOps(VaddrOps):
             if touched.size:
                 # what damon_get_folio() would not return is no access (once per window: kpageflags reads)
                 pfns = (result_phys(out[touched]) >> np.uint64(12)).astype(np.int64)
-                pr.first[touched[~self._page_ok(pfns, ~self._advised[touched])]] = 0
+                pr.first[touched[~self.frames.page_ok(pfns, self._windows, ~self._advised[touched])]] = 0
             p, has = pr.access_rates(nreg)
             hits_all = stochastic_round(nr_samples * p, self._rng)
             pr.end_window()
@@ -632,65 +542,7 @@ class PteOps(VaddrOps):
                 self.cost.add_window(fixed, loop, max(self._loop_n, 1))
                 self.cost.add_loop(loop, len(read_points(max(self._loop_n, 1))), self._nslots)
 
-    def _page_ok(self, pfns: npt.NDArray[np.int64],
-                 check_lru: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.bool_]:
-        """Per page found accessed, whether the kernel's vaddr check would take it as an access: it must be one
-        ``damon_get_folio()`` returns, an LRU folio (not the zero page, not a folio isolated or still in a
-        per-CPU batch). Where *check_lru* is False only the zero page is refused (see ``_PteTarget.advised``)."""
-        ok = np.ones(pfns.size, bool)
-        if self._kpageflags_fd < 0 or not pfns.size:
-            return ok
-        lru_too = check_lru.tolist() if check_lru is not None else [True] * pfns.size
-        cache, now = self._flags, self._windows
-        for i, pfn in enumerate(pfns.tolist()):
-            if pfn in self._zero_pfns:
-                ok[i] = False
-                self.nr_zero_page += 1
-                continue
-            hit = cache.get(pfn)
-            if hit is None or now - hit[0] > _LRU_WINDOWS:
-                hit = cache[pfn] = (now, self._kpageflags_word(pfn))
-            flags = hit[1]
-            if flags & KPF_ZERO_PAGE:
-                self._zero_pfns.add(pfn)
-                ok[i] = False
-                self.nr_zero_page += 1
-            elif not flags & KPF_LRU and lru_too[i]:
-                ok[i] = False
-                self.nr_off_lru += 1
-                del cache[pfn]  # off the LRU for a moment, most likely: asked again next time
-        if len(cache) > _FACTS_MAX:
-            self._flags = {k: v for k, v in cache.items() if now - v[0] <= _LRU_WINDOWS}
-        return ok
-
     # -- clearing ----------------------------------------------------------------------------------------
-
-    def _page_facts(self, res: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
-        """Per result, whether its page is part of a large folio (``/proc/kpageflags``) and whether it is mapped
-        more than once (``/proc/kpagecount``). Remembered per page frame for :data:`_FACTS_WINDOWS` windows: a
-        page's folio and sharing rarely change, and two reads per probe per window add up over many targets."""
-        from damon_bpf.probes.pte import result_phys
-
-        compound = np.zeros(res.size, bool)
-        shared = np.zeros(res.size, bool)
-        cache, now = self._facts, self._windows
-        for i, pfn in enumerate((result_phys(res) >> np.uint64(12)).tolist()):
-            hit = cache.get(pfn)
-            if hit is None or now - hit[0] > _FACTS_WINDOWS:
-                big = bool(self._kpageflags_word(pfn) & (KPF_COMPOUND_HEAD | KPF_COMPOUND_TAIL)) \
-                    if self._kpageflags_fd >= 0 else False
-                many = False
-                if self._kpagecount_fd >= 0:
-                    try:
-                        raw = os.pread(self._kpagecount_fd, 8, pfn * 8)
-                        many = len(raw) == 8 and int.from_bytes(raw, "little") > 1
-                    except OSError:
-                        pass
-                hit = cache[pfn] = (now, big, many)
-            compound[i], shared[i] = hit[1], hit[2]
-        if len(cache) > _FACTS_MAX:
-            self._facts = {k: v for k, v in cache.items() if now - v[0] <= _FACTS_WINDOWS}
-        return compound, shared
 
     def _refs_period_ns(self) -> float:
         # how often a target with shared probes gets a clear_refs: every _SHARED_REFS_NS at most (clear_refs
@@ -762,22 +614,22 @@ class PteOps(VaddrOps):
             starts = a.copy()
             lengths = np.full(a.size, PAGE_SZ, dtype=np.int64)
             pmd = level == 2
-            starts[pmd] = a[pmd] & ~(_PMD_SZ - 1)
-            lengths[pmd] = _PMD_SZ
+            starts[pmd] = a[pmd] & ~(PMD_SZ - 1)
+            lengths[pmd] = PMD_SZ
             pud = level == 3
             starts[pud] = a[pud] & ~(_PUD_SZ - 1)
             lengths[pud] = _PUD_SZ
             # a PTE-mapped probe in a large folio (mTHP, a large page-cache folio, a THP that lost its PMD
             # mapping: mremap() to an unaligned address, a partial munmap()): advise the whole folio
             big = small & compound
-            if big.any() and self._kpageflags_fd >= 0:
+            if big.any() and self.frames.has_flags:
                 pfns = (result_phys(res[big]) >> np.uint64(12)).astype(np.int64)
-                starts[big], lengths[big] = folio_ranges(a[big], pfns, self._read_kpageflags)
+                starts[big], lengths[big] = folio_ranges(a[big], pfns, self.frames.read)
             # MADV_COLD splits a PTE-mapped large folio it covers only in part, and it works one page table at a
             # time (madvise_cold_or_pageout_pte_range()): a folio that sticks out of its VMA or crosses a 2 MiB
             # boundary would be split. Such a target is cleared with clear_refs this window (it splits nothing).
             vs, ve = self._vma_bounds(pt, data.vmas if isinstance(data, VaddrTargetData) else [])
-            partial = small & (lengths > PAGE_SZ) & ((starts // _PMD_SZ) != ((starts + lengths - 1) // _PMD_SZ))
+            partial = small & (lengths > PAGE_SZ) & ((starts // PMD_SZ) != ((starts + lengths - 1) // PMD_SZ))
             if vs.size:
                 j = np.maximum(np.searchsorted(vs, starts, side="right") - 1, 0)
                 partial |= ~((starts >= vs[j]) & (starts + lengths <= ve[j]))
@@ -812,20 +664,6 @@ class PteOps(VaddrOps):
             arr = np.array(kept, dtype=np.int64).reshape(-1, 2)
             pt.vma_bounds = (vmas, arr[:, 0].copy(), arr[:, 1].copy())
         return pt.vma_bounds[1], pt.vma_bounds[2]
-
-    def _kpageflags_word(self, pfn: int) -> int:
-        try:
-            raw = os.pread(self._kpageflags_fd, 8, pfn * 8)
-        except OSError:
-            return 0
-        return int.from_bytes(raw, "little") if len(raw) == 8 else 0
-
-    def _read_kpageflags(self, first_pfn: int, n: int) -> npt.NDArray[np.uint64]:
-        try:
-            buf = os.pread(self._kpageflags_fd, n * 8, first_pfn * 8)
-        except OSError:
-            return np.zeros(0, dtype=np.uint64)
-        return np.frombuffer(buf[:len(buf) // 8 * 8], dtype=np.uint64)
 
     def _madvise_all(self, pt: _PteTarget, pidfd: int, starts: npt.NDArray[np.int64],
                      lengths: npt.NDArray[np.int64]) -> bool:
@@ -1006,8 +844,9 @@ class PteOps(VaddrOps):
         if live:
             out["madvise_us_per_page"] = round(sum(p.madvise_ns for p in live) / len(live) / 1e3, 2)
             out["clear_refs_ns_per_page"] = round(sum(p.refs_ns_per_page for p in live) / len(live), 1)
-        if self.nr_zero_page or self.nr_off_lru:
-            out["not_lru"] = self.nr_zero_page + self.nr_off_lru
+        not_lru = self.frames.nr_zero_page + self.frames.nr_off_lru
+        if not_lru:
+            out["not_lru"] = not_lru
         shared = sum(p.nr_shared for p in self._pt.values())
         if shared:
             out["shared_waits"] = shared

@@ -1,4 +1,4 @@
-"""The pte source's pure parts: folio extents, the paging layout, the -D flags, the clear-method cost model,
+"""The pte source's pure parts: the paging layout, the -D flags, the clear-method cost model,
 the CPU-budget floor, and the CLI's source selection and warnings."""
 
 from __future__ import annotations
@@ -21,68 +21,6 @@ from damon_bpf.ops.pte_cost import MIN_SAMPLES, CostModel, choose_intervals, pro
 from damon_bpf.probes import pte as pte_probe
 
 PTE, FAULT, PERF = (sources.get_source(name) for name in ("pte", "fault", "perf"))
-HEAD = 1 << 15
-TAIL = 1 << 16
-
-
-def _flags_reader(flags: dict[int, int]):
-    def read(first: int, n: int) -> np.ndarray:
-        return np.array([flags.get(first + i, 0) for i in range(n)], dtype=np.uint64)
-
-    return read
-
-
-def test_folio_ranges_small_page_is_one_page() -> None:
-    starts, lengths = pte_ops.folio_ranges(np.array([0x7000_0000_5000]), np.array([1000]), _flags_reader({}))
-    assert starts.tolist() == [0x7000_0000_5000] and lengths.tolist() == [4096]
-
-
-def test_folio_ranges_covers_whole_large_folio() -> None:
-    # a 16-page folio at pfns 1024..1039; the sample is its 5th page, mapped at 0x...5000 + 4 pages
-    flags = {1024: HEAD, **{p: TAIL for p in range(1025, 1040)}}
-    addr = 0x7F00_0010_0000 + 4 * 4096
-    starts, lengths = pte_ops.folio_ranges(np.array([addr]), np.array([1028]), _flags_reader(flags))
-    assert starts.tolist() == [0x7F00_0010_0000]
-    assert lengths.tolist() == [16 * 4096]
-
-
-def test_folio_ranges_head_sample_and_neighbour_folio() -> None:
-    # two adjacent 4-page folios: a sample in the second must not take in the first
-    flags = {2048: HEAD, 2049: TAIL, 2050: TAIL, 2051: TAIL, 2052: HEAD, 2053: TAIL, 2054: TAIL, 2055: TAIL}
-    a = 0x6000_0000_0000
-    starts, lengths = pte_ops.folio_ranges(np.array([a, a + 4 * 4096]), np.array([2052, 2052 + 0]),
-                                           _flags_reader(flags))
-    assert lengths.tolist() == [4 * 4096, 4 * 4096]
-    assert starts.tolist() == [a, a + 4 * 4096]
-
-
-def test_folio_ranges_folio_larger_than_block_falls_back_to_pmd() -> None:
-    # every page of the 512-pfn block is a tail (the head lies before it): a folio > 2 MiB, advise its 2 MiB
-    flags = {p: TAIL for p in range(4096, 4096 + 512)}
-    addr = 0x7F00_0020_0000 + 7 * 4096
-    starts, lengths = pte_ops.folio_ranges(np.array([addr]), np.array([4096 + 7]), _flags_reader(flags))
-    assert starts.tolist() == [0x7F00_0020_0000] and lengths.tolist() == [2 << 20]
-
-
-def _thp_tree(tmp_path: Path, top: str, sizes: dict[str, str]) -> str:
-    base = tmp_path / "kernel" / "mm" / "transparent_hugepage"
-    base.mkdir(parents=True)
-    (base / "enabled").write_text(top)
-    for name, mode in sizes.items():
-        (base / name).mkdir()
-        (base / name / "enabled").write_text(mode)
-    return str(tmp_path)
-
-
-@pytest.mark.parametrize("top,sizes,want", [
-    ("always [madvise] never", {"hugepages-2048kB": "always [inherit] madvise never",
-                                "hugepages-64kB": "always inherit madvise [never]"}, False),
-    ("always [madvise] never", {"hugepages-64kB": "always inherit [madvise] never"}, True),
-    ("always madvise [never]", {"hugepages-64kB": "always [inherit] madvise never"}, False),
-    ("[always] madvise never", {"hugepages-16kB": "always [inherit] madvise never"}, True),
-])
-def test_anon_mthp_enabled(tmp_path: Path, top: str, sizes: dict[str, str], want: bool) -> None:
-    assert pte_ops._anon_mthp_enabled(_thp_tree(tmp_path, top, sizes)) is want
 
 
 def _proc(tmp_path: Path, flags: str, kallsyms: str) -> str:
@@ -202,23 +140,6 @@ def test_page_idle_is_kept_while_it_works() -> None:
     ops._choose_method(pt)
     assert pt.method == "page_idle" and pt.explore is None
     ops._idle_fd = -1
-
-
-def test_page_idle_words_encode_pfns_as_the_kernel_reads_them() -> None:
-    # bit pfn % 64 of the u64 at byte offset pfn / 64 * 8 (Documentation/admin-guide/mm/idle_page_tracking.rst)
-    words, bits = pte_ops.page_idle_words(np.array([0, 63, 64, 130, 63, 4097]))
-    assert words.tolist() == [0, 1, 2, 64]
-    assert bits.tolist() == [(1 << 0) | (1 << 63), 1, 1 << 2, 1 << 1]
-
-
-def test_folio_ranges_512_page_folio_is_advised_exactly() -> None:
-    # a PMD-sized folio mapped by PTEs at an address that is not 2 MiB-aligned (a THP moved by mremap()): its
-    # range starts at the head's address, 512 pages long, not the sample's aligned 2 MiB block
-    flags = {8192: HEAD, **{p: TAIL for p in range(8193, 8192 + 512)}, 8192 + 512: HEAD}
-    head_va = 0x7F00_0000_0000 + 64 * 1024
-    addr = head_va + 300 * 4096
-    starts, lengths = pte_ops.folio_ranges(np.array([addr]), np.array([8192 + 300]), _flags_reader(flags))
-    assert starts.tolist() == [head_va] and lengths.tolist() == [2 << 20]
 
 
 def test_intervals_keep_the_budget_within_bounds() -> None:
