@@ -12,7 +12,7 @@ interval draws one random page per region, as ``damon_va_prepare_access_checks()
 2. new samples and their prepare, by one of the two methods, alternating from interval to interval:
 
    - ``madvise``: a walk of the new samples (*prepare walk*), then ``process_madvise(MADV_COLD)`` of each
-     sample whose Accessed bit is set, one iovec per page (2 MiB for a PMD-mapped one), as ``_clear_madvise``
+     sample whose Accessed bit is set, one iovec per page (2 MiB for a PMD-mapped one), as ``Clearing.clear_madvise``
      does; per cleared page, and how many were cleared;
    - ``clear_refs``: ``"1"`` to ``/proc/<pid>/clear_refs`` (the whole process; per resident page from
      ``/proc/<pid>/statm``);
@@ -153,7 +153,7 @@ class Cell:
         return c
 
     def madvise(self, addrs: np.ndarray, res: np.ndarray) -> tuple[Clock, int]:
-        """MADV_COLD of the samples whose Accessed bit is set (``PteOps._clear_madvise`` after its walk, without
+        """MADV_COLD of the samples whose Accessed bit is set (``ops.pte_clear.Clearing.clear_madvise`` after its walk, without
         the large-folio lookup, which anonymous memory without mTHP does not need). Returns the pages cleared."""
         from damon_bpf.linux.syscalls import MADV_COLD, process_madvise
         from damon_bpf.probes.pte import R_ACCESSED, R_PRESENT, result_level

@@ -21,12 +21,10 @@ See docs/pte.md for the walk, the estimators, the costs and the safety argument.
 from __future__ import annotations
 
 import collections
-import errno
 import logging
 import math
 import os
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,28 +33,17 @@ import numpy.typing as npt
 from damon_bpf.engine.core import update_regions_access_rate
 from damon_bpf.engine.model import Ctx, Target
 from damon_bpf.errors import InvalidParamsError, NotSupportedError, PermissionDeniedError, TargetGoneError
-from damon_bpf.linux.syscalls import MADV_COLD, process_madvise
 from damon_bpf.ops.pte_cost import SOFT_MAX_AGGR_US, CostModel, choose_intervals, probe_budget
-from damon_bpf.ops.pte_frames import PAGE_SZ, PMD_SZ, PageFrames, anon_mthp_enabled, folio_ranges, page_idle_words
+from damon_bpf.ops.pte_clear import EWMA, Clearing, PteTarget
+from damon_bpf.ops.pte_frames import PageFrames, anon_mthp_enabled
 from damon_bpf.ops.pte_sampling import HISTORY, ProbeSet, read_points, stochastic_round
 from damon_bpf.ops.sources.pte import CLEAR_METHODS
-from damon_bpf.ops.vaddr import VaddrOps, VaddrTargetData
+from damon_bpf.ops.vaddr import VaddrOps
 
 __all__ = ("PteOps", "CLEAR_METHODS")
 
 log = logging.getLogger(__name__)
 
-_PUD_SZ = 1 << 30
-#: Starting estimates (measured on the development VM), replaced by measurements on the target.
-_PRIOR_MADVISE_NS = 5_000.0
-_PRIOR_MADVISE_CALL_NS = 60_000.0
-_PRIOR_CLEAR_REFS_NS_PER_PAGE = 60.0
-_PRIOR_PAGE_IDLE_NS = 1_000.0
-_EWMA = 0.2
-#: The share of a window's CPU budget madvise may take before clear_refs, when much cheaper, takes over.
-_MADVISE_SHARE = 0.3
-#: Re-measure the clearing method not in use every this many windows (when its estimate is within 4x).
-_EXPLORE_EVERY = 32
 #: How often the resident size is re-read and the clearing method chosen.
 _HOUSEKEEPING_NS = 1_000_000_000
 #: Intervals change at most this often unless the budget is exceeded by 20%.
@@ -70,53 +57,12 @@ _KEY_SHIFT_L4 = 48
 _KEY_SHIFT_L5 = 57
 #: The least share of the probe budget the probes give way to when windows cost more than the budget.
 _PROBE_SCALE_MIN = 0.02
-#: A target with probes on pages mapped more than once (MADV_COLD cannot clear them) gets a clear_refs at most
-#: this often.
-_SHARED_REFS_NS = 10_000_000_000
 #: The first read given to probes the reads must skip (a set bit that could not be cleared tells nothing).
 _SKIP = 1 << 62
 #: WalkStatus.MM_DEAD (bpf/pte.bpf.c enum pte_ret)
 _MM_DEAD = 2
 #: Chance that a probe retires after a window (a new random page of its region replaces it).
 _RETIRE_CHANCE = 1 / 32
-
-
-@dataclass(eq=False)
-class _PteTarget:
-    # per-target state of the pte source, beside VaddrTargetData
-    pid: int
-    ti: int
-    mem_fd: int = -1
-    refs_fd: int = -1
-    method: str = "madvise"
-    madvise_ns: float = _PRIOR_MADVISE_NS  # per page cleared (for the live view)
-    madvise_window_ns: float = _PRIOR_MADVISE_CALL_NS  # per window: the call and its pages, at today's load
-    refs_ns_per_page: float = _PRIOR_CLEAR_REFS_NS_PER_PAGE
-    idle_ns: float = _PRIOR_PAGE_IDLE_NS  # per page marked idle
-    madvise_measured: bool = False
-    refs_measured: bool = False
-    rss_pages: int = 0
-    explore: str | None = None  # a method to try once at the next prepare
-    nr_execs: int = 0
-    nr_cleared: int = 0
-    nr_partial_folios: int = 0  # probes in large folios madvise would split: cleared by clear_refs instead
-    nr_to_clear: float = 0.0  # probes found set per window (EWMA): what madvise and page_idle have to clear
-    dead: bool = False
-    method_used: str = ""  # how the last madvise clear was done in the end (clear_refs for partial folios)
-    refs_ns: int = -(1 << 62)  # time.monotonic_ns() of the last clear_refs
-    nr_shared: int = 0  # probes madvise could not clear (shared pages), cumulative
-    anon_mthp: bool = False
-    # (the VMA list they come from, starts, ends): see PteOps._vma_bounds
-    vma_bounds: tuple[list[Any], npt.NDArray[np.int64], npt.NDArray[np.int64]] | None = None
-
-    def close(self) -> None:
-        for fd in (self.mem_fd, self.refs_fd):
-            if fd >= 0:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        self.mem_fd = self.refs_fd = -1
 
 
 class PteOps(VaddrOps):
@@ -145,10 +91,10 @@ class PteOps(VaddrOps):
         #: messages for the user about what this source can and cannot see here
         self.notes: list[str] = []
         self.cost = CostModel()
-        self._pt: dict[int, _PteTarget] = {}  # by target index
+        self._pt: dict[int, PteTarget] = {}  # by target index
         self._rng = np.random.default_rng()
         self.frames = PageFrames()
-        self._idle_fd = -1
+        self.clearing = Clearing(self.frames)
         self._windows_us: collections.deque[int] = collections.deque(maxlen=HISTORY)
         # thread CPU marks of the current window (see _account_window)
         self._mark_prep_start = self._mark_prep_end = self._mark_read_end = -1
@@ -174,7 +120,7 @@ class PteOps(VaddrOps):
         self._reset: set[int] = set()  # targets whose probes go at the next window (exec)
         self._shift = _KEY_SHIFT_L4
         self._mask = (1 << _KEY_SHIFT_L4) - 1
-        self._live_now: list[tuple[int, Target, _PteTarget]] = []
+        self._live_now: list[tuple[int, Target, PteTarget]] = []
         self._region_offs = np.zeros(1, np.int64)
         self._claims: dict[int, Any] = {}  # pid -> state.Claim: this monitor clears the pid's Accessed bits
         self._opened = False  # init() is done
@@ -207,13 +153,7 @@ class PteOps(VaddrOps):
             self.attach_point = f"page-table walk, {layout.levels}-level, BPF_PROG_TEST_RUN"
             self.frames.open(self.proc_root)
             if self.clear in ("auto", "page_idle"):
-                try:
-                    self._idle_fd = os.open(f"{self.sys_root}/kernel/mm/page_idle/bitmap",
-                                            os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-                except OSError as err:
-                    if self.clear == "page_idle":
-                        raise NotSupportedError(f"--pte-clear page_idle: {err.strerror}") from err
-                    self._idle_fd = -1
+                self.clearing.open_page_idle(self.sys_root, required=self.clear == "page_idle")
             for ti, t in enumerate(ctx.targets):
                 if t.pid is not None:
                     self._open_target(ti, t)
@@ -222,9 +162,9 @@ class PteOps(VaddrOps):
             self.cleanup(ctx)
             raise
 
-    def _open_target(self, ti: int, t: Target) -> _PteTarget:
+    def _open_target(self, ti: int, t: Target) -> PteTarget:
         assert t.pid is not None
-        pt = self._pt.get(ti) or _PteTarget(pid=t.pid, ti=ti)
+        pt = self._pt.get(ti) or PteTarget(pid=t.pid, ti=ti)
         pt.close()
         try:
             pt.mem_fd = os.open(f"{self.proc_root}/{t.pid}/mem", os.O_RDONLY | os.O_CLOEXEC)
@@ -238,7 +178,7 @@ class PteOps(VaddrOps):
                 f"cannot open /proc/{t.pid}/{'mem' if pt.mem_fd < 0 else 'clear_refs'}: {err.strerror}"
                 " (ptrace access is needed: root, and kernel.yama.ptrace_scope below 3)") from err
         if self.clear == "auto":
-            pt.method = "page_idle" if self._idle_fd >= 0 else "madvise"
+            pt.method = "page_idle" if self.clearing.idle_fd >= 0 else "madvise"
         else:
             pt.method = self.clear
         if ti >= 1 << (64 - self._shift) - 1:
@@ -279,7 +219,7 @@ class PteOps(VaddrOps):
             else:
                 self.notes.append(msg)
 
-    def _refresh_target(self, pt: _PteTarget) -> None:
+    def _refresh_target(self, pt: PteTarget) -> None:
         # resident pages: what clear_refs costs
         try:
             with open(f"{self.proc_root}/{pt.pid}/statm") as f:
@@ -303,9 +243,7 @@ class PteOps(VaddrOps):
             self._claims.clear()
             self._opened = False
             self.frames.close()
-            if self._idle_fd >= 0:
-                os.close(self._idle_fd)
-            self._idle_fd = -1
+            self.clearing.close()
             if self.walker is not None:
                 self.walker.close()
                 self.walker = None
@@ -314,7 +252,7 @@ class PteOps(VaddrOps):
 
     # -- a window: clear once, read every sampling interval ----------------------------------------------
 
-    def _live(self, ctx: Ctx) -> list[tuple[int, Target, _PteTarget]]:
+    def _live(self, ctx: Ctx) -> list[tuple[int, Target, PteTarget]]:
         out = []
         for ti, t in enumerate(ctx.targets):
             pt = self._pt.get(ti)
@@ -327,7 +265,7 @@ class PteOps(VaddrOps):
         out: npt.NDArray[np.uint64] = addrs.astype(np.uint64) | np.uint64(ti << self._shift)
         return out
 
-    def _regions(self, live: list[tuple[int, Target, _PteTarget]]) -> tuple[
+    def _regions(self, live: list[tuple[int, Target, PteTarget]]) -> tuple[
             npt.NDArray[np.uint64], npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
         """Every live target's regions as keys, in one order: starts, ends, and each target's first region."""
         if not live:
@@ -350,7 +288,7 @@ class PteOps(VaddrOps):
                 if not pt.dead:
                     self._refresh_target(pt)
                     if self.clear == "auto":
-                        self._choose_method(pt)
+                        self.clearing.choose_method(pt, self._windows, self._aggr_us, self.cpu_budget)
         live = self._live(ctx)
         self._wss_window_us = ctx.working_set_window_us
         self._aggr_us = ctx.attrs.aggr_interval_us
@@ -420,12 +358,12 @@ class PteOps(VaddrOps):
                 self._walk_failed(t, pt, _MM_DEAD)
                 continue
             need = lo + np.flatnonzero(acc[lo:hi])
-            pt.nr_to_clear = (1 - _EWMA) * pt.nr_to_clear + _EWMA * need.size
+            pt.nr_to_clear = (1 - EWMA) * pt.nr_to_clear + EWMA * need.size
             if need.size:
                 self._clear(t, pt, need, res[need])
         self._mark_prep_end = time.thread_time_ns()
 
-    def _clear(self, t: Target, pt: _PteTarget, need: npt.NDArray[np.int64], res: npt.NDArray[np.uint64]) -> None:
+    def _clear(self, t: Target, pt: PteTarget, need: npt.NDArray[np.int64], res: npt.NDArray[np.uint64]) -> None:
         # clear the Accessed bits of one target's probes *need* (indexes of the probe set; res: their walk)
         from damon_bpf.probes.pte import result_phys
 
@@ -437,7 +375,7 @@ class PteOps(VaddrOps):
             # memory, KSM) alone: such probes are cleared by a clear_refs of the target every so often
             compound, shared = self.frames.facts((result_phys(res) >> np.uint64(12)).astype(np.int64), self._windows)
             if shared.any():
-                if time.monotonic_ns() - pt.refs_ns >= self._refs_period_ns():
+                if time.monotonic_ns() - pt.refs_ns >= self.clearing.refs_period_ns(self._pt.values(), self.cpu_budget):
                     method = "clear_refs"
                 else:
                     pt.nr_shared += int(np.count_nonzero(shared))
@@ -450,12 +388,12 @@ class PteOps(VaddrOps):
                     need, res, compound = need[~shared], res[~shared], compound[~shared]
         if not need.size:
             return
-        if method == "page_idle" and self._idle_fd >= 0:
-            ok = self._clear_page_idle(pt, res)
+        if method == "page_idle" and self.clearing.idle_fd >= 0:
+            ok = self.clearing.clear_page_idle(pt, res)
         elif method == "clear_refs":
-            ok = self._clear_refs(pt)
+            ok = self.clearing.clear_refs(pt)
         else:
-            ok = self._clear_madvise(t, pt, (pr.addr[need] & np.uint64(self._mask)), res, compound)
+            ok = self.clearing.clear_madvise(t, pt, (pr.addr[need] & np.uint64(self._mask)), res, compound)
             self._advised[need] = pt.method_used == "madvise"
         if not ok:
             pr.valid[need] = False
@@ -544,150 +482,7 @@ class PteOps(VaddrOps):
 
     # -- clearing ----------------------------------------------------------------------------------------
 
-    def _refs_period_ns(self) -> float:
-        # how often a target with shared probes gets a clear_refs: every _SHARED_REFS_NS at most (clear_refs
-        # also clears PG_referenced of every page: reclaim refaults more, bench/refaults.py), and less often
-        # where the clear_refs of every live target would take more than a fifth of the budget
-        period = float(_SHARED_REFS_NS)
-        if self.cpu_budget > 0:
-            total = sum(p.rss_pages * p.refs_ns_per_page for p in self._pt.values() if not p.dead)
-            period = max(period, total / (0.2 * self.cpu_budget))
-        return period
-
-    def _clear_refs(self, pt: _PteTarget) -> bool:
-        pt.refs_ns = time.monotonic_ns()
-        t0 = time.thread_time_ns()
-        try:
-            os.write(pt.refs_fd, b"1")
-        except OSError as err:
-            if err.errno == errno.ESRCH:
-                pt.dead = True
-                return False
-            raise NotSupportedError(f"writing /proc/{pt.pid}/clear_refs: {err.strerror}") from err
-        d = time.thread_time_ns() - t0
-        if pt.rss_pages:
-            per = d / pt.rss_pages
-            pt.refs_ns_per_page = per if not pt.refs_measured else (1 - _EWMA) * pt.refs_ns_per_page + _EWMA * per
-            pt.refs_measured = True
-        pt.nr_cleared += pt.rss_pages
-        return True
-
-    def _clear_page_idle(self, pt: _PteTarget, res: npt.NDArray[np.uint64]) -> bool:
-        # the kernel's own mkold (page_idle_clear_pte_refs(): no TLB flush, PG_young kept), by PFN
-        from damon_bpf.probes.pte import result_phys
-
-        t0 = time.thread_time_ns()
-        words, bits = page_idle_words((result_phys(res) >> np.uint64(12)).astype(np.int64))
-        try:
-            # runs of consecutive words go in one write
-            cut = np.flatnonzero(np.diff(words) != 1) + 1
-            for w, b in zip(np.split(words, cut), np.split(bits, cut)):
-                os.pwrite(self._idle_fd, b.astype("<u8").tobytes(), int(w[0]) * 8)
-        except OSError as err:
-            log.warning("pte: page_idle write failed (%s): clearing with madvise from now on", err.strerror)
-            os.close(self._idle_fd)
-            self._idle_fd = -1
-            pt.method = "madvise"
-            return False
-        per = (time.thread_time_ns() - t0) / max(1, res.size)
-        pt.idle_ns = (1 - _EWMA) * pt.idle_ns + _EWMA * per
-        pt.nr_cleared += int(res.size)
-        return True
-
-    def _clear_madvise(self, t: Target, pt: _PteTarget, addrs: npt.NDArray[np.uint64],
-                       res: npt.NDArray[np.uint64], compound: npt.NDArray[np.bool_]) -> bool:
-        from damon_bpf.probes.pte import result_level, result_phys
-
-        data = t.ops_data
-        pidfd = data.pidfd if isinstance(data, VaddrTargetData) else None
-        if pidfd is None:
-            return False
-        t0 = time.thread_time_ns()
-        a = addrs.astype(np.int64)
-        level = result_level(res)
-        small = level == 1
-        if small.all() and not compound.any():
-            # the common case: small pages, one iovec each, already in order
-            pt.method_used = "madvise"
-            starts, lengths = a, np.full(a.size, PAGE_SZ, dtype=np.int64)
-        else:
-            starts = a.copy()
-            lengths = np.full(a.size, PAGE_SZ, dtype=np.int64)
-            pmd = level == 2
-            starts[pmd] = a[pmd] & ~(PMD_SZ - 1)
-            lengths[pmd] = PMD_SZ
-            pud = level == 3
-            starts[pud] = a[pud] & ~(_PUD_SZ - 1)
-            lengths[pud] = _PUD_SZ
-            # a PTE-mapped probe in a large folio (mTHP, a large page-cache folio, a THP that lost its PMD
-            # mapping: mremap() to an unaligned address, a partial munmap()): advise the whole folio
-            big = small & compound
-            if big.any() and self.frames.has_flags:
-                pfns = (result_phys(res[big]) >> np.uint64(12)).astype(np.int64)
-                starts[big], lengths[big] = folio_ranges(a[big], pfns, self.frames.read)
-            # MADV_COLD splits a PTE-mapped large folio it covers only in part, and it works one page table at a
-            # time (madvise_cold_or_pageout_pte_range()): a folio that sticks out of its VMA or crosses a 2 MiB
-            # boundary would be split. Such a target is cleared with clear_refs this window (it splits nothing).
-            vs, ve = self._vma_bounds(pt, data.vmas if isinstance(data, VaddrTargetData) else [])
-            partial = small & (lengths > PAGE_SZ) & ((starts // PMD_SZ) != ((starts + lengths - 1) // PMD_SZ))
-            if vs.size:
-                j = np.maximum(np.searchsorted(vs, starts, side="right") - 1, 0)
-                partial |= ~((starts >= vs[j]) & (starts + lengths <= ve[j]))
-            if partial.any():
-                pt.nr_partial_folios += int(np.count_nonzero(partial))
-                pt.method_used = "clear_refs"
-                return self._clear_refs(pt)
-            pt.method_used = "madvise"
-            # one iovec per folio, in address order, without repeats (two probes in one huge page)
-            order = np.lexsort((lengths, starts))
-            starts, lengths = starts[order], lengths[order]
-            keep = np.ones(starts.size, dtype=bool)
-            keep[1:] = starts[1:] >= starts[:-1] + lengths[:-1]
-            starts, lengths = starts[keep], lengths[keep]
-        ok = self._madvise_all(pt, pidfd, starts, lengths)
-        d = time.thread_time_ns() - t0
-        per = d / max(1, starts.size)
-        if not pt.madvise_measured:
-            pt.madvise_ns, pt.madvise_window_ns = per, float(d)
-        else:
-            pt.madvise_ns = (1 - _EWMA) * pt.madvise_ns + _EWMA * per
-            pt.madvise_window_ns = (1 - _EWMA) * pt.madvise_window_ns + _EWMA * d
-        pt.madvise_measured = True
-        pt.nr_cleared += int(starts.size)
-        return ok
-
-    def _vma_bounds(self, pt: _PteTarget, vmas: list[Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        # the starts and ends of the target's VMAs (not [vsyscall], above 2^63), as arrays: built again only
-        # when the VMA list is another one (ops updates replace it), not every window
-        if pt.vma_bounds is None or pt.vma_bounds[0] is not vmas:
-            kept = [(v.start, v.end) for v in vmas if v.end < 2**63]
-            arr = np.array(kept, dtype=np.int64).reshape(-1, 2)
-            pt.vma_bounds = (vmas, arr[:, 0].copy(), arr[:, 1].copy())
-        return pt.vma_bounds[1], pt.vma_bounds[2]
-
-    def _madvise_all(self, pt: _PteTarget, pidfd: int, starts: npt.NDArray[np.int64],
-                     lengths: npt.NDArray[np.int64]) -> bool:
-        # The kernel stops a vector at the first range it refuses (hugetlb VMAs, a range unmapped since the
-        # walk) and returns the bytes of the ranges before it: skip that one and go on with the rest.
-        iov = np.column_stack((starts, lengths))  # (start, length) rows: the iovecs
-        ends = np.cumsum(lengths)
-        i, n, all_ok = 0, starts.size, True
-        while i < n:
-            try:
-                done = process_madvise(pidfd, iov[i:], MADV_COLD)
-            except TargetGoneError:
-                pt.dead = True
-                return False
-            except OSError:
-                i += 1
-                all_ok = False
-                continue
-            before = int(ends[i - 1]) if i else 0
-            k = int(np.searchsorted(ends[i:], before + done, side="right"))
-            i += k + 1
-        return all_ok
-
-    def _walk_failed(self, t: Target, pt: _PteTarget, status: int) -> None:
+    def _walk_failed(self, t: Target, pt: PteTarget, status: int) -> None:
         from damon_bpf.probes.pte import WalkStatus
 
         if status != WalkStatus.MM_DEAD:
@@ -710,29 +505,6 @@ class PteOps(VaddrOps):
             return
         pt.nr_execs += 1
         log.info("pte: pid %d called exec(); following its new address space", pt.pid)
-
-    def _choose_method(self, pt: _PteTarget) -> None:
-        # page_idle, where the kernel has it, is the kernel's own mkold: kept unless it fails
-        if pt.method == "page_idle" and self._idle_fd >= 0:
-            return
-        est_madv = pt.madvise_window_ns
-        est_refs = pt.rss_pages * pt.refs_ns_per_page
-        # madvise disturbs reclaim least (bench/refaults.py: +0.4% refaults against +124% for clear_refs, which
-        # clears PG_referenced of every page): it stays unless it costs more than 4x clear_refs and more than
-        # _MADVISE_SHARE of a window's budget
-        window_budget = self.cpu_budget * self._aggr_us * 1000
-        pricey = est_madv > 4 * est_refs and (not window_budget or est_madv > _MADVISE_SHARE * window_budget)
-        best = "clear_refs" if pricey else "madvise"
-        if best != pt.method:
-            log.info("pte: pid %d: clearing with %s (%.0f us) instead of %s (%.0f us)", pt.pid, best,
-                     min(est_madv, est_refs) / 1e3, pt.method, max(est_madv, est_refs) / 1e3)
-        pt.method = best
-        # clear_refs is measured (once at first, then every _EXPLORE_EVERY windows) only while it could take over
-        if best == "madvise" and est_madv > 4 * est_refs and (not pt.refs_measured
-                                                              or self._windows % _EXPLORE_EVERY == 0):
-            pt.explore = "clear_refs"
-        elif best == "clear_refs" and self._windows % _EXPLORE_EVERY == 0:
-            pt.explore = "madvise"
 
     # -- the intervals -----------------------------------------------------------------------------------
 
@@ -824,7 +596,7 @@ class PteOps(VaddrOps):
             return {}
         st = self.walker.stats()
         live = [pt for pt in self._pt.values() if not pt.dead]
-        methods = sorted({pt.method if pt.method != "page_idle" or self._idle_fd >= 0 else "madvise"
+        methods = sorted({pt.method if pt.method != "page_idle" or self.clearing.idle_fd >= 0 else "madvise"
                           for pt in live})
         out: dict[str, Any] = {
             "attach": self.attach_point,

@@ -20,6 +20,7 @@ import numpy.typing as npt
 import pytest
 
 import damon_bpf.ops.pte as pte_ops_mod
+import damon_bpf.ops.pte_clear as pte_clear_mod
 from damon_bpf.engine import Attrs, Snapshot, StopReason
 from damon_bpf.session.monitor import Monitor, MonitorSpec
 from damon_bpf.ops.sources import PteOptions
@@ -330,13 +331,13 @@ def test_dirty_bit_follows_writes(walker: PteWalker) -> None:
 def _record_advised(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     # the (start, end) ranges the source process_madvise()s from now on
     advised: list[tuple[int, int]] = []
-    real = pte_ops_mod.process_madvise
+    real = pte_clear_mod.process_madvise
 
     def recording(pidfd: int, iov: Any, advice: int) -> int:
         advised.extend((int(s), int(s + n)) for s, n in np.asarray(iov).reshape(-1, 2))
         return real(pidfd, iov, advice)
 
-    monkeypatch.setattr(pte_ops_mod, "process_madvise", recording)
+    monkeypatch.setattr(pte_clear_mod, "process_madvise", recording)
     return advised
 
 
@@ -619,13 +620,13 @@ def test_observation_window_is_a_full_interval_when_clearing_is_slow(monkeypatch
     12 ms delay per call), every read must still come whole sampling intervals after the clear returned, else it
     reads bits cleared a moment ago and hot memory looks idle: each window's first read comes at least one
     sampling interval after its preparation returned, and the hot range is seen."""
-    real = pte_ops_mod.process_madvise
+    real = pte_clear_mod.process_madvise
 
     def slow(pidfd: int, ranges: Any, advice: int) -> int:
         time.sleep(0.012)  # the call's cost comes before its last pages are cleared
         return real(pidfd, ranges, advice)
 
-    monkeypatch.setattr(pte_ops_mod, "process_madvise", slow)
+    monkeypatch.setattr(pte_clear_mod, "process_madvise", slow)
     events: list[tuple[str, int]] = []
     real_prepare, real_observe = pte_ops_mod.PteOps.prepare_access_checks, pte_ops_mod.PteOps.observe
 

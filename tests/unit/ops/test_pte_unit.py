@@ -95,53 +95,6 @@ def _ctx(nr_regions: int, goal: IntervalsGoal | None = None) -> tuple[Ctx, Targe
     return ctx, t
 
 
-def test_clear_method_prefers_madvise_within_the_budget() -> None:
-    """madvise disturbs reclaim least (bench/refaults.py): clear_refs takes over only when madvise costs more than
-    4x it and more than 30% of a window's budget."""
-    ops = pte_ops.PteOps(cpu_budget=0.01)
-    ops._aggr_us = 500_000  # 5 ms of budget a window
-    pt = pte_ops._PteTarget(pid=1, ti=0, rss_pages=10_000, madvise_measured=True, refs_measured=True)
-    pt.madvise_window_ns, pt.refs_ns_per_page = 1_000_000.0, 60.0  # 1 ms against 0.6 ms: madvise stays
-    ops._choose_method(pt)
-    assert pt.method == "madvise"
-    pt.madvise_window_ns = 2_000_000.0  # 3.3x clear_refs, 40% of the window's budget: still madvise
-    ops._choose_method(pt)
-    assert pt.method == "madvise"
-    pt.madvise_window_ns = 3_000_000.0  # 5x clear_refs and 60% of the window's budget: clear_refs
-    ops._choose_method(pt)
-    assert pt.method == "clear_refs"
-    pt.rss_pages = 10_000_000  # 600 ms of clear_refs
-    ops._choose_method(pt)
-    assert pt.method == "madvise"
-
-
-def test_clear_refs_is_measured_only_when_it_could_take_over() -> None:
-    ops = pte_ops.PteOps(cpu_budget=0.01)
-    ops._aggr_us = 500_000
-    # madvise 4.5x the prior of clear_refs but within 30% of the budget: madvise stays, clear_refs is tried once
-    pt = pte_ops._PteTarget(pid=1, ti=0, rss_pages=5_000, madvise_measured=True, refs_measured=False)
-    pt.madvise_window_ns = 1_350_000.0
-    ops._choose_method(pt)
-    assert pt.method == "madvise" and pt.explore == "clear_refs"
-    # over 4x and over 30% of the budget: clear_refs (its prior) takes over
-    pt.madvise_window_ns = 3_000_000.0
-    ops._choose_method(pt)
-    assert pt.method == "clear_refs"
-    pt = pte_ops._PteTarget(pid=1, ti=0, rss_pages=100_000, madvise_measured=True, refs_measured=False)
-    ops._choose_method(pt)
-    assert pt.method == "madvise" and pt.explore is None
-
-
-def test_page_idle_is_kept_while_it_works() -> None:
-    ops = pte_ops.PteOps()
-    ops._idle_fd = 99  # as if /sys/kernel/mm/page_idle/bitmap were open
-    pt = pte_ops._PteTarget(pid=1, ti=0, rss_pages=10, method="page_idle", madvise_measured=True,
-                            refs_measured=True)
-    ops._choose_method(pt)
-    assert pt.method == "page_idle" and pt.explore is None
-    ops._idle_fd = -1
-
-
 def test_intervals_keep_the_budget_within_bounds() -> None:
     c = CostModel(fixed_ns=1_800_000.0, per_sample_ns=45_000.0)  # 2.7 ms a window of 20 (0.9 of 1%)
     sample, aggr, met = choose_intervals(c, 0.01, 100_000, 1_000_000)
