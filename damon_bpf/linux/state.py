@@ -113,7 +113,34 @@ class Claim:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             self._fd, self._path, self.holder = fd, path, None
+            self._sweep(path.parent)
             return True
+
+    def _sweep(self, folder: Path) -> None:
+        # A claimer killed by SIGKILL leaves its file (the lock goes with the process, the name stays): remove
+        # the files of this family ("pte-" for "pte-PID") that nobody holds, each under its own lock and only if
+        # it is still the file at that name (the protocol acquire() follows), so that /run does not fill up
+        # with one file per process ever monitored.
+        family = self.name.rpartition("-")[0]
+        if not family:
+            return
+        for entry in os.scandir(folder):
+            if not entry.name.startswith(f"{family}-") or not entry.name.endswith(".lock") or \
+                    entry.name == f"{self.name}.lock":
+                continue
+            try:
+                fd = _open_lock(Path(entry.path))
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                st, fst = os.lstat(entry.path), os.fstat(fd)
+                if (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino):
+                    os.unlink(entry.path)
+            except OSError:  # held (BlockingIOError), or gone meanwhile
+                pass
+            finally:
+                os.close(fd)
 
     def release(self) -> None:
         """Give the claim up (and remove its file); safe to call twice."""

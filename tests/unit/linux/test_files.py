@@ -231,3 +231,36 @@ def test_claims_are_exclusive_between_processes_and_die_with_them(tmp_path: Path
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_claim_removes_its_family_s_stale_files_only(tmp_path: Path) -> None:
+    """A claimer killed by SIGKILL leaves its lock file behind; the next claim of the same family removes the
+    files nobody holds, and leaves a held one, its own, and other families' alone."""
+    state = tmp_path / "state"
+    with locked("sysctl", state):
+        pass
+    for name in ("pte-1", "pte-2", "other-1"):
+        (state / f"{name}.lock").write_text("1\n")
+        os.chmod(state / f"{name}.lock", 0o600)
+    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
+            "from damon_bpf.linux.state import Claim; c = Claim('pte-3', Path(sys.argv[2])); "
+            "print(c.acquire(), flush=True); time.sleep(60)")
+    root = str(Path(__file__).resolve().parents[3])
+    child = subprocess.Popen([sys.executable, "-c", code, root, str(state)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "True"
+        c = Claim("pte-1234", state)
+        assert c.acquire()
+        assert sorted(p.name for p in state.iterdir()) == ["other-1.lock", "pte-1234.lock", "pte-3.lock",
+                                                           "sysctl.lock"]
+        c.release()
+        child.kill()  # its file stays (SIGKILL) until the next claim
+        child.wait()
+        assert (state / "pte-3.lock").exists()
+        c = Claim("pte-5", state)
+        assert c.acquire()
+        c.release()
+        assert sorted(p.name for p in state.iterdir()) == ["other-1.lock", "sysctl.lock"]
+    finally:
+        child.kill()
+        child.wait()
