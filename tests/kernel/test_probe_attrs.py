@@ -202,11 +202,14 @@ def test_probes_on_the_system_python() -> None:
         _stop(p)
     assert compared > 5 * (64 << 20), compared
     assert errors["anon"] < 0.1 and errors["file"] < 0.1, errors
-    # the probes see the 64 MiB written buffer as anonymous memory
-    t = snaps[-1].targets[0]
-    assert t.probe_hits is not None
-    anon_bytes = float(((t.end - t.start) * np.minimum(t.probe_hits[:, 0] / snaps[-1].max_nr_accesses, 1)).sum())
-    assert anon_bytes > 0.8 * (64 << 20), anon_bytes
+    # the probes see the 64 MiB written buffer as anonymous memory: over the last 5 snapshots, as _share() reads
+    # them (one aggregation's figure ranged from 38 to 67 MiB here: a few probes per region, rounded at random)
+    per_snap = []
+    for s in snaps[-5:]:
+        t = s.targets[0]
+        assert t.probe_hits is not None
+        per_snap.append(float(((t.end - t.start) * np.minimum(t.probe_hits[:, 0] / s.max_nr_accesses, 1)).sum()))
+    assert sum(per_snap) / len(per_snap) > 0.8 * (64 << 20), per_snap
 
 
 def _anon_huge_kib(pid: int) -> int:
