@@ -42,6 +42,7 @@ _EXPLORE_EVERY = 32
 #: this often.
 _SHARED_REFS_NS = 10_000_000_000
 
+
 @dataclass(eq=False)
 class PteTarget:
     """Per-target state of the pte source, beside ``VaddrTargetData``: its /proc files and how its probes are
