@@ -146,28 +146,32 @@ def _unit_count(v: Any, unit: str) -> int | None:
     return None
 
 
-def _nr_bound(v: Any, attrs: Attrs, where: str) -> tuple[int, Fraction | None]:
-    # (samples for attrs, the percentage when given as one)
-    n = _unit_count(v, "samples")
+def _raw_bound(v: Any, unit: str, where: str) -> int | None:
+    # a bound given in the field's own unit ("N samples", "N aggr_intervals", "min", "max"), or None
+    n = _unit_count(v, unit)
     if n is not None:
         if n < 0:
             raise _err(where, f"must not be negative: {v!r}")
-        return min(n, UINT_MAX), None
+        return min(n, UINT_MAX)
     if isinstance(v, str) and v.strip().lower() in ("min", "max"):
-        return (0 if v.strip().lower() == "min" else UINT_MAX), None
+        return 0 if v.strip().lower() == "min" else UINT_MAX
+    return None
+
+
+def _nr_bound(v: Any, attrs: Attrs, where: str) -> tuple[int, Fraction | None]:
+    # (samples for attrs, the percentage when given as one)
+    n = _raw_bound(v, "samples", where)
+    if n is not None:
+        return n, None
     pct = _percent(v, where)
     return access_pct_to_nr_accesses(pct, attrs), pct
 
 
 def _age_bound(v: Any, attrs: Attrs, where: str) -> tuple[int, int | None]:
     # (aggregation intervals for attrs, the time in µs when given as one; a time of 2**64-1 µs is damo's max)
-    n = _unit_count(v, "aggr_intervals")
+    n = _raw_bound(v, "aggr_intervals", where)
     if n is not None:
-        if n < 0:
-            raise _err(where, f"must not be negative: {v!r}")
-        return min(n, UINT_MAX), None
-    if isinstance(v, str) and v.strip().lower() in ("min", "max"):
-        return (0 if v.strip().lower() == "min" else UINT_MAX), None
+        return n, None
     us = _time_us(v, where)
     return age_us_to_aggr_intervals(us, attrs), (us if us < U64_MAX else None)
 

@@ -204,6 +204,15 @@ def test_locked_makes_its_folder_private(tmp_path: Path, umask0: None) -> None:
     assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
 
 
+def _claim_in_child(name: str, state: Path) -> subprocess.Popen[str]:
+    """A child process that takes the claim *name* in *state*, prints whether it got it, and sleeps."""
+    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
+            "from damon_bpf.linux.state import Claim; c = Claim(sys.argv[3], Path(sys.argv[2])); "
+            "print(c.acquire(), flush=True); time.sleep(60)")
+    root = str(Path(__file__).resolve().parents[3])
+    return subprocess.Popen([sys.executable, "-c", code, root, str(state), name], stdout=subprocess.PIPE, text=True)
+
+
 def test_claims_are_exclusive_between_processes_and_die_with_them(tmp_path: Path) -> None:
     state = tmp_path / "state"
     a = Claim("pte-1234", state)
@@ -212,11 +221,7 @@ def test_claims_are_exclusive_between_processes_and_die_with_them(tmp_path: Path
     a.release()
     assert b.acquire()
     b.release()
-    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
-            "from damon_bpf.linux.state import Claim; c = Claim('pte-1234', Path(sys.argv[2])); "
-            "print(c.acquire(), flush=True); time.sleep(60)")
-    root = str(Path(__file__).resolve().parents[3])
-    child = subprocess.Popen([sys.executable, "-c", code, root, str(state)], stdout=subprocess.PIPE, text=True)
+    child = _claim_in_child("pte-1234", state)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "True"
         c = Claim("pte-1234", state)
@@ -242,11 +247,7 @@ def test_a_claim_removes_its_family_s_stale_files_only(tmp_path: Path) -> None:
     for name in ("pte-1", "pte-2", "other-1"):
         (state / f"{name}.lock").write_text("1\n")
         os.chmod(state / f"{name}.lock", 0o600)
-    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); from pathlib import Path; "
-            "from damon_bpf.linux.state import Claim; c = Claim('pte-3', Path(sys.argv[2])); "
-            "print(c.acquire(), flush=True); time.sleep(60)")
-    root = str(Path(__file__).resolve().parents[3])
-    child = subprocess.Popen([sys.executable, "-c", code, root, str(state)], stdout=subprocess.PIPE, text=True)
+    child = _claim_in_child("pte-3", state)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "True"
         c = Claim("pte-1234", state)
