@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
+import sys
+from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -62,3 +66,24 @@ def kernel() -> None:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("kernel") is not None and item.get_closest_marker("nokernel") is None:
         require_kernel()
+
+
+@pytest.fixture
+def nobody_can_reach() -> Iterator[None]:
+    """Let another user (``nobody``) walk down to this checkout and its interpreter, for tests that run the CLI
+    under that user: a clone in a private folder (``mktemp -d`` makes it 0700) is otherwise out of its reach and
+    the exec fails with EACCES. Each folder on the way that others cannot search gets their search bit (o+x: no
+    listing) for the test, and its mode back after."""
+    here = Path(__file__).resolve().parent.parent
+    paths = {here, Path(sys.executable).parent.absolute()}
+    changed: list[tuple[Path, int]] = []
+    try:
+        for p in sorted({d for path in paths for d in (path, *path.parents)}):
+            mode = stat.S_IMODE(p.stat().st_mode)
+            if not mode & stat.S_IXOTH:
+                os.chmod(p, mode | stat.S_IXOTH)
+                changed.append((p, mode))
+        yield
+    finally:
+        for p, mode in reversed(changed):
+            os.chmod(p, mode)

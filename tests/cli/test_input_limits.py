@@ -264,7 +264,7 @@ def _as_nobody() -> None:
     os.setuid(65534)
 
 
-def test_a_refused_bind_is_a_permission_error() -> None:
+def test_a_refused_bind_is_a_permission_error(nobody_can_reach: None) -> None:
     with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
         if int(f.read()) <= 81:
             pytest.skip("unprivileged users may bind port 81 here")

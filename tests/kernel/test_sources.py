@@ -136,7 +136,7 @@ def test_cli_fault_json_has_raw_counts_and_stats() -> None:
     assert all(0 <= x["nr_accesses"] <= last["max_nr_accesses"] for x in regs)
 
 
-def test_cli_errors_without_root_and_for_missing_hardware(tmp_path: Path) -> None:
+def test_cli_errors_without_root_and_for_missing_hardware(tmp_path: Path, nobody_can_reach: None) -> None:
     def as_nobody() -> None:
         os.setgid(65534)
         os.setuid(65534)
